@@ -1,0 +1,363 @@
+//! WebGPU path (wgpu's WebGPU backend, i.e. `navigator.gpu`). One tensor per call; every buffer
+//! lives only for the call.
+//!
+//! Limits and fallbacks (each documented where it happens):
+//! - Every storage binding stays within `chunk_bytes` = min(maxStorageBufferBindingSize,
+//!   maxBufferSize) of the device (or a smaller test override): tensors are cut into chunks of
+//!   whole rows; a call whose single row does not fit runs on the CPU instead.
+//! - Channel scores: non-finite inputs run on the CPU (WGSL may assume finite floats).
+//! - Selection: O(n · group size) integer comparisons; above `MAX_SELECT_COMPARISONS` the
+//!   O(n log n) CPU sort is used.
+//! - Gather moves u32 words: element sizes whose per-channel block is not a whole number of
+//!   words (e.g. f16 or u8 along the last axis with an odd count) run on the CPU.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::cpu::{self, Layout};
+
+/// Elements one workgroup of `lp_reduce.wgsl` sums (WG * RUN).
+const LP_ELEMENTS_PER_GROUP: usize = 256 * 16;
+/// Invocations per workgroup in `select_rank.wgsl` and `gather.wgsl`.
+const WORKGROUP: usize = 256;
+/// WebGPU's guaranteed maxComputeWorkgroupsPerDimension.
+const MAX_GROUPS_PER_DIM: usize = 65_535;
+/// Above this many comparisons the GPU selection is slower than the CPU sort.
+const MAX_SELECT_COMPARISONS: u64 = 1 << 28;
+
+/// Tensor values for the channel scores: f32 values or f16 bit patterns.
+pub enum Values<'a> {
+    F32(&'a [f32]),
+    F16(&'a [u16]),
+}
+
+impl Values<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Values::F32(v) => v.len(),
+            Values::F16(v) => v.len(),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Values::F32(v) => bytemuck::cast_slice(v),
+            Values::F16(v) => bytemuck::cast_slice(v),
+        }
+    }
+
+    fn element_size(&self) -> usize {
+        match self {
+            Values::F32(_) => 4,
+            Values::F16(_) => 2,
+        }
+    }
+
+    pub fn cpu_scores(&self, layout: Layout, p: u32) -> Result<Vec<f32>, String> {
+        match self {
+            Values::F32(v) => cpu::channel_lp_scores(v, layout, p, |x| x),
+            Values::F16(v) => cpu::channel_lp_scores(v, layout, p, cpu::f16_to_f32),
+        }
+    }
+}
+
+struct Kernel {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    lp: Kernel,
+    select: Kernel,
+    gather: Kernel,
+    chunk_bytes: usize,
+    pub adapter_name: String,
+}
+
+impl Gpu {
+    /// Requests an adapter and device. `max_chunk_bytes` lowers the per-binding size (tests use
+    /// it to exercise chunking on small tensors).
+    pub async fn new(max_chunk_bytes: Option<u32>) -> Result<Gpu, String> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: wgpu::Backends::BROWSER_WEBGPU,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions::default())
+            .await
+            .map_err(|e| format!("no WebGPU adapter available ({e})"))?;
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("prune_core"),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("WebGPU device request failed ({e})"))?;
+        let device_max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        // Keep 4 bytes of headroom for padding an odd f16 chunk up to whole words.
+        let mut chunk_bytes = (device_max.min(u32::MAX as u64) as usize - 4) & !3;
+        if let Some(max) = max_chunk_bytes {
+            chunk_bytes = chunk_bytes.min(max as usize & !3).max(4);
+        }
+        let kernel = |source: &str| {
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: None,
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: None,
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            let layout = pipeline.get_bind_group_layout(0);
+            Kernel { pipeline, layout }
+        };
+        Ok(Gpu {
+            lp: kernel(include_str!("shaders/lp_reduce.wgsl")),
+            select: kernel(include_str!("shaders/select_rank.wgsl")),
+            gather: kernel(include_str!("shaders/gather.wgsl")),
+            adapter_name: adapter.get_info().name,
+            chunk_bytes,
+            device,
+            queue,
+        })
+    }
+
+    pub fn destroy(&self) {
+        self.device.destroy();
+    }
+
+    /// Per-channel Σ|x|^p. Chunks are whole `[rows, channels, inner]` blocks when one outer row
+    /// fits a binding, else `[1, some channels, inner]` blocks of one row; if a single channel
+    /// row is larger than a binding, the call runs on the CPU.
+    pub async fn channel_lp_scores(
+        &self,
+        values: Values<'_>,
+        dims: &[u32],
+        axis: u32,
+        p: u32,
+    ) -> Result<Vec<f32>, String> {
+        let layout = Layout::new(dims, axis, values.len())?;
+        let Layout { outer, channels, inner } = layout;
+        let size = values.element_size();
+        if (p != 1 && p != 2) || values.len() == 0 || inner * size > self.chunk_bytes {
+            return values.cpu_scores(layout, p);
+        }
+        let slice_bytes = channels * inner * size;
+        // (first row, row count, first channel, channel count)
+        let mut chunks = Vec::new();
+        if slice_bytes <= self.chunk_bytes {
+            let rows = self.chunk_bytes / slice_bytes;
+            for o in (0..outer).step_by(rows) {
+                chunks.push((o, rows.min(outer - o), 0, channels));
+            }
+        } else {
+            let span = self.chunk_bytes / (inner * size);
+            for o in 0..outer {
+                for c in (0..channels).step_by(span) {
+                    chunks.push((o, 1, c, span.min(channels - c)));
+                }
+            }
+        }
+        let bytes = values.bytes();
+        let mut sums = vec![0f64; channels];
+        for (o, rows, c0, count) in chunks {
+            let start = (o * channels + c0) * inner * size;
+            let len = rows * count * inner * size;
+            let per_channel = rows * inner;
+            let splits = per_channel.div_ceil(LP_ELEMENTS_PER_GROUP);
+            let groups = count * splits;
+            let params = [count, inner, per_channel, splits, groups, (size == 2) as usize, p as usize, 0];
+            let input = self.upload(&bytes[start..start + len], wgpu::BufferUsages::STORAGE);
+            let partials = self.output(groups * 4);
+            let flag = self.upload(&[0; 4], wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC);
+            let out = self
+                .run(&self.lp, &params, &[&input, &partials, &flag], groups, &[&partials, &flag])
+                .await?;
+            if bytemuck::pod_read_unaligned::<u32>(&out[1][..4]) != 0 {
+                return values.cpu_scores(layout, p); // inf/NaN present
+            }
+            let partials: &[f32] = bytemuck::cast_slice(&out[0]);
+            for (g, &v) in partials.iter().enumerate() {
+                sums[c0 + g / splits] += v as f64;
+            }
+        }
+        Ok(sums.into_iter().map(|s| s as f32).collect())
+    }
+
+    /// Stable per-group selection by rank counting (see `select_rank.wgsl`).
+    pub async fn select_keep_per_group(
+        &self,
+        scores: &[f32],
+        groups: usize,
+        drop: usize,
+    ) -> Result<Vec<u32>, String> {
+        let size = cpu::check_selection(scores.len(), groups, drop)?;
+        let comparisons = scores.len() as u64 * size as u64;
+        if drop == 0 || drop == size || scores.len() * 4 > self.chunk_bytes
+            || comparisons > MAX_SELECT_COMPARISONS
+        {
+            return cpu::select_keep_per_group(scores, groups, drop);
+        }
+        let input = self.upload(bytemuck::cast_slice(scores), wgpu::BufferUsages::STORAGE);
+        let keep = self.output(scores.len() * 4);
+        let params = [scores.len(), size, drop, 0];
+        let workgroups = scores.len().div_ceil(WORKGROUP);
+        let out = self.run(&self.select, &params, &[&input, &keep], workgroups, &[&keep]).await?;
+        let flags: Vec<bool> = bytemuck::cast_slice::<u8, u32>(&out[0]).iter().map(|&k| k != 0).collect();
+        Ok(cpu::kept_indices(&flags))
+    }
+
+    /// Gather on u32 words, chunked by whole outer rows. Runs on the CPU when a channel block is
+    /// not a whole number of words or one outer row (input or output) exceeds a binding.
+    pub async fn gather_axis(
+        &self,
+        bytes: &[u8],
+        dims: &[u32],
+        element_size: u32,
+        axis: u32,
+        indices: &[u32],
+    ) -> Result<Vec<u8>, String> {
+        let layout = cpu::check_gather(bytes.len(), dims, element_size, axis, indices)?;
+        let block = layout.inner * element_size as usize;
+        let in_row = layout.channels * block;
+        let out_row = indices.len() * block;
+        let row_bytes = in_row.max(out_row);
+        if block % 4 != 0 || row_bytes == 0 || layout.outer == 0 || row_bytes > self.chunk_bytes
+            || indices.len() * 4 > self.chunk_bytes
+        {
+            return cpu::gather_axis(bytes, dims, element_size, axis, indices);
+        }
+        let index_buffer = self.upload(bytemuck::cast_slice(indices), wgpu::BufferUsages::STORAGE);
+        let rows_per_chunk = self.chunk_bytes / row_bytes;
+        let mut result = Vec::with_capacity(layout.outer * out_row);
+        for o in (0..layout.outer).step_by(rows_per_chunk) {
+            let rows = rows_per_chunk.min(layout.outer - o);
+            let input = self.upload(&bytes[o * in_row..(o + rows) * in_row], wgpu::BufferUsages::STORAGE);
+            let words = rows * out_row / 4;
+            let output = self.output(words * 4);
+            let params = [layout.channels, indices.len(), block / 4, words];
+            let buffers = [&input, &output, &index_buffer];
+            let out = self.run(&self.gather, &params, &buffers, words.div_ceil(WORKGROUP), &[&output]).await?;
+            result.extend_from_slice(&out[0]);
+        }
+        Ok(result)
+    }
+
+    /// A storage buffer holding `bytes`, zero-padded to whole words.
+    fn upload(&self, bytes: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        let body = bytes.len() & !3;
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bytes.len().next_multiple_of(4).max(4) as u64,
+            usage: usage | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if body > 0 {
+            self.queue.write_buffer(&buffer, 0, &bytes[..body]);
+        }
+        if body < bytes.len() {
+            let mut tail = [0u8; 4];
+            tail[..bytes.len() - body].copy_from_slice(&bytes[body..]);
+            self.queue.write_buffer(&buffer, body as u64, &tail);
+        }
+        buffer
+    }
+
+    fn output(&self, bytes: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bytes.max(4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Binds `buffers` after the uniform `params` (bindings 1..), dispatches `workgroups`
+    /// workgroups (folded into 2D when above the per-dimension limit; the shaders rebuild the
+    /// linear index) and reads `outputs` back. GPU errors (validation, out of memory) reject.
+    async fn run(
+        &self,
+        kernel: &Kernel,
+        params: &[usize],
+        buffers: &[&wgpu::Buffer],
+        workgroups: usize,
+        outputs: &[&wgpu::Buffer],
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let memory = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let params: Vec<u32> = params.iter().map(|&v| v as u32).collect();
+        let uniform = self.upload(bytemuck::cast_slice(&params), wgpu::BufferUsages::UNIFORM);
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+        for (i, buffer) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: buffer.as_entire_binding() });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &kernel.layout,
+            entries: &entries,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&kernel.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            let x = workgroups.clamp(1, MAX_GROUPS_PER_DIM);
+            pass.dispatch_workgroups(x as u32, workgroups.div_ceil(x).max(1) as u32, 1);
+        }
+        let staging: Vec<wgpu::Buffer> = outputs
+            .iter()
+            .map(|output| {
+                let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: None,
+                    size: output.size(),
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                encoder.copy_buffer_to_buffer(output, 0, &buffer, 0, output.size());
+                buffer
+            })
+            .collect();
+        self.queue.submit([encoder.finish()]);
+        let memory_error = memory.pop().await;
+        let validation_error = validation.pop().await;
+        if let Some(e) = memory_error.or(validation_error) {
+            return Err(format!("WebGPU error: {e}"));
+        }
+        let mut results = Vec::with_capacity(staging.len());
+        for buffer in &staging {
+            results.push(read(buffer).await?);
+        }
+        Ok(results)
+    }
+}
+
+/// Maps a MAP_READ buffer and copies its contents out.
+async fn read(buffer: &wgpu::Buffer) -> Result<Vec<u8>, String> {
+    let mut resolve = None;
+    let promise = js_sys::Promise::new(&mut |res, _| resolve = Some(res));
+    let resolve = resolve.ok_or("Promise executor did not run")?;
+    let mapped = Rc::new(Cell::new(false));
+    let flag = mapped.clone();
+    buffer.slice(..).map_async(wgpu::MapMode::Read, move |result| {
+        flag.set(result.is_ok());
+        let _ = resolve.call0(&JsValue::UNDEFINED);
+    });
+    JsFuture::from(promise).await.map_err(|e| format!("{e:?}"))?;
+    if !mapped.get() {
+        return Err("mapping a GPU buffer for reading failed".into());
+    }
+    let data = buffer.slice(..).get_mapped_range().map_err(|e| e.to_string())?.to_vec();
+    buffer.unmap();
+    Ok(data)
+}

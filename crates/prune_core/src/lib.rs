@@ -1,0 +1,129 @@
+//! Compute core of `@prune/vit`: per-channel Lp scores, score reductions, stable selection and
+//! raw-byte gather, exported to JavaScript with wasm-bindgen. `cpu_*` functions run in wasm;
+//! `GpuCore` runs the heavy ops through WebGPU (see `gpu.rs` for when it falls back to the CPU).
+//! `src/core/mod.ts` wraps both behind one `ComputeCore` interface.
+
+mod cpu;
+#[cfg(target_arch = "wasm32")]
+mod gpu;
+
+use cpu::{Layout, Reduce};
+use wasm_bindgen::prelude::*;
+
+/// A GPU result as a resolved Promise value (a typed array) or a rejection (an Error).
+#[cfg(target_arch = "wasm32")]
+fn js<T: Into<JsValue>>(result: Result<T, String>) -> Result<JsValue, JsValue> {
+    result.map(Into::into).map_err(|e| JsError::new(&e).into())
+}
+
+#[wasm_bindgen]
+pub fn cpu_channel_lp_scores_f32(data: &[f32], dims: &[u32], axis: u32, p: u32) -> Result<Vec<f32>, JsError> {
+    let layout = Layout::new(dims, axis, data.len()).map_err(|e| JsError::new(&e))?;
+    cpu::channel_lp_scores(data, layout, p, |x| x).map_err(|e| JsError::new(&e))
+}
+
+/// `data` holds IEEE binary16 bit patterns.
+#[wasm_bindgen]
+pub fn cpu_channel_lp_scores_f16(data: &[u16], dims: &[u32], axis: u32, p: u32) -> Result<Vec<f32>, JsError> {
+    let layout = Layout::new(dims, axis, data.len()).map_err(|e| JsError::new(&e))?;
+    cpu::channel_lp_scores(data, layout, p, cpu::f16_to_f32).map_err(|e| JsError::new(&e))
+}
+
+/// `flat` holds `count` equally long vectors back to back.
+#[wasm_bindgen]
+pub fn cpu_aggregate(flat: &[f32], count: u32, reduce: &str) -> Result<Vec<f32>, JsError> {
+    Reduce::parse(reduce)
+        .and_then(|r| cpu::aggregate(flat, count as usize, r))
+        .map_err(|e| JsError::new(&e))
+}
+
+#[wasm_bindgen]
+pub fn cpu_group_scores(scores: &[f32], groups: u32, reduce: &str) -> Result<Vec<f32>, JsError> {
+    Reduce::parse(reduce)
+        .and_then(|r| cpu::group_scores(scores, groups as usize, r))
+        .map_err(|e| JsError::new(&e))
+}
+
+#[wasm_bindgen]
+pub fn cpu_select_keep_per_group(scores: &[f32], groups: u32, drop: u32) -> Result<Vec<u32>, JsError> {
+    cpu::select_keep_per_group(scores, groups as usize, drop as usize).map_err(|e| JsError::new(&e))
+}
+
+#[wasm_bindgen]
+pub fn cpu_gather_axis(
+    bytes: &[u8],
+    dims: &[u32],
+    element_size: u32,
+    axis: u32,
+    indices: &[u32],
+) -> Result<Vec<u8>, JsError> {
+    cpu::gather_axis(bytes, dims, element_size, axis, indices).map_err(|e| JsError::new(&e))
+}
+
+/// WebGPU-backed ops. Methods return Promises; run one call at a time per instance (WebGPU error
+/// scopes are per device). Score reductions and aggregation are O(channels) and use `cpu_*`.
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen]
+pub struct GpuCore {
+    gpu: std::rc::Rc<gpu::Gpu>,
+}
+
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen]
+impl GpuCore {
+    /// Rejects when `navigator.gpu` gives no adapter or device. `max_chunk_bytes` caps the bytes
+    /// per storage binding below the device limit (for tests).
+    pub async fn create(max_chunk_bytes: Option<u32>) -> Result<GpuCore, JsError> {
+        let gpu = gpu::Gpu::new(max_chunk_bytes).await.map_err(|e| JsError::new(&e))?;
+        Ok(GpuCore { gpu: std::rc::Rc::new(gpu) })
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn adapter_name(&self) -> String {
+        self.gpu.adapter_name.clone()
+    }
+
+    /// Resolves to a Float32Array.
+    pub fn channel_lp_scores_f32(&self, data: Vec<f32>, dims: Vec<u32>, axis: u32, p: u32) -> js_sys::Promise {
+        let gpu = self.gpu.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            js(gpu.channel_lp_scores(gpu::Values::F32(&data), &dims, axis, p).await.map(|v| js_sys::Float32Array::from(&v[..])))
+        })
+    }
+
+    /// `data` holds IEEE binary16 bit patterns. Resolves to a Float32Array.
+    pub fn channel_lp_scores_f16(&self, data: Vec<u16>, dims: Vec<u32>, axis: u32, p: u32) -> js_sys::Promise {
+        let gpu = self.gpu.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            js(gpu.channel_lp_scores(gpu::Values::F16(&data), &dims, axis, p).await.map(|v| js_sys::Float32Array::from(&v[..])))
+        })
+    }
+
+    /// Resolves to a Uint32Array.
+    pub fn select_keep_per_group(&self, scores: Vec<f32>, groups: u32, drop: u32) -> js_sys::Promise {
+        let gpu = self.gpu.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            js(gpu.select_keep_per_group(&scores, groups as usize, drop as usize).await.map(|v| js_sys::Uint32Array::from(&v[..])))
+        })
+    }
+
+    /// Resolves to a Uint8Array.
+    pub fn gather_axis(
+        &self,
+        bytes: Vec<u8>,
+        dims: Vec<u32>,
+        element_size: u32,
+        axis: u32,
+        indices: Vec<u32>,
+    ) -> js_sys::Promise {
+        let gpu = self.gpu.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            js(gpu.gather_axis(&bytes, &dims, element_size, axis, &indices).await.map(|v| js_sys::Uint8Array::from(&v[..])))
+        })
+    }
+
+    /// Destroys the device (and with it every buffer). Call `free()` afterwards.
+    pub fn destroy(&self) {
+        self.gpu.destroy();
+    }
+}

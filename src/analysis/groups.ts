@@ -1,0 +1,133 @@
+/**
+ * Prunable groups read off a trace: attention blocks (heads and per-head dims, found from the
+ * activation MatMuls Q·Kᵀ and P·V that share a head factor) and MLP hidden channels (a linear's
+ * output channels that reach another linear's input unchanged).
+ *
+ * @module
+ */
+import type { NodeProto } from "../graph/graph.ts";
+import type { Factor } from "./factors.ts";
+import type { TensorTouch, Trace } from "./trace.ts";
+
+export interface AttentionGroup {
+  kind: "attention";
+  /** Name of the first linear producing Q (the fused qkv / in_proj / query layer). */
+  name: string;
+  heads: Factor;
+  /** Per-head Q/K dims, and V dims (the same factor when q, k, v come from one fused layer). */
+  qkDim: Factor;
+  vDim: Factor;
+  /** Weights that carry the heads: producers' output axes and consumers' input axes. */
+  members: TensorTouch[];
+  linears: NodeProto[];
+  /** Why the heads, or the dims, cannot be pruned (null when they can). */
+  headsBlocked: string | null;
+  dimsBlocked: string | null;
+}
+
+export interface MlpGroup {
+  kind: "mlp";
+  /** Name of the linear producing the hidden channels (fc1). */
+  name: string;
+  channels: Factor;
+  members: TensorTouch[];
+  linears: NodeProto[];
+  blocked: string | null;
+}
+
+export type Group = AttentionGroup | MlpGroup;
+
+function channelLeaves(list: Factor[]): Factor[] {
+  return list.flatMap((f) => f.leaves()).filter((f) => f.channel && f.size > 1);
+}
+
+function nodeName(node: NodeProto): string {
+  return node.name || node.output[0];
+}
+
+/** Finds attention and MLP groups, in graph order. */
+export function findGroups(trace: Trace): { groups: Group[]; problems: string[] } {
+  const problems: string[] = [];
+  const byHead = new Map<Factor, { qk?: Factor; v?: Factor }>();
+  for (const m of trace.matmuls) {
+    const heads = [...new Set(m.batch.flatMap(channelLeaves))];
+    const contracted = [...new Set(channelLeaves(m.contracted))];
+    const columns = [...new Set(channelLeaves(m.rightColumns))];
+    if (heads.length === 0 && contracted.length === 0 && columns.length === 0) continue;
+    if (heads.length !== 1 || contracted.length > 1 || columns.length > 1) {
+      problems.push(`MatMul "${nodeName(m.node)}": head layout not recognised`);
+      continue;
+    }
+    const entry = byHead.get(heads[0].root()) ?? {};
+    if (contracted.length === 1) entry.qk = contracted[0].root();
+    if (columns.length === 1 && contracted.length === 0) entry.v = columns[0].root();
+    byHead.set(heads[0].root(), entry);
+  }
+  const weightTouches = trace.tensorTouches.filter((t) => t.role !== "operand");
+  const groups: { order: number; group: Group }[] = [];
+  const order = (node: NodeProto) => trace.graph.nodes.indexOf(node);
+  const attentionFactors = new Set<Factor>();
+  for (const [heads, { qk, v }] of byHead) {
+    if (!qk || !v) {
+      problems.push(`heads of size ${heads.size} found without both Q·Kᵀ and P·V`);
+      continue;
+    }
+    const members = weightTouches.filter((t) =>
+      t.factors.flatMap((f) => f.leaves()).includes(heads)
+    );
+    if (members.length === 0) continue;
+    const producers = members.filter((t) => t.role === "weight-out").map((t) => t.linear!);
+    const linears = [...new Set(members.map((t) => t.linear!))];
+    const first = producers.sort((a, b) => order(a) - order(b))[0] ?? linears[0];
+    for (const f of [heads, qk, v]) attentionFactors.add(f);
+    let dimsBlocked = qk.blockedReason() ?? v.blockedReason();
+    if (!dimsBlocked && qk.size !== v.size) dimsBlocked = "Q/K and V head sizes differ";
+    groups.push({
+      order: order(first),
+      group: {
+        kind: "attention",
+        name: nodeName(first),
+        heads,
+        qkDim: qk,
+        vDim: v,
+        members,
+        linears,
+        headsBlocked: heads.blockedReason(),
+        dimsBlocked,
+      },
+    });
+  }
+  const seen = new Set<Factor>();
+  for (const linear of trace.linears) {
+    const leaves = linear.out.leaves();
+    if (leaves.length !== 1) continue;
+    const channels = leaves[0];
+    if (seen.has(channels) || attentionFactors.has(channels)) continue;
+    const members = weightTouches.filter((t) =>
+      t.factors.length > 0 && t.factors.flatMap((f) => f.leaves()).includes(channels)
+    );
+    const consumers = members.filter((t) => t.role === "weight-in");
+    if (consumers.length === 0) continue;
+    if (members.some((t) => t.factors.flatMap((f) => f.leaves()).length !== 1)) continue;
+    // Hidden channels are produced from one input (fc1, or gate and up of a gated MLP); channels
+    // produced by layers of several blocks are the residual stream, pruned as one model-wide group.
+    const inputs = new Set(
+      members.filter((t) => t.role === "weight-out").map((t) => t.linear!.input[0]),
+    );
+    if (inputs.size !== 1) continue;
+    seen.add(channels);
+    groups.push({
+      order: order(linear.node),
+      group: {
+        kind: "mlp",
+        name: nodeName(linear.node),
+        channels,
+        members,
+        linears: [...new Set(members.map((t) => t.linear!))],
+        blocked: channels.blockedReason(),
+      },
+    });
+  }
+  groups.sort((a, b) => a.order - b.order);
+  return { groups: groups.map((g) => g.group), problems };
+}

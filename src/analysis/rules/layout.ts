@@ -1,0 +1,230 @@
+/**
+ * Layout ops move channels between axes without mixing them: reshapes split and merge factors,
+ * transposes permute axes, and Split/Slice/Gather select whole blocks of a leading factor (q, k
+ * and v out of a fused qkv). Shape vectors that encode a channel count are recorded as touches.
+ *
+ * @module
+ */
+import type { NodeProto } from "../../graph/graph.ts";
+import { attrInts } from "../../graph/graph.ts";
+import { attrInt } from "../../graph/graph.ts";
+import type { Factor } from "../factors.ts";
+import { hasChannel, leavesOf, regroup, sizeOf } from "../factors.ts";
+import type { Rule, TraceContext } from "../trace.ts";
+import { blockList, nodeLabel } from "../trace.ts";
+import { couple, normAxis, plain } from "./couple.ts";
+import { checkShapeElement } from "../shape_values.ts";
+
+/** Reshape, Flatten, Squeeze, Unsqueeze: same elements, new axes. */
+export const reshape: Rule = (ctx, node) => {
+  const axes = ctx.axesOf(node.input[0])!;
+  const outDims = ctx.dims(node.output[0]);
+  const label = nodeLabel(node);
+  const regrouped = outDims ? regroup(axes, outDims, label) : null;
+  if (!regrouped) {
+    for (const a of axes) blockList(a, `${label}: cannot follow the reshape`);
+    return;
+  }
+  ctx.setAxes(node.output[0], regrouped);
+  if (node.opType !== "Reshape") return;
+  const target = node.input[1];
+  const values = ctx.graph.constantInts(target) ?? ctx.trace.shapes.get(target)?.values;
+  regrouped.forEach((axis, index) => {
+    if (!hasChannel(axis)) return;
+    const value = values?.[index];
+    if (value === -1 || (value === 0 && !attrInt(node, "allowzero", 0))) return;
+    const use = { node, inputIndex: 1 };
+    const problem = checkShapeElement(ctx.trace, use, index);
+    if (problem) return blockList(axis, `${label}: target dim ${index} ${problem}`);
+    ctx.touchShape({ use, index, factors: axis });
+  });
+};
+
+export const transpose: Rule = (ctx, node) => {
+  const axes = ctx.axesOf(node.input[0])!;
+  const perm = attrInts(node, "perm") ?? axes.map((_, i) => axes.length - 1 - i);
+  ctx.setAxes(node.output[0], perm.map((p) => axes[p]));
+};
+
+/**
+ * Selecting the range [start, start+length) of an axis: allowed when the range covers whole
+ * blocks of the trailing factors, i.e. it only picks values of the leading factors (which are
+ * then blocked: they index q/k/v, not channels one could drop). Returns the output axis and the
+ * trailing factors whose size scales the bounds, or null.
+ */
+function selectRange(
+  axis: Factor[],
+  start: number,
+  length: number,
+  label: string,
+): { out: Factor[]; trailing: Factor[] } | null {
+  const leaves = leavesOf(axis).filter((f) => f.root().size !== 1);
+  for (let j = 0; j <= leaves.length; j++) {
+    const trailing = leaves.slice(j);
+    const m = sizeOf(trailing);
+    if (start % m === 0 && length % m === 0) {
+      const leading = leaves.slice(0, j);
+      if (length / m === sizeOf(leading)) return { out: axis, trailing }; // whole axis
+      blockList(leading, `${label}: selects a block of these channels`);
+      return { out: [...plain(length / m, label), ...trailing], trailing };
+    }
+  }
+  return null;
+}
+
+export const split: Rule = (ctx, node) => {
+  const axes = ctx.axesOf(node.input[0])!;
+  const axis = normAxis(attrInt(node, "axis", 0), axes.length);
+  const label = nodeLabel(node);
+  const sizes = node.output.map((o) => ctx.dims(o)?.[axis]);
+  if (sizes.some((s) => s === undefined)) {
+    return ctx.blockInputs(node, `${label}: output shape unknown`);
+  }
+  let start = 0;
+  const fromInput = node.input[1] ? { node, inputIndex: 1 } : undefined;
+  node.output.forEach((out, i) => {
+    const size = sizes[i]!;
+    const outAxes = [...axes];
+    if (hasChannel(axes[axis])) {
+      const sel = selectRange(axes[axis], start, size, label);
+      if (!sel) {
+        blockList(axes[axis], `${label}: split does not follow channel blocks`);
+      } else {
+        outAxes[axis] = sel.out;
+        if (hasChannel(sel.trailing) && sel.out !== axes[axis]) {
+          if (fromInput) ctx.touchShape({ use: fromInput, index: i, factors: sel.trailing });
+          else if (attrInts(node, "split")) {
+            ctx.touchShape({
+              use: { node, inputIndex: -1 },
+              index: i,
+              factors: sel.trailing,
+              attribute: "split",
+            });
+          }
+        }
+      }
+    } else outAxes[axis] = plain(size, label);
+    ctx.setAxes(out, outAxes);
+    start += size;
+  });
+};
+
+export const slice: Rule = (ctx, node) => {
+  const axes = ctx.axesOf(node.input[0])!;
+  const label = nodeLabel(node);
+  const outDims = ctx.dims(node.output[0]);
+  const inDims = ctx.dims(node.input[0]);
+  if (!outDims || !inDims) return ctx.blockInputs(node, `${label}: shape unknown`);
+  const ints = (i: number, attrName: string) =>
+    node.input[i] ? ctx.graph.constantInts(node.input[i]) : attrInts(node, attrName);
+  const starts = ints(1, "starts"), ends = ints(2, "ends");
+  const sliceAxes = ints(3, "axes") ?? starts?.map((_, i) => i);
+  const steps = ints(4, "steps");
+  const outAxes = axes.map((a, i) => outDims[i] === inDims[i] ? a : plain(outDims[i], label));
+  if (!starts || !ends || !sliceAxes) {
+    for (let i = 0; i < axes.length; i++) {
+      if (outDims[i] !== inDims[i]) blockList(axes[i], `${label}: bounds are not constant`);
+    }
+    ctx.setAxes(node.output[0], outAxes);
+    return;
+  }
+  sliceAxes.forEach((rawAxis, k) => {
+    const axis = normAxis(rawAxis, axes.length);
+    if (!hasChannel(axes[axis])) return;
+    if (outDims[axis] === inDims[axis]) return; // whole axis
+    if (steps && steps[k] !== 1) {
+      return blockList(axes[axis], `${label}: strided slice of channels`);
+    }
+    const size = inDims[axis];
+    const start = Math.min(Math.max(starts[k] < 0 ? starts[k] + size : starts[k], 0), size);
+    const sel = selectRange(axes[axis], start, outDims[axis], label);
+    if (!sel) return blockList(axes[axis], `${label}: slice does not follow channel blocks`);
+    outAxes[axis] = sel.out;
+    if (!hasChannel(sel.trailing)) return;
+    if (!node.input[1]) {
+      return blockList(axes[axis], `${label}: bounds in attributes are not rewritten`);
+    }
+    const end = ends[k];
+    ctx.touchShape({ use: { node, inputIndex: 1 }, index: k, factors: sel.trailing });
+    if (end < size && end > -size) {
+      ctx.touchShape({ use: { node, inputIndex: 2 }, index: k, factors: sel.trailing });
+    }
+  });
+  ctx.setAxes(node.output[0], outAxes);
+};
+
+export const gather: Rule = (ctx, node) => {
+  const label = nodeLabel(node);
+  const data = ctx.axesOf(node.input[0]);
+  if (!data || ctx.axesOf(node.input[1])) {
+    return ctx.blockInputs(node, `${label}: gather by tracked indices`);
+  }
+  const axis = normAxis(attrInt(node, "axis", 0), data.length);
+  const indexDims = ctx.dims(node.input[1]) ??
+    (ctx.graph.constant(node.input[1]) ? [] : undefined);
+  if (!indexDims) return ctx.blockInputs(node, `${label}: indices shape unknown`);
+  if (hasChannel(data[axis])) {
+    const leaves = leavesOf(data[axis]).filter((f) => f.root().size !== 1);
+    if (leaves.length !== 1 || indexDims.length !== 0) {
+      return blockList(data[axis], `${label}: gathers channels`);
+    }
+    blockList(leaves, `${label}: selects one of these channels`);
+  }
+  const out = [
+    ...data.slice(0, axis),
+    ...indexDims.map((d) => plain(d, label)),
+    ...data.slice(axis + 1),
+  ];
+  ctx.setAxes(node.output[0], out);
+};
+
+export const concat: Rule = (ctx, node) => {
+  const label = nodeLabel(node);
+  const outDims = ctx.dims(node.output[0]);
+  if (!outDims) return ctx.blockInputs(node, `${label}: output shape unknown`);
+  const axis = normAxis(attrInt(node, "axis", 0), outDims.length);
+  const outAxes: Factor[][] = outDims.map((d) => plain(d, label));
+  const first = node.input.find((n) => ctx.axesOf(n));
+  const base = ctx.axesOf(first!)!;
+  for (let i = 0; i < outDims.length; i++) {
+    if (i === axis) {
+      for (const n of node.input) {
+        const a = ctx.axesOf(n);
+        if (a) blockList(a[i], `${label}: concatenates along channels`);
+      }
+      continue;
+    }
+    outAxes[i] = base[i];
+    for (const n of node.input) {
+      const a = ctx.axesOf(n);
+      if (a && a !== base) couple(base[i], a[i], label);
+      else if (!a && hasChannel(base[i]) && !ctx.graph.constant(n)) {
+        blockList(base[i], `${label}: concatenated with untracked tensor "${n}"`);
+      } else if (!a && hasChannel(base[i])) {
+        blockList(base[i], `${label}: concatenated with a constant`);
+      }
+    }
+  }
+  ctx.setAxes(node.output[0], outAxes);
+};
+
+/** Shape reads a tracked tensor but produces a shape vector (followed by shape_values). */
+export const shapeOf: Rule = () => {};
+
+export function layoutRules(): Record<string, Rule> {
+  return {
+    Reshape: reshape,
+    Flatten: reshape,
+    Squeeze: reshape,
+    Unsqueeze: reshape,
+    Transpose: transpose,
+    Split: split,
+    Slice: slice,
+    Gather: gather,
+    Concat: concat,
+    Shape: shapeOf,
+    Size: shapeOf,
+  };
+}
+
+export type { NodeProto, TraceContext };

@@ -1,0 +1,148 @@
+/**
+ * The dependency trace: one pass over the nodes in topological order that follows the channels
+ * born at every linear layer through the graph, with one propagation rule per op family
+ * (`rules/`). What it records — constant tensors sliced along a channel axis, shape constants
+ * that encode channel counts, activation-by-activation products — is everything the planner and
+ * the rewriter need.
+ *
+ * @module
+ */
+import type { NodeProto } from "../graph/graph.ts";
+import type { ConstantRef, Graph, Use } from "../graph/graph.ts";
+import type { ProbedTensor } from "../runtime/probe.ts";
+import { Factor, hasChannel, leavesOf } from "./factors.ts";
+import { RULES } from "./rules/mod.ts";
+
+/** A constant input of a node whose `axis` carries the channels in `factors`. */
+export interface TensorTouch {
+  use: Use;
+  ref: ConstantRef;
+  axis: number;
+  factors: Factor[];
+  /** Weight of the linear producing the channels, weight of a linear consuming them, or other. */
+  role: "weight-out" | "weight-in" | "operand";
+  /** The linear layer node, for weight roles. */
+  linear?: NodeProto;
+}
+
+/** A shape vector element that must hold the new size of an axis. */
+export interface ShapeTouch {
+  /** Node and input index of the shape vector (Reshape target, Split sizes, Slice bounds). */
+  use: Use;
+  /** Element index inside the vector. */
+  index: number;
+  /** The element scales by new / old size of these factors. */
+  factors: Factor[];
+  /** For split sizes / slice bounds carried in attributes instead of inputs. */
+  attribute?: string;
+}
+
+/** An activation × activation MatMul (attention scores and context). */
+export interface ActivationMatMul {
+  node: NodeProto;
+  contracted: Factor[];
+  batch: Factor[][];
+  /** Last axis of the second operand (the value channels for attention · V). */
+  rightColumns: Factor[];
+}
+
+/** A linear layer: MatMul/Gemm with a constant weight. */
+export interface Linear {
+  node: NodeProto;
+  weight: TensorTouch;
+  /** Channels created at the output. */
+  out: Factor;
+  /** Channels of the input, when they are tracked. */
+  input: Factor[];
+}
+
+export interface Trace {
+  graph: Graph;
+  shapes: Map<string, ProbedTensor>;
+  axes: Map<string, Factor[][]>;
+  linears: Linear[];
+  tensorTouches: TensorTouch[];
+  shapeTouches: ShapeTouch[];
+  matmuls: ActivationMatMul[];
+}
+
+/** What a rule sees and may do. */
+export class TraceContext {
+  readonly trace: Trace;
+  constructor(trace: Trace) {
+    this.trace = trace;
+  }
+  get graph(): Graph {
+    return this.trace.graph;
+  }
+  dims(name: string): number[] | undefined {
+    return this.trace.shapes.get(name)?.dims;
+  }
+  axesOf(name: string): Factor[][] | undefined {
+    return this.trace.axes.get(name);
+  }
+  setAxes(name: string, axes: Factor[][]): void {
+    this.trace.axes.set(name, axes);
+  }
+  /** Plain factors for every axis of a tensor with known dims. */
+  plainAxes(name: string, origin: string): Factor[][] | undefined {
+    const dims = this.dims(name);
+    return dims?.map((d) => [new Factor(d, false, origin)]);
+  }
+  touchTensor(t: TensorTouch): void {
+    this.trace.tensorTouches.push(t);
+  }
+  touchShape(t: ShapeTouch): void {
+    this.trace.shapeTouches.push(t);
+  }
+  /** Blocks every channel factor of the node's tracked inputs. */
+  blockInputs(node: NodeProto, reason: string): void {
+    for (const name of node.input) {
+      for (const axis of this.axesOf(name) ?? []) blockList(axis, reason);
+    }
+  }
+}
+
+/** A propagation rule: reads the node's tracked inputs, sets its outputs' axes, records touches. */
+export type Rule = (ctx: TraceContext, node: NodeProto) => void;
+
+export function blockList(list: Factor[], reason: string): void {
+  for (const f of leavesOf(list)) if (f.channel) f.block(reason);
+}
+
+export function nodeLabel(node: NodeProto): string {
+  return `${node.opType} node "${node.name || node.output[0]}"`;
+}
+
+/** Runs the propagation over the whole graph. */
+export function traceGraph(graph: Graph, shapes: Map<string, ProbedTensor>): Trace {
+  const trace: Trace = {
+    graph,
+    shapes,
+    axes: new Map(),
+    linears: [],
+    tensorTouches: [],
+    shapeTouches: [],
+    matmuls: [],
+  };
+  const ctx = new TraceContext(trace);
+  for (const node of graph.nodes) {
+    const linear = RULES.linear(ctx, node);
+    if (linear) continue;
+    const tracked = node.input.some((n) => n && trace.axes.has(n));
+    if (!tracked) continue;
+    const rule = RULES.byOp[node.domain ? `${node.domain}:${node.opType}` : node.opType];
+    if (rule) rule(ctx, node);
+    else ctx.blockInputs(node, `${nodeLabel(node)}: no propagation rule for ${node.opType}`);
+  }
+  for (const out of graph.outputNames) {
+    for (const axis of trace.axes.get(out) ?? []) {
+      blockList(axis, `reaches graph output "${out}"`);
+    }
+  }
+  return trace;
+}
+
+export function anyChannel(axes: Factor[][] | undefined): boolean {
+  return !!axes && axes.some(hasChannel);
+}

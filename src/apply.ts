@@ -1,0 +1,314 @@
+/**
+ * Applies a plan to the graph: slices every constant coupled to removed channels (copy on write
+ * when a constant is shared with uses that change differently), rewrites the shape vectors that
+ * encode channel counts, freezes shape-derived scalars that must keep their original value (the
+ * attention scale computed from the head size), and updates declared shapes.
+ *
+ * @module
+ */
+import type { NodeProto, TensorProto } from "./graph/graph.ts";
+import type { ComputeCore } from "./core/mod.ts";
+import type { Use } from "./graph/graph.ts";
+import {
+  elementSize,
+  float32ToTensorBytes,
+  makeTensor,
+  numbersToTensorBytes,
+  setTensorRawBytes,
+  tensorDims,
+  tensorRawBytes,
+  tensorToNumbers,
+} from "./onnx/tensor.ts";
+import type { TensorTouch, Trace } from "./analysis/trace.ts";
+import { dimSources, type ShapeElement, shapeElement } from "./analysis/shape_values.ts";
+import { keptAxisIndices, type Plan, sizeRatio } from "./plan.ts";
+import { attrInt } from "./graph/graph.ts";
+
+/** What the rewrite changed, for reports and tests. */
+export interface ApplyStats {
+  tensorsSliced: number;
+  shapeValuesRewritten: number;
+  scalarsFrozen: number;
+}
+
+function useKey(use: Use): string {
+  return `${use.node.name}|${use.node.output[0]}|${use.inputIndex}`;
+}
+
+/** Rewrites the graph in place. */
+export async function applyPlan(
+  core: ComputeCore,
+  trace: Trace,
+  plan: Plan,
+): Promise<ApplyStats> {
+  const stats: ApplyStats = { tensorsSliced: 0, shapeValuesRewritten: 0, scalarsFrozen: 0 };
+  if (plan.size === 0) return stats;
+  // Decide the frozen scalars before anything changes: they read the original shapes.
+  const frozen = scalarsToFreeze(trace, plan);
+  await sliceConstants(core, trace, plan, stats);
+  rewriteShapes(trace, plan, stats);
+  for (const f of frozen) {
+    const name = trace.graph.addInitializer(f.tensor);
+    for (const use of [...trace.graph.consumers(f.output)]) trace.graph.rewire(use, name);
+    stats.scalarsFrozen++;
+  }
+  updateDeclaredShapes(trace, plan);
+  return stats;
+}
+
+/**
+ * Zeroes, in place of removing, the channels the plan removes — in their producers only (weight
+ * rows and biases), which is what pruning computes when the activation of zero is zero. The
+ * model keeps its shapes: this is the reference the pruned model is checked against.
+ */
+export async function maskPlan(core: ComputeCore, trace: Trace, plan: Plan): Promise<ApplyStats> {
+  const stats: ApplyStats = { tensorsSliced: 0, shapeValuesRewritten: 0, scalarsFrozen: 0 };
+  await sliceConstants(core, trace, plan, stats, "mask");
+  return stats;
+}
+
+function zeroOthers(bytes: Uint8Array, dims: number[], size: number, axis: number, kept: number[]) {
+  const out = bytes.slice();
+  const keep = new Set(kept);
+  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1) * size;
+  const outer = dims.slice(0, axis).reduce((a, b) => a * b, 1);
+  for (let o = 0; o < outer; o++) {
+    for (let c = 0; c < dims[axis]; c++) {
+      if (!keep.has(c)) out.fill(0, (o * dims[axis] + c) * inner, (o * dims[axis] + c + 1) * inner);
+    }
+  }
+  return out;
+}
+
+async function sliceConstants(
+  core: ComputeCore,
+  trace: Trace,
+  plan: Plan,
+  stats: ApplyStats,
+  mode: "slice" | "mask" = "slice",
+) {
+  const graph = trace.graph;
+  // All touches of one use (a weight has an output and an input axis) are applied together.
+  const byUse = new Map<string, { use: Use; touches: TensorTouch[] }>();
+  for (const t of trace.tensorTouches) {
+    if (mode === "mask" && t.role === "weight-in") continue;
+    const key = useKey(t.use);
+    const entry = byUse.get(key) ?? { use: t.use, touches: [] };
+    if (!entry.touches.some((x) => x.axis === t.axis)) entry.touches.push(t);
+    byUse.set(key, entry);
+  }
+  // Group uses by the stored tensor, and by the slicing each one needs.
+  const byTensor = new Map<TensorProto, Map<string, { uses: Use[]; cuts: [number, number[]][] }>>();
+  for (const { use, touches } of byUse.values()) {
+    const cuts: [number, number[]][] = [];
+    for (const t of touches) {
+      const kept = keptAxisIndices(plan, t.factors);
+      if (kept) cuts.push([t.axis, kept]);
+    }
+    if (cuts.length === 0) continue;
+    cuts.sort((a, b) => a[0] - b[0]);
+    const tensor = touches[0].ref.tensor;
+    const variants = byTensor.get(tensor) ?? new Map();
+    const key = JSON.stringify(cuts);
+    const v = variants.get(key) ?? { uses: [], cuts };
+    v.uses.push(use);
+    variants.set(key, v);
+    byTensor.set(tensor, variants);
+  }
+  for (const [tensor, variants] of byTensor) {
+    const ref = trace.tensorTouches.find((t) => t.ref.tensor === tensor)!.ref;
+    const useCount = graph.constantUseCount(ref);
+    const inPlace = variants.size === 1 && [...variants.values()][0].uses.length === useCount;
+    for (const { uses, cuts } of variants.values()) {
+      let bytes = tensorRawBytes(tensor);
+      const dims = tensorDims(tensor);
+      const size = elementSize(tensor.dataType!);
+      for (const [axis, kept] of cuts) {
+        if (mode === "mask") {
+          bytes = zeroOthers(bytes, dims, size, axis, kept);
+          continue;
+        }
+        bytes = await core.gatherAxis(bytes, dims, size, axis, Uint32Array.from(kept));
+        dims[axis] = kept.length;
+      }
+      if (inPlace) {
+        setTensorRawBytes(tensor, bytes, dims);
+        if (ref.home === "initializer") graph.setDeclaredDims(ref.name, dims);
+      } else {
+        const copy = makeTensor(`${ref.name}_pruned`, tensor.dataType!, dims, bytes);
+        const name = graph.addInitializer(copy);
+        for (const use of uses) graph.rewire(use, name);
+      }
+      stats.tensorsSliced++;
+    }
+  }
+}
+
+/** Scales a shape value by new/old channel count; throws when the result is not whole. */
+function scaled(value: number, ratio: { num: number; den: number }, what: string): number {
+  const v = (value * ratio.num) / ratio.den;
+  if (!Number.isInteger(v)) {
+    throw new Error(`${what}: ${value} does not scale by ${ratio.num}/${ratio.den}`);
+  }
+  return v;
+}
+
+function rewriteShapes(trace: Trace, plan: Plan, stats: ApplyStats) {
+  const graph = trace.graph;
+  // Edits per constant use: index → new value.
+  const edits = new Map<string, { use: Use; values: Map<number, number> }>();
+  const edit = (use: Use, index: number, value: number) => {
+    const key = useKey(use);
+    const e = edits.get(key) ?? { use, values: new Map() };
+    e.values.set(index, value);
+    edits.set(key, e);
+  };
+  for (const touch of trace.shapeTouches) {
+    const ratio = sizeRatio(plan, touch.factors);
+    if (ratio.num === ratio.den) continue;
+    const where = `${touch.use.node.opType} "${touch.use.node.name}"`;
+    if (touch.attribute) {
+      const a = touch.use.node.attribute!.find((x) => x.name === touch.attribute)!;
+      a.ints![touch.index] = scaled(Number(a.ints![touch.index]), ratio, where);
+      stats.shapeValuesRewritten++;
+      continue;
+    }
+    const element = shapeElement(trace, touch.use, touch.index);
+    if (scaleElement(trace, plan, element, ratio, edit, where)) continue;
+    if (!element.piece) {
+      throw new Error(`${where}: shape element ${touch.index} cannot be rewritten`);
+    }
+    // Replace the one-element piece of the shape vector by the new constant value.
+    const pieceName = element.piece.node.input[element.piece.inputIndex];
+    const old = graph.constantInts(pieceName)?.[0] ?? trace.shapes.get(pieceName)?.values?.[0];
+    if (old === undefined) throw new Error(`${where}: value of "${pieceName}" unknown`);
+    const bytes = numbersToTensorBytes([scaled(old, ratio, where)], 7);
+    const name = graph.addInitializer(makeTensor(`${pieceName}_pruned`, 7, [1], bytes));
+    graph.rewire(element.piece, name);
+    stats.shapeValuesRewritten++;
+  }
+  for (const { use, values } of edits.values()) {
+    const ref = graph.constant(use.node.input[use.inputIndex])!;
+    const old = tensorToNumbers(ref.tensor);
+    const next = old.map((v, i) => values.get(i) ?? v);
+    const bytes = numbersToTensorBytes(next, ref.tensor.dataType!);
+    const dims = tensorDims(ref.tensor);
+    if (graph.constantUseCount(ref) === 1 && ref.home === "initializer") {
+      setTensorRawBytes(ref.tensor, bytes, dims);
+    } else {
+      const name = graph.addInitializer(
+        makeTensor(`${ref.name}_pruned`, ref.tensor.dataType!, dims, bytes),
+      );
+      graph.rewire(use, name);
+    }
+    stats.shapeValuesRewritten += values.size;
+  }
+}
+
+type Ratio = { num: number; den: number };
+
+function dimRatio(trace: Trace, plan: Plan, e: { tensor: string; axis: number }): Ratio {
+  const axes = trace.axes.get(e.tensor);
+  return axes ? sizeRatio(plan, axes[e.axis]) : { num: 1, den: 1 };
+}
+
+/**
+ * Records the edits that make a shape element scale by `ratio`; false when its form does not
+ * allow it (the caller may then replace the whole element).
+ */
+function scaleElement(
+  trace: Trace,
+  plan: Plan,
+  e: ShapeElement,
+  ratio: Ratio,
+  edit: (use: Use, index: number, value: number) => void,
+  where: string,
+): boolean {
+  switch (e.kind) {
+    case "const":
+      edit(e.use, e.index, scaled(e.value, ratio, where));
+      return true;
+    case "dim": {
+      const own = dimRatio(trace, plan, e);
+      return own.num * ratio.den === own.den * ratio.num;
+    }
+    case "product": {
+      const c = e.terms.find((t) => t.kind === "const");
+      if (!c || c.kind !== "const" || !e.terms.every((t) => t === c || t.kind === "dim")) {
+        return false;
+      }
+      let num = ratio.num, den = ratio.den;
+      for (const t of e.terms) {
+        if (t.kind !== "dim") continue;
+        const r = dimRatio(trace, plan, t);
+        num *= r.den;
+        den *= r.num;
+      }
+      const v = (c.value * num) / den;
+      if (!Number.isInteger(v)) return false;
+      edit(c.use, c.index, v);
+      return true;
+    }
+    case "quotient": {
+      const { dividend: a, divisor: b } = e;
+      if (b.kind !== "const" || a.kind !== "dim") return false;
+      const r = dimRatio(trace, plan, a);
+      const v = (b.value * r.num * ratio.den) / (r.den * ratio.num);
+      if (!Number.isInteger(v)) return false;
+      edit(b.use, b.index, v);
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+/**
+ * Cast nodes that turn the size of a pruned axis into a float (the 1/sqrt(head_dim) scale of a
+ * decomposed scaled_dot_product_attention) are replaced by their original value, so the
+ * attention scale of the original model is kept.
+ */
+function scalarsToFreeze(trace: Trace, plan: Plan): { output: string; tensor: TensorProto }[] {
+  const out: { output: string; tensor: TensorProto }[] = [];
+  for (const node of trace.graph.nodes) {
+    if (node.opType !== "Cast" || ![1, 10, 11, 16].includes(attrInt(node, "to", 0))) continue;
+    const probed = trace.shapes.get(node.output[0]);
+    const input = trace.shapes.get(node.input[0]);
+    if (!probed?.values || !input || input.dims.reduce((a, b) => a * b, 1) > 8) continue;
+    let changes = false;
+    const n = input.dims.reduce((a, b) => a * b, 1);
+    for (let i = 0; i < n; i++) {
+      const sources = dimSources(shapeElement(trace, { node, inputIndex: 0 }, i));
+      for (const s of sources ?? []) {
+        const axes = trace.axes.get(s.tensor);
+        if (!axes) continue;
+        const r = sizeRatio(plan, axes[s.axis]);
+        if (r.num !== r.den) changes = true;
+      }
+    }
+    if (!changes) continue;
+    out.push({ output: node.output[0], tensor: frozenTensor(node, probed.dims, probed.values) });
+  }
+  return out;
+}
+
+function frozenTensor(node: NodeProto, dims: number[], values: number[]): TensorProto {
+  const to = attrInt(node, "to", 1);
+  const name = `${node.output[0]}_frozen`;
+  if (to === 11) return makeTensor(name, to, dims, new Uint8Array(new Float64Array(values).buffer));
+  return makeTensor(name, to, dims, float32ToTensorBytes(Float32Array.from(values), to));
+}
+
+function updateDeclaredShapes(trace: Trace, plan: Plan) {
+  const entries = [...trace.graph.proto.valueInfo!, ...trace.graph.proto.output!];
+  for (const vi of entries) {
+    const axes = trace.axes.get(vi.name!);
+    const dims = vi.type?.tensorType?.shape?.dim;
+    if (!axes || !dims || dims.length !== axes.length) continue;
+    dims.forEach((d, i) => {
+      if (d.dimValue == null || d.dimParam) return;
+      const r = sizeRatio(plan, axes[i]);
+      if (r.num !== r.den) d.dimValue = (Number(d.dimValue) * r.num) / r.den;
+    });
+  }
+}

@@ -1,0 +1,386 @@
+/**
+ * Command line of `@prune/vit`: `deno run -A mod.ts [options] <model.onnx>`.
+ *
+ * Exit codes: 0 success, 1 a model/file problem ({@link PruneError}) or an internal error,
+ * 2 a usage error (bad or unknown option, missing input). Errors go to stderr as
+ * `error: <message>`; the stack is printed only with `PRUNE_VIT_DEBUG=1`. Every argument is
+ * validated before the model is read, and the model is written (atomically) only at the very
+ * end, so a failing run leaves no output file behind.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import * as path from "node:path";
+import denoJson from "../deno.json" with { type: "json" };
+import { PruneError } from "./errors.ts";
+import type { PruneOptions } from "./options.ts";
+import { formatReport } from "./format_report.ts";
+import { readModelFile, writeModelFile } from "./onnx/model_io.ts";
+import { pruneModel } from "./prune.ts";
+
+/** A bad command line: reported as `error: …` with exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** Usage text printed by `--help`. */
+export const HELP = `prune-vit ${denoJson.version} — structured pruning of transformer ONNX models
+
+usage: deno run -A mod.ts [options] <model.onnx>
+
+Removes attention heads, per-head dims and MLP hidden channels, and writes a smaller
+dense ONNX model that onnxruntime runs.
+
+options:
+  -o, --output PATH         output model (default: <input>.pruned.onnx)
+      --pruning-ratio R     fraction of MLP hidden channels to remove, 0 ≤ R < 1 (default 0)
+      --head-pruning-ratio R
+                            fraction of heads / head dims to remove (default: --pruning-ratio)
+      --prune-num-heads     remove whole attention heads
+      --prune-head-dims     remove the same number of dims from every head
+      --round-to N          round kept channel counts to a multiple of N
+      --ignore NAME         node/initializer name or prefix to leave alone (repeatable)
+      --num-heads NODE=H    head count of the attention block of NODE (repeatable)
+      --layer-ratio NODE=R  pruning ratio for the block containing NODE (repeatable)
+      --criterion l1|l2     channel importance (default l2)
+      --backend auto|gpu|cpu
+                            compute backend (default auto)
+      --json                print the report as JSON on stdout (nothing else)
+      --dry-run             report what would be pruned without writing a model
+      --quiet               print nothing on success
+  -h, --help                show this help
+      --version             show the version
+
+exit codes: 0 ok, 1 model or file problem, 2 usage error.
+Set PRUNE_VIT_DEBUG=1 to print stack traces.`;
+
+/** Parsed and validated command line. */
+export interface CliArgs {
+  input: string;
+  output: string;
+  options: PruneOptions;
+  json: boolean;
+  dryRun: boolean;
+  quiet: boolean;
+}
+
+const OPTION_SPEC = {
+  output: { type: "string", short: "o" },
+  "pruning-ratio": { type: "string" },
+  "head-pruning-ratio": { type: "string" },
+  "prune-num-heads": { type: "boolean" },
+  "prune-head-dims": { type: "boolean" },
+  "round-to": { type: "string" },
+  ignore: { type: "string", multiple: true },
+  "num-heads": { type: "string", multiple: true },
+  "layer-ratio": { type: "string", multiple: true },
+  criterion: { type: "string" },
+  backend: { type: "string" },
+  json: { type: "boolean" },
+  "dry-run": { type: "boolean" },
+  quiet: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean" },
+} as const;
+
+const NUMBER_RE = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
+
+function parseRatio(option: string, value: string): number {
+  const r = NUMBER_RE.test(value.trim()) ? Number(value) : NaN;
+  if (!Number.isFinite(r)) {
+    throw new UsageError(`${option}: "${value}" is not a number (expected 0 ≤ R < 1)`);
+  }
+  if (r < 0 || r >= 1) {
+    throw new UsageError(`${option}: ${value} is out of range (expected 0 ≤ R < 1)`);
+  }
+  return r;
+}
+
+function parsePositiveInt(option: string, value: string): number {
+  const t = value.trim();
+  if (!/^\+?\d+$/.test(t) || Number(t) < 1 || !Number.isSafeInteger(Number(t))) {
+    throw new UsageError(`${option}: "${value}" is not a positive integer`);
+  }
+  return Number(t);
+}
+
+function parsePairs<T>(
+  option: string,
+  values: string[] | undefined,
+  form: string,
+  parseValue: (v: string) => T,
+): Record<string, T> | undefined {
+  if (!values || values.length === 0) return undefined;
+  const out: Record<string, T> = {};
+  for (const item of values) {
+    const eq = item.lastIndexOf("=");
+    const key = eq < 0 ? "" : item.slice(0, eq).trim();
+    const val = eq < 0 ? "" : item.slice(eq + 1).trim();
+    if (eq < 0 || key === "" || val === "") {
+      throw new UsageError(`${option}: "${item}" is not of the form ${form}`);
+    }
+    if (Object.hasOwn(out, key)) throw new UsageError(`${option}: ${key} is given twice`);
+    out[key] = parseValue(val);
+  }
+  return out;
+}
+
+function oneOf<T extends string>(option: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new UsageError(`${option}: "${value}" is not one of ${allowed.join(", ")}`);
+  }
+  return value as T;
+}
+
+/** `model.onnx` → `model.pruned.onnx`; `model` → `model.pruned.onnx`. */
+export function defaultOutput(input: string): string {
+  const base = input.toLowerCase().endsWith(".onnx") ? input.slice(0, -5) : input;
+  return `${base}.pruned.onnx`;
+}
+
+/** Options that take a value, by every spelling. */
+const VALUE_FLAGS = new Set(
+  Object.entries(OPTION_SPEC).flatMap(([name, spec]) =>
+    spec.type === "string" ? [`--${name}`, ...("short" in spec ? [`-${spec.short}`] : [])] : []
+  ),
+);
+
+/** `--pruning-ratio -0.1` → `--pruning-ratio=-0.1`, so negative numbers reach validation. */
+function joinNegativeValues(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === "--") {
+      out.push(...args.slice(i));
+      break;
+    }
+    const next = args[i + 1];
+    if (VALUE_FLAGS.has(a) && next !== undefined && /^-[\d.]/.test(next)) {
+      out.push(a.startsWith("--") ? `${a}=${next}` : `${a}${next}`);
+      i++;
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
+}
+
+function parseError(e: unknown): UsageError {
+  const err = e as { code?: string; message?: string };
+  const msg = String(err.message ?? e);
+  if (err.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+    const m = msg.match(/Unknown option '([^']+)'/);
+    return new UsageError(`unknown option ${m ? m[1] : msg} (see --help)`);
+  }
+  if (err.code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
+    const m = msg.match(/Option '(?:-\w, )?(--[\w-]+)/);
+    if (m && (msg.includes("argument missing") || msg.includes("ambiguous"))) {
+      return new UsageError(`${m[1]} needs a value`);
+    }
+    if (m) return new UsageError(`${m[1]} takes no value`);
+  }
+  return new UsageError(msg);
+}
+
+/**
+ * Parses and validates `args` (without the program name). Returns `"help"` / `"version"` for
+ * those flags. Throws {@link UsageError} naming the option and the bad value.
+ */
+export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: joinNegativeValues(args),
+      options: OPTION_SPEC,
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (e) {
+    throw parseError(e);
+  }
+  const v = parsed.values;
+  if (v.help) return "help";
+  if (v.version) return "version";
+
+  // A value that looks like an option was probably meant as one (`-o --json`).
+  for (const key of ["output", "pruning-ratio", "head-pruning-ratio", "round-to"] as const) {
+    const val = v[key];
+    if (typeof val === "string" && /^--?[a-z]/i.test(val)) {
+      throw new UsageError(`--${key} needs a value, got option ${val}`);
+    }
+  }
+
+  const options: PruneOptions = {};
+  if (v["pruning-ratio"] !== undefined) {
+    options.pruningRatio = parseRatio("--pruning-ratio", v["pruning-ratio"]);
+  }
+  if (v["head-pruning-ratio"] !== undefined) {
+    options.headPruningRatio = parseRatio("--head-pruning-ratio", v["head-pruning-ratio"]);
+  }
+  if (v["prune-num-heads"] && v["prune-head-dims"]) {
+    throw new UsageError(
+      "--prune-num-heads and --prune-head-dims cannot be combined: pick one (run twice to do both)",
+    );
+  }
+  if (v["prune-num-heads"]) options.pruneNumHeads = true;
+  if (v["prune-head-dims"]) options.pruneHeadDims = true;
+  if (v["round-to"] !== undefined) {
+    options.roundTo = parsePositiveInt("--round-to", v["round-to"]);
+  }
+  if (v.ignore) {
+    for (const name of v.ignore) {
+      if (name.trim() === "") throw new UsageError(`--ignore: empty name`);
+    }
+    options.ignore = v.ignore.map((s) => s.trim());
+  }
+  const numHeads = parsePairs(
+    "--num-heads",
+    v["num-heads"],
+    "NODE=H",
+    (s) => parsePositiveInt("--num-heads", s),
+  );
+  if (numHeads) options.numHeads = numHeads;
+  const layerRatios = parsePairs(
+    "--layer-ratio",
+    v["layer-ratio"],
+    "NODE=R",
+    (s) => parseRatio("--layer-ratio", s),
+  );
+  if (layerRatios) options.layerRatios = layerRatios;
+  if (v.criterion !== undefined) {
+    options.criterion = oneOf("--criterion", v.criterion, ["l1", "l2"] as const);
+  }
+  if (v.backend !== undefined) {
+    options.backend = oneOf("--backend", v.backend, ["auto", "gpu", "cpu"] as const);
+  }
+
+  const pos = parsed.positionals;
+  if (pos.length === 0) {
+    throw new UsageError("missing input model (usage: mod.ts [options] <model.onnx>)");
+  }
+  if (pos.length > 1) {
+    throw new UsageError(`expected one input model, got ${pos.length}: ${pos.join(" ")}`);
+  }
+  const input = pos[0];
+  if (input.trim() === "") throw new UsageError("input model path is empty");
+  if (v.output !== undefined && v.output.trim() === "") {
+    throw new UsageError("--output: empty path");
+  }
+  const output = v.output ?? defaultOutput(input);
+  if (path.resolve(output) === path.resolve(input)) {
+    throw new UsageError(`--output: ${output} is the input model; refusing to overwrite it`);
+  }
+  return {
+    input,
+    output,
+    options,
+    json: !!v.json,
+    dryRun: !!v["dry-run"],
+    quiet: !!v.quiet,
+  };
+}
+
+async function realOrNull(p: string): Promise<string | null> {
+  try {
+    return await Deno.realPath(p);
+  } catch {
+    return null;
+  }
+}
+
+/** Checks the output location before any work: folder exists, output is not the input. */
+async function checkOutput(input: string, output: string): Promise<void> {
+  const dir = path.dirname(path.resolve(output));
+  let stat;
+  try {
+    stat = await Deno.stat(dir);
+  } catch {
+    throw new PruneError("output-dir", `output folder ${path.dirname(output)} does not exist`);
+  }
+  if (!stat.isDirectory) {
+    throw new PruneError("output-dir", `output folder ${path.dirname(output)} is not a folder`);
+  }
+  const [ri, ro] = await Promise.all([realOrNull(input), realOrNull(output)]);
+  if (ri !== null && ri === ro) {
+    throw new PruneError(
+      "output-is-input",
+      `output ${output} is the input model; refusing to overwrite it`,
+    );
+  }
+  try {
+    if ((await Deno.stat(output)).isDirectory) {
+      throw new PruneError("output-dir", `output ${output} is a folder`);
+    }
+  } catch (e) {
+    if (e instanceof PruneError) throw e;
+  }
+}
+
+function debug(): boolean {
+  try {
+    return Deno.env.get("PRUNE_VIT_DEBUG") === "1";
+  } catch {
+    return false;
+  }
+}
+
+function printError(e: unknown, internal: boolean): void {
+  const err = e instanceof Error ? e : new Error(String(e));
+  if (internal) {
+    console.error(`error: internal error: ${err.message}`);
+    if (!debug()) console.error("(set PRUNE_VIT_DEBUG=1 to see the stack trace)");
+  } else {
+    console.error(`error: ${err.message}`);
+  }
+  if (debug() && err.stack) console.error(err.stack);
+}
+
+/**
+ * Runs the CLI with `args` (no program name) and returns the exit code. Never exits the
+ * process itself.
+ */
+export async function main(args: string[]): Promise<number> {
+  let cli: CliArgs;
+  try {
+    const parsed = parseCliArgs(args);
+    if (parsed === "help") {
+      console.log(HELP);
+      return 0;
+    }
+    if (parsed === "version") {
+      console.log(denoJson.version);
+      return 0;
+    }
+    cli = parsed;
+  } catch (e) {
+    if (e instanceof UsageError) {
+      printError(e, false);
+      return 2;
+    }
+    printError(e, true);
+    return 1;
+  }
+
+  try {
+    if (!cli.dryRun) await checkOutput(cli.input, cli.output);
+    const model = await readModelFile(cli.input);
+    const { model: pruned, report } = await pruneModel(model, cli.options);
+    if (!cli.dryRun) await writeModelFile(pruned, cli.output, { inputPath: cli.input });
+    if (cli.json) {
+      console.log(JSON.stringify(report, null, 2));
+    } else if (!cli.quiet) {
+      console.log(formatReport(report, { output: cli.output, dryRun: cli.dryRun }));
+    }
+    return 0;
+  } catch (e) {
+    if (e instanceof PruneError) {
+      printError(e, false);
+      return 1;
+    }
+    printError(e, true);
+    return 1;
+  }
+}

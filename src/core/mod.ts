@@ -1,0 +1,262 @@
+/**
+ * Compute core of `@prune/vit`: per-channel Lp scores, score reductions, stable selection and a
+ * bit-exact gather along one axis. The math is Rust compiled to WebAssembly
+ * (`crates/prune_core`, built into `./wasm/` by `deno task build:wasm`); it runs either as WebGPU
+ * compute shaders (`navigator.gpu`) or on the CPU inside wasm. This module only marshals.
+ *
+ * @example
+ * ```ts
+ * import { createCore } from "./src/core/mod.ts";
+ *
+ * const core = await createCore(); // "gpu" when navigator.gpu gives an adapter, else "cpu"
+ * const weight = new Float32Array(768 * 3072); // an MLP weight [in, out]
+ * const scores = await core.channelLpScores(weight, [768, 3072], 1, 2); // 3072 scores
+ * const keep = await core.selectKeep(scores, 768); // drop the 768 weakest channels
+ * const pruned = await core.gatherAxis(new Uint8Array(weight.buffer), [768, 3072], 4, 1, keep);
+ * core.dispose();
+ * ```
+ *
+ * On the GPU backend, `aggregate` and `groupScores` (O(length) on short score vectors) run in wasm;
+ * the other ops run compute shaders, chunked to the device's maxStorageBufferBindingSize, with
+ * the per-call CPU fallbacks listed in `crates/prune_core/src/gpu.rs`. Each call copies its one
+ * tensor into wasm memory (no model-wide buffers).
+ *
+ * @module
+ */
+
+// @ts-types="./wasm/prune_core.d.ts"
+import * as wasm from "./wasm/prune_core.js";
+
+export type Backend = "gpu" | "cpu";
+export type Reduce = "sum" | "mean" | "max";
+
+export interface ComputeCore {
+  readonly backend: Backend;
+  /** Per-channel Σ|w|^p over every axis except `axis` (no root taken). data: f32 values, or f16 bit patterns in a Uint16Array. Returns dims[axis] scores. */
+  channelLpScores(
+    data: Float32Array | Uint16Array,
+    dims: number[],
+    axis: number,
+    p: 1 | 2,
+  ): Promise<Float32Array>;
+  /** Elementwise combination of equally long score vectors. */
+  aggregate(scores: Float32Array[], reduce: Reduce): Promise<Float32Array>;
+  /** Reduce contiguous equal-size groups of a score vector (e.g. channels → heads): length must divide evenly. */
+  groupScores(scores: Float32Array, groupCount: number, reduce: Reduce): Promise<Float32Array>;
+  /** Indices to keep: drops the `drop` lowest scores (stable: among equal scores the lower index is dropped first, like a stable ascending argsort whose first `drop` entries are pruned), returns the kept indices ascending. */
+  selectKeep(scores: Float32Array, drop: number): Promise<Uint32Array>;
+  /** Same within each of `groupCount` contiguous equal groups: drop `dropPerGroup` lowest per group; returns global kept indices ascending. */
+  selectKeepPerGroup(
+    scores: Float32Array,
+    groupCount: number,
+    dropPerGroup: number,
+  ): Promise<Uint32Array>;
+  /** Gather along `axis` of a row-major tensor of raw little-endian elements of `elementSize` bytes (bit-exact for any dtype). indices may be in any order/repeat. Returns the new raw bytes. */
+  gatherAxis(
+    bytes: Uint8Array,
+    dims: number[],
+    elementSize: number,
+    axis: number,
+    indices: Uint32Array,
+  ): Promise<Uint8Array>;
+  /** Release GPU resources (no-op on CPU). */
+  dispose(): void;
+}
+
+export interface CoreOptions {
+  backend?: "auto" | "gpu" | "cpu";
+  /** Caps the bytes per GPU storage binding below the device limit (tests use it to force chunking). */
+  gpuChunkBytes?: number;
+}
+
+/** "auto" (default) picks the GPU when navigator.gpu gives an adapter, else the CPU path; "gpu" throws a clear error when no adapter exists. */
+export async function createCore(options: CoreOptions = {}): Promise<ComputeCore> {
+  const backend = options.backend ?? "auto";
+  if (backend === "cpu") return new CpuCore();
+  if (backend !== "auto" && backend !== "gpu") {
+    throw new TypeError(`backend must be "auto", "gpu" or "cpu", got ${JSON.stringify(backend)}`);
+  }
+  const hasWebGpu = (globalThis.navigator as { gpu?: unknown } | undefined)?.gpu !== undefined;
+  try {
+    if (!hasWebGpu) throw new Error("navigator.gpu is not defined");
+    const chunk = options.gpuChunkBytes === undefined
+      ? undefined
+      : u32("gpuChunkBytes", options.gpuChunkBytes);
+    return new GpuCore(await wasm.GpuCore.create(chunk));
+  } catch (error) {
+    if (backend === "gpu") {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new Error(`GPU backend requested but WebGPU is unavailable: ${reason}`, {
+        cause: error,
+      });
+    }
+    return new CpuCore();
+  }
+}
+
+function u32(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) {
+    throw new RangeError(`${name} must be an integer in [0, 2^32), got ${value}`);
+  }
+  return value;
+}
+
+function dimsArray(dims: number[]): Uint32Array {
+  return Uint32Array.from(dims, (d, i) => u32(`dims[${i}]`, d));
+}
+
+function concat(scores: Float32Array[]): Float32Array {
+  if (scores.length === 0) throw new RangeError("aggregate needs at least one score vector");
+  const len = scores[0].length;
+  const flat = new Float32Array(len * scores.length);
+  scores.forEach((s, k) => {
+    if (s.length !== len) {
+      throw new RangeError(`score vector ${k} has length ${s.length}, expected ${len}`);
+    }
+    flat.set(s, k * len);
+  });
+  return flat;
+}
+
+class CpuCore implements ComputeCore {
+  readonly backend: Backend = "cpu";
+
+  channelLpScores(
+    data: Float32Array | Uint16Array,
+    dims: number[],
+    axis: number,
+    p: 1 | 2,
+  ): Promise<Float32Array> {
+    return Promise.resolve().then(() =>
+      data instanceof Uint16Array
+        ? wasm.cpu_channel_lp_scores_f16(data, dimsArray(dims), u32("axis", axis), p)
+        : wasm.cpu_channel_lp_scores_f32(data, dimsArray(dims), u32("axis", axis), p)
+    );
+  }
+
+  aggregate(scores: Float32Array[], reduce: Reduce): Promise<Float32Array> {
+    return Promise.resolve().then(() => wasm.cpu_aggregate(concat(scores), scores.length, reduce));
+  }
+
+  groupScores(scores: Float32Array, groupCount: number, reduce: Reduce): Promise<Float32Array> {
+    return Promise.resolve().then(() =>
+      wasm.cpu_group_scores(scores, u32("groupCount", groupCount), reduce)
+    );
+  }
+
+  selectKeep(scores: Float32Array, drop: number): Promise<Uint32Array> {
+    return this.selectKeepPerGroup(scores, 1, drop);
+  }
+
+  selectKeepPerGroup(
+    scores: Float32Array,
+    groupCount: number,
+    dropPerGroup: number,
+  ): Promise<Uint32Array> {
+    return Promise.resolve().then(() =>
+      wasm.cpu_select_keep_per_group(
+        scores,
+        u32("groupCount", groupCount),
+        u32("dropPerGroup", dropPerGroup),
+      )
+    );
+  }
+
+  gatherAxis(
+    bytes: Uint8Array,
+    dims: number[],
+    elementSize: number,
+    axis: number,
+    indices: Uint32Array,
+  ): Promise<Uint8Array> {
+    return Promise.resolve().then(() =>
+      wasm.cpu_gather_axis(
+        bytes,
+        dimsArray(dims),
+        u32("elementSize", elementSize),
+        u32("axis", axis),
+        indices,
+      )
+    );
+  }
+
+  dispose(): void {}
+}
+
+/** GPU ops run one call at a time (WebGPU error scopes are per device); aggregate and groupScores
+ * are inherited from the wasm CPU path. */
+class GpuCore extends CpuCore {
+  override readonly backend: Backend = "gpu";
+  #gpu: wasm.GpuCore | null;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(gpu: wasm.GpuCore) {
+    super();
+    this.#gpu = gpu;
+  }
+
+  #serial<T>(run: (gpu: wasm.GpuCore) => Promise<T>): Promise<T> {
+    const result = this.#queue.then(() => {
+      if (this.#gpu === null) throw new Error("ComputeCore used after dispose()");
+      return run(this.#gpu);
+    });
+    this.#queue = result.catch(() => {});
+    return result;
+  }
+
+  override channelLpScores(
+    data: Float32Array | Uint16Array,
+    dims: number[],
+    axis: number,
+    p: 1 | 2,
+  ): Promise<Float32Array> {
+    return this.#serial((gpu) =>
+      data instanceof Uint16Array
+        ? gpu.channel_lp_scores_f16(data, dimsArray(dims), u32("axis", axis), p)
+        : gpu.channel_lp_scores_f32(data, dimsArray(dims), u32("axis", axis), p)
+    );
+  }
+
+  override selectKeepPerGroup(
+    scores: Float32Array,
+    groupCount: number,
+    dropPerGroup: number,
+  ): Promise<Uint32Array> {
+    return this.#serial((gpu) =>
+      gpu.select_keep_per_group(
+        scores,
+        u32("groupCount", groupCount),
+        u32("dropPerGroup", dropPerGroup),
+      )
+    );
+  }
+
+  override gatherAxis(
+    bytes: Uint8Array,
+    dims: number[],
+    elementSize: number,
+    axis: number,
+    indices: Uint32Array,
+  ): Promise<Uint8Array> {
+    return this.#serial((gpu) =>
+      gpu.gather_axis(
+        bytes,
+        dimsArray(dims),
+        u32("elementSize", elementSize),
+        u32("axis", axis),
+        indices,
+      )
+    );
+  }
+
+  override dispose(): void {
+    const gpu = this.#gpu;
+    this.#gpu = null;
+    if (gpu) {
+      this.#queue.then(() => {
+        gpu.destroy();
+        gpu.free();
+      });
+    }
+  }
+}

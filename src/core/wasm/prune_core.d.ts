@@ -1,0 +1,56 @@
+/* tslint:disable */
+/* eslint-disable */
+
+/**
+ * WebGPU-backed ops. Methods return Promises; run one call at a time per instance (WebGPU error
+ * scopes are per device). Score reductions and aggregation are O(channels) and use `cpu_*`.
+ */
+export class GpuCore {
+    private constructor();
+    free(): void;
+    [Symbol.dispose](): void;
+    /**
+     * `data` holds IEEE binary16 bit patterns. Resolves to a Float32Array.
+     */
+    channel_lp_scores_f16(data: Uint16Array | number[], dims: Uint32Array | number[], axis: number, p: number): Promise<any>;
+    /**
+     * Resolves to a Float32Array.
+     */
+    channel_lp_scores_f32(data: Float32Array | number[], dims: Uint32Array | number[], axis: number, p: number): Promise<any>;
+    /**
+     * Rejects when `navigator.gpu` gives no adapter or device. `max_chunk_bytes` caps the bytes
+     * per storage binding below the device limit (for tests).
+     */
+    static create(max_chunk_bytes?: number | null): Promise<GpuCore>;
+    /**
+     * Destroys the device (and with it every buffer). Call `free()` afterwards.
+     */
+    destroy(): void;
+    /**
+     * Resolves to a Uint8Array.
+     */
+    gather_axis(bytes: Uint8Array | number[], dims: Uint32Array | number[], element_size: number, axis: number, indices: Uint32Array | number[]): Promise<any>;
+    /**
+     * Resolves to a Uint32Array.
+     */
+    select_keep_per_group(scores: Float32Array | number[], groups: number, drop: number): Promise<any>;
+    readonly adapter_name: string;
+}
+
+/**
+ * `flat` holds `count` equally long vectors back to back.
+ */
+export function cpu_aggregate(flat: Float32Array | number[], count: number, reduce: string): Float32Array;
+
+/**
+ * `data` holds IEEE binary16 bit patterns.
+ */
+export function cpu_channel_lp_scores_f16(data: Uint16Array | number[], dims: Uint32Array | number[], axis: number, p: number): Float32Array;
+
+export function cpu_channel_lp_scores_f32(data: Float32Array | number[], dims: Uint32Array | number[], axis: number, p: number): Float32Array;
+
+export function cpu_gather_axis(bytes: Uint8Array | number[], dims: Uint32Array | number[], element_size: number, axis: number, indices: Uint32Array | number[]): Uint8Array;
+
+export function cpu_group_scores(scores: Float32Array | number[], groups: number, reduce: string): Float32Array;
+
+export function cpu_select_keep_per_group(scores: Float32Array | number[], groups: number, drop: number): Uint32Array;

@@ -1,0 +1,116 @@
+/**
+ * Human-readable rendering of a {@link PruneReport}: totals, a per-block table and the groups
+ * that were left alone. Plain text in monospace columns, no colours.
+ *
+ * @module
+ */
+import type { BlockReport, PruneReport } from "./report.ts";
+
+/** Where the pruned model went, shown under the table. */
+export interface FormatReportOptions {
+  /** Path of the written model; omitted → "(not written)". */
+  output?: string;
+  /** The run did not write a model (`--dry-run`). */
+  dryRun?: boolean;
+}
+
+/** A count in K/M/G with three significant digits: 5_512_000 → "5.51 M", 980 → "980". */
+export function humanCount(n: number): string {
+  const abs = Math.abs(n);
+  const units: [number, string][] = [[1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "K"]];
+  for (const [scale, unit] of units) {
+    if (abs >= scale * 0.9995) return `${threeDigits(n / scale)} ${unit}`;
+  }
+  return String(Math.round(n));
+}
+
+function threeDigits(x: number): string {
+  const a = Math.abs(x);
+  if (a >= 100) return x.toFixed(0);
+  if (a >= 10) return x.toFixed(1);
+  return x.toFixed(2);
+}
+
+/** `after / before` as "×0.55" ("×–" when before is 0). */
+export function ratio(before: number, after: number): string {
+  if (!(before > 0)) return "×–";
+  return `×${(after / before).toFixed(2)}`;
+}
+
+function beforeAfter(b: { before: number; after: number }): string {
+  return b.before === b.after ? `${b.before}` : `${b.before} → ${b.after}`;
+}
+
+interface Row {
+  block: string;
+  heads: string;
+  headDim: string;
+  mlp: string;
+}
+
+function row(b: BlockReport): Row {
+  if (b.kind === "attention") {
+    return { block: b.name, heads: beforeAfter(b.heads), headDim: beforeAfter(b.headDim), mlp: "" };
+  }
+  return { block: b.name, heads: "", headDim: "", mlp: beforeAfter(b.channels) };
+}
+
+/** Pads every column to its widest cell; the last column is not padded. */
+function table(header: string[], rows: string[][], indent = "  "): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) =>
+    indent + cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join("  ")
+      .trimEnd();
+  return [line(header), ...rows.map(line)];
+}
+
+/**
+ * Formats a report for a terminal, e.g.
+ *
+ * ```text
+ * params   114 K → 72.3 K   (×0.63)
+ * MACs    1.94 M → 1.10 M   (×0.57)
+ * ```
+ * followed by the block table, skipped groups, backend and output path.
+ */
+export function formatReport(report: PruneReport, options: FormatReportOptions = {}): string {
+  const out: string[] = [];
+  const totals = [
+    ["params", report.params],
+    ["MACs", report.macs],
+  ] as const;
+  const cells = totals.map(([label, v]) => [
+    label,
+    humanCount(v.before),
+    "→",
+    humanCount(v.after),
+    `(${ratio(v.before, v.after)})`,
+  ]);
+  const w = [0, 1, 2, 3].map((i) => Math.max(...cells.map((c) => c[i].length)));
+  for (const c of cells) {
+    out.push(
+      `${c[0].padEnd(w[0])}  ${c[1].padStart(w[1])} ${c[2]} ${c[3].padStart(w[3])}  ${c[4]}`,
+    );
+  }
+
+  out.push("");
+  if (report.blocks.length === 0) {
+    out.push("no block pruned");
+  } else {
+    const rows = report.blocks.map(row).map((r) => [r.block, r.heads, r.headDim, r.mlp]);
+    out.push(...table(["block", "heads", "head dim", "MLP"], rows, ""));
+  }
+
+  if (report.skipped.length > 0) {
+    out.push("");
+    out.push(`skipped (${report.skipped.length}):`);
+    const rows = report.skipped.map((s) => [s.name, s.reason]);
+    out.push(...table(["group", "reason"], rows).slice(1));
+  }
+
+  out.push("");
+  out.push(`backend ${report.backend}`);
+  if (options.dryRun) out.push("output  (dry run: nothing written)");
+  else out.push(`output  ${options.output ?? "(not written)"}`);
+  return out.join("\n");
+}

@@ -1,0 +1,240 @@
+/**
+ * A mutable view of an ONNX graph: who produces and who consumes each tensor, which tensors are
+ * constants, and copy-on-write replacement of constant inputs.
+ *
+ * @module
+ */
+import { onnx, type TensorProto as ITensorProto } from "../onnx/proto.ts";
+
+/** Decoded protobuf messages: repeated fields are arrays, scalars have defaults. */
+export type NodeProto = InstanceType<typeof onnx.NodeProto>;
+export type TensorProto = ITensorProto;
+export type GraphProto = InstanceType<typeof onnx.GraphProto>;
+import { tensorDims, tensorRawBytes, tensorToNumbers } from "../onnx/tensor.ts";
+
+/** One use of a tensor: `node.input[inputIndex]`. */
+export interface Use {
+  node: NodeProto;
+  inputIndex: number;
+}
+
+/** Graph with producer/consumer maps over the main graph (subgraphs are left untouched). */
+export class Graph {
+  readonly proto: GraphProto;
+  readonly nodes: NodeProto[];
+  readonly #producer = new Map<string, NodeProto>();
+  readonly #consumers = new Map<string, Use[]>();
+  readonly #initializers = new Map<string, TensorProto>();
+  readonly #names = new Set<string>();
+  readonly outputNames: Set<string>;
+
+  constructor(graph: GraphProto) {
+    this.proto = graph;
+    this.nodes = graph.node as NodeProto[];
+    for (const t of graph.initializer as TensorProto[]) {
+      this.#initializers.set(t.name ?? "", t);
+      this.#names.add(t.name ?? "");
+    }
+    for (const v of graph.input) this.#names.add(v.name as string);
+    this.outputNames = new Set(graph.output.map((o) => o.name as string));
+    for (const node of this.nodes) {
+      if (node.name) this.#names.add(node.name);
+      for (const out of node.output) {
+        if (out) this.#producer.set(out, node);
+        this.#names.add(out);
+      }
+      node.input.forEach((name, inputIndex) => {
+        if (!name) return;
+        let uses = this.#consumers.get(name);
+        if (!uses) this.#consumers.set(name, uses = []);
+        uses.push({ node, inputIndex });
+      });
+    }
+  }
+
+  producer(tensor: string): NodeProto | undefined {
+    return this.#producer.get(tensor);
+  }
+
+  consumers(tensor: string): Use[] {
+    return this.#consumers.get(tensor) ?? [];
+  }
+
+  initializer(name: string): TensorProto | undefined {
+    return this.#initializers.get(name);
+  }
+
+  isGraphInput(name: string): boolean {
+    return this.proto.input.some((v) => v.name === name) && !this.#initializers.has(name);
+  }
+
+  /**
+   * The constant behind a tensor name: an initializer, a Constant node's value, or either of
+   * those seen through Identity nodes. Returns where it is stored so it can be rewritten.
+   */
+  constant(name: string): ConstantRef | undefined {
+    const init = this.#initializers.get(name);
+    if (init && !this.isGraphInputOverride(name)) {
+      return { tensor: init, home: "initializer", name };
+    }
+    const node = this.#producer.get(name);
+    if (!node) return undefined;
+    if (node.opType === "Identity") return this.constant(node.input[0]);
+    if (node.opType === "Constant") {
+      const tensor = constantNodeTensor(node);
+      return tensor ? { tensor, home: "constant-node", name, node } : undefined;
+    }
+    return undefined;
+  }
+
+  /** An initializer that is also listed as a graph input can be overridden at run time. */
+  private isGraphInputOverride(name: string): boolean {
+    return this.proto.input.some((v) => v.name === name);
+  }
+
+  /** Integer values of a constant tensor (shape targets, axes, split sizes). */
+  constantInts(name: string): number[] | undefined {
+    const c = this.constant(name);
+    if (!c) return undefined;
+    try {
+      return tensorToNumbers(c.tensor);
+    } catch {
+      // int64 sentinels such as INT64_MAX ("to the end") do not fit a JS number: clamp them.
+      const bytes = tensorRawBytes(c.tensor);
+      if (c.tensor.dataType !== 7) return undefined;
+      const view = new BigInt64Array(bytes.slice().buffer);
+      const limit = BigInt(Number.MAX_SAFE_INTEGER);
+      return Array.from(view, (v) => Number(v > limit ? limit : v < -limit ? -limit : v));
+    }
+  }
+
+  /** A name not used anywhere in the graph yet. */
+  uniqueName(base: string): string {
+    let name = base;
+    for (let i = 1; this.#names.has(name); i++) name = `${base}_${i}`;
+    this.#names.add(name);
+    return name;
+  }
+
+  /** Adds an initializer and returns its name. */
+  addInitializer(tensor: TensorProto): string {
+    tensor.name = this.uniqueName(tensor.name || "pruned_const");
+    this.proto.initializer.push(tensor);
+    this.#initializers.set(tensor.name, tensor);
+    return tensor.name;
+  }
+
+  /** Points `use` at another tensor and keeps the consumer map current. */
+  rewire(use: Use, newName: string): void {
+    const old = use.node.input[use.inputIndex];
+    const uses = this.#consumers.get(old);
+    if (uses) {
+      const i = uses.findIndex((u) => u.node === use.node && u.inputIndex === use.inputIndex);
+      if (i >= 0) uses.splice(i, 1);
+    }
+    use.node.input[use.inputIndex] = newName;
+    let next = this.#consumers.get(newName);
+    if (!next) this.#consumers.set(newName, next = []);
+    next.push(use);
+  }
+
+  /** Number of uses of the stored constant, counting uses through Identity nodes. */
+  constantUseCount(ref: ConstantRef): number {
+    const root = ref.home === "initializer" ? ref.name : ref.node!.output[0];
+    let count = 0;
+    const visit = (name: string) => {
+      if (this.outputNames.has(name)) count++;
+      for (const use of this.consumers(name)) {
+        if (use.node.opType === "Identity") visit(use.node.output[0]);
+        else count++;
+      }
+    };
+    visit(root);
+    return count;
+  }
+
+  /** Rewrites the declared shape of a tensor (value_info, graph inputs) after it was resized. */
+  setDeclaredDims(name: string, dims: number[]): void {
+    for (const vi of [...this.proto.valueInfo, ...this.proto.input]) {
+      const shape = vi.name === name ? vi.type?.tensorType?.shape : undefined;
+      if (!shape?.dim || shape.dim.length !== dims.length) continue;
+      shape.dim.forEach((d, i) => {
+        if (!d.dimParam) d.dimValue = dims[i];
+      });
+    }
+  }
+
+}
+
+/** Where a constant lives, so that it can be replaced in place or copied on write. */
+export interface ConstantRef {
+  tensor: TensorProto;
+  home: "initializer" | "constant-node";
+  /** Name of the initializer, or of the tensor name a use referred to. */
+  name: string;
+  node?: NodeProto;
+}
+
+/** The tensor held by a Constant node (value, value_float(s), value_int(s)). */
+export function constantNodeTensor(node: NodeProto): TensorProto | undefined {
+  for (const a of node.attribute) {
+    if (a.name === "value" && a.t) return a.t as TensorProto;
+    if (a.name === "value_float") {
+      return onnx.TensorProto.create({ dataType: 1, dims: [], floatData: [a.f ?? 0] });
+    }
+    if (a.name === "value_floats") {
+      return onnx.TensorProto.create({
+        dataType: 1,
+        dims: [(a.floats ?? []).length],
+        floatData: a.floats ?? [],
+      });
+    }
+    if (a.name === "value_int") {
+      return onnx.TensorProto.create({ dataType: 7, dims: [], int64Data: [a.i ?? 0] });
+    }
+    if (a.name === "value_ints") {
+      return onnx.TensorProto.create({
+        dataType: 7,
+        dims: [(a.ints ?? []).length],
+        int64Data: a.ints ?? [],
+      });
+    }
+  }
+  return undefined;
+}
+
+/** Reads an attribute of a node, converting Longs to numbers. */
+export function attr(node: NodeProto, name: string): AttributeValue | undefined {
+  const a = node.attribute.find((x) => x.name === name);
+  if (!a) return undefined;
+  switch (a.type) {
+    case 1:
+      return a.f ?? 0;
+    case 2:
+      return Number(a.i ?? 0);
+    case 3:
+      return typeof a.s === "string" ? a.s : new TextDecoder().decode(a.s ?? new Uint8Array());
+    case 6:
+      return [...(a.floats ?? [])];
+    case 7:
+      return (a.ints ?? []).map((x) => Number(x));
+    case 4:
+      return a.t as TensorProto;
+    default:
+      return undefined;
+  }
+}
+
+export type AttributeValue = number | string | number[] | TensorProto;
+
+export function attrInt(node: NodeProto, name: string, fallback: number): number {
+  const v = attr(node, name);
+  return typeof v === "number" ? v : fallback;
+}
+
+export function attrInts(node: NodeProto, name: string): number[] | undefined {
+  const v = attr(node, name);
+  return Array.isArray(v) ? v : undefined;
+}
+
+export { tensorDims };

@@ -1,0 +1,89 @@
+/**
+ * Group magnitude importance with Torch-Pruning's semantics (`GroupMagnitudeImportance`):
+ * every weight coupled to a channel contributes Σ|w|^p over that channel's row or column
+ * (biases are not counted), contributions of one weight to the same channel are added, the
+ * group's score is the mean over its weights, normalised by its mean over channels. Head
+ * scores are the mean over a head's channels, dim scores the mean over heads.
+ *
+ * @module
+ */
+import type { ComputeCore } from "./core/mod.ts";
+import type { Factor } from "./analysis/factors.ts";
+import type { AttentionGroup, MlpGroup } from "./analysis/groups.ts";
+import type { TensorTouch } from "./analysis/trace.ts";
+import { tensorDims, tensorRawBytes, tensorToFloat32 } from "./onnx/tensor.ts";
+import { DataType } from "./onnx/proto.ts";
+
+export type Criterion = "l1" | "l2";
+
+/** Scores of the channels of a group, laid out over `cells` (major → minor), e.g. [heads, dims]. */
+export async function groupChannelScores(
+  core: ComputeCore,
+  members: TensorTouch[],
+  cells: Factor[][],
+  criterion: Criterion,
+): Promise<Float32Array> {
+  const cellSizes = cells.map((alts) => alts[0].size);
+  const total = cellSizes.reduce((a, b) => a * b, 1);
+  const sum = new Float32Array(total);
+  const seen = new Set<string>();
+  let count = 0;
+  for (const touch of members) {
+    const key = `${touch.ref.name}:${touch.axis}:${touch.role}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const local = await axisScores(core, touch, criterion === "l1" ? 1 : 2);
+    const leaves = touch.factors.flatMap((f) => f.leaves());
+    // Position of each cell coordinate among the axis leaves (leaves not in a cell are summed).
+    const where = cells.map((alts) => leaves.findIndex((l) => alts.includes(l)));
+    if (where.some((w) => w < 0)) continue;
+    const sizes = leaves.map((l) => l.size);
+    for (let i = 0; i < local.length; i++) {
+      let rest = i;
+      const coord = new Array<number>(leaves.length);
+      for (let k = leaves.length - 1; k >= 0; k--) {
+        coord[k] = rest % sizes[k];
+        rest = Math.floor(rest / sizes[k]);
+      }
+      let cell = 0;
+      for (let c = 0; c < cells.length; c++) cell = cell * cellSizes[c] + coord[where[c]];
+      sum[cell] += local[i];
+    }
+    count++;
+  }
+  if (count === 0) return sum;
+  let mean = 0;
+  for (let i = 0; i < total; i++) mean += sum[i] / count;
+  mean /= total;
+  for (let i = 0; i < total; i++) sum[i] = mean > 0 ? sum[i] / count / mean : 0;
+  return sum;
+}
+
+/** Σ|w|^p along every axis but the touched one. */
+function axisScores(core: ComputeCore, touch: TensorTouch, p: 1 | 2): Promise<Float32Array> {
+  const t = touch.ref.tensor;
+  const dims = tensorDims(t);
+  const data = t.dataType === DataType.FLOAT16
+    ? new Uint16Array(tensorRawBytes(t).slice().buffer)
+    : tensorToFloat32(t);
+  return core.channelLpScores(data, dims, touch.axis, p);
+}
+
+/** Head scores (mean over a head's dims) and dim scores (mean over heads) of an attention block. */
+export async function attentionScores(
+  core: ComputeCore,
+  group: AttentionGroup,
+  criterion: Criterion,
+): Promise<{ heads: Float32Array; dims: Float32Array }> {
+  const dims = [group.qkDim, group.vDim];
+  const channel = await groupChannelScores(core, group.members, [[group.heads], dims], criterion);
+  const h = group.heads.size, d = group.qkDim.size;
+  const heads = await core.groupScores(channel, h, "mean");
+  const perDim = new Float32Array(d);
+  for (let i = 0; i < h; i++) for (let j = 0; j < d; j++) perDim[j] += channel[i * d + j] / h;
+  return { heads, dims: perDim };
+}
+
+export function mlpScores(core: ComputeCore, group: MlpGroup, criterion: Criterion) {
+  return groupChannelScores(core, group.members, [[group.channels]], criterion);
+}

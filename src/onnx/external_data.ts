@@ -1,0 +1,246 @@
+/**
+ * ONNX external tensor data: finding every tensor of a model, validating `location`s, loading
+ * them into raw_data, and choosing which tensors to write externally.
+ *
+ * @module
+ */
+import { PruneError } from "../errors.ts";
+import type {
+  AttributeProto,
+  GraphProto,
+  ModelProto,
+  NodeProto,
+  SparseTensorProto,
+  TensorProto,
+} from "./proto.ts";
+import { elementSize, tensorNumel } from "./tensor.ts";
+
+const EXTERNAL = 1;
+
+/** Where a tensor's data lived when it was read (kept on the tensor under {@link EXTERNAL_ORIGIN}). */
+export interface ExternalOrigin {
+  location: string;
+  offset: number;
+  length: number;
+  checksum?: string;
+  /** All original external_data entries, verbatim. */
+  entries: { key: string; value: string }[];
+}
+
+/** Symbol under which a loaded tensor remembers its original external-data reference. */
+export const EXTERNAL_ORIGIN: unique symbol = Symbol.for("prune-vit.onnx.externalOrigin");
+
+/** Symbol under which readModelFile records where a model came from. */
+export const MODEL_SOURCE: unique symbol = Symbol.for("prune-vit.onnx.modelSource");
+
+/** Where a model was read from. */
+export interface ModelSource {
+  /** Real path of the model file. */
+  path: string;
+  /** Real paths of the external data files it referenced. */
+  externalFiles: string[];
+}
+
+/** A tensor with an optional remembered external origin. */
+export type TensorWithOrigin = TensorProto & { [EXTERNAL_ORIGIN]?: ExternalOrigin };
+
+/** A model with an optional recorded source. */
+export type ModelWithSource = ModelProto & { [MODEL_SOURCE]?: ModelSource };
+
+/**
+ * Every TensorProto of a model, including Constant/attribute tensors, sparse tensors, subgraphs,
+ * functions and training info.
+ *
+ * @example for (const t of allTensors(model)) console.log(t.name);
+ */
+export function allTensors(model: ModelProto): TensorProto[] {
+  const out: TensorProto[] = [];
+  const seen = new Set<object>();
+  const sparse = (s: SparseTensorProto | null | undefined) => {
+    if (s?.values) out.push(s.values);
+    if (s?.indices) out.push(s.indices);
+  };
+  const attr = (a: AttributeProto) => {
+    if (a.t) out.push(a.t);
+    for (const t of a.tensors ?? []) out.push(t);
+    sparse(a.sparseTensor);
+    for (const s of a.sparseTensors ?? []) sparse(s);
+    if (a.g) graph(a.g);
+    for (const g of a.graphs ?? []) graph(g);
+  };
+  const node = (n: NodeProto) => {
+    for (const a of n.attribute ?? []) attr(a);
+  };
+  const graph = (g: GraphProto) => {
+    if (seen.has(g)) return;
+    seen.add(g);
+    for (const t of g.initializer ?? []) out.push(t);
+    for (const s of g.sparseInitializer ?? []) sparse(s);
+    for (const n of g.node ?? []) node(n);
+  };
+  if (model.graph) graph(model.graph);
+  for (const f of model.functions ?? []) for (const n of f.node ?? []) node(n);
+  for (const ti of model.trainingInfo ?? []) {
+    if (ti.initialization) graph(ti.initialization);
+    if (ti.algorithm) graph(ti.algorithm);
+  }
+  return out;
+}
+
+function label(t: TensorProto) {
+  return t.name ? `tensor '${t.name}'` : "an unnamed tensor";
+}
+
+/**
+ * Validates an external-data location (relative, no `..`, no drive/UNC prefix) and returns its
+ * path segments. Throws PruneError naming the tensor and location.
+ *
+ * @example checkRelativeLocation("weights.bin", "w", "model.onnx") // → ["weights.bin"]
+ */
+export function checkRelativeLocation(location: string, tensor: string, file: string): string[] {
+  const bad = (why: string) =>
+    new PruneError(
+      "unsafe-external-data",
+      `${file}: tensor '${tensor}' has external data location '${location}', which ${why}; ` +
+        `external data must be a relative path inside the model's folder`,
+    );
+  if (location === "") throw bad("is empty");
+  if (location.includes("\0")) throw bad("contains a NUL character");
+  if (location.startsWith("/") || location.startsWith("\\") || /^[A-Za-z]:/.test(location)) {
+    throw bad("is absolute");
+  }
+  const parts = location.split(/[\\/]+/).filter((s) => s !== "" && s !== ".");
+  if (parts.includes("..")) throw bad("contains '..'");
+  if (parts.length === 0) throw bad("names no file");
+  return parts;
+}
+
+function join(dir: string, parts: string[]) {
+  return [dir.replace(/\/+$/, ""), ...parts].join("/");
+}
+
+function dirname(path: string) {
+  const i = path.lastIndexOf("/");
+  return i < 0 ? "." : i === 0 ? "/" : path.slice(0, i);
+}
+
+function parseEntries(t: TensorProto, file: string): ExternalOrigin {
+  const entries = (t.externalData ?? []).map((e) => ({ key: e.key ?? "", value: e.value ?? "" }));
+  const get = (k: string) => entries.find((e) => e.key === k)?.value;
+  const location = get("location");
+  if (location === undefined) {
+    throw new PruneError(
+      "bad-external-data",
+      `${file}: ${label(t)} is marked as external data but has no 'location' entry`,
+    );
+  }
+  const num = (k: string, dflt: number) => {
+    const v = get(k);
+    if (v === undefined || v === "") return dflt;
+    if (!/^\d+$/.test(v.trim())) {
+      throw new PruneError(
+        "bad-external-data",
+        `${file}: ${label(t)} has a non-numeric external data '${k}' entry '${v}'`,
+      );
+    }
+    return Number(v.trim());
+  };
+  return {
+    location,
+    offset: num("offset", 0),
+    length: num("length", -1),
+    checksum: get("checksum"),
+    entries,
+  };
+}
+
+/**
+ * Loads every external tensor of a model read from `modelPath` into raw_data (marking it DEFAULT
+ * and remembering the origin under {@link EXTERNAL_ORIGIN}). Refuses unsafe locations.
+ * Returns the real paths of the data files used.
+ *
+ * @example await loadExternalData(model, "/models/vit.onnx");
+ */
+export async function loadExternalData(model: ModelProto, modelPath: string): Promise<string[]> {
+  const tensors = allTensors(model).filter((t) => t.dataLocation === EXTERNAL);
+  if (tensors.length === 0) return [];
+  const dir = await Deno.realPath(dirname(modelPath));
+  const files = new Map<string, Uint8Array>();
+  const resolved = new Map<string, string>();
+  for (const t of tensors) {
+    const origin = parseEntries(t, modelPath);
+    const parts = checkRelativeLocation(origin.location, t.name ?? "", modelPath);
+    const joined = join(dir, parts);
+    let real = resolved.get(joined);
+    if (real === undefined) {
+      try {
+        real = await Deno.realPath(joined);
+        resolved.set(joined, real);
+      } catch (e) {
+        if (e instanceof Deno.errors.NotFound) {
+          throw new PruneError(
+            "not-found",
+            `${modelPath}: external data file '${origin.location}' of ${
+              label(t)
+            } not found (${joined})`,
+          );
+        }
+        throw e;
+      }
+    }
+    if (!real.startsWith(dir.endsWith("/") ? dir : dir + "/")) {
+      throw new PruneError(
+        "unsafe-external-data",
+        `${modelPath}: tensor '${t.name ?? ""}' has external data location '${origin.location}', ` +
+          `which resolves to '${real}' outside the model's folder '${dir}' (through a symlink); refused`,
+      );
+    }
+    let data = files.get(real);
+    if (!data) {
+      data = await Deno.readFile(real);
+      files.set(real, data);
+    }
+    const length = origin.length >= 0 ? origin.length : data.length - origin.offset;
+    if (origin.offset > data.length || origin.offset + length > data.length || length < 0) {
+      throw new PruneError(
+        "truncated",
+        `${modelPath}: ${label(t)} wants bytes ${origin.offset}..${origin.offset + length} of ` +
+          `'${origin.location}', which has only ${data.length} bytes (truncated data file?)`,
+      );
+    }
+    let expected = -1;
+    try {
+      expected = tensorNumel(t) * elementSize(t.dataType ?? 0);
+    } catch { /* strings etc.: no check */ }
+    if (expected >= 0 && expected !== length) {
+      throw new PruneError(
+        "bad-external-data",
+        `${modelPath}: ${label(t)} has ${length} bytes of external data in '${origin.location}', ` +
+          `but its dims need ${expected}`,
+      );
+    }
+    t.rawData = data.subarray(origin.offset, origin.offset + length);
+    t.externalData = [];
+    delete t.dataLocation;
+    (t as TensorWithOrigin)[EXTERNAL_ORIGIN] = { ...origin, length };
+  }
+  return [...files.keys()];
+}
+
+/** Tensor byte size if stored raw (0 for strings/unknown). */
+export function tensorDataSize(t: TensorProto): number {
+  if (t.rawData && t.rawData.length) return t.rawData.length;
+  try {
+    return tensorNumel(t) * elementSize(t.dataType ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+/** Whether a model has tensors that came from (or still point to) external data. */
+export function hasExternalData(model: ModelProto): boolean {
+  if ((model as ModelWithSource)[MODEL_SOURCE]?.externalFiles.length) return true;
+  return allTensors(model).some((t) =>
+    t.dataLocation === EXTERNAL || (t as TensorWithOrigin)[EXTERNAL_ORIGIN] !== undefined
+  );
+}

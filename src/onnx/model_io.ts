@@ -1,0 +1,425 @@
+/**
+ * Reading and writing ONNX model files (with external data), with clear errors for files that
+ * are not ONNX models, and atomic writes that never clobber the input.
+ *
+ * @module
+ */
+import { PruneError } from "../errors.ts";
+import { type ModelProto, onnx, scanWire, type TensorProto } from "./proto.ts";
+import {
+  allTensors,
+  checkRelativeLocation,
+  EXTERNAL_ORIGIN,
+  hasExternalData,
+  loadExternalData,
+  MODEL_SOURCE,
+  type ModelWithSource,
+  tensorDataSize,
+  type TensorWithOrigin,
+} from "./external_data.ts";
+
+export { unknownFieldWarnings } from "./proto.ts";
+export { allTensors, EXTERNAL_ORIGIN, MODEL_SOURCE } from "./external_data.ts";
+
+const TWO_GIB = 2 ** 31;
+/** Expected wire types of ModelProto's fields (IR 8 schema). */
+const MODEL_WIRE: Record<number, number> = {
+  1: 0,
+  2: 2,
+  3: 2,
+  4: 2,
+  5: 0,
+  6: 2,
+  7: 2,
+  8: 2,
+  14: 2,
+  20: 2,
+  25: 2,
+};
+
+function looksLikeTensor(bytes: Uint8Array): boolean {
+  try {
+    const t = onnx.TensorProto.decode(bytes);
+    return (t.dataType ?? 0) > 0 && (t.rawData?.length ?? 0) + (t.dims?.length ?? 0) > 0;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Decodes ONNX model bytes. Throws PruneError "not-onnx" (empty, not protobuf, protobuf but not a
+ * model) or "truncated", with `source` (a file name) in the message.
+ *
+ * @example const model = decodeModel(await Deno.readFile("vit.onnx"), "vit.onnx");
+ */
+export function decodeModel(bytes: Uint8Array, source = "<bytes>"): ModelProto {
+  if (bytes.length === 0) {
+    throw new PruneError(
+      "not-onnx",
+      `${source}: the file is empty (0 bytes); expected an ONNX model`,
+    );
+  }
+  const scan = scanWire(bytes);
+  const notModel = (why: string) => {
+    const hint = looksLikeTensor(bytes)
+      ? " It looks like a serialized TensorProto (e.g. a test_data_set input_0.pb), not a model."
+      : "";
+    return new PruneError(
+      "not-onnx",
+      `${source}: not an ONNX model: ${why}.${hint}`,
+    );
+  };
+  if (scan.status === "invalid") {
+    throw new PruneError(
+      "not-onnx",
+      `${source}: not an ONNX model: the ${bytes.length} bytes are not a valid protobuf message ` +
+        `(bad field tag after ${scan.fields.length} field(s)). Is this really a .onnx file?`,
+    );
+  }
+  if (scan.status === "truncated") {
+    const sawGraph = scan.fields.some(([f]) => f === 7);
+    const plausible = scan.fields.length > 0 &&
+      scan.fields.every(([f, wt]) => MODEL_WIRE[f] === undefined || MODEL_WIRE[f] === wt);
+    if (plausible) {
+      throw new PruneError(
+        "truncated",
+        `${source}: the ONNX model is truncated: a field runs past the end of the ${bytes.length}-byte ` +
+          `file${sawGraph ? "" : " (the graph is cut off)"}. Was the download or copy incomplete?`,
+      );
+    }
+    throw new PruneError(
+      "not-onnx",
+      `${source}: not an ONNX model: the ${bytes.length} bytes are not a valid protobuf message`,
+    );
+  }
+  for (const [f, wt] of scan.fields) {
+    if (MODEL_WIRE[f] !== undefined && MODEL_WIRE[f] !== wt) {
+      throw notModel(`field ${f} has wire type ${wt}, which ModelProto does not allow`);
+    }
+  }
+  let model: ModelProto;
+  try {
+    model = onnx.ModelProto.decode(bytes);
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    if (/index out of range/.test(msg)) {
+      throw new PruneError(
+        "truncated",
+        `${source}: the ONNX model is damaged or truncated inside (${msg})`,
+      );
+    }
+    throw new PruneError("not-onnx", `${source}: not a valid ONNX model (${msg})`);
+  }
+  if (!Object.prototype.hasOwnProperty.call(model, "graph") || !model.graph) {
+    throw notModel("it is a protobuf message but has no graph");
+  }
+  if (!Object.prototype.hasOwnProperty.call(model, "irVersion")) {
+    throw notModel("it is a protobuf message but has no ir_version");
+  }
+  if (!model.opsetImport?.length) {
+    throw notModel("it is a protobuf message but has no opset_import");
+  }
+  return model;
+}
+
+/**
+ * Encodes a model to bytes (byte-identical to the input for unchanged models decoded here).
+ * Throws PruneError "too-large" above protobuf's 2 GiB limit.
+ *
+ * @example await Deno.writeFile("copy.onnx", encodeModel(model));
+ */
+export function encodeModel(model: ModelProto): Uint8Array {
+  let out: Uint8Array;
+  try {
+    const buf = onnx.ModelProto.encode(model).finish(); // a Node Buffer: expose a plain view
+    out = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  } catch (e) {
+    if (e instanceof RangeError) {
+      throw new PruneError(
+        "too-large",
+        `the model cannot be encoded as one protobuf (${e.message}); write it with external data`,
+      );
+    }
+    throw e;
+  }
+  if (out.length >= TWO_GIB) {
+    throw new PruneError(
+      "too-large",
+      `the encoded model is ${out.length} bytes, over protobuf's 2 GiB limit; use external data`,
+    );
+  }
+  return out;
+}
+
+/**
+ * Reads an ONNX file, loading external tensor data (relative locations inside the model's
+ * folder only) into raw_data. PruneError "not-found", "not-onnx", "truncated",
+ * "unsafe-external-data".
+ *
+ * @example const model = await readModelFile("models/vit-base.onnx");
+ */
+export async function readModelFile(path: string): Promise<ModelProto> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new PruneError("not-found", `${path}: no such file`);
+    }
+    if (e instanceof Deno.errors.IsADirectory) {
+      throw new PruneError("not-onnx", `${path}: is a directory, expected an .onnx file`);
+    }
+    if (e instanceof Deno.errors.PermissionDenied) {
+      throw new PruneError("unreadable", `${path}: permission denied`);
+    }
+    throw e;
+  }
+  const model = decodeModel(bytes, path) as ModelWithSource;
+  const externalFiles = await loadExternalData(model, path);
+  Object.defineProperty(model, MODEL_SOURCE, {
+    value: { path: await Deno.realPath(path), externalFiles },
+    enumerable: false,
+    configurable: true,
+    writable: true,
+  });
+  return model;
+}
+
+/** Options of {@link writeModelFile}. */
+export interface WriteModelOptions {
+  /** The file the model was read from: never overwritten (real paths compared). */
+  inputPath?: string;
+  /**
+   * true / {location, sizeThreshold}: tensors ≥ sizeThreshold bytes (default 1024), and those that
+   * were external in the input, go to `location` (default `<output basename>.data`) next to the
+   * output. false: all inline. Default: external if the input had external data or the model
+   * would exceed 2 GiB.
+   */
+  externalData?: boolean | { location?: string; sizeThreshold?: number };
+}
+
+function dirname(path: string) {
+  const i = path.lastIndexOf("/");
+  return i < 0 ? "." : i === 0 ? "/" : path.slice(0, i);
+}
+
+function basename(path: string) {
+  return path.slice(path.lastIndexOf("/") + 1);
+}
+
+async function realOrPlanned(path: string): Promise<string> {
+  try {
+    return await Deno.realPath(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  let dir: string;
+  try {
+    dir = await Deno.realPath(dirname(path));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new PruneError(
+        "not-found",
+        `${path}: the output folder '${dirname(path)}' does not exist`,
+      );
+    }
+    throw e;
+  }
+  return `${dir === "/" ? "" : dir}/${basename(path)}`;
+}
+
+function tmpName(path: string) {
+  const rand = crypto.getRandomValues(new Uint32Array(2)).join("");
+  return `${dirname(path)}/.${basename(path)}.${rand}.tmp`;
+}
+
+function estimateSize(model: ModelProto): number {
+  let n = 0;
+  for (const t of allTensors(model)) n += tensorDataSize(t);
+  return n;
+}
+
+/**
+ * Writes a model atomically (temp file + rename, also for its external data file), refusing to
+ * overwrite `inputPath` or the input's external data.
+ *
+ * @example await writeModelFile(model, "out/vit-pruned.onnx", { inputPath: "vit.onnx" });
+ */
+export async function writeModelFile(
+  model: ModelProto,
+  path: string,
+  options: WriteModelOptions = {},
+): Promise<void> {
+  const outReal = await realOrPlanned(path);
+  const source = (model as ModelWithSource)[MODEL_SOURCE];
+  const protectedFiles = new Map<string, string>();
+  if (options.inputPath) {
+    try {
+      protectedFiles.set(await Deno.realPath(options.inputPath), "the input model");
+    } catch { /* input gone: nothing to protect */ }
+  }
+  if (source) protectedFiles.set(source.path, "the file this model was read from");
+  for (const f of source?.externalFiles ?? []) {
+    protectedFiles.set(f, "an external data file of the input model");
+  }
+  const refuse = (target: string, what: string) => {
+    const hit = protectedFiles.get(target);
+    if (hit) {
+      throw new PruneError(
+        "would-overwrite-input",
+        `${what} '${target}' is ${hit}; refusing to overwrite it. Choose another output path.`,
+      );
+    }
+  };
+  refuse(outReal, "output");
+
+  const opt = options.externalData;
+  const external = opt === undefined
+    ? hasExternalData(model) || estimateSize(model) >= TWO_GIB - 64 * 2 ** 20
+    : opt !== false;
+  if (!external) {
+    const unresolved = allTensors(model).find((t) => t.dataLocation === 1);
+    if (unresolved) {
+      throw new PruneError(
+        "external-data",
+        `${path}: tensor '${unresolved.name}' still refers to external data that was not loaded ` +
+          `(read the model with readModelFile)`,
+      );
+    }
+    const bytes = encodeModel(model);
+    await atomicWrite([{ path, bytes }]);
+    return;
+  }
+
+  const cfg = typeof opt === "object" ? opt : {};
+  const location = cfg.location ?? `${basename(path)}.data`;
+  const threshold = cfg.sizeThreshold ?? 1024;
+  const parts = checkRelativeLocation(location, "(output)", path);
+  const dataPath = `${dirname(path)}/${parts.join("/")}`;
+  const dataReal = await realOrPlanned(dataPath);
+  refuse(dataReal, "external data file");
+  if (dataReal === outReal) {
+    throw new PruneError(
+      "bad-option",
+      `${path}: the external data location '${location}' is the model file itself`,
+    );
+  }
+
+  // Lay out the data file, then encode with temporary external references; restore afterwards.
+  const chosen: { t: TensorProto; raw: Uint8Array; offset: number; hadRaw: boolean }[] = [];
+  let size = 0;
+  for (const t of allTensors(model)) {
+    if (t.dataLocation === 1) {
+      throw new PruneError(
+        "external-data",
+        `${path}: tensor '${t.name}' still refers to external data that was not loaded ` +
+          `(read the model with readModelFile)`,
+      );
+    }
+    if (t.dataType === onnx.TensorProto.DataType.STRING) continue;
+    const bytes = t.rawData?.length ? t.rawData : null;
+    const wasExternal = (t as TensorWithOrigin)[EXTERNAL_ORIGIN] !== undefined;
+    if (!bytes || (bytes.length < threshold && !wasExternal)) continue;
+    const align = bytes.length >= 2 ** 20 ? 4096 : 64;
+    size = Math.ceil(size / align) * align;
+    chosen.push({ t, raw: bytes, offset: size, hadRaw: Object.hasOwn(t, "rawData") });
+    size += bytes.length;
+  }
+  const data = new Uint8Array(size);
+  for (const c of chosen) data.set(c.raw, c.offset);
+  const saved = chosen.map((c) => ({
+    externalData: c.t.externalData,
+    hadLocation: Object.hasOwn(c.t, "dataLocation"),
+    dataLocation: c.t.dataLocation,
+  }));
+  let bytes: Uint8Array;
+  try {
+    for (const c of chosen) {
+      delete c.t.rawData;
+      c.t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
+      c.t.externalData = [
+        { key: "location", value: parts.join("/") },
+        { key: "offset", value: String(c.offset) },
+        { key: "length", value: String(c.raw.length) },
+      ];
+    }
+    bytes = encodeModel(model);
+  } finally {
+    chosen.forEach((c, i) => {
+      c.t.rawData = c.raw;
+      if (!c.hadRaw) delete c.t.rawData;
+      c.t.externalData = saved[i].externalData ?? [];
+      if (saved[i].hadLocation) c.t.dataLocation = saved[i].dataLocation;
+      else delete c.t.dataLocation;
+    });
+  }
+  // Data file first, then the model: a reader never sees a model whose data file is missing.
+  await atomicWrite(
+    chosen.length ? [{ path: dataPath, bytes: data }, { path, bytes }] : [{ path, bytes }],
+  );
+}
+
+/**
+ * Writes each file to a temp file in its folder, then renames all. On failure removes the temp
+ * files, and any file already renamed into place that did not exist before.
+ */
+async function atomicWrite(files: { path: string; bytes: Uint8Array }[]): Promise<void> {
+  const existed: boolean[] = [];
+  for (const f of files) {
+    let info: Deno.FileInfo | undefined;
+    try {
+      info = await Deno.stat(f.path);
+    } catch { /* does not exist yet */ }
+    if (info?.isDirectory) {
+      throw new PruneError("unwritable", `${f.path}: is a directory; cannot write a file there`);
+    }
+    existed.push(info !== undefined);
+  }
+  const temps: string[] = [];
+  const placed: string[] = [];
+  try {
+    for (const f of files) {
+      const tmp = tmpName(f.path);
+      temps.push(tmp);
+      try {
+        await Deno.writeFile(tmp, f.bytes, { createNew: true });
+      } catch (e) {
+        if (e instanceof Deno.errors.PermissionDenied) {
+          throw new PruneError("unwritable", `${f.path}: cannot write here (permission denied)`);
+        }
+        if (e instanceof Deno.errors.NotFound) {
+          throw new PruneError("not-found", `${f.path}: the output folder does not exist`);
+        }
+        throw new PruneError(
+          "unwritable",
+          `${f.path}: writing failed (${e instanceof Error ? e.message : e})`,
+        );
+      }
+    }
+    for (let i = 0; i < files.length; i++) {
+      try {
+        await Deno.rename(temps[i], files[i].path);
+      } catch (e) {
+        throw new PruneError(
+          "unwritable",
+          `${files[i].path}: cannot replace the file (${e instanceof Error ? e.message : e})`,
+        );
+      }
+      if (!existed[i]) placed.push(files[i].path);
+    }
+  } catch (e) {
+    for (const t of temps) {
+      try {
+        await Deno.remove(t);
+      } catch { /* already renamed or never created */ }
+    }
+    if (placed.length < files.length) {
+      for (const p of placed) {
+        try {
+          await Deno.remove(p);
+        } catch { /* ignore */ }
+      }
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,24 @@
+/** Options of one pruning run, named after Torch-Pruning's arguments. */
+export interface PruneOptions {
+  /** Fraction of MLP hidden channels to remove per block (0 ≤ r < 1). Default 0. */
+  pruningRatio?: number;
+  /** Fraction of heads (with `pruneNumHeads`) or of dims per head (with `pruneHeadDims`) to
+   * remove per attention block. Defaults to `pruningRatio`. */
+  headPruningRatio?: number;
+  /** Remove whole attention heads. */
+  pruneNumHeads?: boolean;
+  /** Remove the same number of dims from every head. */
+  pruneHeadDims?: boolean;
+  /** Kept channel counts are rounded to a multiple of this (MLP channels, head dims). */
+  roundTo?: number;
+  /** Node or initializer names (or name prefixes) whose channels must not be pruned. */
+  ignore?: string[];
+  /** Head count per attention block, keyed by a node name of that block (qkv / query MatMul). */
+  numHeads?: Record<string, number>;
+  /** Per-layer ratio overrides, keyed by a node name (or prefix) inside the block. */
+  layerRatios?: Record<string, number>;
+  /** Channel importance: L1 or L2 group magnitude. Default "l2". */
+  criterion?: "l1" | "l2";
+  /** Compute backend of the core. Default "auto" (GPU when an adapter exists). */
+  backend?: "auto" | "gpu" | "cpu";
+}

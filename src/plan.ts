@@ -1,0 +1,160 @@
+/**
+ * The plan: which channels of which factor survive. Counts follow Torch-Pruning's local
+ * (per-layer) rules so the same options give the same model:
+ * - heads: remove ceil(r·H) (at least one head is always kept);
+ * - dims per head: remove D − trunc(D·(1−r)), the same dims in every head;
+ * - MLP channels: remove C − trunc(C·(1−r)); with round_to the kept count is rounded down to a
+ *   multiple (never below one multiple).
+ *
+ * @module
+ */
+import type { ComputeCore } from "./core/mod.ts";
+import type { Factor } from "./analysis/factors.ts";
+import type { AttentionGroup, Group, MlpGroup } from "./analysis/groups.ts";
+import { attentionScores, type Criterion, mlpScores } from "./importance.ts";
+import { PruneError } from "./errors.ts";
+
+/** Kept indices (ascending) of each pruned factor. */
+export type Plan = Map<Factor, number[]>;
+
+export interface GroupDecision {
+  group: Group;
+  /** Ratio applied to this group (after per-layer overrides). */
+  ratio: number;
+  keptHeads?: number[];
+  keptDims?: number[];
+  keptChannels?: number[];
+}
+
+export interface PlanSettings {
+  pruningRatio: number;
+  headPruningRatio: number;
+  pruneNumHeads: boolean;
+  pruneHeadDims: boolean;
+  roundTo: number;
+  criterion: Criterion;
+  /** Ratio override for a group, by group (layer) name, or undefined. */
+  ratioFor: (group: Group) => number | undefined;
+}
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+export function headsToRemove(heads: number, ratio: number): number {
+  return Math.ceil(ratio * heads);
+}
+
+export function channelsToKeep(count: number, ratio: number, roundTo: number): number {
+  const removed = count - Math.trunc(count * (1 - ratio));
+  let kept = count - removed;
+  if (roundTo > 1) kept = Math.max(kept - (kept % roundTo), Math.min(roundTo, count));
+  return Math.max(kept, 1);
+}
+
+/** Decides every group's kept channels and returns the plan with the decisions. */
+export async function makePlan(
+  core: ComputeCore,
+  groups: Group[],
+  settings: PlanSettings,
+): Promise<{ plan: Plan; decisions: GroupDecision[] }> {
+  const plan: Plan = new Map();
+  const decisions: GroupDecision[] = [];
+  for (const group of groups) {
+    const override = settings.ratioFor(group);
+    if (group.kind === "attention") {
+      const ratio = override ?? settings.headPruningRatio;
+      decisions.push(await planAttention(core, group, ratio, settings, plan));
+    } else {
+      const ratio = override ?? settings.pruningRatio;
+      decisions.push(await planMlp(core, group, ratio, settings, plan));
+    }
+  }
+  return { plan, decisions };
+}
+
+async function planAttention(
+  core: ComputeCore,
+  group: AttentionGroup,
+  ratio: number,
+  s: PlanSettings,
+  plan: Plan,
+): Promise<GroupDecision> {
+  const decision: GroupDecision = { group, ratio };
+  const wantHeads = s.pruneNumHeads && ratio > 0 && !group.headsBlocked;
+  const wantDims = s.pruneHeadDims && ratio > 0 && !group.dimsBlocked;
+  if (!wantHeads && !wantDims) return decision;
+  const scores = await attentionScores(core, group, s.criterion);
+  if (wantHeads) {
+    const h = group.heads.size;
+    const drop = headsToRemove(h, ratio);
+    if (drop >= h) {
+      throw new PruneError(
+        "bad-option",
+        `head pruning ratio ${ratio} would remove all ${h} heads of attention block "${group.name}"`,
+      );
+    }
+    decision.keptHeads = [...await core.selectKeep(scores.heads, drop)];
+    if (drop > 0) plan.set(group.heads, decision.keptHeads);
+  }
+  if (wantDims) {
+    const d = group.qkDim.size;
+    const keep = channelsToKeep(d, ratio, s.roundTo);
+    decision.keptDims = [...await core.selectKeep(scores.dims, d - keep)];
+    if (keep < d) {
+      plan.set(group.qkDim, decision.keptDims);
+      plan.set(group.vDim, decision.keptDims);
+    }
+  }
+  return decision;
+}
+
+async function planMlp(
+  core: ComputeCore,
+  group: MlpGroup,
+  ratio: number,
+  s: PlanSettings,
+  plan: Plan,
+): Promise<GroupDecision> {
+  const decision: GroupDecision = { group, ratio };
+  if (ratio <= 0 || group.blocked) return decision;
+  const c = group.channels.size;
+  const keep = channelsToKeep(c, ratio, s.roundTo);
+  if (keep >= c) {
+    decision.keptChannels = range(c);
+    return decision;
+  }
+  const scores = await mlpScores(core, group, s.criterion);
+  decision.keptChannels = [...await core.selectKeep(scores, c - keep)];
+  plan.set(group.channels, decision.keptChannels);
+  return decision;
+}
+
+/** Kept count of a factor under the plan. */
+export function keptCount(plan: Plan, factor: Factor): number {
+  return plan.get(factor.root())?.length ?? factor.root().size;
+}
+
+/** New size / old size of a list of factors (channel factors only change). */
+export function sizeRatio(plan: Plan, factors: Factor[]): { num: number; den: number } {
+  let num = 1, den = 1;
+  for (const leaf of factors.flatMap((f) => f.leaves())) {
+    num *= keptCount(plan, leaf);
+    den *= leaf.size;
+  }
+  return { num, den };
+}
+
+/** Kept indices along an axis made of `factors` (mixed radix, major → minor). */
+export function keptAxisIndices(plan: Plan, factors: Factor[]): number[] | null {
+  const leaves = factors.flatMap((f) => f.leaves());
+  if (!leaves.some((l) => plan.has(l))) return null;
+  let indices = [0];
+  for (const leaf of leaves) {
+    const keep = plan.get(leaf) ?? range(leaf.size);
+    const next: number[] = [];
+    for (const p of indices) for (const k of keep) next.push(p * leaf.size + k);
+    indices = next;
+  }
+  return indices;
+}

@@ -1,0 +1,292 @@
+/**
+ * One pruning run, as one straight line:
+ * bytes → ModelProto → probe shapes → trace channels → groups → importance + plan → rewrite
+ * → verify with onnxruntime → bytes + report.
+ *
+ * @module
+ */
+import { PruneError } from "./errors.ts";
+import type { PruneOptions } from "./options.ts";
+import type { BlockReport, PruneReport } from "./report.ts";
+import type { ModelProto } from "./onnx/proto.ts";
+import { decodeModel, encodeModel } from "./onnx/model_io.ts";
+import { tensorDims } from "./onnx/tensor.ts";
+import { Graph, type GraphProto } from "./graph/graph.ts";
+import { type ProbedTensor, probeTensors } from "./runtime/probe.ts";
+import { traceGraph } from "./analysis/trace.ts";
+import { findGroups, type Group } from "./analysis/groups.ts";
+import { type GroupDecision, makePlan } from "./plan.ts";
+import { applyPlan, type ApplyStats, maskPlan } from "./apply.ts";
+import { type ComputeCore, createCore } from "./core/mod.ts";
+import { countMacs, countParams } from "./metrics.ts";
+
+/** Options of {@link pruneModel} beyond the pruning options. */
+export interface RunOptions extends PruneOptions {
+  /** Sizes of symbolic input dims other than the batch (e.g. `{ sequence: 128 }`). */
+  dimValues?: Record<string, number>;
+  /** Report only: analyse and plan, leave the model unchanged. */
+  dryRun?: boolean;
+  /** Zero the removed channels instead of removing them (same shapes; the equivalence oracle). */
+  mask?: boolean;
+  /** A compute core to use (and keep) instead of creating one for this run. */
+  core?: ComputeCore;
+}
+
+/** Result of {@link pruneModel}. */
+export interface PruneResult {
+  model: ModelProto;
+  report: PruneReport;
+  stats: ApplyStats;
+}
+
+/**
+ * Prunes an ONNX model given as bytes and returns the pruned model's bytes. No file system.
+ *
+ * @example
+ * ```ts
+ * import { prune } from "./mod.ts";
+ * const input = await Deno.readFile("vit.onnx");
+ * const { bytes, report } = await prune(input, { pruneNumHeads: true, headPruningRatio: 0.5 });
+ * console.log(report.params);
+ * ```
+ */
+export async function prune(
+  bytes: Uint8Array,
+  options: RunOptions = {},
+): Promise<{ bytes: Uint8Array; report: PruneReport }> {
+  const model = decodeModel(bytes);
+  const result = await pruneModel(model, options);
+  return { bytes: encodeModel(result.model), report: result.report };
+}
+
+function checkRatio(name: string, value: number | undefined): number {
+  if (value === undefined) return 0;
+  if (!Number.isFinite(value) || value < 0 || value >= 1) {
+    throw new PruneError("bad-option", `${name} must be in [0, 1), got ${value}`);
+  }
+  return value;
+}
+
+function matches(name: string, patterns: string[]): boolean {
+  return patterns.some((p) => name === p || name.startsWith(p));
+}
+
+/** Prunes a decoded model in place and returns it with the report. */
+export async function pruneModel(
+  model: ModelProto,
+  options: RunOptions = {},
+): Promise<PruneResult> {
+  const pruningRatio = checkRatio("pruningRatio", options.pruningRatio);
+  const headPruningRatio = checkRatio(
+    "headPruningRatio",
+    options.headPruningRatio ?? options.pruningRatio,
+  );
+  if (options.pruneNumHeads && options.pruneHeadDims) {
+    throw new PruneError("bad-option", "choose one of pruneNumHeads and pruneHeadDims");
+  }
+  const roundTo = options.roundTo ?? 1;
+  if (!Number.isInteger(roundTo) || roundTo < 1) {
+    throw new PruneError("bad-option", `roundTo must be a positive integer, got ${roundTo}`);
+  }
+  for (const [name, r] of Object.entries(options.layerRatios ?? {})) {
+    checkRatio(`ratio of "${name}"`, r);
+  }
+  if (!model.graph) throw new PruneError("not-onnx", "the model has no graph");
+
+  const before = await probeTensors(model, { dimValues: options.dimValues });
+  const params0 = countParams(model);
+  const macs0 = countMacs(model, shapeMap(model, before));
+
+  const graph = new Graph(model.graph as GraphProto);
+  const trace = traceGraph(graph, before);
+  const ignore = options.ignore ?? [];
+  for (const linear of trace.linears) {
+    const weight = linear.weight.ref.name;
+    if (matches(linear.node.name ?? "", ignore) || matches(weight, ignore)) {
+      linear.out.block(`ignored by option (${linear.node.name})`);
+    }
+  }
+  const { groups } = findGroups(trace);
+  checkNamedNodes(graph, groups, options);
+  checkSomethingToPrune(groups, options, headPruningRatio, pruningRatio);
+  checkNumHeads(groups, options.numHeads ?? {});
+
+  const core = options.core ?? await createCore({ backend: options.backend ?? "auto" });
+  try {
+    const { plan, decisions } = await makePlan(core, groups, {
+      pruningRatio,
+      headPruningRatio,
+      pruneNumHeads: !!options.pruneNumHeads,
+      pruneHeadDims: !!options.pruneHeadDims,
+      roundTo,
+      criterion: options.criterion ?? "l2",
+      ratioFor: (g) => {
+        const key = Object.keys(options.layerRatios ?? {}).find((k) =>
+          g.linears.some((l) => matches(l.name ?? "", [k]))
+        );
+        return key === undefined ? undefined : options.layerRatios![key];
+      },
+    });
+    const stats = options.dryRun
+      ? emptyStats()
+      : options.mask
+      ? await maskPlan(core, trace, plan)
+      : await applyPlan(core, trace, plan);
+    const after = options.dryRun ? before : await verify(model, options);
+    const report: PruneReport = {
+      params: { before: params0, after: countParams(model) },
+      macs: { before: macs0, after: countMacs(model, shapeMap(model, after)) },
+      backend: core.backend,
+      blocks: decisions.map(blockReport),
+      skipped: skippedGroups(groups, options),
+    };
+    return { model, report, stats };
+  } finally {
+    if (!options.core) core.dispose();
+  }
+}
+
+function emptyStats(): ApplyStats {
+  return { tensorsSliced: 0, shapeValuesRewritten: 0, scalarsFrozen: 0 };
+}
+
+/** Loads and runs the rewritten model in onnxruntime; a failure here is a bug, said plainly. */
+async function verify(model: ModelProto, options: RunOptions): Promise<Map<string, ProbedTensor>> {
+  try {
+    return await probeTensors(model, { dimValues: options.dimValues });
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    throw new PruneError(
+      "internal",
+      `the pruned model failed verification in onnxruntime (${why}); no output was written. ` +
+        `Please report this with the model's exporter and options.`,
+    );
+  }
+}
+
+function shapeMap(model: ModelProto, probed: Map<string, ProbedTensor>): Map<string, number[]> {
+  const shapes = new Map<string, number[]>();
+  for (const t of model.graph!.initializer ?? []) shapes.set(t.name!, tensorDims(t));
+  for (const [name, p] of probed) shapes.set(name, p.dims);
+  return shapes;
+}
+
+function checkNamedNodes(graph: Graph, groups: Group[], options: RunOptions) {
+  const known = new Set<string>();
+  for (const n of graph.nodes) if (n.name) known.add(n.name);
+  for (const t of graph.proto.initializer ?? []) known.add(t.name!);
+  const names = [
+    ...(options.ignore ?? []).map((n) => ["ignore", n]),
+    ...Object.keys(options.layerRatios ?? {}).map((n) => ["layer ratio", n]),
+    ...Object.keys(options.numHeads ?? {}).map((n) => ["num-heads", n]),
+  ];
+  for (const [what, name] of names) {
+    if (![...known].some((k) => k === name || k.startsWith(name))) {
+      throw new PruneError("bad-option", `${what}: no node or initializer named "${name}"`);
+    }
+  }
+  void groups;
+}
+
+/** Asking for a kind of pruning the graph has no room for is an error, with the reasons. */
+function checkSomethingToPrune(
+  groups: Group[],
+  options: RunOptions,
+  headRatio: number,
+  mlpRatio: number,
+) {
+  const attention = groups.filter((g) => g.kind === "attention");
+  const why = (reasons: (string | null)[]) => {
+    const list = [...new Set(reasons.filter((r) => r))].slice(0, 3);
+    return list.length ? ` (${list.join("; ")})` : "";
+  };
+  if ((options.pruneNumHeads || options.pruneHeadDims) && headRatio > 0) {
+    if (attention.length === 0) {
+      throw new PruneError(
+        "unsupported-graph",
+        "no attention block was recognised in this graph (looked for Q·Kᵀ and P·V MatMuls fed " +
+          "by linear layers), so heads cannot be pruned",
+      );
+    }
+    const blocked = attention.map((g) => options.pruneNumHeads ? g.headsBlocked : g.dimsBlocked);
+    if (blocked.every((b) => b)) {
+      throw new PruneError(
+        "unsupported-graph",
+        `no attention block can be pruned${why(blocked)}`,
+      );
+    }
+  }
+  const mlp = groups.filter((g) => g.kind === "mlp");
+  if (mlpRatio > 0 && mlp.length > 0 && mlp.every((g) => g.kind === "mlp" && g.blocked)) {
+    throw new PruneError(
+      "unsupported-graph",
+      `no MLP block can be pruned${why(mlp.map((g) => g.kind === "mlp" ? g.blocked : null))}`,
+    );
+  }
+  if (mlpRatio > 0 && mlp.length === 0 && !(options.pruneNumHeads || options.pruneHeadDims)) {
+    throw new PruneError(
+      "unsupported-graph",
+      "no MLP block (linear → activation → linear) was recognised in this graph",
+    );
+  }
+}
+
+function checkNumHeads(groups: Group[], numHeads: Record<string, number>) {
+  for (const [name, heads] of Object.entries(numHeads)) {
+    if (!Number.isInteger(heads) || heads < 1) {
+      throw new PruneError("bad-option", `num-heads for "${name}" must be a positive integer`);
+    }
+    const group = groups.find((g) =>
+      g.kind === "attention" && g.linears.some((l) => matches(l.name ?? "", [name]))
+    );
+    if (!group || group.kind !== "attention") {
+      throw new PruneError("bad-option", `num-heads: "${name}" is not part of an attention block`);
+    }
+    if (group.heads.size !== heads) {
+      throw new PruneError(
+        "bad-option",
+        `num-heads: attention block "${group.name}" has ${group.heads.size} heads in the graph ` +
+          `(its Reshape splits ${group.heads.size}×${group.qkDim.size}), not ${heads}`,
+      );
+    }
+  }
+}
+
+function blockReport(d: GroupDecision): BlockReport {
+  const g = d.group;
+  if (g.kind === "attention") {
+    const heads = d.keptHeads ?? Array.from({ length: g.heads.size }, (_, i) => i);
+    const dims = d.keptDims;
+    return {
+      kind: "attention",
+      name: g.name,
+      heads: { before: g.heads.size, after: heads.length },
+      headDim: { before: g.qkDim.size, after: dims?.length ?? g.qkDim.size },
+      keptHeads: heads,
+      ...(dims ? { keptDims: heads.map(() => dims) } : {}),
+    };
+  }
+  const kept = d.keptChannels ?? Array.from({ length: g.channels.size }, (_, i) => i);
+  return {
+    kind: "mlp",
+    name: g.name,
+    channels: { before: g.channels.size, after: kept.length },
+    keptChannels: kept,
+  };
+}
+
+function skippedGroups(groups: Group[], options: RunOptions): { name: string; reason: string }[] {
+  const out: { name: string; reason: string }[] = [];
+  for (const g of groups) {
+    if (g.kind === "mlp" && g.blocked && (options.pruningRatio ?? 0) > 0) {
+      out.push({ name: g.name, reason: g.blocked });
+    }
+    if (g.kind === "attention") {
+      if (options.pruneNumHeads && g.headsBlocked) {
+        out.push({ name: g.name, reason: g.headsBlocked });
+      }
+      if (options.pruneHeadDims && g.dimsBlocked) out.push({ name: g.name, reason: g.dimsBlocked });
+    }
+  }
+  return out;
+}

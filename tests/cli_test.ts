@@ -1,0 +1,328 @@
+/**
+ * End-to-end tests of the command line: every case spawns `deno run -A mod.ts …` in a fresh
+ * temporary folder. `PRUNE_VIT_CLI` may point at another entry script (development only).
+ */
+import assert from "node:assert/strict";
+import { DataType, onnx } from "../src/onnx/proto.ts";
+import { makeTensor } from "../src/onnx/tensor.ts";
+
+const ROOT = new URL("../", import.meta.url);
+const ENTRY = Deno.env.get("PRUNE_VIT_CLI") ?? new URL("mod.ts", ROOT).pathname;
+const FIXTURE = new URL("tests/fixtures/timm_vit.onnx", ROOT).pathname;
+
+function exists(p: string): boolean {
+  try {
+    Deno.statSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const HAVE_CLI = exists(ENTRY);
+const HAVE_ENGINE = exists(new URL("src/prune.ts", ROOT).pathname);
+const HAVE_FIXTURE = exists(FIXTURE);
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function cli(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", ENTRY, ...args],
+    cwd: opts.cwd ?? ROOT.pathname,
+    env: { ONNXRUNTIME_NODE_INSTALL: "skip", NO_COLOR: "1", PRUNE_VIT_DEBUG: "", ...opts.env },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) } as Run;
+}
+
+/** A small valid ONNX model (x[1,64] · W[64,64]) whose bytes are mostly tensor data. */
+function tinyModelBytes(): Uint8Array {
+  const w = new Float32Array(64 * 64).map((_, i) => (i % 13) / 13);
+  const model = onnx.ModelProto.create({
+    irVersion: 8,
+    opsetImport: [{ domain: "", version: 17 }],
+    graph: {
+      name: "tiny",
+      node: [{ opType: "MatMul", input: ["x", "W"], output: ["y"], name: "mm" }],
+      input: [{
+        name: "x",
+        type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 1 }, { dimValue: 64 }] } } },
+      }],
+      output: [{ name: "y" }],
+      initializer: [makeTensor("W", DataType.FLOAT, [64, 64], new Uint8Array(w.buffer))],
+    },
+  });
+  return onnx.ModelProto.encode(model).finish();
+}
+
+/** A temp folder holding `model.onnx` (fixture or tiny model); removed after `fn`. */
+async function withDir(fn: (dir: string, model: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "prune_vit_cli_" });
+  try {
+    const model = `${dir}/model.onnx`;
+    await Deno.writeFile(model, HAVE_FIXTURE ? await Deno.readFile(FIXTURE) : tinyModelBytes());
+    await fn(dir, model);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function listing(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+}
+
+/** The common contract of every failing run. */
+function assertFailed(r: Run, code: 1 | 2, pattern: RegExp, label: string) {
+  assert.equal(r.code, code, `${label}: exit code (stderr: ${r.stderr})`);
+  assert.match(r.stderr, /^error: /m, `${label}: stderr starts with "error: "`);
+  assert.match(r.stderr, pattern, `${label}: message names the problem`);
+  assert.doesNotMatch(r.stderr, /^\s+at /m, `${label}: no stack trace`);
+  assert.equal(r.stdout, "", `${label}: nothing on stdout`);
+}
+
+function cliTest(name: string, fn: () => Promise<void>, needs: { engine?: boolean } = {}) {
+  const missing = !HAVE_CLI
+    ? "mod.ts missing"
+    : needs.engine && !HAVE_ENGINE
+    ? "src/prune.ts missing"
+    : needs.engine && !HAVE_FIXTURE
+    ? "tests/fixtures/timm_vit.onnx missing"
+    : "";
+  Deno.test({
+    name: missing ? `cli: ${name} — SKIPPED (${missing})` : `cli: ${name}`,
+    ignore: missing !== "",
+    fn,
+  });
+}
+
+cliTest("--help prints usage and exits 0", async () => {
+  for (const flag of ["--help", "-h"]) {
+    const r = await cli([flag]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /usage:/);
+    for (const opt of ["--output", "--pruning-ratio", "--head-pruning-ratio", "--dry-run"]) {
+      assert.ok(r.stdout.includes(opt), `help mentions ${opt}`);
+    }
+  }
+});
+
+cliTest("--version prints the version of deno.json", async () => {
+  const { version } = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT)));
+  const r = await cli(["--version"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.trim(), version);
+});
+
+cliTest("missing input argument is a usage error", async () => {
+  await withDir(async (dir) => {
+    const before = listing(dir);
+    assertFailed(await cli([], { cwd: dir }), 2, /missing input/, "no input");
+    assertFailed(
+      await cli(["--pruning-ratio", "0.3"], { cwd: dir }),
+      2,
+      /missing input/,
+      "opts only",
+    );
+    assert.deepEqual(listing(dir), before);
+  });
+});
+
+cliTest("a file that does not exist", async () => {
+  await withDir(async (dir) => {
+    const before = listing(dir);
+    const r = await cli([`${dir}/nope.onnx`, "--pruning-ratio", "0.5"]);
+    assertFailed(r, 1, /nope\.onnx/, "missing file");
+    assert.match(r.stderr, /no such file|not found|does not exist/i);
+    assert.deepEqual(listing(dir), before);
+  });
+});
+
+cliTest("a file that is not ONNX (random bytes)", async () => {
+  await withDir(async (dir) => {
+    const bad = `${dir}/random.onnx`;
+    await Deno.writeFile(bad, crypto.getRandomValues(new Uint8Array(4096)));
+    const before = listing(dir);
+    const r = await cli([bad, "--pruning-ratio", "0.5"]);
+    assertFailed(r, 1, /random\.onnx/, "random bytes");
+    assert.match(r.stderr, /onnx/i);
+    assert.deepEqual(listing(dir), before);
+  });
+});
+
+cliTest("a truncated ONNX file (first half)", async () => {
+  await withDir(async (dir, model) => {
+    const bytes = await Deno.readFile(model);
+    const cut = `${dir}/half.onnx`;
+    await Deno.writeFile(cut, bytes.subarray(0, Math.floor(bytes.length / 2)));
+    const before = listing(dir);
+    const r = await cli([cut, "--pruning-ratio", "0.5"]);
+    assertFailed(r, 1, /half\.onnx/, "truncated");
+    assert.match(r.stderr, /truncat|incomplete|cut short|not an onnx/i);
+    assert.deepEqual(listing(dir), before);
+  });
+});
+
+cliTest("bad ratios name the option and the value", async () => {
+  await withDir(async (dir, model) => {
+    const before = listing(dir);
+    const cases: [string[], RegExp][] = [
+      [["--pruning-ratio", "1.5"], /--pruning-ratio.*1\.5/],
+      [["--pruning-ratio", "-0.1"], /--pruning-ratio.*-0\.1/],
+      [["--pruning-ratio=-0.1"], /--pruning-ratio.*-0\.1/],
+      [["--pruning-ratio", "abc"], /--pruning-ratio.*abc/],
+      [["--pruning-ratio", "1"], /--pruning-ratio.*1/],
+      [["--pruning-ratio", ""], /--pruning-ratio/],
+      [["--head-pruning-ratio", "2"], /--head-pruning-ratio.*2/],
+      [["--head-pruning-ratio", "0.5x"], /--head-pruning-ratio.*0\.5x/],
+      [["--layer-ratio", "blocks.0=1.2"], /--layer-ratio.*1\.2/],
+      [["--pruning-ratio"], /--pruning-ratio needs a value/],
+    ];
+    const runs = await Promise.all(cases.map(([args]) => cli([model, ...args], { cwd: dir })));
+    runs.forEach((r, i) => assertFailed(r, 2, cases[i][1], cases[i][0].join(" ")));
+    assert.deepEqual(listing(dir), before);
+  });
+});
+
+cliTest("other bad option values", async () => {
+  await withDir(async (dir, model) => {
+    const before = listing(dir);
+    const cases: [string[], RegExp][] = [
+      [["--round-to", "0"], /--round-to.*0/],
+      [["--round-to", "1.5"], /--round-to.*1\.5/],
+      [["--round-to", "-8"], /--round-to.*-8/],
+      [["--num-heads", "qkv"], /--num-heads.*qkv.*NODE=H/],
+      [["--num-heads", "qkv=0"], /--num-heads.*0/],
+      [["--num-heads", "qkv=three"], /--num-heads.*three/],
+      [["--num-heads", "=4"], /--num-heads.*=4/],
+      [["--layer-ratio", "fc1"], /--layer-ratio.*fc1.*NODE=R/],
+      [["--criterion", "l3"], /--criterion.*l3/],
+      [["--backend", "tpu"], /--backend.*tpu/],
+      [["--prune-num-heads", "--prune-head-dims"], /--prune-num-heads.*--prune-head-dims/],
+      [["--frobnicate"], /unknown option --frobnicate/],
+      [["-z"], /unknown option -z/],
+      [["--json=yes"], /--json takes no value/],
+      [[`${dir}/second.onnx`], /one input model/],
+    ];
+    const runs = await Promise.all(cases.map(([args]) => cli([model, ...args], { cwd: dir })));
+    runs.forEach((r, i) => assertFailed(r, 2, cases[i][1], cases[i][0].join(" ")));
+    assert.deepEqual(listing(dir), before);
+  });
+});
+
+cliTest("output == input is refused", async () => {
+  await withDir(async (dir, model) => {
+    const original = await Deno.readFile(model);
+    const before = listing(dir);
+    const runs = await Promise.all([
+      cli([model, "-o", model, "--pruning-ratio", "0.5"]),
+      cli(["model.onnx", "--output", "./model.onnx", "--pruning-ratio", "0.5"], { cwd: dir }),
+      cli(["model.onnx", "--output", `${dir}/model.onnx`], { cwd: dir }),
+    ]);
+    for (const r of runs) assertFailed(r, 2, /model\.onnx.*input|input.*model\.onnx/, "out==in");
+    assert.deepEqual(listing(dir), before);
+    assert.deepEqual(await Deno.readFile(model), original, "input untouched");
+  });
+});
+
+cliTest("output == input through a symlink is refused", async () => {
+  await withDir(async (dir, model) => {
+    await Deno.symlink(model, `${dir}/link.onnx`);
+    const before = listing(dir);
+    const r = await cli([model, "-o", `${dir}/link.onnx`, "--pruning-ratio", "0.5"]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /^error: .*refusing/m);
+    assert.deepEqual(listing(dir), before);
+  });
+});
+
+cliTest("output in a missing folder", async () => {
+  await withDir(async (dir, model) => {
+    const before = listing(dir);
+    const r = await cli([model, "-o", `${dir}/no/such/dir/out.onnx`, "--pruning-ratio", "0.5"]);
+    assertFailed(r, 1, /no\/such\/dir/, "missing folder");
+    assert.match(r.stderr, /does not exist/);
+    assert.deepEqual(listing(dir), before);
+  });
+});
+
+cliTest("PRUNE_VIT_DEBUG=1 adds the stack trace", async () => {
+  await withDir(async (dir) => {
+    const r = await cli([`${dir}/nope.onnx`], { env: { PRUNE_VIT_DEBUG: "1" } });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^error: /m);
+    assert.match(r.stderr, /^\s+at /m);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Successful runs (need the engine and the timm fixture)
+
+async function runsInOrt(path: string): Promise<number[]> {
+  const { createSession, loadOrt } = await import("../src/runtime/ort.ts");
+  const ort = await loadOrt();
+  const session = await createSession(await Deno.readFile(path));
+  const name = session.inputNames[0];
+  const x = new ort.Tensor("float32", new Float32Array(3 * 32 * 32).fill(0.1), [1, 3, 32, 32]);
+  const out = await session.run({ [name]: x });
+  const dims = [...out[session.outputNames[0]].dims];
+  await session.release();
+  return dims;
+}
+
+cliTest("prunes timm_vit: writes a model onnxruntime runs, prints the report", async () => {
+  await withDir(async (dir, model) => {
+    const r = await cli([
+      "model.onnx",
+      "--pruning-ratio",
+      "0.5",
+      "--prune-num-heads",
+      "--head-pruning-ratio",
+      "0.5",
+    ], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    const out = `${dir}/model.pruned.onnx`;
+    assert.ok(exists(out), "default output <input>.pruned.onnx");
+    assert.match(r.stdout, /params .*→/);
+    assert.match(r.stdout, /MACs .*→/);
+    assert.match(r.stdout, /model\.pruned\.onnx/);
+    assert.ok((await Deno.stat(out)).size < (await Deno.stat(model)).size, "smaller file");
+    assert.deepEqual(await runsInOrt(out), [1, 10]);
+    assert.deepEqual(listing(dir), ["model.onnx", "model.pruned.onnx"], "no temp files left");
+  });
+}, { engine: true });
+
+cliTest("--json prints only the report as JSON; -o chooses the output", async () => {
+  await withDir(async (dir, model) => {
+    const out = `${dir}/small.onnx`;
+    const r = await cli([model, "--json", "--pruning-ratio", "0.25", "-o", out]);
+    assert.equal(r.code, 0, r.stderr);
+    const report = JSON.parse(r.stdout);
+    assert.equal(typeof report.params.before, "number");
+    assert.ok(report.params.after < report.params.before);
+    assert.ok(report.macs.after < report.macs.before);
+    assert.ok(Array.isArray(report.blocks) && report.blocks.length > 0);
+    assert.ok(["gpu", "cpu"].includes(report.backend));
+    assert.deepEqual(await runsInOrt(out), [1, 10]);
+  });
+}, { engine: true });
+
+cliTest("--dry-run writes nothing; --quiet prints nothing", async () => {
+  await withDir(async (dir, model) => {
+    const before = listing(dir);
+    const dry = await cli([model, "--dry-run", "--pruning-ratio", "0.5"]);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /params/);
+    assert.match(dry.stdout, /dry run/);
+    assert.deepEqual(listing(dir), before);
+    const quiet = await cli([model, "--quiet", "--pruning-ratio", "0.5", "-o", `${dir}/q.onnx`]);
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.equal(quiet.stdout, "");
+    assert.ok(exists(`${dir}/q.onnx`));
+  });
+}, { engine: true });

@@ -1,0 +1,207 @@
+/**
+ * End-to-end pruning of real exporter graphs (timm fused qkv, timm via the dynamo exporter,
+ * torchvision nn.MultiheadAttention, HF separate q/k/v): the pruned model must compute exactly
+ * what the original computes with the same channels zeroed (the masking oracle), under
+ * onnxruntime, and the parameter count must drop by what the removed channels own.
+ */
+import assert from "node:assert/strict";
+import { decodeModel, encodeModel } from "../src/onnx/model_io.ts";
+import { prune, pruneModel, type RunOptions } from "../src/prune.ts";
+import { createCore } from "../src/core/mod.ts";
+import { createSession, loadOrt } from "../src/runtime/ort.ts";
+import type { ModelProto } from "../src/onnx/proto.ts";
+import { tensorDims } from "../src/onnx/tensor.ts";
+import { probeTensors } from "../src/runtime/probe.ts";
+import type { AttentionBlockReport, MlpBlockReport } from "../src/report.ts";
+
+const FIXTURES = new URL("./fixtures/", import.meta.url);
+const EXPORTS = ["timm_vit", "timm_vit_dynamo", "torchvision_vit", "hf_vit"];
+
+const MODES: Record<string, RunOptions> = {
+  heads: { pruneNumHeads: true, headPruningRatio: 0.5 },
+  dims: { pruneHeadDims: true, headPruningRatio: 0.5 },
+  mlp: { pruningRatio: 0.5 },
+  "heads+mlp": { pruneNumHeads: true, headPruningRatio: 0.25, pruningRatio: 0.3, roundTo: 8 },
+  "dims+mlp l1": {
+    pruneHeadDims: true,
+    headPruningRatio: 0.25,
+    pruningRatio: 0.5,
+    criterion: "l1",
+  },
+};
+
+async function fixture(name: string): Promise<Uint8Array> {
+  return await Deno.readFile(new URL(`${name}.onnx`, FIXTURES));
+}
+
+/** Deterministic pseudo-normal input (batch 3 exercises the dynamic batch axis). */
+function input(batch: number): Float32Array {
+  const x = new Float32Array(batch * 3 * 32 * 32);
+  let s = 12345;
+  for (let i = 0; i < x.length; i++) {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    const u = s / 2147483648;
+    x[i] = Math.sqrt(-2 * Math.log(u + 1e-9)) * Math.cos(2 * Math.PI * ((i * 0.618) % 1));
+  }
+  return x;
+}
+
+async function run(bytes: Uint8Array, batch = 3): Promise<Float32Array> {
+  const ort = await loadOrt();
+  const session = await createSession(bytes);
+  const feeds = {
+    [session.inputNames[0]]: new ort.Tensor("float32", input(batch), [batch, 3, 32, 32]),
+  };
+  const out = await session.run(feeds);
+  return out[session.outputNames[0]].data as Float32Array;
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
+  return d;
+}
+
+/** Every static dim the pruned model declares (value_info, inputs) matches what onnxruntime computes. */
+async function assertDeclaredShapesHold(model: ModelProto) {
+  const probed = await probeTensors(model);
+  const graph = model.graph!;
+  for (const t of graph.initializer ?? []) probed.set(t.name!, { dims: tensorDims(t) });
+  for (const vi of [...(graph.valueInfo ?? []), ...(graph.input ?? [])]) {
+    const actual = probed.get(vi.name!)?.dims;
+    const declared = vi.type?.tensorType?.shape?.dim ?? [];
+    if (!actual) continue;
+    declared.forEach((d, i) => {
+      // The probe runs at batch 1: dim 0 of activations may be declared for another batch.
+      const isWeight = (graph.initializer ?? []).some((t) => t.name === vi.name);
+      if (d.dimValue != null && !d.dimParam && (i > 0 || isWeight)) {
+        assert.equal(Number(d.dimValue), actual[i], `declared dim ${i} of "${vi.name}"`);
+      }
+    });
+  }
+}
+
+const core = await createCore({ backend: "cpu" });
+
+for (const name of EXPORTS) {
+  Deno.test(`${name}: ratio 0 leaves the model byte-identical`, async () => {
+    const original = await fixture(name);
+    const { bytes, report } = await prune(original, { pruningRatio: 0, core });
+    assert.deepEqual(bytes, original);
+    assert.equal(report.params.after, report.params.before);
+    assert.deepEqual(await run(bytes), await run(original));
+  });
+
+  for (const [mode, options] of Object.entries(MODES)) {
+    Deno.test(`${name}: ${mode} — pruned ≡ masked under onnxruntime`, async () => {
+      const original = await fixture(name);
+      const pruned = await pruneModel(decodeModel(original), { ...options, core });
+      const masked = await pruneModel(decodeModel(original), { ...options, core, mask: true });
+      const [yp, ym, yo] = await Promise.all([
+        run(encodeModel(pruned.model)),
+        run(encodeModel(masked.model)),
+        run(original),
+      ]);
+      assert.ok(maxAbsDiff(ym, yo) > 1e-4, "masking changed nothing: the test would be vacuous");
+      assert.ok(maxAbsDiff(yp, ym) <= 1e-4, `pruned differs from masked by ${maxAbsDiff(yp, ym)}`);
+
+      const report = pruned.report;
+      const attention = report.blocks.filter((b) =>
+        b.kind === "attention"
+      ) as AttentionBlockReport[];
+      const mlp = report.blocks.filter((b) => b.kind === "mlp") as MlpBlockReport[];
+      assert.equal(attention.length, 2, "two attention blocks");
+      assert.equal(mlp.length, 2, "two MLP blocks");
+      // Independent parameter count: what the removed channels own in an E=64 ViT.
+      const E = 64;
+      let removed = 0;
+      for (const a of attention) {
+        assert.equal(a.heads.before, 4);
+        assert.equal(a.headDim.before, 16);
+        const before = a.heads.before * a.headDim.before;
+        const after = a.heads.after * a.headDim.after;
+        removed += (before - after) * (3 * (E + 1) + E); // q, k, v rows + biases, proj columns
+        if (options.pruneNumHeads) {
+          assert.equal(a.heads.after, 4 - Math.ceil(options.headPruningRatio! * 4));
+        }
+        if (options.pruneHeadDims) {
+          assert.equal(a.headDim.after, Math.trunc(16 * (1 - options.headPruningRatio!)));
+        }
+        assert.equal(new Set(a.keptHeads).size, a.heads.after);
+      }
+      for (const m of mlp) {
+        removed += (m.channels.before - m.channels.after) * (E + 1 + E); // fc1 rows + bias, fc2 cols
+        if (options.pruningRatio) assert.ok(m.channels.after < m.channels.before);
+        if (options.roundTo) assert.equal(m.channels.after % options.roundTo, 0);
+      }
+      assert.equal(report.params.before - report.params.after, removed);
+      await assertDeclaredShapesHold(pruned.model);
+      assert.ok(report.macs.after < report.macs.before);
+    });
+  }
+}
+
+Deno.test("an impossible head ratio is refused with the block named", async () => {
+  const original = await fixture("timm_vit");
+  await assert.rejects(
+    () => prune(original, { pruneNumHeads: true, headPruningRatio: 0.9, core }),
+    /would remove all 4 heads of attention block/,
+  );
+});
+
+Deno.test("--num-heads must agree with the graph", async () => {
+  const original = await fixture("hf_vit");
+  await assert.rejects(
+    () =>
+      prune(original, {
+        pruneNumHeads: true,
+        headPruningRatio: 0.5,
+        numHeads: { "/vit/layers.0/attention/q_proj/MatMul": 8 },
+        core,
+      }),
+    /has 4 heads in the graph/,
+  );
+  const ok = await prune(original, {
+    pruneNumHeads: true,
+    headPruningRatio: 0.5,
+    numHeads: { "/vit/layers.0/attention/q_proj/MatMul": 4 },
+    core,
+  });
+  assert.equal(ok.report.blocks.length, 4);
+});
+
+Deno.test("ignored layers keep their channels", async () => {
+  const original = await fixture("timm_vit");
+  const { report } = await prune(original, {
+    pruningRatio: 0.5,
+    ignore: ["/blocks/blocks.0/mlp/fc1/MatMul"],
+    core,
+  });
+  const mlp = report.blocks.filter((b) => b.kind === "mlp") as MlpBlockReport[];
+  assert.equal(mlp[0].channels.after, mlp[0].channels.before);
+  assert.equal(mlp[1].channels.after, mlp[1].channels.before / 2);
+});
+
+Deno.test("per-layer ratios override the global one", async () => {
+  const original = await fixture("timm_vit");
+  const { report } = await prune(original, {
+    pruningRatio: 0.5,
+    layerRatios: { "/blocks/blocks.1/mlp/fc1": 0.25 },
+    core,
+  });
+  const mlp = report.blocks.filter((b) => b.kind === "mlp") as MlpBlockReport[];
+  assert.equal(mlp[0].channels.after, 128);
+  assert.equal(mlp[1].channels.after, 192);
+});
+
+Deno.test("head-dim pruning keeps the original attention scale", async () => {
+  // The TorchScript export computes 1/sqrt(head_dim) from the run-time shape: it must be frozen.
+  const original = await fixture("timm_vit");
+  const pruned = await pruneModel(decodeModel(original), {
+    pruneHeadDims: true,
+    headPruningRatio: 0.5,
+    core,
+  });
+  assert.equal(pruned.stats.scalarsFrozen, 2);
+});
