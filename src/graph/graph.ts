@@ -163,7 +163,6 @@ export class Graph {
       });
     }
   }
-
 }
 
 /** Where a constant lives, so that it can be replaced in place or copied on write. */
