@@ -13,7 +13,7 @@ import { parseArgs } from "node:util";
 import * as path from "node:path";
 import denoJson from "../deno.json" with { type: "json" };
 import { PruneError } from "./errors.ts";
-import type { PruneOptions } from "./options.ts";
+import type { RunOptions } from "./prune.ts";
 import { formatReport } from "./format_report.ts";
 import { readModelFile, writeModelFile } from "./onnx/model_io.ts";
 import { pruneModel } from "./prune.ts";
@@ -45,6 +45,7 @@ options:
       --ignore NAME         node/initializer name or prefix to leave alone (repeatable)
       --num-heads NODE=H    head count of the attention block of NODE (repeatable)
       --layer-ratio NODE=R  pruning ratio for the block containing NODE (repeatable)
+      --dim NAME=N          size of a symbolic input dim other than the batch (repeatable)
       --criterion l1|l2     channel importance (default l2)
       --backend auto|gpu|cpu
                             compute backend (default auto)
@@ -61,7 +62,8 @@ Set PRUNE_VIT_DEBUG=1 to print stack traces.`;
 export interface CliArgs {
   input: string;
   output: string;
-  options: PruneOptions;
+  /** Pruning options plus `dimValues` (from `--dim`). */
+  options: RunOptions;
   json: boolean;
   dryRun: boolean;
   quiet: boolean;
@@ -77,6 +79,7 @@ const OPTION_SPEC = {
   ignore: { type: "string", multiple: true },
   "num-heads": { type: "string", multiple: true },
   "layer-ratio": { type: "string", multiple: true },
+  dim: { type: "string", multiple: true },
   criterion: { type: "string" },
   backend: { type: "string" },
   json: { type: "boolean" },
@@ -213,7 +216,7 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
     }
   }
 
-  const options: PruneOptions = {};
+  const options: RunOptions = {};
   if (v["pruning-ratio"] !== undefined) {
     options.pruningRatio = parseRatio("--pruning-ratio", v["pruning-ratio"]);
   }
@@ -250,6 +253,8 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
     (s) => parseRatio("--layer-ratio", s),
   );
   if (layerRatios) options.layerRatios = layerRatios;
+  const dims = parsePairs("--dim", v.dim, "NAME=N", (s) => parsePositiveInt("--dim", s));
+  if (dims) options.dimValues = dims;
   if (v.criterion !== undefined) {
     options.criterion = oneOf("--criterion", v.criterion, ["l1", "l2"] as const);
   }

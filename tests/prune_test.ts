@@ -9,7 +9,7 @@ import { decodeModel, encodeModel } from "../src/onnx/model_io.ts";
 import { prune, pruneModel, type RunOptions } from "../src/prune.ts";
 import { createCore } from "../src/core/mod.ts";
 import { createSession, loadOrt } from "../src/runtime/ort.ts";
-import type { ModelProto } from "../src/onnx/proto.ts";
+import { type ModelProto, onnx } from "../src/onnx/proto.ts";
 import { tensorDims } from "../src/onnx/tensor.ts";
 import { probeTensors } from "../src/runtime/probe.ts";
 import type { AttentionBlockReport, MlpBlockReport } from "../src/report.ts";
@@ -204,4 +204,53 @@ Deno.test("head-dim pruning keeps the original attention scale", async () => {
     core,
   });
   assert.equal(pruned.stats.scalarsFrozen, 2);
+});
+
+Deno.test("a constant shared by layers pruned differently is copied, not cut for all", async () => {
+  // Exporters de-duplicate equal initializers behind Identity nodes: make block 1's fc1 bias
+  // read block 0's, then prune only block 1.
+  const model = decodeModel(await fixture("timm_vit"));
+  const graph = model.graph!;
+  graph.node!.unshift(
+    onnx.NodeProto.create({
+      opType: "Identity",
+      name: "shared_bias",
+      input: ["blocks.0.mlp.fc1.bias"],
+      output: ["shared_fc1_bias"],
+    }),
+  );
+  const add = graph.node!.find((n) => n.name === "/blocks/blocks.1/mlp/fc1/Add")!;
+  add.input![0] = "shared_fc1_bias";
+  const shared = encodeModel(model);
+  const options: RunOptions = { pruningRatio: 0.5, layerRatios: { "/blocks/blocks.0/": 0 }, core };
+  const pruned = await pruneModel(decodeModel(shared), options);
+  const masked = await pruneModel(decodeModel(shared), { ...options, mask: true });
+  const mlp = pruned.report.blocks.filter((b) => b.kind === "mlp") as MlpBlockReport[];
+  assert.deepEqual(mlp.map((m) => m.channels.after), [256, 128]);
+  const [yp, ym, yo] = await Promise.all([
+    run(encodeModel(pruned.model)),
+    run(encodeModel(masked.model)),
+    run(shared),
+  ]);
+  assert.ok(maxAbsDiff(ym, yo) > 1e-4);
+  assert.ok(maxAbsDiff(yp, ym) <= 1e-4);
+});
+
+Deno.test("a shape constant shared by blocks with different head counts is copied", async () => {
+  // The dynamo export uses one Reshape target for every block's qkv.
+  const original = await fixture("timm_vit_dynamo");
+  const options: RunOptions = {
+    pruneNumHeads: true,
+    headPruningRatio: 0.5,
+    layerRatios: { node_MatMul_12: 0.25 },
+    core,
+  };
+  const pruned = await pruneModel(decodeModel(original), options);
+  const masked = await pruneModel(decodeModel(original), { ...options, mask: true });
+  const heads =
+    (pruned.report.blocks.filter((b) => b.kind === "attention") as AttentionBlockReport[])
+      .map((a) => a.heads.after);
+  assert.deepEqual(heads, [3, 2]);
+  const d = maxAbsDiff(await run(encodeModel(pruned.model)), await run(encodeModel(masked.model)));
+  assert.ok(d <= 1e-4, `pruned differs from masked by ${d}`);
 });

@@ -3,7 +3,7 @@ import * as wasm from "./prune_core_bg.wasm";
 import { __wbg_set_wasm } from "./prune_core_bg.js";
 
 __wbg_set_wasm(wasm);
-wasm.__wbindgen_start();
+
 export {
     GpuCore, cpu_aggregate, cpu_channel_lp_scores_f16, cpu_channel_lp_scores_f32, cpu_gather_axis, cpu_group_scores, cpu_select_keep_per_group
 } from "./prune_core_bg.js";

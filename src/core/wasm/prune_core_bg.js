@@ -57,7 +57,7 @@ export class GpuCore {
             throw e;
         }
         const ret = wasm.gpucore_channel_lp_scores_f16(this.__wbg_ptr, ptr0, len0, ptr1, len1, val3, val4);
-        return ret;
+        return takeObject(ret);
     }
     /**
      * Resolves to a Float32Array.
@@ -82,7 +82,7 @@ export class GpuCore {
             throw e;
         }
         const ret = wasm.gpucore_channel_lp_scores_f32(this.__wbg_ptr, ptr0, len0, ptr1, len1, val3, val4);
-        return ret;
+        return takeObject(ret);
     }
     /**
      * Rejects when `navigator.gpu` gives no adapter or device. `max_chunk_bytes` caps the bytes
@@ -92,7 +92,7 @@ export class GpuCore {
      */
     static create(max_chunk_bytes) {
         const ret = wasm.gpucore_create(isLikeNone(max_chunk_bytes) ? Number.MAX_SAFE_INTEGER : (max_chunk_bytes) >>> 0);
-        return ret;
+        return takeObject(ret);
     }
     /**
      * Destroys the device (and with it every buffer). Call `free()` afterwards.
@@ -127,7 +127,7 @@ export class GpuCore {
             throw e;
         }
         const ret = wasm.gpucore_gather_axis(this.__wbg_ptr, ptr0, len0, ptr1, len1, val4, val5, ptr2, len2);
-        return ret;
+        return takeObject(ret);
     }
     /**
      * Resolves to a Uint32Array.
@@ -142,7 +142,7 @@ export class GpuCore {
         const ptr0 = passArrayF32ToWasm0(scores, wasm.__wbindgen_malloc);
         const len0 = WASM_VECTOR_LEN;
         const ret = wasm.gpucore_select_keep_per_group(this.__wbg_ptr, ptr0, len0, val2, val3);
-        return ret;
+        return takeObject(ret);
     }
 }
 if (Symbol.dispose) GpuCore.prototype[Symbol.dispose] = GpuCore.prototype.free;
@@ -169,7 +169,7 @@ export function cpu_aggregate(flat, count, reduce) {
     }
     const ret = wasm.cpu_aggregate(ptr0, len0, val3, ptr1, len1);
     if (ret[3]) {
-        throw takeFromExternrefTable0(ret[2]);
+        throw takeObject(ret[2]);
     }
     var v4 = getArrayF32FromWasm0(ret[0], ret[1]).slice();
     wasm.__wbindgen_free(ret[0], ret[1] * 4, 4);
@@ -200,7 +200,7 @@ export function cpu_channel_lp_scores_f16(data, dims, axis, p) {
     }
     const ret = wasm.cpu_channel_lp_scores_f16(ptr0, len0, ptr1, len1, val3, val4);
     if (ret[3]) {
-        throw takeFromExternrefTable0(ret[2]);
+        throw takeObject(ret[2]);
     }
     var v5 = getArrayF32FromWasm0(ret[0], ret[1]).slice();
     wasm.__wbindgen_free(ret[0], ret[1] * 4, 4);
@@ -230,7 +230,7 @@ export function cpu_channel_lp_scores_f32(data, dims, axis, p) {
     }
     const ret = wasm.cpu_channel_lp_scores_f32(ptr0, len0, ptr1, len1, val3, val4);
     if (ret[3]) {
-        throw takeFromExternrefTable0(ret[2]);
+        throw takeObject(ret[2]);
     }
     var v5 = getArrayF32FromWasm0(ret[0], ret[1]).slice();
     wasm.__wbindgen_free(ret[0], ret[1] * 4, 4);
@@ -264,7 +264,7 @@ export function cpu_gather_axis(bytes, dims, element_size, axis, indices) {
     }
     const ret = wasm.cpu_gather_axis(ptr0, len0, ptr1, len1, val4, val5, ptr2, len2);
     if (ret[3]) {
-        throw takeFromExternrefTable0(ret[2]);
+        throw takeObject(ret[2]);
     }
     var v6 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
     wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
@@ -292,7 +292,7 @@ export function cpu_group_scores(scores, groups, reduce) {
     }
     const ret = wasm.cpu_group_scores(ptr0, len0, val3, ptr1, len1);
     if (ret[3]) {
-        throw takeFromExternrefTable0(ret[2]);
+        throw takeObject(ret[2]);
     }
     var v4 = getArrayF32FromWasm0(ret[0], ret[1]).slice();
     wasm.__wbindgen_free(ret[0], ret[1] * 4, 4);
@@ -312,7 +312,7 @@ export function cpu_select_keep_per_group(scores, groups, drop) {
     const len0 = WASM_VECTOR_LEN;
     const ret = wasm.cpu_select_keep_per_group(ptr0, len0, val2, val3);
     if (ret[3]) {
-        throw takeFromExternrefTable0(ret[2]);
+        throw takeObject(ret[2]);
     }
     var v4 = getArrayU32FromWasm0(ret[0], ret[1]).slice();
     wasm.__wbindgen_free(ret[0], ret[1] * 4, 4);
@@ -320,138 +320,138 @@ export function cpu_select_keep_per_group(scores, groups, drop) {
 }
 export function __wbg_Error_208446807d0d1e30(arg0, arg1) {
     const ret = Error(getStringFromWasm0(arg0, arg1));
-    return ret;
+    return addHeapObject(ret);
 }
 export function __wbg_Window_2805651c516cb7aa(arg0) {
-    const ret = arg0.Window;
-    return ret;
+    const ret = getObject(arg0).Window;
+    return addHeapObject(ret);
 }
 export function __wbg_WorkerGlobalScope_174390815d0a4893(arg0) {
-    const ret = arg0.WorkerGlobalScope;
-    return ret;
+    const ret = getObject(arg0).WorkerGlobalScope;
+    return addHeapObject(ret);
 }
 export function __wbg___wbindgen_debug_string_f249a2a76caa9a55(arg0, arg1) {
-    const ret = debugString(arg1);
+    const ret = debugString(getObject(arg1));
     const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
     const len1 = WASM_VECTOR_LEN;
     getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 1, len1, true);
     getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, ptr1, true);
 }
 export function __wbg___wbindgen_is_function_741ff2bb612836f5(arg0) {
-    const ret = typeof(arg0) === 'function';
+    const ret = typeof(getObject(arg0)) === 'function';
     return ret;
 }
 export function __wbg___wbindgen_is_null_c22311b1cc228e3a(arg0) {
-    const ret = arg0 === null;
+    const ret = getObject(arg0) === null;
     return ret;
 }
 export function __wbg___wbindgen_is_string_fc456fee5d3317de(arg0) {
-    const ret = typeof(arg0) === 'string';
+    const ret = typeof(getObject(arg0)) === 'string';
     return ret;
 }
 export function __wbg___wbindgen_is_undefined_be5b34249ff1fc15(arg0) {
-    const ret = arg0 === undefined;
+    const ret = getObject(arg0) === undefined;
     return ret;
 }
 export function __wbg___wbindgen_throw_4c88d8bf264fd984(arg0, arg1) {
     throw new Error(getStringFromWasm0(arg0, arg1));
 }
 export function __wbg__wbg_cb_unref_09736879a3f67559(arg0) {
-    arg0._wbg_cb_unref();
+    getObject(arg0)._wbg_cb_unref();
 }
 export function __wbg_beginComputePass_b9a325184985e6ff(arg0, arg1) {
-    const ret = arg0.beginComputePass(arg1);
-    return ret;
+    const ret = getObject(arg0).beginComputePass(getObject(arg1));
+    return addHeapObject(ret);
 }
 export function __wbg_call_40b008ba32f73991() { return handleError(function (arg0, arg1) {
-    const ret = arg0.call(arg1);
-    return ret;
+    const ret = getObject(arg0).call(getObject(arg1));
+    return addHeapObject(ret);
 }, arguments); }
 export function __wbg_call_a410eb4b59ed5965() { return handleError(function (arg0, arg1, arg2) {
-    const ret = arg0.call(arg1, arg2);
-    return ret;
+    const ret = getObject(arg0).call(getObject(arg1), getObject(arg2));
+    return addHeapObject(ret);
 }, arguments); }
 export function __wbg_configure_8e04ab1a867d31e1() { return handleError(function (arg0, arg1) {
-    arg0.configure(arg1);
+    getObject(arg0).configure(getObject(arg1));
 }, arguments); }
 export function __wbg_copyBufferToBuffer_0c93ff5b22a585e9() { return handleError(function (arg0, arg1, arg2, arg3, arg4, arg5) {
-    arg0.copyBufferToBuffer(arg1, arg2, arg3, arg4, arg5);
+    getObject(arg0).copyBufferToBuffer(getObject(arg1), arg2, getObject(arg3), arg4, arg5);
 }, arguments); }
 export function __wbg_copyBufferToBuffer_d04fe4341d6e0f6a() { return handleError(function (arg0, arg1, arg2, arg3, arg4) {
-    arg0.copyBufferToBuffer(arg1, arg2, arg3, arg4);
+    getObject(arg0).copyBufferToBuffer(getObject(arg1), arg2, getObject(arg3), arg4);
 }, arguments); }
 export function __wbg_createBindGroup_f539b26ca341308f(arg0, arg1) {
-    const ret = arg0.createBindGroup(arg1);
-    return ret;
+    const ret = getObject(arg0).createBindGroup(getObject(arg1));
+    return addHeapObject(ret);
 }
 export function __wbg_createBuffer_b8c5b520d2c822b8() { return handleError(function (arg0, arg1) {
-    const ret = arg0.createBuffer(arg1);
-    return ret;
+    const ret = getObject(arg0).createBuffer(getObject(arg1));
+    return addHeapObject(ret);
 }, arguments); }
 export function __wbg_createCommandEncoder_3352d1ffc36c6fc0(arg0, arg1) {
-    const ret = arg0.createCommandEncoder(arg1);
-    return ret;
+    const ret = getObject(arg0).createCommandEncoder(getObject(arg1));
+    return addHeapObject(ret);
 }
 export function __wbg_createComputePipeline_224fa2618d9948a0(arg0, arg1) {
-    const ret = arg0.createComputePipeline(arg1);
-    return ret;
+    const ret = getObject(arg0).createComputePipeline(getObject(arg1));
+    return addHeapObject(ret);
 }
 export function __wbg_createShaderModule_cefa51336cb288ae(arg0, arg1) {
-    const ret = arg0.createShaderModule(arg1);
-    return ret;
+    const ret = getObject(arg0).createShaderModule(getObject(arg1));
+    return addHeapObject(ret);
 }
 export function __wbg_description_7a568e202a00293f(arg0, arg1) {
-    const ret = arg1.description;
+    const ret = getObject(arg1).description;
     const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
     const len1 = WASM_VECTOR_LEN;
     getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 1, len1, true);
     getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, ptr1, true);
 }
 export function __wbg_destroy_275564a0a8b8d071(arg0) {
-    arg0.destroy();
+    getObject(arg0).destroy();
 }
 export function __wbg_dispatchWorkgroups_56b943172790add0(arg0, arg1, arg2, arg3) {
-    arg0.dispatchWorkgroups(arg1 >>> 0, arg2 >>> 0, arg3 >>> 0);
+    getObject(arg0).dispatchWorkgroups(arg1 >>> 0, arg2 >>> 0, arg3 >>> 0);
 }
 export function __wbg_end_82fd0c12ba185009(arg0) {
-    arg0.end();
+    getObject(arg0).end();
 }
 export function __wbg_finish_09ec094c10f41e7b(arg0) {
-    const ret = arg0.finish();
-    return ret;
+    const ret = getObject(arg0).finish();
+    return addHeapObject(ret);
 }
 export function __wbg_finish_ec1c191f66a895b1(arg0, arg1) {
-    const ret = arg0.finish(arg1);
-    return ret;
+    const ret = getObject(arg0).finish(getObject(arg1));
+    return addHeapObject(ret);
 }
 export function __wbg_getBindGroupLayout_349f9101ad6d4d76(arg0, arg1) {
-    const ret = arg0.getBindGroupLayout(arg1 >>> 0);
-    return ret;
+    const ret = getObject(arg0).getBindGroupLayout(arg1 >>> 0);
+    return addHeapObject(ret);
 }
 export function __wbg_getContext_1938edb9a972f63d() { return handleError(function (arg0, arg1, arg2) {
-    const ret = arg0.getContext(getStringFromWasm0(arg1, arg2));
-    return isLikeNone(ret) ? 0 : addToExternrefTable0(ret);
+    const ret = getObject(arg0).getContext(getStringFromWasm0(arg1, arg2));
+    return isLikeNone(ret) ? 0 : addHeapObject(ret);
 }, arguments); }
 export function __wbg_getMappedRange_28e816a763520e01() { return handleError(function (arg0, arg1, arg2) {
-    const ret = arg0.getMappedRange(arg1, arg2);
-    return ret;
+    const ret = getObject(arg0).getMappedRange(arg1, arg2);
+    return addHeapObject(ret);
 }, arguments); }
 export function __wbg_gpu_514705c6dd1f0dab(arg0) {
-    const ret = arg0.gpu;
-    return ret;
+    const ret = getObject(arg0).gpu;
+    return addHeapObject(ret);
 }
 export function __wbg_gpucore_new(arg0) {
     const ret = GpuCore.__wrap(arg0);
-    return ret;
+    return addHeapObject(ret);
 }
 export function __wbg_info_8554cb7af37427b6(arg0) {
-    const ret = arg0.info;
-    return ret;
+    const ret = getObject(arg0).info;
+    return addHeapObject(ret);
 }
 export function __wbg_instanceof_GpuOutOfMemoryError_7126123117d274a4(arg0) {
     let result;
     try {
-        result = arg0 instanceof GPUOutOfMemoryError;
+        result = getObject(arg0) instanceof GPUOutOfMemoryError;
     } catch (_) {
         result = false;
     }
@@ -461,7 +461,7 @@ export function __wbg_instanceof_GpuOutOfMemoryError_7126123117d274a4(arg0) {
 export function __wbg_instanceof_GpuValidationError_f18d09609dc737d7(arg0) {
     let result;
     try {
-        result = arg0 instanceof GPUValidationError;
+        result = getObject(arg0) instanceof GPUValidationError;
     } catch (_) {
         result = false;
     }
@@ -469,170 +469,170 @@ export function __wbg_instanceof_GpuValidationError_f18d09609dc737d7(arg0) {
     return ret;
 }
 export function __wbg_isFallbackAdapter_6a4fa7356d18310b(arg0) {
-    const ret = arg0.isFallbackAdapter;
+    const ret = getObject(arg0).isFallbackAdapter;
     return ret;
 }
 export function __wbg_label_fceb40a43a358e62(arg0, arg1) {
-    const ret = arg1.label;
+    const ret = getObject(arg1).label;
     const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
     const len1 = WASM_VECTOR_LEN;
     getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 1, len1, true);
     getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, ptr1, true);
 }
 export function __wbg_length_186163212ffe79c3(arg0) {
-    const ret = arg0.length;
+    const ret = getObject(arg0).length;
     return ret;
 }
 export function __wbg_limits_4e444eb8c2e61c45(arg0) {
-    const ret = arg0.limits;
-    return ret;
+    const ret = getObject(arg0).limits;
+    return addHeapObject(ret);
 }
 export function __wbg_mapAsync_b0597127f5037286(arg0, arg1, arg2, arg3) {
-    const ret = arg0.mapAsync(arg1 >>> 0, arg2, arg3);
-    return ret;
+    const ret = getObject(arg0).mapAsync(arg1 >>> 0, arg2, arg3);
+    return addHeapObject(ret);
 }
 export function __wbg_maxBindGroupsPlusVertexBuffers_1face4afb5363937(arg0) {
-    const ret = arg0.maxBindGroupsPlusVertexBuffers;
+    const ret = getObject(arg0).maxBindGroupsPlusVertexBuffers;
     return ret;
 }
 export function __wbg_maxBindGroups_a0b7e55762f095b9(arg0) {
-    const ret = arg0.maxBindGroups;
+    const ret = getObject(arg0).maxBindGroups;
     return ret;
 }
 export function __wbg_maxBindingsPerBindGroup_ec9067be38d6ec72(arg0) {
-    const ret = arg0.maxBindingsPerBindGroup;
+    const ret = getObject(arg0).maxBindingsPerBindGroup;
     return ret;
 }
 export function __wbg_maxBufferSize_a9ce15e541c64cd2(arg0) {
-    const ret = arg0.maxBufferSize;
+    const ret = getObject(arg0).maxBufferSize;
     return ret;
 }
 export function __wbg_maxColorAttachmentBytesPerSample_44089e129e1a2a1d(arg0) {
-    const ret = arg0.maxColorAttachmentBytesPerSample;
+    const ret = getObject(arg0).maxColorAttachmentBytesPerSample;
     return ret;
 }
 export function __wbg_maxColorAttachments_6bd8156394ba618c(arg0) {
-    const ret = arg0.maxColorAttachments;
+    const ret = getObject(arg0).maxColorAttachments;
     return ret;
 }
 export function __wbg_maxComputeInvocationsPerWorkgroup_7b086f15ef868934(arg0) {
-    const ret = arg0.maxComputeInvocationsPerWorkgroup;
+    const ret = getObject(arg0).maxComputeInvocationsPerWorkgroup;
     return ret;
 }
 export function __wbg_maxComputeWorkgroupSizeX_8bbe505e0ac8dc18(arg0) {
-    const ret = arg0.maxComputeWorkgroupSizeX;
+    const ret = getObject(arg0).maxComputeWorkgroupSizeX;
     return ret;
 }
 export function __wbg_maxComputeWorkgroupSizeY_7228ed3935eecc31(arg0) {
-    const ret = arg0.maxComputeWorkgroupSizeY;
+    const ret = getObject(arg0).maxComputeWorkgroupSizeY;
     return ret;
 }
 export function __wbg_maxComputeWorkgroupSizeZ_6092b56a967f6f8d(arg0) {
-    const ret = arg0.maxComputeWorkgroupSizeZ;
+    const ret = getObject(arg0).maxComputeWorkgroupSizeZ;
     return ret;
 }
 export function __wbg_maxComputeWorkgroupStorageSize_4773e3bd3936df36(arg0) {
-    const ret = arg0.maxComputeWorkgroupStorageSize;
+    const ret = getObject(arg0).maxComputeWorkgroupStorageSize;
     return ret;
 }
 export function __wbg_maxComputeWorkgroupsPerDimension_79222bf8e8a90fbd(arg0) {
-    const ret = arg0.maxComputeWorkgroupsPerDimension;
+    const ret = getObject(arg0).maxComputeWorkgroupsPerDimension;
     return ret;
 }
 export function __wbg_maxDynamicStorageBuffersPerPipelineLayout_3ab5762b1b2c7fc2(arg0) {
-    const ret = arg0.maxDynamicStorageBuffersPerPipelineLayout;
+    const ret = getObject(arg0).maxDynamicStorageBuffersPerPipelineLayout;
     return ret;
 }
 export function __wbg_maxDynamicUniformBuffersPerPipelineLayout_722da31d0de1c256(arg0) {
-    const ret = arg0.maxDynamicUniformBuffersPerPipelineLayout;
+    const ret = getObject(arg0).maxDynamicUniformBuffersPerPipelineLayout;
     return ret;
 }
 export function __wbg_maxInterStageShaderVariables_821096d4b3020715(arg0) {
-    const ret = arg0.maxInterStageShaderVariables;
+    const ret = getObject(arg0).maxInterStageShaderVariables;
     return ret;
 }
 export function __wbg_maxSampledTexturesPerShaderStage_c6aea9e05c0a02ca(arg0) {
-    const ret = arg0.maxSampledTexturesPerShaderStage;
+    const ret = getObject(arg0).maxSampledTexturesPerShaderStage;
     return ret;
 }
 export function __wbg_maxSamplersPerShaderStage_3aa30f6c002d3a99(arg0) {
-    const ret = arg0.maxSamplersPerShaderStage;
+    const ret = getObject(arg0).maxSamplersPerShaderStage;
     return ret;
 }
 export function __wbg_maxStorageBufferBindingSize_84a2c2433627fca2(arg0) {
-    const ret = arg0.maxStorageBufferBindingSize;
+    const ret = getObject(arg0).maxStorageBufferBindingSize;
     return ret;
 }
 export function __wbg_maxStorageBuffersPerShaderStage_25b96748df28dc20(arg0) {
-    const ret = arg0.maxStorageBuffersPerShaderStage;
+    const ret = getObject(arg0).maxStorageBuffersPerShaderStage;
     return ret;
 }
 export function __wbg_maxStorageTexturesPerShaderStage_53ed734f26e6c1ad(arg0) {
-    const ret = arg0.maxStorageTexturesPerShaderStage;
+    const ret = getObject(arg0).maxStorageTexturesPerShaderStage;
     return ret;
 }
 export function __wbg_maxTextureArrayLayers_9ec487f1ce102992(arg0) {
-    const ret = arg0.maxTextureArrayLayers;
+    const ret = getObject(arg0).maxTextureArrayLayers;
     return ret;
 }
 export function __wbg_maxTextureDimension1D_faef91b2e9fa6740(arg0) {
-    const ret = arg0.maxTextureDimension1D;
+    const ret = getObject(arg0).maxTextureDimension1D;
     return ret;
 }
 export function __wbg_maxTextureDimension2D_3a923eb2df4d9124(arg0) {
-    const ret = arg0.maxTextureDimension2D;
+    const ret = getObject(arg0).maxTextureDimension2D;
     return ret;
 }
 export function __wbg_maxTextureDimension3D_943321fe5945464e(arg0) {
-    const ret = arg0.maxTextureDimension3D;
+    const ret = getObject(arg0).maxTextureDimension3D;
     return ret;
 }
 export function __wbg_maxUniformBufferBindingSize_21e89ff761d576db(arg0) {
-    const ret = arg0.maxUniformBufferBindingSize;
+    const ret = getObject(arg0).maxUniformBufferBindingSize;
     return ret;
 }
 export function __wbg_maxUniformBuffersPerShaderStage_19a0bfb0189f7254(arg0) {
-    const ret = arg0.maxUniformBuffersPerShaderStage;
+    const ret = getObject(arg0).maxUniformBuffersPerShaderStage;
     return ret;
 }
 export function __wbg_maxVertexAttributes_49aef6c51d07a280(arg0) {
-    const ret = arg0.maxVertexAttributes;
+    const ret = getObject(arg0).maxVertexAttributes;
     return ret;
 }
 export function __wbg_maxVertexBufferArrayStride_f68c4029e6f047ec(arg0) {
-    const ret = arg0.maxVertexBufferArrayStride;
+    const ret = getObject(arg0).maxVertexBufferArrayStride;
     return ret;
 }
 export function __wbg_maxVertexBuffers_ce9f15a623f9aac7(arg0) {
-    const ret = arg0.maxVertexBuffers;
+    const ret = getObject(arg0).maxVertexBuffers;
     return ret;
 }
 export function __wbg_message_408f555d03641e84(arg0, arg1) {
-    const ret = arg1.message;
+    const ret = getObject(arg1).message;
     const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
     const len1 = WASM_VECTOR_LEN;
     getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 1, len1, true);
     getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, ptr1, true);
 }
 export function __wbg_minStorageBufferOffsetAlignment_529f1f52e61188fc(arg0) {
-    const ret = arg0.minStorageBufferOffsetAlignment;
+    const ret = getObject(arg0).minStorageBufferOffsetAlignment;
     return ret;
 }
 export function __wbg_minUniformBufferOffsetAlignment_519e26287e1996a3(arg0) {
-    const ret = arg0.minUniformBufferOffsetAlignment;
+    const ret = getObject(arg0).minUniformBufferOffsetAlignment;
     return ret;
 }
 export function __wbg_navigator_9641ab32fa612dd1(arg0) {
-    const ret = arg0.navigator;
-    return ret;
+    const ret = getObject(arg0).navigator;
+    return addHeapObject(ret);
 }
 export function __wbg_navigator_c17f443a6fe5d38d(arg0) {
-    const ret = arg0.navigator;
-    return ret;
+    const ret = getObject(arg0).navigator;
+    return addHeapObject(ret);
 }
 export function __wbg_new_2bfd0f45e60518b1() { return handleError(function (arg0, arg1) {
     const ret = new OffscreenCanvas(arg0 >>> 0, arg1 >>> 0);
-    return ret;
+    return addHeapObject(ret);
 }, arguments); }
 export function __wbg_new_ba40181b3f24ac80(arg0, arg1) {
     try {
@@ -647,30 +647,30 @@ export function __wbg_new_ba40181b3f24ac80(arg0, arg1) {
             }
         };
         const ret = new Promise(cb0);
-        return ret;
+        return addHeapObject(ret);
     } finally {
         state0.a = 0;
     }
 }
 export function __wbg_new_cd4348290afae586() {
     const ret = new Object();
-    return ret;
+    return addHeapObject(ret);
 }
 export function __wbg_new_from_slice_3512352010266e02(arg0, arg1) {
     const ret = new Uint32Array(getArrayU32FromWasm0(arg0, arg1));
-    return ret;
+    return addHeapObject(ret);
 }
 export function __wbg_new_from_slice_355c10c5d8f2addb(arg0, arg1) {
     const ret = new Float32Array(getArrayF32FromWasm0(arg0, arg1));
-    return ret;
+    return addHeapObject(ret);
 }
 export function __wbg_new_from_slice_b8daf545a41c6aa0(arg0, arg1) {
     const ret = new Uint8Array(getArrayU8FromWasm0(arg0, arg1));
-    return ret;
+    return addHeapObject(ret);
 }
 export function __wbg_new_typed_6b60b99917da27d6() {
     const ret = new Object();
-    return ret;
+    return addHeapObject(ret);
 }
 export function __wbg_new_typed_e09da9dae6ee5935(arg0, arg1) {
     try {
@@ -685,290 +685,289 @@ export function __wbg_new_typed_e09da9dae6ee5935(arg0, arg1) {
             }
         };
         const ret = new Promise(cb0);
-        return ret;
+        return addHeapObject(ret);
     } finally {
         state0.a = 0;
     }
 }
 export function __wbg_new_with_byte_offset_and_length_3cd32055a417f095(arg0, arg1, arg2) {
-    const ret = new Uint8Array(arg0, arg1 >>> 0, arg2 >>> 0);
-    return ret;
+    const ret = new Uint8Array(getObject(arg0), arg1 >>> 0, arg2 >>> 0);
+    return addHeapObject(ret);
 }
 export function __wbg_onSubmittedWorkDone_1190213cee1ecf7e(arg0) {
-    const ret = arg0.onSubmittedWorkDone();
-    return ret;
+    const ret = getObject(arg0).onSubmittedWorkDone();
+    return addHeapObject(ret);
 }
 export function __wbg_popErrorScope_182b8e03671d81ef(arg0) {
-    const ret = arg0.popErrorScope();
-    return ret;
+    const ret = getObject(arg0).popErrorScope();
+    return addHeapObject(ret);
 }
 export function __wbg_prototypesetcall_13162965d1fe7aa3(arg0, arg1, arg2) {
-    Uint8Array.prototype.set.call(getArrayU8FromWasm0(arg0, arg1), arg2);
+    Uint8Array.prototype.set.call(getArrayU8FromWasm0(arg0, arg1), getObject(arg2));
 }
 export function __wbg_pushErrorScope_fa7df784c43bdb51(arg0, arg1) {
-    arg0.pushErrorScope(__wbindgen_enum_GpuErrorFilter[arg1]);
+    getObject(arg0).pushErrorScope(__wbindgen_enum_GpuErrorFilter[arg1]);
 }
 export function __wbg_queueMicrotask_1e8503a8a690f0a3(arg0) {
-    const ret = arg0.queueMicrotask;
-    return ret;
+    const ret = getObject(arg0).queueMicrotask;
+    return addHeapObject(ret);
 }
 export function __wbg_queueMicrotask_4a1a4d8dd332373b(arg0) {
-    queueMicrotask(arg0);
+    queueMicrotask(getObject(arg0));
 }
 export function __wbg_queue_e250e2ebc49b39e0(arg0) {
-    const ret = arg0.queue;
-    return ret;
+    const ret = getObject(arg0).queue;
+    return addHeapObject(ret);
 }
 export function __wbg_requestAdapter_a539af006419f2e9(arg0, arg1) {
-    const ret = arg0.requestAdapter(arg1);
-    return ret;
+    const ret = getObject(arg0).requestAdapter(getObject(arg1));
+    return addHeapObject(ret);
 }
 export function __wbg_requestDevice_5cb8a582e55d08cb(arg0, arg1) {
-    const ret = arg0.requestDevice(arg1);
-    return ret;
+    const ret = getObject(arg0).requestDevice(getObject(arg1));
+    return addHeapObject(ret);
 }
 export function __wbg_resolve_dbf78ab4942478b0(arg0) {
-    const ret = Promise.resolve(arg0);
-    return ret;
+    const ret = Promise.resolve(getObject(arg0));
+    return addHeapObject(ret);
 }
 export function __wbg_setBindGroup_4aa88516c8ab99c4() { return handleError(function (arg0, arg1, arg2, arg3, arg4, arg5, arg6) {
-    arg0.setBindGroup(arg1 >>> 0, arg2, getArrayU32FromWasm0(arg3, arg4), arg5, arg6 >>> 0);
+    getObject(arg0).setBindGroup(arg1 >>> 0, getObject(arg2), getArrayU32FromWasm0(arg3, arg4), arg5, arg6 >>> 0);
 }, arguments); }
 export function __wbg_setBindGroup_c83391351ce68826(arg0, arg1, arg2) {
-    arg0.setBindGroup(arg1 >>> 0, arg2);
+    getObject(arg0).setBindGroup(arg1 >>> 0, getObject(arg2));
 }
 export function __wbg_setPipeline_5146f7b8d2b4af5c(arg0, arg1) {
-    arg0.setPipeline(arg1);
+    getObject(arg0).setPipeline(getObject(arg1));
 }
 export function __wbg_set_118fefd528ab0a79(arg0, arg1, arg2) {
-    arg0.set(arg1, arg2 >>> 0);
+    getObject(arg0).set(getObject(arg1), arg2 >>> 0);
 }
 export function __wbg_set_2793479888329cb6() { return handleError(function (arg0, arg1, arg2) {
-    const ret = Reflect.set(arg0, arg1, arg2);
+    const ret = Reflect.set(getObject(arg0), getObject(arg1), getObject(arg2));
     return ret;
 }, arguments); }
 export function __wbg_set_beginning_of_pass_write_index_c49071ff9c074e31(arg0, arg1) {
-    arg0.beginningOfPassWriteIndex = arg1 >>> 0;
+    getObject(arg0).beginningOfPassWriteIndex = arg1 >>> 0;
 }
 export function __wbg_set_binding_bd7d6b01bb08823a(arg0, arg1) {
-    arg0.binding = arg1 >>> 0;
+    getObject(arg0).binding = arg1 >>> 0;
 }
 export function __wbg_set_buffer_91f4e8e05066c37a(arg0, arg1) {
-    arg0.buffer = arg1;
+    getObject(arg0).buffer = getObject(arg1);
 }
 export function __wbg_set_code_130aebc49c4cadd3(arg0, arg1, arg2) {
-    arg0.code = getStringFromWasm0(arg1, arg2);
+    getObject(arg0).code = getStringFromWasm0(arg1, arg2);
 }
 export function __wbg_set_compute_800b1231f347606b(arg0, arg1) {
-    arg0.compute = arg1;
+    getObject(arg0).compute = getObject(arg1);
 }
 export function __wbg_set_device_1940fd5f9e2a7fee(arg0, arg1) {
-    arg0.device = arg1;
+    getObject(arg0).device = getObject(arg1);
 }
 export function __wbg_set_end_of_pass_write_index_891ac71cf6a560c5(arg0, arg1) {
-    arg0.endOfPassWriteIndex = arg1 >>> 0;
+    getObject(arg0).endOfPassWriteIndex = arg1 >>> 0;
 }
 export function __wbg_set_entries_d9929dbfa2aaa9a7(arg0, arg1, arg2) {
-    arg0.entries = getArrayJsValueViewFromWasm0(arg1, arg2);
+    getObject(arg0).entries = getArrayJsValueViewFromWasm0(arg1, arg2);
 }
 export function __wbg_set_entry_point_6c86140cb6e5243a(arg0, arg1, arg2) {
-    arg0.entryPoint = getStringFromWasm0(arg1, arg2);
+    getObject(arg0).entryPoint = getStringFromWasm0(arg1, arg2);
 }
 export function __wbg_set_format_46b1c6b3acc10b24(arg0, arg1) {
-    arg0.format = __wbindgen_enum_GpuTextureFormat[arg1];
+    getObject(arg0).format = __wbindgen_enum_GpuTextureFormat[arg1];
 }
 export function __wbg_set_label_08745022b1ec7b66(arg0, arg1, arg2) {
-    arg0.label = getStringFromWasm0(arg1, arg2);
+    getObject(arg0).label = getStringFromWasm0(arg1, arg2);
 }
 export function __wbg_set_label_5347fc976d15e94c(arg0, arg1, arg2) {
-    arg0.label = getStringFromWasm0(arg1, arg2);
+    getObject(arg0).label = getStringFromWasm0(arg1, arg2);
 }
 export function __wbg_set_label_644bc1b32c7917b0(arg0, arg1, arg2) {
-    arg0.label = getStringFromWasm0(arg1, arg2);
+    getObject(arg0).label = getStringFromWasm0(arg1, arg2);
 }
 export function __wbg_set_label_73c99dab6708c962(arg0, arg1, arg2) {
-    arg0.label = getStringFromWasm0(arg1, arg2);
+    getObject(arg0).label = getStringFromWasm0(arg1, arg2);
 }
 export function __wbg_set_label_891876dd0e225368(arg0, arg1, arg2) {
-    arg0.label = getStringFromWasm0(arg1, arg2);
+    getObject(arg0).label = getStringFromWasm0(arg1, arg2);
 }
 export function __wbg_set_label_89d2ffaf598df6a4(arg0, arg1, arg2) {
-    arg0.label = getStringFromWasm0(arg1, arg2);
+    getObject(arg0).label = getStringFromWasm0(arg1, arg2);
 }
 export function __wbg_set_label_a7095396911c5801(arg0, arg1, arg2) {
-    arg0.label = getStringFromWasm0(arg1, arg2);
+    getObject(arg0).label = getStringFromWasm0(arg1, arg2);
 }
 export function __wbg_set_label_cba03ffef7ae90a3(arg0, arg1, arg2) {
-    arg0.label = getStringFromWasm0(arg1, arg2);
+    getObject(arg0).label = getStringFromWasm0(arg1, arg2);
 }
 export function __wbg_set_layout_200fc3b143da0a9e(arg0, arg1) {
-    arg0.layout = arg1;
+    getObject(arg0).layout = getObject(arg1);
 }
 export function __wbg_set_layout_599d761209e4b03f(arg0, arg1) {
-    arg0.layout = arg1;
+    getObject(arg0).layout = getObject(arg1);
 }
 export function __wbg_set_layout_gpu_auto_layout_mode_eb40dfd1eca5b9d3(arg0, arg1) {
-    arg0.layout = __wbindgen_enum_GpuAutoLayoutMode[arg1];
+    getObject(arg0).layout = __wbindgen_enum_GpuAutoLayoutMode[arg1];
 }
 export function __wbg_set_mapped_at_creation_8af5b87ccb898bbe(arg0, arg1) {
-    arg0.mappedAtCreation = arg1 !== 0;
+    getObject(arg0).mappedAtCreation = arg1 !== 0;
 }
 export function __wbg_set_module_05c14f520e88acaa(arg0, arg1) {
-    arg0.module = arg1;
+    getObject(arg0).module = getObject(arg1);
 }
 export function __wbg_set_offset_f64_9374d9e912985773(arg0, arg1) {
-    arg0.offset = arg1;
+    getObject(arg0).offset = arg1;
 }
 export function __wbg_set_power_preference_6bc1d2697a0e7374(arg0, arg1) {
-    arg0.powerPreference = __wbindgen_enum_GpuPowerPreference[arg1];
+    getObject(arg0).powerPreference = __wbindgen_enum_GpuPowerPreference[arg1];
 }
 export function __wbg_set_query_set_6acda8912691b8d6(arg0, arg1) {
-    arg0.querySet = arg1;
+    getObject(arg0).querySet = getObject(arg1);
 }
 export function __wbg_set_required_features_5bda1420e19461b2(arg0, arg1, arg2) {
-    arg0.requiredFeatures = getArrayJsValueViewFromWasm0(arg1, arg2);
+    getObject(arg0).requiredFeatures = getArrayJsValueViewFromWasm0(arg1, arg2);
 }
 export function __wbg_set_required_limits_e78b923d73f9b596(arg0, arg1) {
-    arg0.requiredLimits = arg1;
+    getObject(arg0).requiredLimits = getObject(arg1);
 }
 export function __wbg_set_resource_0f960a4279e7e400(arg0, arg1) {
-    arg0.resource = arg1;
+    getObject(arg0).resource = getObject(arg1);
 }
 export function __wbg_set_resource_gpu_buffer_binding_53a2189a77dd38be(arg0, arg1) {
-    arg0.resource = arg1;
+    getObject(arg0).resource = getObject(arg1);
 }
 export function __wbg_set_resource_gpu_texture_view_9153a2356b958667(arg0, arg1) {
-    arg0.resource = arg1;
+    getObject(arg0).resource = getObject(arg1);
 }
 export function __wbg_set_size_f64_3ff72c0d736c42a1(arg0, arg1) {
-    arg0.size = arg1;
+    getObject(arg0).size = arg1;
 }
 export function __wbg_set_size_f64_9b65e4916b2eb111(arg0, arg1) {
-    arg0.size = arg1;
+    getObject(arg0).size = arg1;
 }
 export function __wbg_set_timestamp_writes_78a9445dbac5c902(arg0, arg1) {
-    arg0.timestampWrites = arg1;
+    getObject(arg0).timestampWrites = getObject(arg1);
 }
 export function __wbg_set_usage_bac3cabe90090275(arg0, arg1) {
-    arg0.usage = arg1 >>> 0;
+    getObject(arg0).usage = arg1 >>> 0;
 }
 export function __wbg_static_accessor_GLOBAL_THIS_003ee833af9699fc() {
     const ret = typeof globalThis === 'undefined' ? undefined : globalThis;
-    return isLikeNone(ret) ? 0 : addToExternrefTable0(ret);
+    return isLikeNone(ret) ? 0 : addHeapObject(ret);
 }
 export function __wbg_static_accessor_GLOBAL_e4293fb22cbe77da() {
     const ret = typeof global === 'undefined' ? undefined : global;
-    return isLikeNone(ret) ? 0 : addToExternrefTable0(ret);
+    return isLikeNone(ret) ? 0 : addHeapObject(ret);
 }
 export function __wbg_static_accessor_SELF_53bb20457401453d() {
     const ret = typeof self === 'undefined' ? undefined : self;
-    return isLikeNone(ret) ? 0 : addToExternrefTable0(ret);
+    return isLikeNone(ret) ? 0 : addHeapObject(ret);
 }
 export function __wbg_static_accessor_WINDOW_b5e0810bfecb7feb() {
     const ret = typeof window === 'undefined' ? undefined : window;
-    return isLikeNone(ret) ? 0 : addToExternrefTable0(ret);
+    return isLikeNone(ret) ? 0 : addHeapObject(ret);
 }
 export function __wbg_subgroupMaxSize_3586e822dc3603f6(arg0) {
-    const ret = arg0.subgroupMaxSize;
+    const ret = getObject(arg0).subgroupMaxSize;
     return ret;
 }
 export function __wbg_subgroupMinSize_17f758985cdd1dab(arg0) {
-    const ret = arg0.subgroupMinSize;
+    const ret = getObject(arg0).subgroupMinSize;
     return ret;
 }
 export function __wbg_submit_077c85cc28e36892(arg0, arg1, arg2) {
-    arg0.submit(getArrayJsValueViewFromWasm0(arg1, arg2));
+    getObject(arg0).submit(getArrayJsValueViewFromWasm0(arg1, arg2));
 }
 export function __wbg_then_656f253a5dd7d8ea(arg0, arg1, arg2) {
-    const ret = arg0.then(arg1, arg2);
-    return ret;
+    const ret = getObject(arg0).then(getObject(arg1), getObject(arg2));
+    return addHeapObject(ret);
 }
 export function __wbg_then_e3f7f2d365708be8(arg0, arg1) {
-    const ret = arg0.then(arg1);
-    return ret;
+    const ret = getObject(arg0).then(getObject(arg1));
+    return addHeapObject(ret);
 }
 export function __wbg_unconfigure_835307f58dc68d80(arg0) {
-    arg0.unconfigure();
+    getObject(arg0).unconfigure();
 }
 export function __wbg_unmap_6a96b14c9ef5f7f5(arg0) {
-    arg0.unmap();
+    getObject(arg0).unmap();
 }
 export function __wbg_writeBuffer_d7640e64ceb69371() { return handleError(function (arg0, arg1, arg2, arg3, arg4, arg5, arg6) {
-    arg0.writeBuffer(arg1, arg2, getArrayU8FromWasm0(arg3, arg4), arg5, arg6);
+    getObject(arg0).writeBuffer(getObject(arg1), arg2, getArrayU8FromWasm0(arg3, arg4), arg5, arg6);
 }, arguments); }
 export function __wbindgen_generic_0000000000000001(arg0, arg1) {
-    // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 106, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
+    // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 105, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
     const ret = makeMutClosure(arg0, arg1, wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___JsValue__core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true_);
-    return ret;
+    return addHeapObject(ret);
 }
 export function __wbindgen_generic_0000000000000002(arg0, arg1) {
     // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("GPUDevice")], shim_idx: 55, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
     const ret = makeMutClosure(arg0, arg1, wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true_);
-    return ret;
+    return addHeapObject(ret);
 }
 export function __wbindgen_generic_0000000000000003(arg0, arg1) {
     // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("any")], shim_idx: 55, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
     const ret = makeMutClosure(arg0, arg1, wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__16);
-    return ret;
+    return addHeapObject(ret);
 }
 export function __wbindgen_generic_0000000000000004(arg0, arg1) {
     // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("undefined")], shim_idx: 55, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
     const ret = makeMutClosure(arg0, arg1, wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__17);
-    return ret;
+    return addHeapObject(ret);
 }
 export function __wbindgen_generic_0000000000000005(arg0) {
     // Cast intrinsic for `F64 -> Externref`.
     const ret = arg0;
-    return ret;
+    return addHeapObject(ret);
 }
 export function __wbindgen_generic_0000000000000006(arg0, arg1) {
     // Cast intrinsic for `Ref(Slice(U8)) -> NamedExternref("Uint8Array")`.
     const ret = getArrayU8FromWasm0(arg0, arg1);
-    return ret;
+    return addHeapObject(ret);
 }
 export function __wbindgen_generic_0000000000000007(arg0, arg1) {
     // Cast intrinsic for `Ref(String) -> Externref`.
     const ret = getStringFromWasm0(arg0, arg1);
-    return ret;
+    return addHeapObject(ret);
 }
-export function __wbindgen_init_externref_table() {
-    const table = wasm.__wbindgen_externrefs;
-    table.set(0, undefined);
-    table.set(1024, undefined);
-    table.set(1025, null);
-    table.set(1026, true);
-    table.set(1027, false);
+export function __wbindgen_object_clone_ref(arg0) {
+    const ret = getObject(arg0);
+    return addHeapObject(ret);
+}
+export function __wbindgen_object_drop_ref(arg0) {
+    takeObject(arg0);
 }
 function wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___JsValue__core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true_(arg0, arg1, arg2) {
-    const ret = wasm.wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___JsValue__core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true_(arg0, arg1, arg2);
+    const ret = wasm.wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___JsValue__core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true_(arg0, arg1, addHeapObject(arg2));
     if (ret[1]) {
-        throw takeFromExternrefTable0(ret[0]);
+        throw takeObject(ret[0]);
     }
 }
 
 function wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true_(arg0, arg1, arg2) {
-    const ret = wasm.wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true_(arg0, arg1, arg2);
+    const ret = wasm.wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true_(arg0, arg1, addHeapObject(arg2));
     if (ret[1]) {
-        throw takeFromExternrefTable0(ret[0]);
+        throw takeObject(ret[0]);
     }
 }
 
 function wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__16(arg0, arg1, arg2) {
-    const ret = wasm.wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__16(arg0, arg1, arg2);
+    const ret = wasm.wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__16(arg0, arg1, addHeapObject(arg2));
     if (ret[1]) {
-        throw takeFromExternrefTable0(ret[0]);
+        throw takeObject(ret[0]);
     }
 }
 
 function wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__17(arg0, arg1, arg2) {
-    const ret = wasm.wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__17(arg0, arg1, arg2);
+    const ret = wasm.wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__17(arg0, arg1, addHeapObject(arg2));
     if (ret[1]) {
-        throw takeFromExternrefTable0(ret[0]);
+        throw takeObject(ret[0]);
     }
 }
 
 function wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___js_sys_2a078680e11cace7___Function_fn_wasm_bindgen_da820ccd4815c6fd___JsValue_____wasm_bindgen_da820ccd4815c6fd___sys__Undefined___js_sys_2a078680e11cace7___Function_fn_wasm_bindgen_da820ccd4815c6fd___JsValue_____wasm_bindgen_da820ccd4815c6fd___sys__Undefined_______true_(arg0, arg1, arg2, arg3) {
-    wasm.wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___js_sys_2a078680e11cace7___Function_fn_wasm_bindgen_da820ccd4815c6fd___JsValue_____wasm_bindgen_da820ccd4815c6fd___sys__Undefined___js_sys_2a078680e11cace7___Function_fn_wasm_bindgen_da820ccd4815c6fd___JsValue_____wasm_bindgen_da820ccd4815c6fd___sys__Undefined_______true_(arg0, arg1, arg2, arg3);
+    wasm.wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___js_sys_2a078680e11cace7___Function_fn_wasm_bindgen_da820ccd4815c6fd___JsValue_____wasm_bindgen_da820ccd4815c6fd___sys__Undefined___js_sys_2a078680e11cace7___Function_fn_wasm_bindgen_da820ccd4815c6fd___JsValue_____wasm_bindgen_da820ccd4815c6fd___sys__Undefined_______true_(arg0, arg1, addHeapObject(arg2), addHeapObject(arg3));
 }
 
 
@@ -986,9 +985,12 @@ const GpuCoreFinalization = (typeof FinalizationRegistry === 'undefined')
     ? { register: () => {}, unregister: () => {} }
     : new FinalizationRegistry(ptr => wasm.__wbg_gpucore_free(ptr, 1));
 
-function addToExternrefTable0(obj) {
-    const idx = wasm.__externref_table_alloc();
-    wasm.__wbindgen_externrefs.set(idx, obj);
+function addHeapObject(obj) {
+    if (heap_next === heap.length) heap.push(heap.length + 1);
+    const idx = heap_next;
+    heap_next = heap[idx];
+
+    heap[idx] = obj;
     return idx;
 }
 
@@ -1054,6 +1056,12 @@ function debugString(val) {
     }
 }
 
+function dropObject(idx) {
+    if (idx < 1028) return;
+    heap[idx] = heap_next;
+    heap_next = idx;
+}
+
 function getArrayF32FromWasm0(ptr, len) {
     ptr = ptr >>> 0;
     return getFloat32ArrayMemory0().subarray(ptr / 4, ptr / 4 + len);
@@ -1064,7 +1072,7 @@ function getArrayJsValueViewFromWasm0(ptr, len) {
     const mem = getDataViewMemory0();
     const result = [];
     for (let i = ptr; i < ptr + 4 * len; i += 4) {
-        result.push(wasm.__wbindgen_externrefs.get(mem.getUint32(i, true)));
+        result.push(getObject(mem.getUint32(i, true)));
     }
     return result;
 }
@@ -1124,14 +1132,20 @@ function getUint8ArrayMemory0() {
     return cachedUint8ArrayMemory0;
 }
 
+function getObject(idx) { return heap[idx]; }
+
 function handleError(f, args) {
     try {
         return f.apply(this, args);
     } catch (e) {
-        const idx = addToExternrefTable0(e);
-        wasm.__wbindgen_exn_store(idx);
+        wasm.__wbindgen_exn_store(addHeapObject(e));
     }
 }
+
+let heap = new Array(1024).fill(undefined);
+heap.push(undefined, null, true, false);
+
+let heap_next = heap.length;
 
 function isLikeNone(x) {
     return x === undefined || x === null;
@@ -1230,10 +1244,10 @@ function passStringToWasm0(arg, malloc, realloc) {
     return ptr;
 }
 
-function takeFromExternrefTable0(idx) {
-    const value = wasm.__wbindgen_externrefs.get(idx);
-    wasm.__externref_table_dealloc(idx);
-    return value;
+function takeObject(idx) {
+    const ret = getObject(idx);
+    dropObject(idx);
+    return ret;
 }
 
 let cachedTextDecoder = new TextDecoder('utf-8', { ignoreBOM: true });
