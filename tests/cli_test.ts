@@ -202,6 +202,8 @@ cliTest("other bad option values", async () => {
       [["--num-heads", "=4"], /--num-heads.*=4/],
       [["--layer-ratio", "fc1"], /--layer-ratio.*fc1.*NODE=R/],
       [["--criterion", "l3"], /--criterion.*l3/],
+      [["--dim", "seq"], /--dim.*seq.*NAME=N/],
+      [["--dim", "seq=-1"], /--dim.*-1/],
       [["--backend", "tpu"], /--backend.*tpu/],
       [["--prune-num-heads", "--prune-head-dims"], /--prune-num-heads.*--prune-head-dims/],
       [["--frobnicate"], /unknown option --frobnicate/],
