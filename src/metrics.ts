@@ -37,11 +37,10 @@
  * @module
  */
 import { PruneError } from "./errors.ts";
-import { onnx, toNumber } from "./onnx/proto.ts";
+import { toNumber } from "./onnx/proto.ts";
 import type { GraphProto, ModelProto, NodeProto, TensorProto } from "./onnx/proto.ts";
 import { isFloatType, tensorDims } from "./onnx/tensor.ts";
-import { encodeModel } from "./onnx/model_io.ts";
-import { createSession, loadOrt, type OrtTensor } from "./runtime/ort.ts";
+import { type ProbeOptions, probeTensors } from "./runtime/probe.ts";
 
 /** Tensor shapes by tensor name (graph inputs, initializers, node outputs). */
 export type ShapeMap = Map<string, number[]>;
@@ -105,195 +104,21 @@ export function countParams(model: ModelProto): number {
   return countGraphParams(model.graph);
 }
 
-/** Options of {@link tensorShapes}. */
-export interface ShapeOptions {
-  /** Full shape of a graph input, by input name (wins over everything else). */
-  inputShapes?: Record<string, number[]>;
-  /** Size of a symbolic dim, by its `dim_param` name (e.g. `{ seq: 197 }`). */
-  dimValues?: Record<string, number>;
-  /** Size used for a symbolic / unknown first (batch) dim. Default 1. */
-  batch?: number;
-}
-
-const ORT_TYPES: Record<number, string> = {
-  1: "float32",
-  2: "uint8",
-  3: "int8",
-  4: "uint16",
-  5: "int16",
-  6: "int32",
-  7: "int64",
-  9: "bool",
-  10: "float16",
-  11: "float64",
-  12: "uint32",
-  13: "uint64",
-};
-
-/** Deterministic small values in [-0.5, 0.5). */
-function smallRandom(n: number): Float64Array {
-  const out = new Float64Array(n);
-  let s = 0x2545f491;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = ((s >>> 0) / 4294967296) - 0.5;
-  }
-  return out;
-}
-
-type OrtApi = Awaited<ReturnType<typeof loadOrt>>;
-
-function makeFeed(ort: OrtApi, type: string, dims: number[]): OrtTensor {
-  const n = numel(dims);
-  switch (type) {
-    case "float32":
-      return new ort.Tensor(type, Float32Array.from(smallRandom(n)), dims);
-    case "float64":
-      return new ort.Tensor(type, smallRandom(n), dims);
-    case "float16":
-      return new ort.Tensor(type, new Uint16Array(n), dims); // zeros
-    case "int64":
-      return new ort.Tensor(type, new BigInt64Array(n), dims);
-    case "uint64":
-      return new ort.Tensor(type, new BigUint64Array(n), dims);
-    case "int32":
-      return new ort.Tensor(type, new Int32Array(n), dims);
-    case "uint32":
-      return new ort.Tensor(type, new Uint32Array(n), dims);
-    case "int16":
-      return new ort.Tensor(type, new Int16Array(n), dims);
-    case "uint16":
-      return new ort.Tensor(type, new Uint16Array(n), dims);
-    case "int8":
-      return new ort.Tensor(type, new Int8Array(n), dims);
-    case "bool":
-    case "uint8":
-      return new ort.Tensor(type, new Uint8Array(n), dims);
-  }
-  throw new Error(`unreachable: ${type}`);
-}
-
-function firstLine(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).split("\n")[0];
-}
-
-/** Concrete shape of a graph input, resolving symbolic dims as documented on tensorShapes. */
-function inputShape(
-  name: string,
-  dims: { dimValue?: unknown; dimParam?: string | null }[] | undefined,
-  options: ShapeOptions,
-): number[] {
-  const given = options.inputShapes?.[name];
-  if (given) return given;
-  if (!dims) {
-    throw new PruneError(
-      "unknown-input-shape",
-      `graph input "${name}" has no declared shape: give it (inputShapes: { "${name}": [...] })`,
-    );
-  }
-  return dims.map((d, axis) => {
-    const v = d.dimValue == null ? 0 : toNumber(d.dimValue as number);
-    if (v > 0) return v;
-    const param = d.dimParam ?? "";
-    const named = param ? options.dimValues?.[param] : undefined;
-    if (named !== undefined) return named;
-    if (axis === 0) return options.batch ?? 1;
-    throw new PruneError(
-      "unknown-input-shape",
-      `graph input "${name}" has a symbolic dim ${axis}${param ? ` ("${param}")` : ""}: ` +
-        `give its size (dimValues: { "${
-          param || "name"
-        }": N } or inputShapes: { "${name}": [...] })`,
-    );
-  });
-}
+/** Options of {@link tensorShapes} (those of the probe run). */
+export type ShapeOptions = ProbeOptions;
 
 /**
- * Shapes of every tensor of the main graph at batch 1, found by running the model once in
- * onnxruntime with every node output added as a graph output. Inputs are synthesised from the
- * graph input types: a symbolic/unknown first dim becomes `options.batch` (1); any other
- * symbolic dim needs `options.dimValues` or `options.inputShapes` (else a PruneError naming the
- * input). Float inputs get small deterministic values, integer and bool inputs zeros.
- * Initializer shapes come from their dims. A plain number array is taken as the shape of the
- * first graph input. Throws PruneError("shape-inference-failed") when onnxruntime cannot run
- * the model.
+ * Shapes of every tensor of the main graph at batch 1 (graph inputs, initializers, node
+ * outputs), from one onnxruntime run ({@link probeTensors}). A plain number array is taken as
+ * the shape of the first graph input.
  */
 export async function tensorShapes(
   model: ModelProto,
   options: ShapeOptions | number[] = {},
 ): Promise<ShapeMap> {
-  const graph = model.graph;
-  if (!graph) throw new PruneError("not-onnx", "model has no graph");
-  const initNames = new Set((graph.initializer ?? []).map((t) => t.name ?? ""));
-  const realInputs = (graph.input ?? []).filter((i) => !initNames.has(i.name ?? ""));
-  if (Array.isArray(options)) {
-    const first = realInputs[0]?.name;
-    options = first ? { inputShapes: { [first]: options } } : {};
-  }
-  const opts = options;
-
   const shapes: ShapeMap = new Map();
-  for (const t of graph.initializer ?? []) shapes.set(t.name ?? "", tensorDims(t));
-
-  const ort = await loadOrt();
-  const feeds: Record<string, OrtTensor> = {};
-  for (const input of realInputs) {
-    const name = input.name ?? "";
-    const tt = input.type?.tensorType;
-    const type = ORT_TYPES[tt?.elemType ?? 0];
-    if (!tt || !type) {
-      throw new PruneError(
-        "unsupported-graph",
-        `graph input "${name}" is not a tensor of a supported element type`,
-      );
-    }
-    const dims = inputShape(name, tt.shape ? (tt.shape.dim ?? []) : undefined, opts);
-    feeds[name] = makeFeed(ort, type, dims);
-    shapes.set(name, dims);
-  }
-
-  // A shallow copy of the model whose graph lists every node output as a graph output.
-  const declared = new Set((graph.output ?? []).map((o) => o.name ?? ""));
-  const outputs = [...(graph.output ?? [])];
-  for (const node of graph.node ?? []) {
-    for (const out of node.output ?? []) {
-      if (out && !declared.has(out) && !shapes.has(out)) {
-        outputs.push(onnx.ValueInfoProto.create({ name: out }));
-        declared.add(out);
-      }
-    }
-  }
-  const probeGraph = onnx.GraphProto.create({ ...graph, output: outputs });
-  const probeModel = onnx.ModelProto.create({ ...model, graph: probeGraph });
-  const bytes = encodeModel(probeModel);
-
-  let session;
-  try {
-    session = await createSession(bytes);
-  } catch (e) {
-    throw new PruneError(
-      "shape-inference-failed",
-      `onnxruntime cannot load the model: ${firstLine(e)}`,
-    );
-  }
-  try {
-    const results = await session.run(feeds);
-    for (const [name, t] of Object.entries(results)) {
-      shapes.set(name, Array.from(t.dims as ArrayLike<number>, Number));
-      t.dispose?.();
-    }
-  } catch (e) {
-    throw new PruneError(
-      "shape-inference-failed",
-      `onnxruntime cannot run the model on synthetic inputs (${
-        Object.entries(feeds).map(([k, v]) => `${k}: [${v.dims}]`).join(", ")
-      }): ${firstLine(e)}`,
-    );
-  } finally {
-    await session.release?.();
-  }
+  for (const t of model.graph?.initializer ?? []) shapes.set(t.name ?? "", tensorDims(t));
+  for (const [name, t] of await probeTensors(model, options)) shapes.set(name, t.dims);
   return shapes;
 }
 

@@ -4,12 +4,11 @@
  *
  * @module
  */
-import type { GraphProto } from "../graph/graph.ts";
 import { PruneError } from "../errors.ts";
+import { onnx, toNumber } from "../onnx/proto.ts";
 import type { ModelProto } from "../onnx/proto.ts";
-import { onnx } from "../onnx/proto.ts";
-import { decodeModel, encodeModel } from "../onnx/model_io.ts";
-import { loadOrt } from "./ort.ts";
+import { encodeModel } from "../onnx/model_io.ts";
+import { createSession, loadOrt, type OrtTensor } from "./ort.ts";
 
 /** Concrete facts about one tensor from a probe run. */
 export interface ProbedTensor {
@@ -18,10 +17,19 @@ export interface ProbedTensor {
   values?: number[];
 }
 
+function numel(dims: number[]): number {
+  return dims.reduce((a, b) => a * b, 1);
+}
+
+/** How the probe makes its inputs. */
 export interface ProbeOptions {
-  /** Concrete sizes for symbolic input dims, by dim name; unnamed/unknown leading dims → 1. */
+  /** Full shape of a graph input, by input name (wins over everything else). */
+  inputShapes?: Record<string, number[]>;
+  /** Size of a symbolic dim, by its `dim_param` name (e.g. `{ seq: 197 }`). */
   dimValues?: Record<string, number>;
-  /** Largest tensor whose values are kept. */
+  /** Size used for a symbolic / unknown first (batch) dim. Default 1. */
+  batch?: number;
+  /** Largest tensor whose values are kept (default 64 elements). */
   maxValues?: number;
 }
 
@@ -29,111 +37,179 @@ const ORT_TYPES: Record<number, string> = {
   1: "float32",
   2: "uint8",
   3: "int8",
+  4: "uint16",
   5: "int16",
   6: "int32",
   7: "int64",
   9: "bool",
   10: "float16",
   11: "float64",
+  12: "uint32",
+  13: "uint64",
 };
 
-/** Runs the model once and returns dims (and small values) of every node output and input. */
+/** Deterministic small values in [-0.5, 0.5). */
+function smallRandom(n: number): Float64Array {
+  const out = new Float64Array(n);
+  let s = 0x2545f491;
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    out[i] = ((s >>> 0) / 4294967296) - 0.5;
+  }
+  return out;
+}
+
+type OrtApi = Awaited<ReturnType<typeof loadOrt>>;
+
+function makeFeed(ort: OrtApi, type: string, dims: number[]): OrtTensor {
+  const n = numel(dims);
+  switch (type) {
+    case "float32":
+      return new ort.Tensor(type, Float32Array.from(smallRandom(n)), dims);
+    case "float64":
+      return new ort.Tensor(type, smallRandom(n), dims);
+    case "float16":
+      return new ort.Tensor(type, new Uint16Array(n), dims); // zeros
+    case "int64":
+      return new ort.Tensor(type, new BigInt64Array(n), dims);
+    case "uint64":
+      return new ort.Tensor(type, new BigUint64Array(n), dims);
+    case "int32":
+      return new ort.Tensor(type, new Int32Array(n), dims);
+    case "uint32":
+      return new ort.Tensor(type, new Uint32Array(n), dims);
+    case "int16":
+      return new ort.Tensor(type, new Int16Array(n), dims);
+    case "uint16":
+      return new ort.Tensor(type, new Uint16Array(n), dims);
+    case "int8":
+      return new ort.Tensor(type, new Int8Array(n), dims);
+    case "bool":
+    case "uint8":
+      return new ort.Tensor(type, new Uint8Array(n), dims);
+  }
+  throw new Error(`unreachable: ${type}`);
+}
+
+function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split("\n")[0];
+}
+
+/** Concrete shape of a graph input, resolving symbolic dims as documented on tensorShapes. */
+function inputShape(
+  name: string,
+  dims: { dimValue?: unknown; dimParam?: string | null }[] | undefined,
+  options: ProbeOptions,
+): number[] {
+  const given = options.inputShapes?.[name];
+  if (given) return given;
+  if (!dims) {
+    throw new PruneError(
+      "unknown-input-shape",
+      `graph input "${name}" has no declared shape: give it (inputShapes: { "${name}": [...] })`,
+    );
+  }
+  return dims.map((d, axis) => {
+    const v = d.dimValue == null ? 0 : toNumber(d.dimValue as number);
+    if (v > 0) return v;
+    const param = d.dimParam ?? "";
+    const named = param ? options.dimValues?.[param] : undefined;
+    if (named !== undefined) return named;
+    if (axis === 0) return options.batch ?? 1;
+    throw new PruneError(
+      "unknown-input-shape",
+      `graph input "${name}" has a symbolic dim ${axis}${param ? ` ("${param}")` : ""}: ` +
+        `give its size (dimValues: { "${
+          param || "name"
+        }": N } or inputShapes: { "${name}": [...] })`,
+    );
+  });
+}
+
+/**
+ * Runs the model once in onnxruntime with every node output added as a graph output, and
+ * returns the dims (and, for small tensors such as shape vectors, the values) of every graph
+ * input and node output. Inputs are synthesised from the graph input types: a symbolic or
+ * unknown first dim becomes `options.batch` (1); any other symbolic dim needs
+ * `options.dimValues` or `options.inputShapes` (else a PruneError naming the input). Float
+ * inputs get small deterministic values, integer and bool inputs zeros. A plain number array
+ * is taken as the shape of the first graph input. Throws PruneError("probe-failed") when
+ * onnxruntime cannot run the model.
+ */
 export async function probeTensors(
   model: ModelProto,
-  options: ProbeOptions = {},
+  options: ProbeOptions | number[] = {},
 ): Promise<Map<string, ProbedTensor>> {
-  const ort = await loadOrt();
-  // Work on a copy: the caller's model must not gain outputs.
-  const copy = decodeModel(encodeModel(model), "probe copy");
-  const graph = copy.graph as GraphProto;
-  const declared = new Set(graph.output.map((o) => o.name));
-  const initNames = new Set(graph.initializer.map((t) => t.name));
-  for (const node of graph.node) {
-    for (const out of node.output ?? []) {
-      if (out && !declared.has(out)) {
-        graph.output.push(onnx.ValueInfoProto.create({ name: out }));
-        declared.add(out);
-      }
-    }
+  const graph = model.graph;
+  if (!graph) throw new PruneError("not-onnx", "model has no graph");
+  const initNames = new Set((graph.initializer ?? []).map((t) => t.name ?? ""));
+  const realInputs = (graph.input ?? []).filter((i) => !initNames.has(i.name ?? ""));
+  if (Array.isArray(options)) {
+    const first = realInputs[0]?.name;
+    options = first ? { inputShapes: { [first]: options } } : {};
   }
-  const feeds: Record<string, unknown> = {};
+  const opts = options;
   const result = new Map<string, ProbedTensor>();
-  for (const input of graph.input) {
-    if (initNames.has(input.name as string)) continue;
+
+  const ort = await loadOrt();
+  const feeds: Record<string, OrtTensor> = {};
+  for (const input of realInputs) {
+    const name = input.name ?? "";
     const tt = input.type?.tensorType;
     const type = ORT_TYPES[tt?.elemType ?? 0];
     if (!tt || !type) {
       throw new PruneError(
         "unsupported-graph",
-        `graph input "${input.name}" is not a tensor of a supported element type`,
+        `graph input "${name}" is not a tensor of a supported element type`,
       );
     }
-    const dims = (tt.shape?.dim ?? []).map((d, axis) => {
-      if (d.dimValue != null && Number(d.dimValue) > 0) return Number(d.dimValue);
-      const named = d.dimParam ? options.dimValues?.[d.dimParam] : undefined;
-      if (named) return named;
-      if (axis === 0) return 1;
-      throw new PruneError(
-        "bad-option",
-        `graph input "${input.name}" has a symbolic dim ${axis} ("${
-          d.dimParam ?? "?"
-        }"): give its size`,
-      );
-    });
-    const size = dims.reduce((a, b) => a * b, 1);
-    feeds[input.name as string] = makeFeed(ort, type, size, dims);
-    result.set(input.name as string, { dims });
+    const dims = inputShape(name, tt.shape ? (tt.shape.dim ?? []) : undefined, opts);
+    feeds[name] = makeFeed(ort, type, dims);
+    result.set(name, { dims });
   }
+
+  // A shallow copy of the model whose graph lists every node output as a graph output.
+  const declared = new Set((graph.output ?? []).map((o) => o.name ?? ""));
+  const outputs = [...(graph.output ?? [])];
+  for (const node of graph.node ?? []) {
+    for (const out of node.output ?? []) {
+      if (out && !declared.has(out) && !initNames.has(out)) {
+        outputs.push(onnx.ValueInfoProto.create({ name: out }));
+        declared.add(out);
+      }
+    }
+  }
+  const probeGraph = onnx.GraphProto.create({ ...graph, output: outputs });
+  const probeModel = onnx.ModelProto.create({ ...model, graph: probeGraph });
+
   let session;
   try {
-    session = await ort.InferenceSession.create(encodeModel(copy), { logSeverityLevel: 3 });
+    session = await createSession(encodeModel(probeModel));
   } catch (e) {
-    throw new PruneError("probe-failed", `onnxruntime cannot load the model: ${message(e)}`);
+    throw new PruneError("probe-failed", `onnxruntime cannot load the model: ${firstLine(e)}`);
   }
+  const maxValues = opts.maxValues ?? 64;
   try {
-    // deno-lint-ignore no-explicit-any
-    const outputs: Record<string, any> = await session.run(feeds as any);
-    const maxValues = options.maxValues ?? 64;
-    for (const [name, t] of Object.entries(outputs)) {
-      const dims = [...t.dims].map(Number);
-      const entry: ProbedTensor = { dims };
+    const results = await session.run(feeds);
+    for (const [name, t] of Object.entries(results)) {
+      const entry: ProbedTensor = { dims: Array.from(t.dims as ArrayLike<number>, Number) };
       if (t.size <= maxValues && t.data && typeof t.data !== "string") {
         entry.values = Array.from(t.data as ArrayLike<number | bigint>, (v) => Number(v));
       }
       result.set(name, entry);
+      t.dispose?.();
     }
   } catch (e) {
-    throw new PruneError("probe-failed", `onnxruntime cannot run the model: ${message(e)}`);
+    throw new PruneError(
+      "probe-failed",
+      `onnxruntime cannot run the model on synthetic inputs (${
+        Object.entries(feeds).map(([k, v]) => `${k}: [${v.dims}]`).join(", ")
+      }): ${firstLine(e)}`,
+    );
   } finally {
     await session.release?.();
   }
   return result;
-}
-
-// deno-lint-ignore no-explicit-any
-function makeFeed(ort: any, type: string, size: number, dims: number[]) {
-  switch (type) {
-    case "float32":
-      return new ort.Tensor(type, new Float32Array(size).map((_, i) => Math.sin(i) * 0.5), dims);
-    case "float64":
-      return new ort.Tensor(type, new Float64Array(size).map((_, i) => Math.sin(i) * 0.5), dims);
-    case "float16":
-      return new ort.Tensor(type, new Uint16Array(size), dims);
-    case "int64":
-      return new ort.Tensor(type, new BigInt64Array(size), dims);
-    case "int32":
-      return new ort.Tensor(type, new Int32Array(size), dims);
-    case "bool":
-      return new ort.Tensor(type, new Uint8Array(size).fill(1), dims);
-    case "uint8":
-      return new ort.Tensor(type, new Uint8Array(size), dims);
-    case "int8":
-      return new ort.Tensor(type, new Int8Array(size), dims);
-    default:
-      return new ort.Tensor(type, new Int16Array(size), dims);
-  }
-}
-
-function message(e: unknown): string {
-  return e instanceof Error ? e.message.split("\n")[0] : String(e);
 }
