@@ -372,7 +372,13 @@ export async function main(args: string[]): Promise<number> {
   try {
     if (!cli.dryRun) await checkOutput(cli.input, cli.output);
     const model = await readModelFile(cli.input);
-    const { model: pruned, report } = await pruneModel(model, cli.options);
+    const { model: pruned, report } = await pruneModel(model, cli.options).catch((e) => {
+      // Engine errors speak of nodes and options; say which file they are about.
+      if (e instanceof PruneError && !e.message.includes(cli.input)) {
+        throw new PruneError(e.code, `${cli.input}: ${e.message}`);
+      }
+      throw e;
+    });
     if (!cli.dryRun) await writeModelFile(pruned, cli.output, { inputPath: cli.input });
     if (cli.json) {
       console.log(JSON.stringify(report, null, 2));
