@@ -43,6 +43,7 @@ export async function applyPlan(
 ): Promise<ApplyStats> {
   const stats: ApplyStats = { tensorsSliced: 0, shapeValuesRewritten: 0, scalarsFrozen: 0 };
   if (plan.size === 0) return stats;
+  const deadBefore = trace.graph.deadParts();
   // Decide the frozen scalars before anything changes: they read the original shapes.
   const frozen = scalarsToFreeze(trace, plan);
   await sliceConstants(core, trace, plan, stats);
@@ -53,6 +54,8 @@ export async function applyPlan(
     stats.scalarsFrozen++;
   }
   updateDeclaredShapes(trace, plan);
+  // Copies made on write and frozen scalars can leave originals unused: drop those only.
+  trace.graph.removeNewlyDead(deadBefore);
   return stats;
 }
 

@@ -12,6 +12,7 @@ import { createSession, loadOrt } from "../src/runtime/ort.ts";
 import { type ModelProto, onnx } from "../src/onnx/proto.ts";
 import { tensorDims } from "../src/onnx/tensor.ts";
 import { probeTensors } from "../src/runtime/probe.ts";
+import { Graph, type GraphProto } from "../src/graph/graph.ts";
 import type { AttentionBlockReport, MlpBlockReport } from "../src/report.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url);
@@ -137,6 +138,10 @@ for (const name of EXPORTS) {
       }
       assert.equal(report.params.before - report.params.after, removed);
       await assertDeclaredShapesHold(pruned.model);
+      const dead = (m: ModelProto) => new Graph(m.graph as GraphProto).deadParts();
+      const deadAfter = dead(pruned.model), deadBefore = dead(decodeModel(original));
+      assert.equal(deadAfter.initializers.size, deadBefore.initializers.size, "orphaned weights");
+      assert.equal(deadAfter.nodes.size, deadBefore.nodes.size, "orphaned nodes");
       assert.ok(report.macs.after < report.macs.before);
     });
   }

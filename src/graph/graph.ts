@@ -153,6 +153,57 @@ export class Graph {
     return count;
   }
 
+  /**
+   * Nodes and initializers that no graph output depends on. Names used inside subgraphs
+   * (If/Loop bodies may read outer tensors) count as inputs of the node holding the subgraph.
+   */
+  deadParts(): { nodes: Set<NodeProto>; initializers: Set<string> } {
+    const live = new Set<string>(this.outputNames);
+    const nodes = new Set<NodeProto>();
+    for (let i = this.nodes.length - 1; i >= 0; i--) {
+      const node = this.nodes[i];
+      if (!node.output.some((o) => live.has(o))) {
+        nodes.add(node);
+        continue;
+      }
+      for (const name of [...node.input, ...subgraphNames(node)]) if (name) live.add(name);
+    }
+    const initializers = new Set<string>();
+    for (const name of this.#initializers.keys()) {
+      if (!live.has(name) && !this.proto.input.some((v) => v.name === name)) initializers.add(name);
+    }
+    return { nodes, initializers };
+  }
+
+  /** Removes what became dead since `before` (what was dead already is left as it was). */
+  removeNewlyDead(before: { nodes: Set<NodeProto>; initializers: Set<string> }): void {
+    const now = this.deadParts();
+    const nodes = [...now.nodes].filter((n) => !before.nodes.has(n));
+    const inits = [...now.initializers].filter((n) => !before.initializers.has(n));
+    if (nodes.length) {
+      const drop = new Set(nodes);
+      const kept = this.nodes.filter((n) => !drop.has(n));
+      this.nodes.length = 0;
+      this.nodes.push(...kept);
+      for (const n of nodes) {
+        n.input.forEach((name, inputIndex) => {
+          const uses = this.#consumers.get(name);
+          const i = uses?.findIndex((u) => u.node === n && u.inputIndex === inputIndex) ?? -1;
+          if (i >= 0) uses!.splice(i, 1);
+        });
+        for (const o of n.output) this.#producer.delete(o);
+      }
+    }
+    if (inits.length) {
+      const drop = new Set(inits);
+      const kept = (this.proto.initializer as TensorProto[]).filter((t) => !drop.has(t.name ?? ""));
+      this.proto.initializer.length = 0;
+      this.proto.initializer.push(...(kept as typeof this.proto.initializer));
+      for (const name of inits) this.#initializers.delete(name);
+      this.proto.valueInfo = this.proto.valueInfo.filter((v) => !drop.has(v.name ?? ""));
+    }
+  }
+
   /** Rewrites the declared shape of a tensor (value_info, graph inputs) after it was resized. */
   setDeclaredDims(name: string, dims: number[]): void {
     for (const vi of [...this.proto.valueInfo, ...this.proto.input]) {
@@ -163,6 +214,27 @@ export class Graph {
       });
     }
   }
+}
+
+/** Every tensor name read by the nodes of a node's subgraphs (recursively). */
+function subgraphNames(node: NodeProto): string[] {
+  const names: string[] = [];
+  const visit = (
+    g: { node?: { input?: string[] | null; attribute?: unknown[] | null }[] | null },
+  ) => {
+    for (const n of g.node ?? []) {
+      names.push(...(n.input ?? []));
+      for (const a of (n.attribute ?? []) as { g?: unknown; graphs?: unknown[] }[]) {
+        if (a.g) visit(a.g as typeof g);
+        for (const sub of a.graphs ?? []) visit(sub as typeof g);
+      }
+    }
+  };
+  for (const a of node.attribute) {
+    if (a.g) visit(a.g as Parameters<typeof visit>[0]);
+    for (const sub of a.graphs ?? []) visit(sub as Parameters<typeof visit>[0]);
+  }
+  return names;
 }
 
 /** Where a constant lives, so that it can be replaced in place or copied on write. */
