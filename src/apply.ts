@@ -196,7 +196,7 @@ function rewriteShapes(trace: Trace, plan: Plan, stats: ApplyStats) {
     const next = old.map((v, i) => values.get(i) ?? v);
     const bytes = numbersToTensorBytes(next, ref.tensor.dataType!);
     const dims = tensorDims(ref.tensor);
-    if (graph.constantUseCount(ref) === 1 && ref.home === "initializer") {
+    if (graph.constantUseCount(ref) === 1) {
       setTensorRawBytes(ref.tensor, bytes, dims);
     } else {
       const name = graph.addInitializer(
@@ -275,24 +275,52 @@ function scalarsToFreeze(trace: Trace, plan: Plan): { output: string; tensor: Te
   const out: { output: string; tensor: TensorProto }[] = [];
   for (const node of trace.graph.nodes) {
     if (node.opType !== "Cast" || ![1, 10, 11, 16].includes(attrInt(node, "to", 0))) continue;
-    const probed = trace.shapes.get(node.output[0]);
     const input = trace.shapes.get(node.input[0]);
-    if (!probed?.values || !input || input.dims.reduce((a, b) => a * b, 1) > 8) continue;
-    let changes = false;
+    if (!input || input.dims.reduce((a, b) => a * b, 1) > 8) continue;
     const n = input.dims.reduce((a, b) => a * b, 1);
-    for (let i = 0; i < n; i++) {
-      const sources = dimSources(shapeElement(trace, { node, inputIndex: 0 }, i));
-      for (const s of sources ?? []) {
+    const elements = Array.from(
+      { length: n },
+      (_, i) => shapeElement(trace, { node, inputIndex: 0 }, i),
+    );
+    let changes = false;
+    for (const e of elements) {
+      for (const s of dimSources(e) ?? []) {
         const axes = trace.axes.get(s.tensor);
-        if (!axes) continue;
-        const r = sizeRatio(plan, axes[s.axis]);
-        if (r.num !== r.den) changes = true;
+        if (axes && sizeRatio(plan, axes[s.axis]).num !== sizeRatio(plan, axes[s.axis]).den) {
+          changes = true;
+        }
       }
     }
     if (!changes) continue;
-    out.push({ output: node.output[0], tensor: frozenTensor(node, probed.dims, probed.values) });
+    // The original value, from the original dims (not from the probe's float readback).
+    const values = elements.map((e) => evaluate(trace, e));
+    if (values.some((v) => v === undefined)) continue;
+    out.push({
+      output: node.output[0],
+      tensor: frozenTensor(node, input.dims, values as number[]),
+    });
   }
   return out;
+}
+
+/** Value of a shape element in the original model. */
+function evaluate(trace: Trace, e: ShapeElement): number | undefined {
+  switch (e.kind) {
+    case "const":
+      return e.value;
+    case "dim":
+      return trace.shapes.get(e.tensor)?.dims[e.axis];
+    case "product": {
+      const v = e.terms.map((t) => evaluate(trace, t));
+      return v.some((x) => x === undefined) ? undefined : v.reduce((a, b) => a! * b!, 1);
+    }
+    case "quotient": {
+      const a = evaluate(trace, e.dividend), b = evaluate(trace, e.divisor);
+      return a === undefined || !b ? undefined : Math.trunc(a / b);
+    }
+    default:
+      return undefined;
+  }
 }
 
 function frozenTensor(node: NodeProto, dims: number[], values: number[]): TensorProto {

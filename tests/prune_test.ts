@@ -47,13 +47,43 @@ function input(batch: number): Float32Array {
   return x;
 }
 
-async function run(bytes: Uint8Array, batch = 3): Promise<Float32Array> {
+/**
+ * A float16 model with float32 input and output cast inside: onnxruntime-node under Deno cannot
+ * exchange float16 buffers (the web runtime can).
+ */
+function floatIO(bytes: Uint8Array): Uint8Array {
+  const model = decodeModel(bytes);
+  const graph = model.graph!;
+  const input = graph.input![0];
+  graph.node!.unshift(onnx.NodeProto.create({
+    opType: "Cast",
+    input: ["input_float32"],
+    output: [input.name!],
+    attribute: [onnx.AttributeProto.create({ name: "to", type: 2, i: 10 })],
+  }));
+  graph.input![0] = onnx.ValueInfoProto.create({
+    name: "input_float32",
+    type: { tensorType: { elemType: 1, shape: input.type!.tensorType!.shape } },
+  });
+  const output = graph.output![0];
+  graph.node!.push(onnx.NodeProto.create({
+    opType: "Cast",
+    input: [output.name!],
+    output: ["output_float32"],
+    attribute: [onnx.AttributeProto.create({ name: "to", type: 2, i: 1 })],
+  }));
+  graph.output![0] = onnx.ValueInfoProto.create({
+    name: "output_float32",
+    type: { tensorType: { elemType: 1, shape: output.type!.tensorType!.shape } },
+  });
+  return encodeModel(model);
+}
+
+async function run(bytes: Uint8Array, batch = 3, half = false): Promise<Float32Array> {
   const ort = await loadOrt();
-  const session = await createSession(bytes);
-  const feeds = {
-    [session.inputNames[0]]: new ort.Tensor("float32", input(batch), [batch, 3, 32, 32]),
-  };
-  const out = await session.run(feeds);
+  const session = await createSession(half ? floatIO(bytes) : bytes);
+  const x = new ort.Tensor("float32", input(batch), [batch, 3, 32, 32]);
+  const out = await session.run({ [session.inputNames[0]]: x });
   return out[session.outputNames[0]].data as Float32Array;
 }
 
@@ -146,6 +176,23 @@ for (const name of EXPORTS) {
     });
   }
 }
+
+Deno.test("float16 model: heads, dims and MLP pruned ≡ masked (f16 tolerance)", async () => {
+  const original = await fixture("timm_vit_f16");
+  for (const options of [MODES.heads, MODES.dims, MODES.mlp]) {
+    const pruned = await pruneModel(decodeModel(original), { ...options, core });
+    const masked = await pruneModel(decodeModel(original), { ...options, core, mask: true });
+    const yp = await run(encodeModel(pruned.model), 3, true);
+    const ym = await run(encodeModel(masked.model), 3, true);
+    const yo = await run(original, 3, true);
+    assert.ok(
+      maxAbsDiff(ym, yo) > 1e-2,
+      `masking changed nothing (${maxAbsDiff(ym, yo)}, ${yo.slice(0, 4)})`,
+    );
+    assert.ok(maxAbsDiff(yp, ym) <= 2e-3, `pruned differs from masked by ${maxAbsDiff(yp, ym)}`);
+    assert.ok(pruned.report.params.after < pruned.report.params.before);
+  }
+});
 
 Deno.test("an impossible head ratio is refused with the block named", async () => {
   const original = await fixture("timm_vit");
@@ -258,4 +305,37 @@ Deno.test("a shape constant shared by blocks with different head counts is copie
   assert.deepEqual(heads, [3, 2]);
   const d = maxAbsDiff(await run(encodeModel(pruned.model)), await run(encodeModel(masked.model)));
   assert.ok(d <= 1e-4, `pruned differs from masked by ${d}`);
+});
+
+Deno.test("weights held in Constant nodes are pruned like initializers", async () => {
+  const model = decodeModel(await fixture("hf_vit"));
+  const graph = model.graph!;
+  const constants = graph.initializer!.map((t) =>
+    onnx.NodeProto.create({
+      opType: "Constant",
+      name: `const_${t.name}`,
+      output: [t.name!],
+      attribute: [onnx.AttributeProto.create({ name: "value", type: 4, t })],
+    })
+  );
+  graph.node!.unshift(...constants);
+  graph.initializer = [];
+  const bytes = encodeModel(model);
+  for (const options of [MODES.heads, MODES.dims, MODES.mlp]) {
+    const pruned = await pruneModel(decodeModel(bytes), { ...options, core });
+    const masked = await pruneModel(decodeModel(bytes), { ...options, core, mask: true });
+    assert.deepEqual(
+      pruned.model.graph!.initializer!.map((t) => t.name),
+      [],
+      "weights stay in Constant nodes",
+    );
+    const [yp, ym, yo] = await Promise.all([
+      run(encodeModel(pruned.model)),
+      run(encodeModel(masked.model)),
+      run(bytes),
+    ]);
+    assert.ok(maxAbsDiff(ym, yo) > 1e-4);
+    assert.ok(maxAbsDiff(yp, ym) <= 1e-4, `pruned differs from masked by ${maxAbsDiff(yp, ym)}`);
+    assert.ok(pruned.report.params.after < pruned.report.params.before);
+  }
 });

@@ -155,6 +155,11 @@ export async function probeTensors(
 
   const ort = await loadOrt();
   const feeds: Record<string, OrtTensor> = {};
+  const castInputs: {
+    f32: string;
+    name: string;
+    node: ReturnType<typeof onnx.NodeProto.create>;
+  }[] = [];
   for (const input of realInputs) {
     const name = input.name ?? "";
     const tt = input.type?.tensorType;
@@ -166,8 +171,24 @@ export async function probeTensors(
       );
     }
     const dims = inputShape(name, tt.shape ? (tt.shape.dim ?? []) : undefined, opts);
-    feeds[name] = makeFeed(ort, type, dims);
     result.set(name, { dims });
+    if (type === "float16") {
+      // onnxruntime-node under Deno cannot read float16 input buffers: feed float32, cast inside.
+      const f32 = `${name}__probe_float32`;
+      feeds[f32] = makeFeed(ort, "float32", dims);
+      castInputs.push({
+        f32,
+        name,
+        node: onnx.NodeProto.create({
+          opType: "Cast",
+          input: [f32],
+          output: [name],
+          attribute: [onnx.AttributeProto.create({ name: "to", type: 2, i: 10 })],
+        }),
+      });
+      continue;
+    }
+    feeds[name] = makeFeed(ort, type, dims);
   }
 
   // A shallow copy of the model whose graph lists every node output as a graph output.
@@ -181,7 +202,19 @@ export async function probeTensors(
       }
     }
   }
-  const probeGraph = onnx.GraphProto.create({ ...graph, output: outputs });
+  const probeGraph = onnx.GraphProto.create({
+    ...graph,
+    output: outputs,
+    node: [...castInputs.map((c) => c.node), ...(graph.node ?? [])],
+    input: (graph.input ?? []).map((v) => {
+      const cast = castInputs.find((c) => c.name === v.name);
+      if (!cast) return v;
+      const type = onnx.TypeProto.create({
+        tensorType: { elemType: 1, shape: v.type?.tensorType?.shape },
+      });
+      return onnx.ValueInfoProto.create({ name: cast.f32, type });
+    }),
+  });
   const probeModel = onnx.ModelProto.create({ ...model, graph: probeGraph });
 
   let session;
