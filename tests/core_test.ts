@@ -2,7 +2,7 @@
 // GPU path against the CPU path. Run: XDG_RUNTIME_DIR=/tmp deno test -A tests/core_test.ts
 // With PRUNE_VIT_REQUIRE_GPU=1 a missing WebGPU adapter fails the GPU test instead of ignoring it.
 import assert from "node:assert/strict";
-import { type ComputeCore, createCore } from "../src/core/mod.ts";
+import { type ComputeCore, createCore, gpuDispatchCount } from "../src/core/mod.ts";
 
 // ---------- helpers and references ----------
 
@@ -32,7 +32,11 @@ function f16ToNumber(h: number): number {
 
 function layout(dims: number[], axis: number) {
   const prod = (ds: number[]) => ds.reduce((a, b) => a * b, 1);
-  return { outer: prod(dims.slice(0, axis)), channels: dims[axis], inner: prod(dims.slice(axis + 1)) };
+  return {
+    outer: prod(dims.slice(0, axis)),
+    channels: dims[axis],
+    inner: prod(dims.slice(axis + 1)),
+  };
 }
 
 function lpRef(values: ArrayLike<number>, dims: number[], axis: number, p: 1 | 2): Float32Array {
@@ -63,7 +67,9 @@ function selectRef(scores: Float32Array, groups: number, drop: number): Uint32Ar
     const idx = Array.from({ length: size }, (_, i) => g * size + i);
     const cmp = (a: number, b: number) => {
       const x = scores[a], y = scores[b];
-      if (Number.isNaN(x) || Number.isNaN(y)) return Number(Number.isNaN(x)) - Number(Number.isNaN(y));
+      if (Number.isNaN(x) || Number.isNaN(y)) {
+        return Number(Number.isNaN(x)) - Number(Number.isNaN(y));
+      }
       return x < y ? -1 : x > y ? 1 : 0;
     };
     idx.sort(cmp); // Array.prototype.sort is stable
@@ -130,7 +136,10 @@ Deno.test("cpu: channelLpScores decodes f16 (subnormals, zeros, inf, NaN)", asyn
   const rand = rng(2);
   const dims = [6, 40, 3];
   // Finite halves of every exponent, subnormals included (exponent 0).
-  const bits = Uint16Array.from({ length: 720 }, () => Math.floor(rand() * 0x7c00) | (rand() < 0.5 ? 0x8000 : 0));
+  const bits = Uint16Array.from(
+    { length: 720 },
+    () => Math.floor(rand() * 0x7c00) | (rand() < 0.5 ? 0x8000 : 0),
+  );
   bits.set([0x0001, 0x83ff, 0x0000, 0x8000, 0x03ff, 0x7bff], 0);
   const values = Array.from(bits, f16ToNumber);
   for (let axis = 0; axis < 3; axis++) {
@@ -141,9 +150,14 @@ Deno.test("cpu: channelLpScores decodes f16 (subnormals, zeros, inf, NaN)", asyn
   }
   const tiny = await cpu.channelLpScores(Uint16Array.of(0x0001, 0x8001, 0x0200), [3], 0, 1);
   assert.deepEqual(Array.from(tiny), [2 ** -24, 2 ** -24, 2 ** -15]);
-  const special = await cpu.channelLpScores(Uint16Array.of(0x3c00, 0xfc00, 0x7e00, 0x4000), [2, 2], 1, 2);
-  assert.equal(special[0], Infinity); // 1 + inf
-  assert.ok(Number.isNaN(special[1])); // NaN + 4
+  const special = await cpu.channelLpScores(
+    Uint16Array.of(0x3c00, 0xfc00, 0x7e00, 0x4000),
+    [2, 2],
+    1,
+    2,
+  );
+  assert.ok(Number.isNaN(special[0])); // 1 + NaN
+  assert.equal(special[1], Infinity); // inf + 4
 });
 
 Deno.test("cpu: aggregate and groupScores match the reference", async () => {
@@ -151,7 +165,10 @@ Deno.test("cpu: aggregate and groupScores match the reference", async () => {
   const vectors = [0, 1, 2].map(() => randomF32(24, rand));
   for (const reduce of ["sum", "mean", "max"] as const) {
     const agg = await cpu.aggregate(vectors, reduce);
-    const want = Float32Array.from({ length: 24 }, (_, j) => reduceRef(vectors.map((v) => v[j]), reduce));
+    const want = Float32Array.from(
+      { length: 24 },
+      (_, j) => reduceRef(vectors.map((v) => v[j]), reduce),
+    );
     assertClose(agg, want, 2e-7, `aggregate ${reduce}`);
     for (const groups of [1, 2, 3, 4, 6, 24]) {
       const got = await cpu.groupScores(vectors[0], groups, reduce);
@@ -167,25 +184,39 @@ Deno.test("cpu: aggregate and groupScores match the reference", async () => {
 });
 
 Deno.test("cpu: selectKeep is a stable ascending argsort with ties", async () => {
-  assert.deepEqual(Array.from(await cpu.selectKeep(Float32Array.of(3, 1, 1, 0, -0, NaN), 3)), [0, 2, 5]);
+  assert.deepEqual(Array.from(await cpu.selectKeep(Float32Array.of(3, 1, 1, 0, -0, NaN), 3)), [
+    0,
+    2,
+    5,
+  ]);
   assert.deepEqual(Array.from(await cpu.selectKeep(Float32Array.of(2, 2, 2, 2), 2)), [2, 3]);
   const rand = rng(4);
   for (const n of [1, 5, 17, 100, 1000]) {
     const scores = Float32Array.from({ length: n }, () => Math.floor(rand() * 6) - 2); // many ties
     for (const drop of [0, 1, Math.floor(n / 2), n - 1, n]) {
-      assert.deepEqual(await cpu.selectKeep(scores, drop), selectRef(scores, 1, drop), `n ${n} drop ${drop}`);
+      assert.deepEqual(
+        await cpu.selectKeep(scores, drop),
+        selectRef(scores, 1, drop),
+        `n ${n} drop ${drop}`,
+      );
     }
   }
 });
 
 Deno.test("cpu: selectKeepPerGroup drops the lowest in every group", async () => {
-  assert.deepEqual(Array.from(await cpu.selectKeepPerGroup(Float32Array.of(3, 1, 1, 0, -0, 5), 2, 1)), [0, 2, 4, 5]);
+  assert.deepEqual(
+    Array.from(await cpu.selectKeepPerGroup(Float32Array.of(3, 1, 1, 0, -0, 5), 2, 1)),
+    [0, 2, 4, 5],
+  );
   const rand = rng(5);
   const scores = Float32Array.from({ length: 12 * 64 }, () => Math.floor(rand() * 8));
   for (const groups of [1, 2, 12, 64]) {
     const size = scores.length / groups;
     for (const drop of [0, 1, Math.floor(size / 3), size]) {
-      assert.deepEqual(await cpu.selectKeepPerGroup(scores, groups, drop), selectRef(scores, groups, drop));
+      assert.deepEqual(
+        await cpu.selectKeepPerGroup(scores, groups, drop),
+        selectRef(scores, groups, drop),
+      );
     }
   }
 });
@@ -194,12 +225,21 @@ Deno.test("cpu: gatherAxis copies raw elements of 1, 2, 4 and 8 bytes", async ()
   const rand = rng(6);
   for (const size of [1, 2, 4, 8]) {
     for (const dims of SHAPES) {
-      const bytes = Uint8Array.from({ length: dims.reduce((a, b) => a * b, 1) * size }, () => rand() * 256);
+      const bytes = Uint8Array.from(
+        { length: dims.reduce((a, b) => a * b, 1) * size },
+        () => rand() * 256,
+      );
       for (let axis = 0; axis < dims.length; axis++) {
         const n = dims[axis];
-        const indices = n === 0 ? new Uint32Array() : Uint32Array.from({ length: n + 2 }, () => Math.floor(rand() * n));
+        const indices = n === 0
+          ? new Uint32Array()
+          : Uint32Array.from({ length: n + 2 }, () => Math.floor(rand() * n));
         const got = await cpu.gatherAxis(bytes, dims, size, axis, indices);
-        assert.deepEqual(got, gatherRef(bytes, dims, size, axis, indices), `size ${size} ${dims} axis ${axis}`);
+        assert.deepEqual(
+          got,
+          gatherRef(bytes, dims, size, axis, indices),
+          `size ${size} ${dims} axis ${axis}`,
+        );
       }
     }
   }
@@ -215,8 +255,14 @@ Deno.test("cpu: invalid arguments reject with clear errors", async () => {
   await assert.rejects(cpu.groupScores(v, 2, "median" as "sum"), /unknown reduce/);
   await assert.rejects(cpu.selectKeep(v, 7), /cannot drop 7 of 6/);
   await assert.rejects(cpu.selectKeep(v, -1), /dropPerGroup must be an integer/);
-  await assert.rejects(cpu.gatherAxis(new Uint8Array(6), [2, 3], 1, 1, Uint32Array.of(3)), /index 3 out of range/);
-  await assert.rejects(cpu.gatherAxis(new Uint8Array(6), [2, 3], 4, 1, Uint32Array.of(0)), /whole elements/);
+  await assert.rejects(
+    cpu.gatherAxis(new Uint8Array(6), [2, 3], 1, 1, Uint32Array.of(3)),
+    /index 3 out of range/,
+  );
+  await assert.rejects(
+    cpu.gatherAxis(new Uint8Array(6), [2, 3], 4, 1, Uint32Array.of(0)),
+    /whole elements/,
+  );
 });
 
 // ---------- GPU path ----------
@@ -233,47 +279,99 @@ const noGpu = gpu instanceof Error ? gpu.message : null;
 /** Runs every op on both cores and asserts the same answers. */
 async function compareCores(g: ComputeCore, c: ComputeCore, seed: number) {
   const rand = rng(seed);
+  const dispatched = async (what: string, run: () => Promise<unknown>) => {
+    const before = gpuDispatchCount(g)!;
+    await run();
+    assert.ok(gpuDispatchCount(g)! > before, `${what} ran no GPU dispatch`);
+  };
+  // Ops that must run on the GPU whatever the binding size (the rest may fall back).
+  await dispatched("channelLpScores", () => g.channelLpScores(new Float32Array(96), [8, 12], 1, 2));
+  await dispatched(
+    "f16 channelLpScores",
+    () => g.channelLpScores(new Uint16Array(96), [8, 12], 0, 1),
+  );
+  await dispatched("selectKeep", () => g.selectKeep(Float32Array.of(3, 1, 2), 1));
+  await dispatched(
+    "gatherAxis",
+    () => g.gatherAxis(new Uint8Array(96), [8, 12], 1, 0, Uint32Array.of(1, 1)),
+  );
   const shapes = [...SHAPES, [768, 64], [12, 64, 32], [3, 5000], [20000, 3]];
   for (const dims of shapes) {
     const n = dims.reduce((a, b) => a * b, 1);
     const f32 = randomF32(n, rand);
-    const f16 = Uint16Array.from({ length: n }, () => Math.floor(rand() * 0x7c00) | (rand() < 0.5 ? 0x8000 : 0));
+    const f16 = Uint16Array.from(
+      { length: n },
+      () => Math.floor(rand() * 0x7c00) | (rand() < 0.5 ? 0x8000 : 0),
+    );
     for (let axis = 0; axis < dims.length; axis++) {
       for (const p of [1, 2] as const) {
         const what = `${dims} axis ${axis} p ${p}`;
-        assertClose(await g.channelLpScores(f32, dims, axis, p), await c.channelLpScores(f32, dims, axis, p), 1e-6, `f32 ${what}`);
-        assertClose(await g.channelLpScores(f16, dims, axis, p), await c.channelLpScores(f16, dims, axis, p), 1e-6, `f16 ${what}`);
+        assertClose(
+          await g.channelLpScores(f32, dims, axis, p),
+          await c.channelLpScores(f32, dims, axis, p),
+          1e-6,
+          `f32 ${what}`,
+        );
+        assertClose(
+          await g.channelLpScores(f16, dims, axis, p),
+          await c.channelLpScores(f16, dims, axis, p),
+          1e-6,
+          `f16 ${what}`,
+        );
       }
       const size = [1, 2, 4, 8][axis % 4];
-      const bytes = Uint8Array.from({ length: n * size }, () => rand() * 256);
+      const bytes = Uint8Array.from({ length: n * 8 }, () => rand() * 256);
       const k = dims[axis];
-      const indices = k === 0 ? new Uint32Array() : Uint32Array.from({ length: k + 1 }, () => Math.floor(rand() * k));
+      const indices = k === 0
+        ? new Uint32Array()
+        : Uint32Array.from({ length: k + 1 }, () => Math.floor(rand() * k));
       for (const s of [size, 4]) {
         const raw = bytes.subarray(0, n * s);
-        assert.deepEqual(await g.gatherAxis(raw, dims, s, axis, indices), await c.gatherAxis(raw, dims, s, axis, indices), `gather ${s}B ${dims} axis ${axis}`);
+        assert.deepEqual(
+          await g.gatherAxis(raw, dims, s, axis, indices),
+          await c.gatherAxis(raw, dims, s, axis, indices),
+          `gather ${s}B ${dims} axis ${axis}`,
+        );
       }
     }
   }
   // Non-finite f16 values: the GPU path hands the call to the CPU.
   const special = Uint16Array.of(0x3c00, 0xfc00, 0x7e00, 0x4000);
-  assertClose(await g.channelLpScores(special, [2, 2], 1, 2), await c.channelLpScores(special, [2, 2], 1, 2), 0, "non-finite");
+  assertClose(
+    await g.channelLpScores(special, [2, 2], 1, 2),
+    await c.channelLpScores(special, [2, 2], 1, 2),
+    0,
+    "non-finite",
+  );
   for (const n of [5, 100, 3072]) {
     const scores = Float32Array.from({ length: n }, () => Math.floor(rand() * 7) - 3);
     scores[0] = -0;
     scores[n - 1] = NaN;
     for (const drop of [1, Math.floor(n / 2), n - 1]) {
-      assert.deepEqual(await g.selectKeep(scores, drop), await c.selectKeep(scores, drop), `selectKeep ${n} ${drop}`);
+      assert.deepEqual(
+        await g.selectKeep(scores, drop),
+        await c.selectKeep(scores, drop),
+        `selectKeep ${n} ${drop}`,
+      );
     }
   }
   const heads = Float32Array.from({ length: 12 * 64 }, () => Math.floor(rand() * 5));
-  assert.deepEqual(await g.selectKeepPerGroup(heads, 12, 16), await c.selectKeepPerGroup(heads, 12, 16));
+  assert.deepEqual(
+    await g.selectKeepPerGroup(heads, 12, 16),
+    await c.selectKeepPerGroup(heads, 12, 16),
+  );
   assert.deepEqual(await g.groupScores(heads, 12, "mean"), await c.groupScores(heads, 12, "mean"));
-  assert.deepEqual(await g.aggregate([heads, heads], "max"), await c.aggregate([heads, heads], "max"));
+  assert.deepEqual(
+    await g.aggregate([heads, heads], "max"),
+    await c.aggregate([heads, heads], "max"),
+  );
 }
 
 Deno.test({
   name: noGpu === null
     ? "gpu: WebGPU path gives the CPU answers (gather bit-exact, scores within 1e-6)"
+    : requireGpu
+    ? `gpu: FAILS, PRUNE_VIT_REQUIRE_GPU=1 but no WebGPU adapter (${noGpu})`
     : `gpu: IGNORED, no WebGPU adapter (${noGpu}); PRUNE_VIT_REQUIRE_GPU=1 makes this fail`,
   ignore: noGpu !== null && !requireGpu,
   sanitizeResources: false,
@@ -281,12 +379,18 @@ Deno.test({
   async fn(t) {
     if (gpu instanceof Error) throw new Error(`PRUNE_VIT_REQUIRE_GPU=1 but no GPU: ${gpu.message}`);
     const g = gpu;
-    await t.step("createCore() picks the gpu backend when an adapter exists", async () => {
-      const auto = await createCore();
-      assert.equal(auto.backend, "gpu");
-      auto.dispose();
-      assert.equal(g.backend, "gpu");
-    });
+    await t.step(
+      "createCore() picks the gpu for a hardware adapter, cpu for a software one",
+      async () => {
+        // deno-lint-ignore no-explicit-any
+        const adapter = await (navigator as any).gpu.requestAdapter();
+        const software = !!(adapter?.info?.isFallbackAdapter ?? adapter?.isFallbackAdapter);
+        const auto = await createCore();
+        assert.equal(auto.backend, software ? "cpu" : "gpu");
+        auto.dispose();
+        assert.equal(g.backend, "gpu");
+      },
+    );
     await t.step("device-sized bindings", () => compareCores(g, cpu, 7));
     await t.step("4 KiB bindings: chunked rows, chunked channels and CPU fallbacks", async () => {
       const small = await createCore({ backend: "gpu", gpuChunkBytes: 4096 });

@@ -69,16 +69,23 @@ export interface CoreOptions {
   gpuChunkBytes?: number;
 }
 
-/** "auto" (default) picks the GPU when navigator.gpu gives an adapter, else the CPU path; "gpu" throws a clear error when no adapter exists. */
+/**
+ * "auto" (default) picks the GPU when navigator.gpu gives a hardware adapter, else the CPU path
+ * (a software adapter such as Mesa's lavapipe emulates the GPU on the CPU and is slower than the
+ * wasm CPU path: see bench/RESULTS.md); "gpu" uses any adapter and throws a clear error when
+ * there is none.
+ */
 export async function createCore(options: CoreOptions = {}): Promise<ComputeCore> {
   const backend = options.backend ?? "auto";
   if (backend === "cpu") return new CpuCore();
   if (backend !== "auto" && backend !== "gpu") {
     throw new TypeError(`backend must be "auto", "gpu" or "cpu", got ${JSON.stringify(backend)}`);
   }
-  const hasWebGpu = (globalThis.navigator as { gpu?: unknown } | undefined)?.gpu !== undefined;
+  quietVulkanLoader();
+  const gpu = (globalThis.navigator as { gpu?: GpuLike } | undefined)?.gpu;
   try {
-    if (!hasWebGpu) throw new Error("navigator.gpu is not defined");
+    if (!gpu) throw new Error("navigator.gpu is not defined");
+    if (backend === "auto" && await onlySoftwareAdapter(gpu)) return new CpuCore();
     const chunk = options.gpuChunkBytes === undefined
       ? undefined
       : u32("gpuChunkBytes", options.gpuChunkBytes);
@@ -92,6 +99,40 @@ export async function createCore(options: CoreOptions = {}): Promise<ComputeCore
     }
     return new CpuCore();
   }
+}
+
+/**
+ * Mesa's Vulkan drivers print "error: XDG_RUNTIME_DIR is invalid or not set" on stderr when
+ * WebGPU starts without it; it is harmless but reads like a failure in every report. Set only
+ * when unset, and only where the environment may be written.
+ */
+function quietVulkanLoader(): void {
+  try {
+    // Query first: reading without the permission would prompt in an interactive terminal.
+    const env = { name: "env", variable: "XDG_RUNTIME_DIR" } as const;
+    if (Deno.permissions.querySync(env).state !== "granted") return;
+    if (!Deno.env.get("XDG_RUNTIME_DIR")) Deno.env.set("XDG_RUNTIME_DIR", "/tmp");
+  } catch {
+    // Not Deno, or no permission API: leave the environment alone.
+  }
+}
+
+interface GpuLike {
+  requestAdapter(): Promise<
+    { isFallbackAdapter?: boolean; info?: { isFallbackAdapter?: boolean } } | null
+  >;
+}
+
+/** True when the only adapter is a software fallback (or there is none). */
+async function onlySoftwareAdapter(gpu: GpuLike): Promise<boolean> {
+  const adapter = await gpu.requestAdapter();
+  return !adapter || !!(adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter);
+}
+
+/** Compute dispatches a GPU core has submitted so far (undefined for a CPU core). Diagnostics and
+ * tests use it to tell GPU work from the per-call CPU fallbacks. */
+export function gpuDispatchCount(core: ComputeCore): number | undefined {
+  return core instanceof GpuCore ? core.dispatches : undefined;
 }
 
 function u32(name: string, value: number): number {
@@ -189,10 +230,15 @@ class GpuCore extends CpuCore {
   override readonly backend: Backend = "gpu";
   #gpu: wasm.GpuCore | null;
   #queue: Promise<unknown> = Promise.resolve();
+  #lastDispatches = 0;
 
   constructor(gpu: wasm.GpuCore) {
     super();
     this.#gpu = gpu;
+  }
+
+  get dispatches(): number {
+    return this.#gpu?.dispatches ?? this.#lastDispatches;
   }
 
   #serial<T>(run: (gpu: wasm.GpuCore) => Promise<T>): Promise<T> {
@@ -253,6 +299,7 @@ class GpuCore extends CpuCore {
     const gpu = this.#gpu;
     this.#gpu = null;
     if (gpu) {
+      this.#lastDispatches = gpu.dispatches;
       this.#queue.then(() => {
         gpu.destroy();
         gpu.free();

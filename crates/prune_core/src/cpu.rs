@@ -15,7 +15,9 @@ impl Reduce {
             "sum" => Ok(Self::Sum),
             "mean" => Ok(Self::Mean),
             "max" => Ok(Self::Max),
-            _ => Err(format!("unknown reduce {name:?} (expected sum, mean or max)")),
+            _ => Err(format!(
+                "unknown reduce {name:?} (expected sum, mean or max)"
+            )),
         }
     }
 
@@ -55,18 +57,24 @@ impl Layout {
             return Err(format!("axis {axis} out of range for {} dims", dims.len()));
         }
         let product = |ds: &[u32]| {
-            ds.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))
+            ds.iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))
         };
-        let (outer, channels, inner) =
-            match (product(&dims[..axis]), product(&dims[axis + 1..])) {
-                (Some(o), Some(i)) => (o, dims[axis] as usize, i),
-                _ => return Err("tensor too large".into()),
-            };
-        let total = outer.checked_mul(channels).and_then(|n| n.checked_mul(inner));
+        let (outer, channels, inner) = match (product(&dims[..axis]), product(&dims[axis + 1..])) {
+            (Some(o), Some(i)) => (o, dims[axis] as usize, i),
+            _ => return Err("tensor too large".into()),
+        };
+        let total = outer
+            .checked_mul(channels)
+            .and_then(|n| n.checked_mul(inner));
         if total != Some(len) {
             return Err(format!("dims {dims:?} do not match {len} elements"));
         }
-        Ok(Self { outer, channels, inner })
+        Ok(Self {
+            outer,
+            channels,
+            inner,
+        })
     }
 }
 
@@ -112,15 +120,22 @@ pub fn channel_lp_scores<T: Copy>(
 /// Elementwise reduction of `count` equally long vectors stored back to back in `flat`.
 pub fn aggregate(flat: &[f32], count: usize, reduce: Reduce) -> Result<Vec<f32>, String> {
     if count == 0 || flat.len() % count != 0 {
-        return Err(format!("cannot split {} values into {count} vectors", flat.len()));
+        return Err(format!(
+            "cannot split {} values into {count} vectors",
+            flat.len()
+        ));
     }
     let len = flat.len() / count;
-    Ok((0..len).map(|j| reduce.apply((0..count).map(|k| flat[k * len + j]))).collect())
+    Ok((0..len)
+        .map(|j| reduce.apply((0..count).map(|k| flat[k * len + j])))
+        .collect())
 }
 
 fn group_size(len: usize, groups: usize) -> Result<usize, String> {
     if groups == 0 || len % groups != 0 {
-        return Err(format!("{len} scores do not split into {groups} equal groups"));
+        return Err(format!(
+            "{len} scores do not split into {groups} equal groups"
+        ));
     }
     Ok(len / groups)
 }
@@ -131,7 +146,10 @@ pub fn group_scores(scores: &[f32], groups: usize, reduce: Reduce) -> Result<Vec
     if size == 0 {
         return Err("groups must not be empty".into());
     }
-    Ok(scores.chunks_exact(size).map(|g| reduce.apply(g.iter().copied())).collect())
+    Ok(scores
+        .chunks_exact(size)
+        .map(|g| reduce.apply(g.iter().copied()))
+        .collect())
 }
 
 /// Maps an f32 to a u32 whose unsigned order is ascending numeric order, with -0 == +0 and every
@@ -141,7 +159,11 @@ pub fn sort_key(x: f32) -> u32 {
         return u32::MAX;
     }
     let bits = if x == 0.0 { 0 } else { x.to_bits() };
-    if bits & 0x8000_0000 != 0 { !bits } else { bits | 0x8000_0000 }
+    if bits & 0x8000_0000 != 0 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    }
 }
 
 /// Checks a per-group selection request; returns the group size.
@@ -155,7 +177,11 @@ pub fn check_selection(len: usize, groups: usize, drop: usize) -> Result<usize, 
 
 /// In each of `groups` contiguous equal groups, drops the `drop` lowest scores (a stable ascending
 /// sort decides ties: the lower index goes first) and returns the kept global indices ascending.
-pub fn select_keep_per_group(scores: &[f32], groups: usize, drop: usize) -> Result<Vec<u32>, String> {
+pub fn select_keep_per_group(
+    scores: &[f32],
+    groups: usize,
+    drop: usize,
+) -> Result<Vec<u32>, String> {
     let size = check_selection(scores.len(), groups, drop)?;
     let mut keep = vec![true; scores.len()];
     let mut order: Vec<usize> = Vec::with_capacity(size);
@@ -172,7 +198,12 @@ pub fn select_keep_per_group(scores: &[f32], groups: usize, drop: usize) -> Resu
 
 /// Ascending indices of the set flags.
 pub fn kept_indices(flags: &[bool]) -> Vec<u32> {
-    flags.iter().enumerate().filter(|(_, &k)| k).map(|(i, _)| i as u32).collect()
+    flags
+        .iter()
+        .enumerate()
+        .filter(|(_, &k)| k)
+        .map(|(i, _)| i as u32)
+        .collect()
 }
 
 /// Checks a gather request; returns the layout (counted in elements).
@@ -184,11 +215,16 @@ pub fn check_gather(
     indices: &[u32],
 ) -> Result<Layout, String> {
     if element_size == 0 || bytes % element_size as usize != 0 {
-        return Err(format!("{bytes} bytes are not whole elements of {element_size} bytes"));
+        return Err(format!(
+            "{bytes} bytes are not whole elements of {element_size} bytes"
+        ));
     }
     let layout = Layout::new(dims, axis, bytes / element_size as usize)?;
     if let Some(&bad) = indices.iter().find(|&&i| i as usize >= layout.channels) {
-        return Err(format!("index {bad} out of range for axis of size {}", layout.channels));
+        return Err(format!(
+            "index {bad} out of range for axis of size {}",
+            layout.channels
+        ));
     }
     Ok(layout)
 }
@@ -239,8 +275,14 @@ mod tests {
     fn lp_and_gather() {
         let data = [1.0f32, -2.0, 3.0, -4.0, 5.0, 6.0];
         let layout = Layout::new(&[2, 3], 1, 6).unwrap();
-        assert_eq!(channel_lp_scores(&data, layout, 1, |v| v).unwrap(), vec![5.0, 7.0, 9.0]);
+        assert_eq!(
+            channel_lp_scores(&data, layout, 1, |v| v).unwrap(),
+            vec![5.0, 7.0, 9.0]
+        );
         let bytes: Vec<u8> = (0..6).collect();
-        assert_eq!(gather_axis(&bytes, &[2, 3], 1, 1, &[2, 0]).unwrap(), vec![2, 0, 5, 3]);
+        assert_eq!(
+            gather_axis(&bytes, &[2, 3], 1, 1, &[2, 0]).unwrap(),
+            vec![2, 0, 5, 3]
+        );
     }
 }

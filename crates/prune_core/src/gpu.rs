@@ -6,7 +6,7 @@
 //!   maxBufferSize) of the device (or a smaller test override): tensors are cut into chunks of
 //!   whole rows; a call whose single row does not fit runs on the CPU instead.
 //! - Channel scores: non-finite inputs run on the CPU (WGSL may assume finite floats).
-//! - Selection: O(n · group size) integer comparisons; above `MAX_SELECT_COMPARISONS` the
+//! - Selection: O(n · group size) integer comparisons; above `MAX_SELECT_COMPARISONS` (2^28) the
 //!   O(n log n) CPU sort is used.
 //! - Gather moves u32 words: element sizes whose per-channel block is not a whole number of
 //!   words (e.g. f16 or u8 along the last axis with an odd count) run on the CPU.
@@ -19,14 +19,16 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::cpu::{self, Layout};
 
-/// Elements one workgroup of `lp_reduce.wgsl` sums (WG * RUN).
-const LP_ELEMENTS_PER_GROUP: usize = 256 * 16;
-/// Invocations per workgroup in `select_rank.wgsl` and `gather.wgsl`.
+/// Elements one invocation of `lp_reduce.wgsl` sums sequentially (RUN there).
+const LP_RUN: usize = 16;
+/// Invocations per workgroup in every shader.
 const WORKGROUP: usize = 256;
 /// WebGPU's guaranteed maxComputeWorkgroupsPerDimension.
 const MAX_GROUPS_PER_DIM: usize = 65_535;
-/// Above this many comparisons the GPU selection is slower than the CPU sort.
+/// Cap on the O(n · group size) comparisons of one GPU selection; larger ones use the CPU sort.
 const MAX_SELECT_COMPARISONS: u64 = 1 << 28;
+/// Input bytes per submission (see `batches`).
+const BATCH_BYTES: usize = 256 << 20;
 
 /// Tensor values for the channel scores: f32 values or f16 bit patterns.
 pub enum Values<'a> {
@@ -77,6 +79,8 @@ pub struct Gpu {
     gather: Kernel,
     chunk_bytes: usize,
     pub adapter_name: String,
+    /// Compute dispatches submitted so far (tests use it to see the GPU did the work).
+    pub dispatches: Cell<u32>,
 }
 
 impl Gpu {
@@ -100,7 +104,9 @@ impl Gpu {
             })
             .await
             .map_err(|e| format!("WebGPU device request failed ({e})"))?;
-        let device_max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let device_max = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
         // Keep 4 bytes of headroom for padding an odd f16 chunk up to whole words.
         let mut chunk_bytes = (device_max.min(u32::MAX as u64) as usize - 4) & !3;
         if let Some(max) = max_chunk_bytes {
@@ -128,6 +134,7 @@ impl Gpu {
             gather: kernel(include_str!("shaders/gather.wgsl")),
             adapter_name: adapter.get_info().name,
             chunk_bytes,
+            dispatches: Cell::new(0),
             device,
             queue,
         })
@@ -148,7 +155,11 @@ impl Gpu {
         p: u32,
     ) -> Result<Vec<f32>, String> {
         let layout = Layout::new(dims, axis, values.len())?;
-        let Layout { outer, channels, inner } = layout;
+        let Layout {
+            outer,
+            channels,
+            inner,
+        } = layout;
         let size = values.element_size();
         if (p != 1 && p != 2) || values.len() == 0 || inner * size > self.chunk_bytes {
             return values.cpu_scores(layout, p);
@@ -171,25 +182,48 @@ impl Gpu {
         }
         let bytes = values.bytes();
         let mut sums = vec![0f64; channels];
-        for (o, rows, c0, count) in chunks {
-            let start = (o * channels + c0) * inner * size;
-            let len = rows * count * inner * size;
-            let per_channel = rows * inner;
-            let splits = per_channel.div_ceil(LP_ELEMENTS_PER_GROUP);
-            let groups = count * splits;
-            let params = [count, inner, per_channel, splits, groups, (size == 2) as usize, p as usize, 0];
-            let input = self.upload(&bytes[start..start + len], wgpu::BufferUsages::STORAGE);
-            let partials = self.output(groups * 4);
-            let flag = self.upload(&[0; 4], wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC);
-            let out = self
-                .run(&self.lp, &params, &[&input, &partials, &flag], groups, &[&partials, &flag])
-                .await?;
-            if bytemuck::pod_read_unaligned::<u32>(&out[1][..4]) != 0 {
+        for batch in batches(&chunks, |&(_, rows, _, count)| rows * count * inner * size) {
+            let mut run = Batch::new(self);
+            let flag = self.upload(
+                &[0; 4],
+                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            );
+            for &(o, rows, c0, count) in batch {
+                let start = (o * channels + c0) * inner * size;
+                let len = rows * count * inner * size;
+                let per_channel = rows * inner;
+                let (lanes, splits) = lp_split(per_channel);
+                let units = count * splits;
+                let params = [
+                    count,
+                    inner,
+                    per_channel,
+                    splits,
+                    units,
+                    (size == 2) as usize,
+                    p as usize,
+                    lanes,
+                ];
+                let input = self.upload(&bytes[start..start + len], wgpu::BufferUsages::STORAGE);
+                let partials = self.output(units * 4);
+                run.dispatch(
+                    &self.lp,
+                    &params,
+                    &[&input, &partials, &flag],
+                    units.div_ceil(WORKGROUP / lanes),
+                );
+                run.read(&partials);
+            }
+            run.read(&flag);
+            let mut out = run.finish().await?;
+            if out.pop().is_some_and(|flag| flag != [0; 4]) {
                 return values.cpu_scores(layout, p); // inf/NaN present
             }
-            let partials: &[f32] = bytemuck::cast_slice(&out[0]);
-            for (g, &v) in partials.iter().enumerate() {
-                sums[c0 + g / splits] += v as f64;
+            for (&(_, rows, c0, _), partials) in batch.iter().zip(&out) {
+                let (_, splits) = lp_split(rows * inner);
+                for (g, &v) in bytemuck::cast_slice::<u8, f32>(partials).iter().enumerate() {
+                    sums[c0 + g / splits] += v as f64;
+                }
             }
         }
         Ok(sums.into_iter().map(|s| s as f32).collect())
@@ -204,17 +238,29 @@ impl Gpu {
     ) -> Result<Vec<u32>, String> {
         let size = cpu::check_selection(scores.len(), groups, drop)?;
         let comparisons = scores.len() as u64 * size as u64;
-        if drop == 0 || drop == size || scores.len() * 4 > self.chunk_bytes
+        if drop == 0
+            || drop == size
+            || scores.len() * 4 > self.chunk_bytes
             || comparisons > MAX_SELECT_COMPARISONS
         {
             return cpu::select_keep_per_group(scores, groups, drop);
         }
+        let mut run = Batch::new(self);
         let input = self.upload(bytemuck::cast_slice(scores), wgpu::BufferUsages::STORAGE);
         let keep = self.output(scores.len() * 4);
         let params = [scores.len(), size, drop, 0];
-        let workgroups = scores.len().div_ceil(WORKGROUP);
-        let out = self.run(&self.select, &params, &[&input, &keep], workgroups, &[&keep]).await?;
-        let flags: Vec<bool> = bytemuck::cast_slice::<u8, u32>(&out[0]).iter().map(|&k| k != 0).collect();
+        run.dispatch(
+            &self.select,
+            &params,
+            &[&input, &keep],
+            scores.len().div_ceil(WORKGROUP),
+        );
+        run.read(&keep);
+        let out = run.finish().await?;
+        let flags: Vec<bool> = bytemuck::cast_slice::<u8, u32>(&out[0])
+            .iter()
+            .map(|&k| k != 0)
+            .collect();
         Ok(cpu::kept_indices(&flags))
     }
 
@@ -233,23 +279,43 @@ impl Gpu {
         let in_row = layout.channels * block;
         let out_row = indices.len() * block;
         let row_bytes = in_row.max(out_row);
-        if block % 4 != 0 || row_bytes == 0 || layout.outer == 0 || row_bytes > self.chunk_bytes
+        if block % 4 != 0
+            || row_bytes == 0
+            || layout.outer == 0
+            || row_bytes > self.chunk_bytes
             || indices.len() * 4 > self.chunk_bytes
         {
             return cpu::gather_axis(bytes, dims, element_size, axis, indices);
         }
-        let index_buffer = self.upload(bytemuck::cast_slice(indices), wgpu::BufferUsages::STORAGE);
         let rows_per_chunk = self.chunk_bytes / row_bytes;
+        let chunks: Vec<(usize, usize)> = (0..layout.outer)
+            .step_by(rows_per_chunk)
+            .map(|o| (o, rows_per_chunk.min(layout.outer - o)))
+            .collect();
         let mut result = Vec::with_capacity(layout.outer * out_row);
-        for o in (0..layout.outer).step_by(rows_per_chunk) {
-            let rows = rows_per_chunk.min(layout.outer - o);
-            let input = self.upload(&bytes[o * in_row..(o + rows) * in_row], wgpu::BufferUsages::STORAGE);
-            let words = rows * out_row / 4;
-            let output = self.output(words * 4);
-            let params = [layout.channels, indices.len(), block / 4, words];
-            let buffers = [&input, &output, &index_buffer];
-            let out = self.run(&self.gather, &params, &buffers, words.div_ceil(WORKGROUP), &[&output]).await?;
-            result.extend_from_slice(&out[0]);
+        for batch in batches(&chunks, |&(_, rows)| rows * row_bytes) {
+            let mut run = Batch::new(self);
+            let index_buffer =
+                self.upload(bytemuck::cast_slice(indices), wgpu::BufferUsages::STORAGE);
+            for &(o, rows) in batch {
+                let input = self.upload(
+                    &bytes[o * in_row..(o + rows) * in_row],
+                    wgpu::BufferUsages::STORAGE,
+                );
+                let words = rows * out_row / 4;
+                let output = self.output(words * 4);
+                let params = [layout.channels, indices.len(), block / 4, words];
+                run.dispatch(
+                    &self.gather,
+                    &params,
+                    &[&input, &output, &index_buffer],
+                    words.div_ceil(WORKGROUP),
+                );
+                run.read(&output);
+            }
+            for out in run.finish().await? {
+                result.extend_from_slice(&out);
+            }
         }
         Ok(result)
     }
@@ -282,63 +348,136 @@ impl Gpu {
             mapped_at_creation: false,
         })
     }
+}
 
-    /// Binds `buffers` after the uniform `params` (bindings 1..), dispatches `workgroups`
-    /// workgroups (folded into 2D when above the per-dimension limit; the shaders rebuild the
-    /// linear index) and reads `outputs` back. GPU errors (validation, out of memory) reject.
-    async fn run(
-        &self,
+/// Invocations per channel unit (a power of two, at most a workgroup) and units per channel for
+/// `lp_reduce.wgsl`: short channels share a workgroup instead of leaving most of it idle.
+fn lp_split(per_channel: usize) -> (usize, usize) {
+    let lanes = per_channel
+        .div_ceil(LP_RUN)
+        .next_power_of_two()
+        .min(WORKGROUP);
+    (lanes, per_channel.div_ceil(lanes * LP_RUN))
+}
+
+/// Splits chunks into consecutive batches of at most `BATCH_BYTES` input (at least one chunk
+/// each): a batch is one submission and one read-back, so GPU memory stays bounded while small
+/// chunks do not each pay a map round trip.
+fn batches<T>(chunks: &[T], bytes: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let (mut start, mut total) = (0, 0);
+    for (i, chunk) in chunks.iter().enumerate() {
+        if i > start && total + bytes(chunk) > BATCH_BYTES {
+            out.push(&chunks[start..i]);
+            (start, total) = (i, 0);
+        }
+        total += bytes(chunk);
+    }
+    if start < chunks.len() {
+        out.push(&chunks[start..]);
+    }
+    out
+}
+
+/// One command submission: dispatches, then a single mapped read-back of every `read` buffer.
+/// GPU validation and out-of-memory errors inside it reject the call.
+struct Batch<'a> {
+    gpu: &'a Gpu,
+    encoder: wgpu::CommandEncoder,
+    reads: Vec<wgpu::Buffer>,
+    validation: wgpu::ErrorScopeGuard,
+    memory: wgpu::ErrorScopeGuard,
+}
+
+impl<'a> Batch<'a> {
+    fn new(gpu: &'a Gpu) -> Self {
+        let validation = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let memory = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let encoder = gpu.device.create_command_encoder(&Default::default());
+        Batch {
+            gpu,
+            encoder,
+            reads: Vec::new(),
+            validation,
+            memory,
+        }
+    }
+
+    /// Binds `buffers` after the uniform `params` (bindings 1..) and dispatches `workgroups`
+    /// workgroups, folded into 2D above the per-dimension limit (the shaders rebuild the index).
+    fn dispatch(
+        &mut self,
         kernel: &Kernel,
         params: &[usize],
         buffers: &[&wgpu::Buffer],
         workgroups: usize,
-        outputs: &[&wgpu::Buffer],
-    ) -> Result<Vec<Vec<u8>>, String> {
-        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let memory = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    ) {
         let params: Vec<u32> = params.iter().map(|&v| v as u32).collect();
-        let uniform = self.upload(bytemuck::cast_slice(&params), wgpu::BufferUsages::UNIFORM);
-        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+        let uniform = self
+            .gpu
+            .upload(bytemuck::cast_slice(&params), wgpu::BufferUsages::UNIFORM);
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: uniform.as_entire_binding(),
+        }];
         for (i, buffer) in buffers.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: buffer.as_entire_binding() });
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: buffer.as_entire_binding(),
+            });
         }
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        let bind_group = self
+            .gpu
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &kernel.layout,
+                entries: &entries,
+            });
+        let mut pass = self.encoder.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&kernel.pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        self.gpu.dispatches.set(self.gpu.dispatches.get() + 1);
+        let x = workgroups.clamp(1, MAX_GROUPS_PER_DIM);
+        pass.dispatch_workgroups(x as u32, workgroups.div_ceil(x).max(1) as u32, 1);
+    }
+
+    fn read(&mut self, buffer: &wgpu::Buffer) {
+        self.reads.push(buffer.clone());
+    }
+
+    /// Submits and returns the contents of the `read` buffers, in order.
+    async fn finish(mut self) -> Result<Vec<Vec<u8>>, String> {
+        let total: u64 = self.reads.iter().map(|b| b.size()).sum();
+        let staging = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
-            layout: &kernel.layout,
-            entries: &entries,
+            size: total.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
         });
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&kernel.pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            let x = workgroups.clamp(1, MAX_GROUPS_PER_DIM);
-            pass.dispatch_workgroups(x as u32, workgroups.div_ceil(x).max(1) as u32, 1);
+        let mut offset = 0;
+        for buffer in &self.reads {
+            self.encoder
+                .copy_buffer_to_buffer(buffer, 0, &staging, offset, buffer.size());
+            offset += buffer.size();
         }
-        let staging: Vec<wgpu::Buffer> = outputs
-            .iter()
-            .map(|output| {
-                let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: None,
-                    size: output.size(),
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
-                encoder.copy_buffer_to_buffer(output, 0, &buffer, 0, output.size());
-                buffer
-            })
-            .collect();
-        self.queue.submit([encoder.finish()]);
-        let memory_error = memory.pop().await;
-        let validation_error = validation.pop().await;
+        self.gpu.queue.submit([self.encoder.finish()]);
+        let memory_error = self.memory.pop().await;
+        let validation_error = self.validation.pop().await;
         if let Some(e) = memory_error.or(validation_error) {
             return Err(format!("WebGPU error: {e}"));
         }
-        let mut results = Vec::with_capacity(staging.len());
-        for buffer in &staging {
-            results.push(read(buffer).await?);
-        }
-        Ok(results)
+        let data = read(&staging).await?;
+        let mut offset = 0;
+        Ok(self
+            .reads
+            .iter()
+            .map(|b| {
+                let part = data[offset..offset + b.size() as usize].to_vec();
+                offset += b.size() as usize;
+                part
+            })
+            .collect())
     }
 }
 
@@ -349,15 +488,23 @@ async fn read(buffer: &wgpu::Buffer) -> Result<Vec<u8>, String> {
     let resolve = resolve.ok_or("Promise executor did not run")?;
     let mapped = Rc::new(Cell::new(false));
     let flag = mapped.clone();
-    buffer.slice(..).map_async(wgpu::MapMode::Read, move |result| {
-        flag.set(result.is_ok());
-        let _ = resolve.call0(&JsValue::UNDEFINED);
-    });
-    JsFuture::from(promise).await.map_err(|e| format!("{e:?}"))?;
+    buffer
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, move |result| {
+            flag.set(result.is_ok());
+            let _ = resolve.call0(&JsValue::UNDEFINED);
+        });
+    JsFuture::from(promise)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
     if !mapped.get() {
         return Err("mapping a GPU buffer for reading failed".into());
     }
-    let data = buffer.slice(..).get_mapped_range().map_err(|e| e.to_string())?.to_vec();
+    let data = buffer
+        .slice(..)
+        .get_mapped_range()
+        .map_err(|e| e.to_string())?
+        .to_vec();
     buffer.unmap();
     Ok(data)
 }

@@ -17,14 +17,24 @@ fn js<T: Into<JsValue>>(result: Result<T, String>) -> Result<JsValue, JsValue> {
 }
 
 #[wasm_bindgen]
-pub fn cpu_channel_lp_scores_f32(data: &[f32], dims: &[u32], axis: u32, p: u32) -> Result<Vec<f32>, JsError> {
+pub fn cpu_channel_lp_scores_f32(
+    data: &[f32],
+    dims: &[u32],
+    axis: u32,
+    p: u32,
+) -> Result<Vec<f32>, JsError> {
     let layout = Layout::new(dims, axis, data.len()).map_err(|e| JsError::new(&e))?;
     cpu::channel_lp_scores(data, layout, p, |x| x).map_err(|e| JsError::new(&e))
 }
 
 /// `data` holds IEEE binary16 bit patterns.
 #[wasm_bindgen]
-pub fn cpu_channel_lp_scores_f16(data: &[u16], dims: &[u32], axis: u32, p: u32) -> Result<Vec<f32>, JsError> {
+pub fn cpu_channel_lp_scores_f16(
+    data: &[u16],
+    dims: &[u32],
+    axis: u32,
+    p: u32,
+) -> Result<Vec<f32>, JsError> {
     let layout = Layout::new(dims, axis, data.len()).map_err(|e| JsError::new(&e))?;
     cpu::channel_lp_scores(data, layout, p, cpu::f16_to_f32).map_err(|e| JsError::new(&e))
 }
@@ -45,7 +55,11 @@ pub fn cpu_group_scores(scores: &[f32], groups: u32, reduce: &str) -> Result<Vec
 }
 
 #[wasm_bindgen]
-pub fn cpu_select_keep_per_group(scores: &[f32], groups: u32, drop: u32) -> Result<Vec<u32>, JsError> {
+pub fn cpu_select_keep_per_group(
+    scores: &[f32],
+    groups: u32,
+    drop: u32,
+) -> Result<Vec<u32>, JsError> {
     cpu::select_keep_per_group(scores, groups as usize, drop as usize).map_err(|e| JsError::new(&e))
 }
 
@@ -74,8 +88,12 @@ impl GpuCore {
     /// Rejects when `navigator.gpu` gives no adapter or device. `max_chunk_bytes` caps the bytes
     /// per storage binding below the device limit (for tests).
     pub async fn create(max_chunk_bytes: Option<u32>) -> Result<GpuCore, JsError> {
-        let gpu = gpu::Gpu::new(max_chunk_bytes).await.map_err(|e| JsError::new(&e))?;
-        Ok(GpuCore { gpu: std::rc::Rc::new(gpu) })
+        let gpu = gpu::Gpu::new(max_chunk_bytes)
+            .await
+            .map_err(|e| JsError::new(&e))?;
+        Ok(GpuCore {
+            gpu: std::rc::Rc::new(gpu),
+        })
     }
 
     #[wasm_bindgen(getter)]
@@ -83,27 +101,59 @@ impl GpuCore {
         self.gpu.adapter_name.clone()
     }
 
+    /// Compute dispatches submitted so far (calls that fell back to the CPU add none).
+    #[wasm_bindgen(getter)]
+    pub fn dispatches(&self) -> u32 {
+        self.gpu.dispatches.get()
+    }
+
     /// Resolves to a Float32Array.
-    pub fn channel_lp_scores_f32(&self, data: Vec<f32>, dims: Vec<u32>, axis: u32, p: u32) -> js_sys::Promise {
+    pub fn channel_lp_scores_f32(
+        &self,
+        data: Vec<f32>,
+        dims: Vec<u32>,
+        axis: u32,
+        p: u32,
+    ) -> js_sys::Promise {
         let gpu = self.gpu.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            js(gpu.channel_lp_scores(gpu::Values::F32(&data), &dims, axis, p).await.map(|v| js_sys::Float32Array::from(&v[..])))
+            js(gpu
+                .channel_lp_scores(gpu::Values::F32(&data), &dims, axis, p)
+                .await
+                .map(|v| js_sys::Float32Array::from(&v[..])))
         })
     }
 
     /// `data` holds IEEE binary16 bit patterns. Resolves to a Float32Array.
-    pub fn channel_lp_scores_f16(&self, data: Vec<u16>, dims: Vec<u32>, axis: u32, p: u32) -> js_sys::Promise {
+    pub fn channel_lp_scores_f16(
+        &self,
+        data: Vec<u16>,
+        dims: Vec<u32>,
+        axis: u32,
+        p: u32,
+    ) -> js_sys::Promise {
         let gpu = self.gpu.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            js(gpu.channel_lp_scores(gpu::Values::F16(&data), &dims, axis, p).await.map(|v| js_sys::Float32Array::from(&v[..])))
+            js(gpu
+                .channel_lp_scores(gpu::Values::F16(&data), &dims, axis, p)
+                .await
+                .map(|v| js_sys::Float32Array::from(&v[..])))
         })
     }
 
     /// Resolves to a Uint32Array.
-    pub fn select_keep_per_group(&self, scores: Vec<f32>, groups: u32, drop: u32) -> js_sys::Promise {
+    pub fn select_keep_per_group(
+        &self,
+        scores: Vec<f32>,
+        groups: u32,
+        drop: u32,
+    ) -> js_sys::Promise {
         let gpu = self.gpu.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            js(gpu.select_keep_per_group(&scores, groups as usize, drop as usize).await.map(|v| js_sys::Uint32Array::from(&v[..])))
+            js(gpu
+                .select_keep_per_group(&scores, groups as usize, drop as usize)
+                .await
+                .map(|v| js_sys::Uint32Array::from(&v[..])))
         })
     }
 
@@ -118,7 +168,10 @@ impl GpuCore {
     ) -> js_sys::Promise {
         let gpu = self.gpu.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            js(gpu.gather_axis(&bytes, &dims, element_size, axis, &indices).await.map(|v| js_sys::Uint8Array::from(&v[..])))
+            js(gpu
+                .gather_axis(&bytes, &dims, element_size, axis, &indices)
+                .await
+                .map(|v| js_sys::Uint8Array::from(&v[..])))
         })
     }
 

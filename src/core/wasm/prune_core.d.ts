@@ -35,6 +35,10 @@ export class GpuCore {
      */
     select_keep_per_group(scores: Float32Array | number[], groups: number, drop: number): Promise<any>;
     readonly adapter_name: string;
+    /**
+     * Compute dispatches submitted so far (calls that fell back to the CPU add none).
+     */
+    readonly dispatches: number;
 }
 
 /**

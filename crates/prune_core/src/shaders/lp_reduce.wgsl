@@ -1,17 +1,19 @@
 // Partial per-channel sums of |x|^p over one chunk of a tensor seen as [outer, channels, inner].
-// Workgroup `g` handles channel g / splits and a run of RUN * WG of that channel's elements; the
-// host adds the partials in f64. Non-finite inputs raise a flag instead of entering the sums
-// (WGSL lets implementations assume no inf/NaN), and the host then redoes the call on the CPU.
+// A "unit" is one channel's run of at most LANES * RUN elements (unit = channel * splits + split).
+// LANES invocations share a unit, each summing up to RUN strided elements; a tree reduction over
+// the lanes gives partials[unit]; a workgroup handles WG / LANES units. The host adds partials in
+// f64. Non-finite inputs raise a flag instead of entering the sums (WGSL lets implementations
+// assume no inf/NaN), and the host then redoes the call on the CPU.
 
 struct Params {
     channels: u32,    // channels in this chunk
     inner: u32,       // elements per channel row
     per_channel: u32, // elements of one channel in this chunk (outer rows * inner)
-    splits: u32,      // workgroups per channel
-    total_groups: u32,
+    splits: u32,      // units per channel
+    units: u32,       // channels * splits
     is_f16: u32,
     p: u32,
-    _pad: u32,
+    lanes: u32,       // invocations per unit: a power of two <= WG
 }
 
 const WG: u32 = 256u;
@@ -52,16 +54,22 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let group = wid.x + wid.y * nwg.x;
-    if group >= params.total_groups {
-        return;
+    let lanes = params.lanes;
+    let first_unit = (wid.x + wid.y * nwg.x) * (WG / lanes);
+    if first_unit >= params.units {
+        return; // the whole workgroup: uniform
     }
-    let channel = group / params.splits;
-    let first = (group % params.splits) * WG * RUN;
+    let unit = first_unit + lid / lanes;
+    let lane = lid % lanes;
     var sum = 0.0;
-    for (var r = 0u; r < RUN; r++) {
-        let j = first + r * WG + lid;
-        if j < params.per_channel {
+    if unit < params.units {
+        let channel = unit / params.splits;
+        let first = (unit % params.splits) * lanes * RUN;
+        for (var r = 0u; r < RUN; r++) {
+            let j = first + r * lanes + lane;
+            if j >= params.per_channel {
+                break;
+            }
             let row = j / params.inner;
             let index = (row * params.channels + channel) * params.inner + j % params.inner;
             let bits = element_bits(index);
@@ -75,13 +83,13 @@ fn main(
     }
     acc[lid] = sum;
     workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
-        if lid < stride {
+    for (var stride = lanes / 2u; stride > 0u; stride >>= 1u) {
+        if lane < stride {
             acc[lid] += acc[lid + stride];
         }
         workgroupBarrier();
     }
-    if lid == 0u {
-        partials[group] = acc[0];
+    if lane == 0u && unit < params.units {
+        partials[unit] = acc[lid];
     }
 }
