@@ -339,3 +339,31 @@ Deno.test("weights held in Constant nodes are pruned like initializers", async (
     assert.ok(pruned.report.params.after < pruned.report.params.before);
   }
 });
+
+Deno.test("trained Fashion-MNIST ViT: pruned ≡ masked on real test images", async () => {
+  const original = await fixture("fmnist_vit");
+  const data = await Deno.readFile(new URL("fmnist_test_1000.bin", FIXTURES));
+  const view = new DataView(data.buffer, data.byteOffset);
+  assert.equal(new TextDecoder().decode(data.subarray(0, 8)), "FMNIST1K");
+  const [rows, cols] = [view.getUint16(12, true), view.getUint16(14, true)];
+  const n = 64, pixels = rows * cols;
+  // Normalisation from tests/fixtures/fixtures.json: (pixel/255 − 0.286) / 0.353.
+  const x = Float32Array.from(data.subarray(16, 16 + n * pixels), (p) => (p / 255 - 0.286) / 0.353);
+  const ort = await loadOrt();
+  const logits = async (bytes: Uint8Array) => {
+    const session = await createSession(bytes);
+    const feeds = { [session.inputNames[0]]: new ort.Tensor("float32", x, [n, 1, rows, cols]) };
+    return (await session.run(feeds))[session.outputNames[0]].data as Float32Array;
+  };
+  for (const options of [MODES.heads, MODES.dims, MODES.mlp, MODES["heads+mlp"]]) {
+    const pruned = await pruneModel(decodeModel(original), { ...options, core });
+    const masked = await pruneModel(decodeModel(original), { ...options, core, mask: true });
+    const [yp, ym, yo] = await Promise.all([
+      logits(encodeModel(pruned.model)),
+      logits(encodeModel(masked.model)),
+      logits(original),
+    ]);
+    assert.ok(maxAbsDiff(ym, yo) > 1e-3, "masking changed nothing");
+    assert.ok(maxAbsDiff(yp, ym) <= 1e-4, `pruned differs from masked by ${maxAbsDiff(yp, ym)}`);
+  }
+});
