@@ -101,6 +101,19 @@ export function formatReport(report: PruneReport, options: FormatReportOptions =
     out.push(...table(["block", "heads", "head dim", "MLP"], rows, ""));
   }
 
+  if (options.dryRun && report.groups.length > 0) {
+    out.push("");
+    out.push(`groups found (${report.groups.length}):`);
+    const rows = report.groups.map((g) => [
+      g.kind,
+      g.name,
+      Object.entries(g.size).map(([k, v]) => `${k} ${v}`).join(", "),
+      g.tensors.map((t) => `${t.name}[${t.axis}]`).join(" "),
+      g.blocked ? `not prunable: ${g.blocked}` : "",
+    ]);
+    out.push(...table(["kind", "block", "size", "coupled tensors [axis]", ""], rows));
+  }
+
   if (report.skipped.length > 0) {
     out.push("");
     out.push(`skipped (${report.skipped.length}):`);

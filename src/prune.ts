@@ -7,13 +7,13 @@
  */
 import { PruneError } from "./errors.ts";
 import type { PruneOptions } from "./options.ts";
-import type { BlockReport, PruneReport } from "./report.ts";
+import type { BlockReport, GroupReport, PruneReport } from "./report.ts";
 import type { ModelProto } from "./onnx/proto.ts";
 import { decodeModel, encodeModel } from "./onnx/model_io.ts";
 import { tensorDims } from "./onnx/tensor.ts";
 import { Graph, type GraphProto } from "./graph/graph.ts";
 import { type ProbedTensor, probeTensors } from "./runtime/probe.ts";
-import { traceGraph } from "./analysis/trace.ts";
+import { type Trace, traceGraph } from "./analysis/trace.ts";
 import { findGroups, type Group } from "./analysis/groups.ts";
 import { type GroupDecision, makePlan } from "./plan.ts";
 import { applyPlan, type ApplyStats, maskPlan } from "./apply.ts";
@@ -139,6 +139,7 @@ export async function pruneModel(
       backend: core.backend,
       blocks: decisions.map(blockReport),
       skipped: skippedGroups(groups, options),
+      groups: groups.map((g) => groupReport(g, trace)),
     };
     return { model, report, stats };
   } finally {
@@ -272,6 +273,33 @@ function blockReport(d: GroupDecision): BlockReport {
     name: g.name,
     channels: { before: g.channels.size, after: kept.length },
     keptChannels: kept,
+  };
+}
+
+function groupReport(g: Group, trace: Trace): GroupReport {
+  const factors = g.kind === "attention" ? [g.heads, g.qkDim, g.vDim] : [g.channels];
+  const tensors: GroupReport["tensors"] = [];
+  for (const t of trace.tensorTouches) {
+    if (!t.factors.flatMap((f) => f.leaves()).some((l) => factors.includes(l))) continue;
+    if (tensors.some((x) => x.name === t.ref.name && x.axis === t.axis)) continue;
+    tensors.push({ name: t.ref.name, axis: t.axis, role: t.role });
+  }
+  if (g.kind === "attention") {
+    const blocked = g.headsBlocked ?? g.dimsBlocked;
+    return {
+      kind: "attention",
+      name: g.name,
+      size: { heads: g.heads.size, qkDim: g.qkDim.size, vDim: g.vDim.size },
+      tensors,
+      ...(blocked ? { blocked } : {}),
+    };
+  }
+  return {
+    kind: "mlp",
+    name: g.name,
+    size: { channels: g.channels.size },
+    tensors,
+    ...(g.blocked ? { blocked: g.blocked } : {}),
   };
 }
 

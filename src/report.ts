@@ -6,6 +6,22 @@ export interface PruneReport {
   blocks: BlockReport[];
   /** Groups found but left alone, each with the reason. */
   skipped: { name: string; reason: string }[];
+  /** Every prunable group the analysis found, with the tensors coupled to it. */
+  groups: GroupReport[];
+}
+
+/** A group of coupled channels found in the graph. */
+export interface GroupReport {
+  kind: "attention" | "mlp";
+  /** Name of the node that produces the group's channels. */
+  name: string;
+  /** Sizes of the group's dimensions: `{ heads, qkDim, vDim }` or `{ channels }`. */
+  size: Record<string, number>;
+  /** Constants sliced with the group: name, axis, and role (producer weight, consumer weight,
+   * or other operand such as a bias). */
+  tensors: { name: string; axis: number; role: "weight-out" | "weight-in" | "operand" }[];
+  /** Why the group cannot be pruned (absent when it can). */
+  blocked?: string;
 }
 
 export type BlockReport = AttentionBlockReport | MlpBlockReport;
