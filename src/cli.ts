@@ -45,7 +45,7 @@ options:
       --ignore NAME         node/initializer name or prefix to leave alone (repeatable)
       --num-heads NODE=H    head count of the attention block of NODE (repeatable)
       --layer-ratio NODE=R  pruning ratio for the block containing NODE (repeatable)
-      --dim NAME=N          size of a symbolic input dim other than the batch (repeatable)
+      --dim NAME=N          size of a symbolic input dim other than the batch (default 8; repeatable)
       --criterion l1|l2     channel importance (default l2)
       --backend auto|gpu|cpu
                             compute backend (default auto)

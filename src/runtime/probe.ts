@@ -29,6 +29,8 @@ export interface ProbeOptions {
   dimValues?: Record<string, number>;
   /** Size used for a symbolic / unknown first (batch) dim. Default 1. */
   batch?: number;
+  /** Size used for any other symbolic dim without a value in `dimValues`. Default 8. */
+  otherDims?: number;
   /** Largest tensor whose values are kept (default 64 elements). */
   maxValues?: number;
 }
@@ -118,13 +120,8 @@ function inputShape(
     const named = param ? options.dimValues?.[param] : undefined;
     if (named !== undefined) return named;
     if (axis === 0) return options.batch ?? 1;
-    throw new PruneError(
-      "unknown-input-shape",
-      `graph input "${name}" has a symbolic dim ${axis}${param ? ` ("${param}")` : ""}: ` +
-        `give its size (dimValues: { "${
-          param || "name"
-        }": N } or inputShapes: { "${name}": [...] })`,
-    );
+    // Other symbolic dims (a sequence length): a small size that any position table allows.
+    return options.otherDims ?? 8;
   });
 }
 
@@ -132,8 +129,8 @@ function inputShape(
  * Runs the model once in onnxruntime with every node output added as a graph output, and
  * returns the dims (and, for small tensors such as shape vectors, the values) of every graph
  * input and node output. Inputs are synthesised from the graph input types: a symbolic or
- * unknown first dim becomes `options.batch` (1); any other symbolic dim needs
- * `options.dimValues` or `options.inputShapes` (else a PruneError naming the input). Float
+ * unknown first dim becomes `options.batch` (1); any other symbolic dim takes its size from
+ * `options.dimValues` (by name) or `options.inputShapes`, else `options.otherDims` (8). Float
  * inputs get small deterministic values, integer and bool inputs zeros. A plain number array
  * is taken as the shape of the first graph input. Throws PruneError("probe-failed") when
  * onnxruntime cannot run the model.
@@ -239,7 +236,7 @@ export async function probeTensors(
       "probe-failed",
       `onnxruntime cannot run the model on synthetic inputs (${
         Object.entries(feeds).map(([k, v]) => `${k}: [${v.dims}]`).join(", ")
-      }): ${firstLine(e)}`,
+      }): ${firstLine(e)}. If a symbolic input dim needs another size, give it (--dim NAME=N)`,
     );
   } finally {
     await session.release?.();
