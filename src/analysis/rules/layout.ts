@@ -208,6 +208,36 @@ export const concat: Rule = (ctx, node) => {
   ctx.setAxes(node.output[0], outAxes);
 };
 
+/**
+ * Expand broadcasts size-1 axes (repeat_kv in grouped-query attention expands each KV head over
+ * its group). Axes that keep their size keep their factors; a channel axis whose size is spelled
+ * out in the target shape gets that element rewritten.
+ */
+export const expand: Rule = (ctx, node) => {
+  const label = nodeLabel(node);
+  const axes = ctx.axesOf(node.input[0])!;
+  const inDims = ctx.dims(node.input[0]), outDims = ctx.dims(node.output[0]);
+  if (!inDims || !outDims) return ctx.blockInputs(node, `${label}: shape unknown`);
+  const target = ctx.graph.constantInts(node.input[1]) ??
+    ctx.trace.shapes.get(node.input[1])?.values;
+  const offset = outDims.length - inDims.length;
+  const shapeOffset = outDims.length - (target?.length ?? outDims.length);
+  const out = outDims.map((d, i) => {
+    const a = i - offset;
+    if (a < 0 || inDims[a] !== d) return plain(d, label);
+    const list = axes[a];
+    const index = i - shapeOffset;
+    if (hasChannel(list) && index >= 0 && target?.[index] !== 1) {
+      const use = { node, inputIndex: 1 };
+      const problem = checkShapeElement(ctx.trace, use, index);
+      if (problem) blockList(list, `${label}: target dim ${index} ${problem}`);
+      else ctx.touchShape({ use, index, factors: list });
+    }
+    return list;
+  });
+  ctx.setAxes(node.output[0], out);
+};
+
 /** Shape reads a tracked tensor but produces a shape vector (followed by shape_values). */
 export const shapeOf: Rule = () => {};
 
@@ -222,6 +252,7 @@ export function layoutRules(): Record<string, Rule> {
     Slice: slice,
     Gather: gather,
     Concat: concat,
+    Expand: expand,
     Shape: shapeOf,
     Size: shapeOf,
   };
