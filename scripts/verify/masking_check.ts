@@ -4,8 +4,7 @@
  *
  *   deno run -A scripts/verify/masking_check.ts model.onnx [more.onnx …]
  *
- * Prints one line per (model, mode) and exits 1 if any fails. Float32 inputs; symbolic dims are
- * set to 2.
+ * Prints one line per (model, mode) and exits 1 if any fails. Compares the first output.
  */
 import { decodeModel, encodeModel, readModelFile } from "../../src/onnx/model_io.ts";
 import { pruneModel, type RunOptions } from "../../src/prune.ts";
@@ -20,15 +19,47 @@ const MODES: Record<string, RunOptions> = {
 
 const core = await createCore({ backend: "cpu" });
 const ort = await loadOrt();
+
+/**
+ * Inputs for every graph input: floats from a sine, token ids cycling below 50, attention
+ * masks of ones, token types of zeros. Symbolic dims are 2 (batch) and 8 (others).
+ */
+function makeFeeds(bytes: Uint8Array) {
+  const graph = decodeModel(bytes).graph!;
+  const weights = new Set(graph.initializer!.map((t) => t.name));
+  const feeds: Record<string, unknown> = {};
+  for (const input of graph.input!.filter((i) => !weights.has(i.name))) {
+    const dims = input.type!.tensorType!.shape!.dim!.map((d, i) =>
+      d.dimValue ? Number(d.dimValue) : i === 0 ? 2 : 8
+    );
+    const n = dims.reduce((a, b) => a * b, 1);
+    const name = input.name!;
+    if (input.type!.tensorType!.elemType === 7) {
+      const value = (i: number) =>
+        /mask/i.test(name) ? 1 : /type/i.test(name) ? 0 : (i * 7) % 50 + 1;
+      feeds[name] = new ort.Tensor(
+        "int64",
+        BigInt64Array.from({ length: n }, (_, i) => BigInt(value(i))),
+        dims,
+      );
+    } else {
+      feeds[name] = new ort.Tensor(
+        "float32",
+        new Float32Array(n).map((_, i) => Math.sin(i * 0.37)),
+        dims,
+      );
+    }
+  }
+  // deno-lint-ignore no-explicit-any
+  return feeds as any;
+}
 let failures = 0;
 for (const file of Deno.args) {
   const bytes = encodeModel(await readModelFile(file));
-  const input = decodeModel(bytes).graph!.input![0];
-  const dims = input.type!.tensorType!.shape!.dim!.map((d) => d.dimValue ? Number(d.dimValue) : 2);
-  const x = new Float32Array(dims.reduce((a, b) => a * b, 1)).map((_, i) => Math.sin(i * 0.37));
+  const feeds = makeFeeds(bytes);
   const run = async (model: Uint8Array) => {
     const session = await createSession(model);
-    const out = await session.run({ [session.inputNames[0]]: new ort.Tensor("float32", x, dims) });
+    const out = await session.run(feeds);
     return out[session.outputNames[0]].data as Float32Array;
   };
   const original = await run(bytes);
