@@ -106,9 +106,17 @@ export class TraceContext {
 /** A propagation rule: reads the node's tracked inputs, sets its outputs' axes, records touches. */
 export type Rule = (ctx: TraceContext, node: NodeProto) => void;
 
+/**
+ * Blocks the channel factors of a list. A factor that is plain now may join a channel class
+ * later in the pass (repeat_kv's group axis meets the query heads only at Q·Kᵀ), so every block
+ * is also recorded and replayed once the pass is over.
+ */
 export function blockList(list: Factor[], reason: string): void {
+  pendingBlocks?.push({ list, reason });
   for (const f of leavesOf(list)) if (f.channel) f.block(reason);
 }
+
+let pendingBlocks: { list: Factor[]; reason: string }[] | undefined;
 
 export function nodeLabel(node: NodeProto): string {
   return `${node.opType} node "${node.name || node.output[0]}"`;
@@ -126,6 +134,20 @@ export function traceGraph(graph: Graph, shapes: Map<string, ProbedTensor>): Tra
     matmuls: [],
   };
   const ctx = new TraceContext(trace);
+  pendingBlocks = [];
+  try {
+    propagate(ctx);
+    for (const { list, reason } of pendingBlocks) {
+      for (const f of leavesOf(list)) if (f.channel) f.block(reason);
+    }
+  } finally {
+    pendingBlocks = undefined;
+  }
+  return trace;
+}
+
+function propagate(ctx: TraceContext): void {
+  const { trace, graph } = ctx;
   for (const node of graph.nodes) {
     const linear = RULES.linear(ctx, node);
     if (linear) continue;
@@ -140,7 +162,6 @@ export function traceGraph(graph: Graph, shapes: Map<string, ProbedTensor>): Tra
       blockList(axis, `reaches graph output "${out}"`);
     }
   }
-  return trace;
 }
 
 export function anyChannel(axes: Factor[][] | undefined): boolean {

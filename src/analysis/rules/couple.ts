@@ -3,24 +3,23 @@
  *
  * @module
  */
-import { Factor, hasChannel, unifyLists } from "../factors.ts";
+import { Factor, unifyLists } from "../factors.ts";
 import { blockList } from "../trace.ts";
 
 /**
- * Declares that two axes index the same channels. When only one side carries channels the other
- * side cannot follow a pruning of them, so the channels are blocked.
+ * Declares that two axes of tracked tensors index the same channels: their factors are unified
+ * (plain ones too, since either may join a channel class later in the pass).
  */
 export function couple(a: Factor[], b: Factor[], reason: string): void {
-  const ca = hasChannel(a), cb = hasChannel(b);
-  if (!ca && !cb) return;
-  if (ca && cb) {
-    if (!unifyLists(a, b)) {
-      blockList(a, `${reason}: channel layouts disagree`);
-      blockList(b, `${reason}: channel layouts disagree`);
-    }
-    return;
+  if (!unifyLists(a, b)) {
+    blockList(a, `${reason}: channel layouts disagree`);
+    blockList(b, `${reason}: channel layouts disagree`);
   }
-  blockList(ca ? a : b, `${reason}: coupled with a tensor the analysis does not track`);
+}
+
+/** A tracked axis meets an axis of a tensor the analysis does not follow: no channel may go. */
+export function coupleUntracked(tracked: Factor[], reason: string): void {
+  blockList(tracked, `${reason}: coupled with a tensor the analysis does not track`);
 }
 
 /** Index of `outAxis` (of an output of rank `outRank`) in an input of rank `inRank`, or -1. */

@@ -8,7 +8,6 @@
 import { tensorDims } from "../../onnx/tensor.ts";
 import { attrInt } from "../../graph/graph.ts";
 import type { Factor } from "../factors.ts";
-import { hasChannel } from "../factors.ts";
 import type { Rule } from "../trace.ts";
 import { blockList, nodeLabel } from "../trace.ts";
 import { alignedAxis, couple, normAxis, plain } from "./couple.ts";
@@ -57,20 +56,19 @@ export const broadcast: Rule = (ctx, node) => {
       }
     });
     const list = merged ?? plain(outDims[axis], label);
-    if (hasChannel(list)) {
-      if (untracked.length) {
-        blockList(list, `${label}: combined with untracked tensor "${untracked[0]}"`);
-      }
-      for (const c of constants) {
-        const ref = ctx.graph.constant(node.input[c.index])!;
-        ctx.touchTensor({
-          use: { node, inputIndex: c.index },
-          ref,
-          axis: c.axis,
-          factors: list,
-          role: "operand",
-        });
-      }
+    if (untracked.length) {
+      blockList(list, `${label}: combined with untracked tensor "${untracked[0]}"`);
+    }
+    // Recorded even on plain axes: they may join a channel class later in the pass.
+    for (const c of constants) {
+      const ref = ctx.graph.constant(node.input[c.index])!;
+      ctx.touchTensor({
+        use: { node, inputIndex: c.index },
+        ref,
+        axis: c.axis,
+        factors: list,
+        role: "operand",
+      });
     }
     outAxes.push(list);
   }

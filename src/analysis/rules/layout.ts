@@ -29,8 +29,8 @@ export const reshape: Rule = (ctx, node) => {
   if (node.opType !== "Reshape") return;
   const target = node.input[1];
   const values = ctx.graph.constantInts(target) ?? ctx.trace.shapes.get(target)?.values;
+  // Every axis, plain ones included: a plain factor may join a channel class later in the pass.
   regrouped.forEach((axis, index) => {
-    if (!hasChannel(axis)) return;
     const value = values?.[index];
     if (value === -1 || (value === 0 && !attrInt(node, "allowzero", 0))) return;
     const use = { node, inputIndex: 1 };
@@ -91,7 +91,7 @@ export const split: Rule = (ctx, node) => {
         blockList(axes[axis], `${label}: split does not follow channel blocks`);
       } else {
         outAxes[axis] = sel.out;
-        if (hasChannel(sel.trailing) && sel.out !== axes[axis]) {
+        if (sel.out !== axes[axis]) {
           if (fromInput) ctx.touchShape({ use: fromInput, index: i, factors: sel.trailing });
           else if (attrInts(node, "split")) {
             ctx.touchShape({
@@ -103,7 +103,10 @@ export const split: Rule = (ctx, node) => {
           }
         }
       }
-    } else outAxes[axis] = plain(size, label);
+    } else {
+      blockList(axes[axis], `${label}: splits these channels`);
+      outAxes[axis] = plain(size, label);
+    }
     ctx.setAxes(out, outAxes);
     start += size;
   });
@@ -130,8 +133,8 @@ export const slice: Rule = (ctx, node) => {
   }
   sliceAxes.forEach((rawAxis, k) => {
     const axis = normAxis(rawAxis, axes.length);
-    if (!hasChannel(axes[axis])) return;
     if (outDims[axis] === inDims[axis]) return; // whole axis
+    if (!hasChannel(axes[axis])) return blockList(axes[axis], `${label}: slices these channels`);
     if (steps && steps[k] !== 1) {
       return blockList(axes[axis], `${label}: strided slice of channels`);
     }
@@ -140,7 +143,6 @@ export const slice: Rule = (ctx, node) => {
     const sel = selectRange(axes[axis], start, outDims[axis], label);
     if (!sel) return blockList(axes[axis], `${label}: slice does not follow channel blocks`);
     outAxes[axis] = sel.out;
-    if (!hasChannel(sel.trailing)) return;
     if (!node.input[1]) {
       return blockList(axes[axis], `${label}: bounds in attributes are not rewritten`);
     }
@@ -163,11 +165,10 @@ export const gather: Rule = (ctx, node) => {
   const indexDims = ctx.dims(node.input[1]) ??
     (ctx.graph.constant(node.input[1]) ? [] : undefined);
   if (!indexDims) return ctx.blockInputs(node, `${label}: indices shape unknown`);
-  if (hasChannel(data[axis])) {
-    const leaves = leavesOf(data[axis]).filter((f) => f.root().size !== 1);
-    if (leaves.length !== 1 || indexDims.length !== 0) {
-      return blockList(data[axis], `${label}: gathers channels`);
-    }
+  const leaves = leavesOf(data[axis]).filter((f) => f.root().size !== 1);
+  if (!hasChannel(data[axis]) || leaves.length !== 1 || indexDims.length !== 0) {
+    blockList(data[axis], `${label}: gathers channels`);
+  } else {
     blockList(leaves, `${label}: selects one of these channels`);
   }
   const out = [
@@ -198,11 +199,7 @@ export const concat: Rule = (ctx, node) => {
     for (const n of node.input) {
       const a = ctx.axesOf(n);
       if (a && a !== base) couple(base[i], a[i], label);
-      else if (!a && hasChannel(base[i]) && !ctx.graph.constant(n)) {
-        blockList(base[i], `${label}: concatenated with untracked tensor "${n}"`);
-      } else if (!a && hasChannel(base[i])) {
-        blockList(base[i], `${label}: concatenated with a constant`);
-      }
+      else if (!a) blockList(base[i], `${label}: concatenated with untracked tensor "${n}"`);
     }
   }
   ctx.setAxes(node.output[0], outAxes);
@@ -227,7 +224,7 @@ export const expand: Rule = (ctx, node) => {
     if (a < 0 || inDims[a] !== d) return plain(d, label);
     const list = axes[a];
     const index = i - shapeOffset;
-    if (hasChannel(list) && index >= 0 && target?.[index] !== 1) {
+    if (index >= 0 && target?.[index] !== 1) {
       const use = { node, inputIndex: 1 };
       const problem = checkShapeElement(ctx.trace, use, index);
       if (problem) blockList(list, `${label}: target dim ${index} ${problem}`);

@@ -8,7 +8,7 @@
 import type { Factor } from "../factors.ts";
 import type { Rule } from "../trace.ts";
 import { nodeLabel } from "../trace.ts";
-import { couple, plain } from "./couple.ts";
+import { couple, coupleUntracked, plain } from "./couple.ts";
 
 export const activationMatMul: Rule = (ctx, node) => {
   const label = nodeLabel(node);
@@ -17,17 +17,22 @@ export const activationMatMul: Rule = (ctx, node) => {
   if (!aDims || !bDims || !outDims || aDims.length < 2 || bDims.length < 2) {
     return ctx.blockInputs(node, `${label}: operand shapes unsupported`);
   }
-  const a = ctx.axesOf(aName) ?? aDims.map((d) => plain(d, label));
-  const b = ctx.axesOf(bName) ?? bDims.map((d) => plain(d, label));
+  const aTracked = ctx.axesOf(aName), bTracked = ctx.axesOf(bName);
+  const a = aTracked ?? aDims.map((d) => plain(d, label));
+  const b = bTracked ?? bDims.map((d) => plain(d, label));
   const ra = a.length, rb = b.length, ro = outDims.length;
+  const link = (x: Factor[], y: Factor[], why: string) => {
+    if (aTracked && bTracked) couple(x, y, why);
+    else coupleUntracked(aTracked ? x : y, why);
+  };
   const contracted = a[ra - 1];
-  couple(contracted, b[rb - 2], `${label} (contracted axis)`);
+  link(contracted, b[rb - 2], `${label} (contracted axis)`);
   const batch: Factor[][] = [];
   for (let i = 0; i < ro - 2; i++) {
     const ia = i - (ro - ra), ib = i - (ro - rb);
     const fa = ia >= 0 && aDims[ia] === outDims[i] ? a[ia] : undefined;
     const fb = ib >= 0 && bDims[ib] === outDims[i] ? b[ib] : undefined;
-    if (fa && fb && outDims[i] !== 1) couple(fa, fb, `${label} (batch axis ${i})`);
+    if (fa && fb && outDims[i] !== 1) link(fa, fb, `${label} (batch axis ${i})`);
     batch.push(fa ?? fb ?? plain(outDims[i], label));
   }
   const out = [...batch, a[ra - 2], b[rb - 1]];
