@@ -1,0 +1,50 @@
+/**
+ * The masking oracle over more exporter graphs (`fixtures/more/`, made by
+ * `scripts/fixtures/make_fixtures_more.py`): distilled DeiT, Swin (TorchScript and dynamo), BERT
+ * (TorchScript, dynamo, and onnxruntime's transformer optimizer with SkipLayerNormalization and
+ * BiasGelu), Llama with grouped-query attention and RoPE, decomposed LayerNorm (opset 14), tanh
+ * GELU, the Gelu op (opset 20).
+ */
+import assert from "node:assert/strict";
+import { createCore } from "../src/core/mod.ts";
+import type { RunOptions } from "../src/prune.ts";
+import { maskingCheck } from "../src/verify.ts";
+
+const MORE = new URL("./fixtures/more/", import.meta.url);
+const index = JSON.parse(await Deno.readTextFile(new URL("index.json", MORE)));
+const files: string[] = Object.values(index.fixtures ?? index)
+  .map((f) => (f as { file?: string }).file)
+  .filter((f): f is string => !!f && f.endsWith(".onnx"));
+
+const MODES: Record<string, RunOptions> = {
+  heads: { pruneNumHeads: true, headPruningRatio: 0.5 },
+  dims: { pruneHeadDims: true, headPruningRatio: 0.5 },
+  mlp: { pruningRatio: 0.5 },
+};
+
+/** Cells that are not supported yet, with the reason the tool gives. */
+const UNSUPPORTED: Record<string, RegExp> = {
+  "llama_gqa.onnx heads": /no attention block/,
+  "llama_gqa.onnx dims": /no attention block/,
+  "llama_gqa_dynamo.onnx heads": /no attention block/,
+  "llama_gqa_dynamo.onnx dims": /no attention block/,
+};
+
+const core = await createCore({ backend: "cpu" });
+
+for (const file of files) {
+  for (const [mode, options] of Object.entries(MODES)) {
+    const cell = `${file} ${mode}`;
+    Deno.test(`${cell}: pruned ≡ masked`, async () => {
+      const bytes = await Deno.readFile(new URL(file, MORE));
+      if (UNSUPPORTED[cell]) {
+        await assert.rejects(() => maskingCheck(bytes, { ...options, core }), UNSUPPORTED[cell]);
+        return;
+      }
+      const { difference, effect, pruned } = await maskingCheck(bytes, { ...options, core });
+      assert.ok(effect > 1e-5, "masking changed nothing: vacuous");
+      assert.ok(difference <= 1e-4, `pruned differs from masked by ${difference}`);
+      assert.ok(pruned.report.params.after < pruned.report.params.before);
+    });
+  }
+}
