@@ -60,9 +60,11 @@ export async function applyPlan(
 }
 
 /**
- * Zeroes, in place of removing, the channels the plan removes — in their producers only (weight
- * rows and biases), which is what pruning computes when the activation of zero is zero. The
- * model keeps its shapes: this is the reference the pruned model is checked against.
+ * Zeroes, in place of removing, the channels the plan removes — in the weights that produce them
+ * (rows, biases) and in the weights that consume them (columns). The model keeps its shapes:
+ * this is the reference the pruned model is checked against. Zeroing the consumers matters where
+ * a removed channel's producer is shared (a query head of grouped-query attention reads a V head
+ * that other query heads keep).
  */
 export async function maskPlan(core: ComputeCore, trace: Trace, plan: Plan): Promise<ApplyStats> {
   const stats: ApplyStats = { tensorsSliced: 0, shapeValuesRewritten: 0, scalarsFrozen: 0 };
@@ -94,7 +96,6 @@ async function sliceConstants(
   // All touches of one use (a weight has an output and an input axis) are applied together.
   const byUse = new Map<string, { use: Use; touches: TensorTouch[] }>();
   for (const t of trace.tensorTouches) {
-    if (mode === "mask" && t.role === "weight-in") continue;
     const key = useKey(t.use);
     const entry = byUse.get(key) ?? { use: t.use, touches: [] };
     if (!entry.touches.some((x) => x.axis === t.axis)) entry.touches.push(t);

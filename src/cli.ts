@@ -47,6 +47,9 @@ options:
       --layer-ratio NODE=R  pruning ratio for the block containing NODE (repeatable)
       --dim NAME=N          size of a symbolic input dim other than the batch (default 8; repeatable)
       --criterion l1|l2     channel importance (default l2)
+      --gqa-policy query-heads|kv-groups
+                            grouped-query attention: drop query heads inside every KV group
+                            (default, as Torch-Pruning) or whole KV groups (as LLM-Pruner)
       --backend auto|gpu|cpu
                             compute backend (default auto)
       --json                print the report as JSON on stdout (nothing else)
@@ -81,6 +84,7 @@ const OPTION_SPEC = {
   "layer-ratio": { type: "string", multiple: true },
   dim: { type: "string", multiple: true },
   criterion: { type: "string" },
+  "gqa-policy": { type: "string" },
   backend: { type: "string" },
   json: { type: "boolean" },
   "dry-run": { type: "boolean" },
@@ -255,6 +259,13 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
   if (layerRatios) options.layerRatios = layerRatios;
   const dims = parsePairs("--dim", v.dim, "NAME=N", (s) => parsePositiveInt("--dim", s));
   if (dims) options.dimValues = dims;
+  if (v["gqa-policy"] !== undefined) {
+    options.gqaPolicy = oneOf(
+      "--gqa-policy",
+      v["gqa-policy"],
+      ["query-heads", "kv-groups"] as const,
+    );
+  }
   if (v.criterion !== undefined) {
     options.criterion = oneOf("--criterion", v.criterion, ["l1", "l2"] as const);
   }

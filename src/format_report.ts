@@ -109,7 +109,10 @@ export function formatReport(report: PruneReport, options: FormatReportOptions =
       g.name,
       Object.entries(g.size).map(([k, v]) => `${k} ${v}`).join(", "),
       g.tensors.map((t) => `${t.name}[${t.axis}]`).join(" "),
-      g.blocked ? `not prunable: ${g.blocked}` : "",
+      [
+        g.blocked ? `not prunable: ${g.blocked}` : "",
+        g.dimsBlocked ? `dims not prunable: ${g.dimsBlocked}` : "",
+      ].filter((x) => x).join("; "),
     ]);
     out.push(...table(["kind", "block", "size", "coupled tensors [axis]", ""], rows));
   }

@@ -69,19 +69,30 @@ function axisScores(core: ComputeCore, touch: TensorTouch, p: 1 | 2): Promise<Fl
   return core.channelLpScores(data, dims, touch.axis, p);
 }
 
-/** Head scores (mean over a head's dims) and dim scores (mean over heads) of an attention block. */
+/**
+ * Scores of an attention block: per head (mean over the head's dims), per dim (mean over heads),
+ * and with grouped-query attention per KV group (its query heads and K/V weights together).
+ */
 export async function attentionScores(
   core: ComputeCore,
   group: AttentionGroup,
   criterion: Criterion,
-): Promise<{ heads: Float32Array; dims: Float32Array }> {
+): Promise<{ heads: Float32Array; dims: Float32Array; kvGroups?: Float32Array }> {
   const dims = [group.qkDim, group.vDim];
-  const channel = await groupChannelScores(core, group.members, [[group.heads], dims], criterion);
-  const h = group.heads.size, d = group.qkDim.size;
-  const heads = await core.groupScores(channel, h, "mean");
+  const g = group.kvGroups?.size ?? 1, r = group.heads.size, d = group.qkDim.size;
+  const cells = group.kvGroups ? [[group.kvGroups], [group.heads], dims] : [[group.heads], dims];
+  // Query-head cells: K and V weights (which have no query-head axis) do not enter them.
+  const channel = await groupChannelScores(core, group.members, cells, criterion);
+  const perHead = await core.groupScores(channel, g * r, "mean");
+  const heads = new Float32Array(r);
+  for (let i = 0; i < g; i++) for (let j = 0; j < r; j++) heads[j] += perHead[i * r + j] / g;
   const perDim = new Float32Array(d);
-  for (let i = 0; i < h; i++) for (let j = 0; j < d; j++) perDim[j] += channel[i * d + j] / h;
-  return { heads, dims: perDim };
+  for (let i = 0; i < g * r; i++) {
+    for (let j = 0; j < d; j++) perDim[j] += channel[i * d + j] / (g * r);
+  }
+  if (!group.kvGroups) return { heads, dims: perDim };
+  const kvGroups = await groupChannelScores(core, group.members, [[group.kvGroups]], criterion);
+  return { heads, dims: perDim, kvGroups };
 }
 
 export function mlpScores(core: ComputeCore, group: MlpGroup, criterion: Criterion) {

@@ -17,6 +17,10 @@ export interface PruneOptions {
   numHeads?: Record<string, number>;
   /** Per-layer ratio overrides, keyed by a node name (or prefix) inside the block. */
   layerRatios?: Record<string, number>;
+  /** Grouped-query attention: remove query heads inside every KV group ("query-heads", the
+   * default, as Torch-Pruning does) or whole KV heads with their query heads ("kv-groups", as
+   * LLM-Pruner does). */
+  gqaPolicy?: "query-heads" | "kv-groups";
   /** Channel importance: L1 or L2 group magnitude. Default "l2". */
   criterion?: "l1" | "l2";
   /** Compute backend of the core. Default "auto" (GPU when an adapter exists). */

@@ -21,7 +21,10 @@ export interface GroupDecision {
   group: Group;
   /** Ratio applied to this group (after per-layer overrides). */
   ratio: number;
+  /** Kept query heads (per KV group under grouped-query attention). */
   keptHeads?: number[];
+  /** Kept KV heads (grouped-query attention, "kv-groups" policy). */
+  keptKvGroups?: number[];
   keptDims?: number[];
   keptChannels?: number[];
 }
@@ -33,6 +36,9 @@ export interface PlanSettings {
   pruneHeadDims: boolean;
   roundTo: number;
   criterion: Criterion;
+  /** Grouped-query attention: remove query heads inside every KV group (Torch-Pruning), or whole
+   * KV groups with their query heads (LLM-Pruner). */
+  gqaPolicy: "query-heads" | "kv-groups";
   /** Ratio override for a group, by group (layer) name, or undefined. */
   ratioFor: (group: Group) => number | undefined;
 }
@@ -81,18 +87,26 @@ async function planAttention(
   plan: Plan,
 ): Promise<GroupDecision> {
   const decision: GroupDecision = { group, ratio };
-  const wantHeads = s.pruneNumHeads && ratio > 0 && !group.headsBlocked;
+  const byKvGroups = !!group.kvGroups && s.gqaPolicy === "kv-groups";
+  const headsBlocked = byKvGroups ? group.kvGroupsBlocked : group.headsBlocked;
+  const wantHeads = s.pruneNumHeads && ratio > 0 && !headsBlocked;
   const wantDims = s.pruneHeadDims && ratio > 0 && !group.dimsBlocked;
   if (!wantHeads && !wantDims) return decision;
   const scores = await attentionScores(core, group, s.criterion);
-  if (wantHeads) {
+  if (wantHeads && byKvGroups) {
+    // LLM-Pruner's policy: whole KV heads go, with every query head of their group.
+    const g = group.kvGroups!.size;
+    const drop = headsToRemove(g, ratio);
+    if (drop >= g) throw allHeads(ratio, g, "KV heads", group.name);
+    decision.keptKvGroups = [...await core.selectKeep(scores.kvGroups!, drop)];
+    if (drop > 0) plan.set(group.kvGroups!, decision.keptKvGroups);
+  } else if (wantHeads) {
+    // Torch-Pruning's policy under grouped-query attention: the same query heads go in every
+    // KV group, the KV heads stay.
     const h = group.heads.size;
     const drop = headsToRemove(h, ratio);
     if (drop >= h) {
-      throw new PruneError(
-        "bad-option",
-        `head pruning ratio ${ratio} would remove all ${h} heads of attention block "${group.name}"`,
-      );
+      throw allHeads(ratio, h, group.kvGroups ? "query heads per KV head" : "heads", group.name);
     }
     decision.keptHeads = [...await core.selectKeep(scores.heads, drop)];
     if (drop > 0) plan.set(group.heads, decision.keptHeads);
@@ -107,6 +121,13 @@ async function planAttention(
     }
   }
   return decision;
+}
+
+function allHeads(ratio: number, count: number, what: string, block: string): PruneError {
+  return new PruneError(
+    "bad-option",
+    `head pruning ratio ${ratio} would remove all ${count} ${what} of attention block "${block}"`,
+  );
 }
 
 async function planMlp(

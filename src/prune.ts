@@ -120,6 +120,7 @@ export async function pruneModel(
       pruneHeadDims: !!options.pruneHeadDims,
       roundTo,
       criterion: options.criterion ?? "l2",
+      gqaPolicy: options.gqaPolicy ?? "query-heads",
       ratioFor: (g) => {
         const key = Object.keys(options.layerRatios ?? {}).find((k) =>
           g.linears.some((l) => matches(l.name ?? "", [k]))
@@ -256,12 +257,18 @@ function checkNumHeads(groups: Group[], numHeads: Record<string, number>) {
 function blockReport(d: GroupDecision): BlockReport {
   const g = d.group;
   if (g.kind === "attention") {
-    const heads = d.keptHeads ?? Array.from({ length: g.heads.size }, (_, i) => i);
+    const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+    const r = g.heads.size, groups = g.kvGroups?.size ?? 1;
+    const keptR = d.keptHeads ?? range(r);
+    const keptG = d.keptKvGroups ?? range(groups);
+    // Query heads in the original numbering: KV group major, query head within the group minor.
+    const heads = keptG.flatMap((kg) => keptR.map((kr) => kg * r + kr));
     const dims = d.keptDims;
     return {
       kind: "attention",
       name: g.name,
-      heads: { before: g.heads.size, after: heads.length },
+      heads: { before: groups * r, after: heads.length },
+      ...(g.kvGroups ? { kvHeads: { before: groups, after: keptG.length } } : {}),
       headDim: { before: g.qkDim.size, after: dims?.length ?? g.qkDim.size },
       keptHeads: heads,
       ...(dims ? { keptDims: heads.map(() => dims) } : {}),
@@ -277,7 +284,9 @@ function blockReport(d: GroupDecision): BlockReport {
 }
 
 function groupReport(g: Group, trace: Trace): GroupReport {
-  const factors = g.kind === "attention" ? [g.heads, g.qkDim, g.vDim] : [g.channels];
+  const factors = g.kind === "attention"
+    ? [g.heads, g.qkDim, g.vDim, ...(g.kvGroups ? [g.kvGroups] : [])]
+    : [g.channels];
   const tensors: GroupReport["tensors"] = [];
   for (const t of trace.tensorTouches) {
     if (!t.factors.flatMap((f) => f.leaves()).some((l) => factors.includes(l))) continue;
@@ -285,13 +294,19 @@ function groupReport(g: Group, trace: Trace): GroupReport {
     tensors.push({ name: t.ref.name, axis: t.axis, role: t.role });
   }
   if (g.kind === "attention") {
-    const blocked = g.headsBlocked ?? g.dimsBlocked;
+    const blocked = g.headsBlocked;
     return {
       kind: "attention",
       name: g.name,
-      size: { heads: g.heads.size, qkDim: g.qkDim.size, vDim: g.vDim.size },
+      size: {
+        ...(g.kvGroups ? { kvHeads: g.kvGroups.size } : {}),
+        heads: g.heads.size * (g.kvGroups?.size ?? 1),
+        qkDim: g.qkDim.size,
+        vDim: g.vDim.size,
+      },
       tensors,
       ...(blocked ? { blocked } : {}),
+      ...(g.dimsBlocked ? { dimsBlocked: g.dimsBlocked } : {}),
     };
   }
   return {

@@ -20,8 +20,10 @@ export interface GroupReport {
   /** Constants sliced with the group: name, axis, and role (producer weight, consumer weight,
    * or other operand such as a bias). */
   tensors: { name: string; axis: number; role: "weight-out" | "weight-in" | "operand" }[];
-  /** Why the group cannot be pruned (absent when it can). */
+  /** Why the group (its heads, for attention) cannot be pruned (absent when it can). */
   blocked?: string;
+  /** Attention: why the per-head dims cannot be pruned (absent when they can). */
+  dimsBlocked?: string;
 }
 
 export type BlockReport = AttentionBlockReport | MlpBlockReport;
@@ -31,6 +33,8 @@ export interface AttentionBlockReport {
   /** Name of the node that produces Q (the fused qkv / in_proj / query MatMul or Gemm). */
   name: string;
   heads: { before: number; after: number };
+  /** Grouped-query attention: KV heads before/after. */
+  kvHeads?: { before: number; after: number };
   headDim: { before: number; after: number };
   /** Indices (in the original model) of the heads kept. */
   keptHeads: number[];

@@ -22,12 +22,10 @@ const MODES: Record<string, RunOptions> = {
   mlp: { pruningRatio: 0.5 },
 };
 
-/** Cells that are not supported yet, with the reason the tool gives. */
-const UNSUPPORTED: Record<string, RegExp> = {
-  "llama_gqa.onnx heads": /no attention block/,
-  "llama_gqa.onnx dims": /no attention block/,
-  "llama_gqa_dynamo.onnx heads": /no attention block/,
-  "llama_gqa_dynamo.onnx dims": /no attention block/,
+/** Cells the tool refuses, with the reason it gives: RoPE rotates pairs of dims of every head. */
+const REFUSED: Record<string, RegExp> = {
+  "llama_gqa.onnx dims": /no attention block can be pruned \(.*combined with untracked/,
+  "llama_gqa_dynamo.onnx dims": /no attention block can be pruned \(.*combined with untracked/,
 };
 
 const core = await createCore({ backend: "cpu" });
@@ -37,8 +35,8 @@ for (const file of files) {
     const cell = `${file} ${mode}`;
     Deno.test(`${cell}: pruned ≡ masked`, async () => {
       const bytes = await Deno.readFile(new URL(file, MORE));
-      if (UNSUPPORTED[cell]) {
-        await assert.rejects(() => maskingCheck(bytes, { ...options, core }), UNSUPPORTED[cell]);
+      if (REFUSED[cell]) {
+        await assert.rejects(() => maskingCheck(bytes, { ...options, core }), REFUSED[cell]);
         return;
       }
       const { difference, effect, pruned } = await maskingCheck(bytes, { ...options, core });
@@ -47,4 +45,28 @@ for (const file of files) {
       assert.ok(pruned.report.params.after < pruned.report.params.before);
     });
   }
+}
+
+for (const file of ["llama_gqa.onnx", "llama_gqa_dynamo.onnx"]) {
+  Deno.test(`${file}: grouped-query attention, both policies`, async () => {
+    const bytes = await Deno.readFile(new URL(file, MORE));
+    for (const gqaPolicy of ["query-heads", "kv-groups"] as const) {
+      const { difference, effect, pruned } = await maskingCheck(bytes, {
+        pruneNumHeads: true,
+        headPruningRatio: 0.5,
+        gqaPolicy,
+        core,
+      });
+      assert.ok(effect > 1e-5 && difference <= 1e-4, `${gqaPolicy}: differs by ${difference}`);
+      for (const block of pruned.report.blocks) {
+        if (block.kind !== "attention") continue;
+        assert.deepEqual(block.heads, { before: 4, after: 2 });
+        // query-heads keeps both KV heads (2 query heads each → 1); kv-groups keeps one KV head.
+        assert.deepEqual(block.kvHeads, {
+          before: 2,
+          after: gqaPolicy === "kv-groups" ? 1 : 2,
+        });
+      }
+    }
+  });
 }

@@ -13,15 +13,19 @@ export interface AttentionGroup {
   kind: "attention";
   /** Name of the first linear producing Q (the fused qkv / in_proj / query layer). */
   name: string;
+  /** Query heads (per KV group when `kvGroups` is set). */
   heads: Factor;
+  /** Grouped-query attention: the KV heads, each shared by `heads.size` query heads. */
+  kvGroups: Factor | null;
   /** Per-head Q/K dims, and V dims (the same factor when q, k, v come from one fused layer). */
   qkDim: Factor;
   vDim: Factor;
   /** Weights that carry the heads: producers' output axes and consumers' input axes. */
   members: TensorTouch[];
   linears: NodeProto[];
-  /** Why the heads, or the dims, cannot be pruned (null when they can). */
+  /** Why the (query) heads, the KV heads, or the dims cannot be pruned (null when they can). */
   headsBlocked: string | null;
+  kvGroupsBlocked: string | null;
   dimsBlocked: string | null;
 }
 
@@ -48,38 +52,57 @@ function nodeName(node: NodeProto): string {
 /** Finds attention and MLP groups, in graph order. */
 export function findGroups(trace: Trace): { groups: Group[]; problems: string[] } {
   const problems: string[] = [];
-  const byHead = new Map<Factor, { qk?: Factor; v?: Factor }>();
+  // Heads are keyed by their factors: [H], or [G, R] for grouped-query attention.
+  const byHead = new Map<string, { heads: Factor[]; qk?: Factor; v?: Factor }>();
   for (const m of trace.matmuls) {
-    const heads = [...new Set(m.batch.flatMap(channelLeaves))];
+    const heads = [...new Set(m.batch.flatMap(channelLeaves).map((f) => f.root()))];
     const contracted = [...new Set(channelLeaves(m.contracted))];
     const columns = [...new Set(channelLeaves(m.rightColumns))];
     if (heads.length === 0 && contracted.length === 0 && columns.length === 0) continue;
-    if (heads.length !== 1 || contracted.length > 1 || columns.length > 1) {
+    if (heads.length < 1 || heads.length > 2 || contracted.length > 1 || columns.length > 1) {
       problems.push(`MatMul "${nodeName(m.node)}": head layout not recognised`);
       continue;
     }
-    const entry = byHead.get(heads[0].root()) ?? {};
+    const key = heads.map((h) => h.id).join(",");
+    const entry = byHead.get(key) ?? { heads };
     if (contracted.length === 1) entry.qk = contracted[0].root();
     if (columns.length === 1 && contracted.length === 0) entry.v = columns[0].root();
-    byHead.set(heads[0].root(), entry);
+    byHead.set(key, entry);
   }
   const weightTouches = trace.tensorTouches.filter((t) => t.role !== "operand");
+  const leavesOfTouch = (t: TensorTouch) => t.factors.flatMap((f) => f.leaves());
   const groups: { order: number; group: Group }[] = [];
   const order = (node: NodeProto) => trace.graph.nodes.indexOf(node);
   const attentionFactors = new Set<Factor>();
-  for (const [heads, { qk, v }] of byHead) {
+  for (const { heads: headFactors, qk, v } of byHead.values()) {
     if (!qk || !v) {
-      problems.push(`heads of size ${heads.size} found without both Q·Kᵀ and P·V`);
+      problems.push(`heads of size ${headFactors.map((h) => h.size)} without both Q·Kᵀ and P·V`);
       continue;
     }
     const members = weightTouches.filter((t) =>
-      t.factors.flatMap((f) => f.leaves()).includes(heads)
+      headFactors.some((h) => leavesOfTouch(t).includes(h))
     );
     if (members.length === 0) continue;
+    // Grouped-query attention: the KV-group factor is the one K and V carry without the other.
+    let heads = headFactors[0], kvGroups: Factor | null = null;
+    if (headFactors.length === 2) {
+      const [a, b] = headFactors;
+      const onlyA = members.some((t) =>
+        leavesOfTouch(t).includes(a) && !leavesOfTouch(t).includes(b)
+      );
+      const onlyB = members.some((t) =>
+        leavesOfTouch(t).includes(b) && !leavesOfTouch(t).includes(a)
+      );
+      if (onlyA === onlyB) {
+        problems.push(`attention with heads ${a.size}×${b.size}: query/KV grouping not recognised`);
+        continue;
+      }
+      [kvGroups, heads] = onlyA ? [a, b] : [b, a];
+    }
     const producers = members.filter((t) => t.role === "weight-out").map((t) => t.linear!);
     const linears = [...new Set(members.map((t) => t.linear!))];
     const first = producers.sort((a, b) => order(a) - order(b))[0] ?? linears[0];
-    for (const f of [heads, qk, v]) attentionFactors.add(f);
+    for (const f of [heads, qk, v, ...(kvGroups ? [kvGroups] : [])]) attentionFactors.add(f);
     let dimsBlocked = qk.blockedReason() ?? v.blockedReason();
     if (!dimsBlocked && qk.size !== v.size) dimsBlocked = "Q/K and V head sizes differ";
     groups.push({
@@ -88,11 +111,13 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
         kind: "attention",
         name: nodeName(first),
         heads,
+        kvGroups,
         qkDim: qk,
         vDim: v,
         members,
         linears,
         headsBlocked: heads.blockedReason(),
+        kvGroupsBlocked: kvGroups?.blockedReason() ?? null,
         dimsBlocked,
       },
     });

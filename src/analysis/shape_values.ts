@@ -44,6 +44,9 @@ export function shapeElement(trace: Trace, use: Use, index: number, depth = 0): 
       return at(0, index);
     case "Unsqueeze":
     case "Squeeze":
+    case "Reshape":
+    case "Flatten":
+      // A shape vector reshaped keeps its element order.
       return at(0, index);
     case "Concat": {
       let offset = 0;
@@ -92,6 +95,16 @@ export function shapeElement(trace: Trace, use: Use, index: number, depth = 0): 
         kind: "product",
         terms: [at(0, lenA === 1 ? 0 : index), at(1, lenB === 1 ? 0 : index)],
       };
+    }
+    case "Where": {
+      // Exporters guard shape vectors with Where(Equal(x, -1), 1, x): follow the branch the
+      // condition took in the probe run.
+      const cond = trace.shapes.get(node.input[0])?.values;
+      if (!cond) return { kind: "unknown", reason: "Where with an unknown condition" };
+      const c = cond[cond.length === 1 ? 0 : index];
+      const branch = c ? 1 : 2;
+      const len = length(trace, node.input[branch]);
+      return at(branch, len === 1 ? 0 : index);
     }
     case "Div": {
       const lenA = length(trace, node.input[0]), lenB = length(trace, node.input[1]);

@@ -221,8 +221,9 @@ export const expand: Rule = (ctx, node) => {
   const shapeOffset = outDims.length - (target?.length ?? outDims.length);
   const out = outDims.map((d, i) => {
     const a = i - offset;
-    if (a < 0 || inDims[a] !== d) return plain(d, label);
-    const list = axes[a];
+    // A broadcast axis is new and plain, but it may join a channel class later (repeat_kv's
+    // group size meets the query heads at Q·Kᵀ), so its target element is recorded too.
+    const list = a < 0 || inDims[a] !== d ? plain(d, label) : axes[a];
     const index = i - shapeOffset;
     if (index >= 0 && target?.[index] !== 1) {
       const use = { node, inputIndex: 1 };
