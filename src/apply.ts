@@ -8,13 +8,12 @@
  */
 import type { NodeProto, TensorProto } from "./graph/graph.ts";
 import type { ComputeCore } from "./core/mod.ts";
-import type { Use } from "./graph/graph.ts";
+import { type Use, writeConstant } from "./graph/graph.ts";
 import {
   elementSize,
   float32ToTensorBytes,
   makeTensor,
   numbersToTensorBytes,
-  setTensorRawBytes,
   tensorDims,
   tensorRawBytes,
   tensorToNumbers,
@@ -136,7 +135,7 @@ async function sliceConstants(
         dims[axis] = kept.length;
       }
       if (inPlace) {
-        setTensorRawBytes(tensor, bytes, dims);
+        writeConstant(ref, bytes, dims);
         if (ref.home === "initializer") graph.setDeclaredDims(ref.name, dims);
       } else {
         const copy = makeTensor(`${ref.name}_pruned`, tensor.dataType!, dims, bytes);
@@ -177,6 +176,10 @@ function rewriteShapes(trace: Trace, plan: Plan, stats: ApplyStats) {
       stats.shapeValuesRewritten++;
       continue;
     }
+    // A shape vector computed by nodes other consumers read too is made private first, so that
+    // this consumer's edit does not reach them.
+    const path = deepestPath(shapeElement(trace, touch.use, touch.index));
+    if (path) privatize(trace, path);
     const element = shapeElement(trace, touch.use, touch.index);
     if (scaleElement(trace, plan, element, ratio, edit, where)) continue;
     if (!element.piece) {
@@ -198,7 +201,7 @@ function rewriteShapes(trace: Trace, plan: Plan, stats: ApplyStats) {
     const bytes = numbersToTensorBytes(next, ref.tensor.dataType!);
     const dims = tensorDims(ref.tensor);
     if (graph.constantUseCount(ref) === 1) {
-      setTensorRawBytes(ref.tensor, bytes, dims);
+      writeConstant(ref, bytes, dims);
     } else {
       const name = graph.addInitializer(
         makeTensor(`${ref.name}_pruned`, ref.tensor.dataType!, dims, bytes),
@@ -210,6 +213,26 @@ function rewriteShapes(trace: Trace, plan: Plan, stats: ApplyStats) {
 }
 
 type Ratio = { num: number; den: number };
+
+/** The longest chain of uses walked to resolve an element (through to its constant). */
+function deepestPath(e: ShapeElement): Use[] | undefined {
+  const paths: (Use[] | undefined)[] = [e.path];
+  if (e.kind === "product") paths.push(...e.terms.map(deepestPath));
+  if (e.kind === "quotient") paths.push(deepestPath(e.dividend), deepestPath(e.divisor));
+  return paths.filter((p) => p).sort((a, b) => b!.length - a!.length)[0];
+}
+
+/** Clones the shared part of a path; the clones' outputs get the probe facts of the originals. */
+function privatize(trace: Trace, path: Use[]): void {
+  const now = trace.graph.privatize(path);
+  now.forEach((use, j) => {
+    if (use.node === path[j].node) return;
+    path[j].node.output.forEach((o, k) => {
+      const probed = trace.shapes.get(o);
+      if (probed) trace.shapes.set(use.node.output[k], probed);
+    });
+  });
+}
 
 function dimRatio(trace: Trace, plan: Plan, e: { tensor: string; axis: number }): Ratio {
   const axes = trace.axes.get(e.tensor);

@@ -78,9 +78,12 @@ export async function attentionScores(
   group: AttentionGroup,
   criterion: Criterion,
 ): Promise<{ heads: Float32Array; dims: Float32Array; kvGroups?: Float32Array }> {
-  const dims = [group.qkDim, group.vDim];
-  const g = group.kvGroups?.size ?? 1, r = group.heads.size, d = group.qkDim.size;
-  const cells = group.kvGroups ? [[group.kvGroups], [group.heads], dims] : [[group.heads], dims];
+  // With Q/K and V heads of different sizes there is no common per-head dim grid: heads are
+  // scored over all their channels (dims cannot be pruned then).
+  const sameSize = group.qkDim.size === group.vDim.size;
+  const dims = sameSize ? [[group.qkDim, group.vDim]] : [];
+  const g = group.kvGroups?.size ?? 1, r = group.heads.size, d = sameSize ? group.qkDim.size : 1;
+  const cells = [...(group.kvGroups ? [[group.kvGroups]] : []), [group.heads], ...dims];
   // Query-head cells: K and V weights (which have no query-head axis) do not enter them.
   const channel = await groupChannelScores(core, group.members, cells, criterion);
   const perHead = await core.groupScores(channel, g * r, "mean");

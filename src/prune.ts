@@ -98,7 +98,8 @@ export async function pruneModel(
   const macs0 = countMacs(model, shapeMap(model, before));
 
   const graph = new Graph(model.graph as GraphProto);
-  const trace = traceGraph(graph, before);
+  const opset = (model.opsetImport ?? []).find((o) => !o.domain || o.domain === "ai.onnx");
+  const trace = traceGraph(graph, before, Number(opset?.version ?? 17));
   const ignore = options.ignore ?? [];
   for (const linear of trace.linears) {
     const weight = linear.weight.ref.name;
@@ -132,7 +133,11 @@ export async function pruneModel(
       ? emptyStats()
       : options.mask
       ? await maskPlan(core, trace, plan)
-      : await applyPlan(core, trace, plan);
+      : await applyPlan(core, trace, plan).catch((e) => {
+        if (e instanceof PruneError) throw e;
+        // The trace accepted something the rewrite cannot express: refuse, nothing is written.
+        throw new PruneError("unsupported-graph", `cannot rewrite the graph: ${e.message ?? e}`);
+      });
     const after = options.dryRun ? before : await verify(model, options);
     const report: PruneReport = {
       params: { before: params0, after: countParams(model) },

@@ -70,3 +70,18 @@ for (const file of ["llama_gqa.onnx", "llama_gqa_dynamo.onnx"]) {
     }
   });
 }
+
+Deno.test("bert_dynamo: one computed Reshape target shared by every layer, heads pruned per layer", async () => {
+  // The dynamo export builds q/k/v's Reshape target once for all layers: different head counts
+  // per layer need private copies of that shape computation.
+  const bytes = await Deno.readFile(new URL("bert_dynamo.onnx", MORE));
+  const { difference, effect, pruned } = await maskingCheck(bytes, {
+    pruneNumHeads: true,
+    headPruningRatio: 0.5,
+    layerRatios: { node_MatMul_124: 0.25 },
+    core,
+  });
+  assert.ok(effect > 1e-5 && difference <= 1e-4, `differs by ${difference}`);
+  const heads = pruned.report.blocks.flatMap((b) => b.kind === "attention" ? [b.heads.after] : []);
+  assert.deepEqual(heads, [2, 3]);
+});

@@ -73,9 +73,7 @@ export class Factor {
     const ra = a.root(), rb = b.root();
     if (ra === rb) return true;
     if (ra.size !== rb.size) return false;
-    if (ra.#children && rb.#children) {
-      return unifyLists(ra.#children, rb.#children);
-    }
+    if (ra.#children && rb.#children && !unifyLists(ra.#children, rb.#children)) return false;
     // Keep the refined one as representative so its children stay reachable.
     const [keep, drop] = ra.#children ? [ra, rb] : [rb, ra];
     if (!keep.channel && drop.channel) {

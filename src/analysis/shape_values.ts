@@ -11,11 +11,19 @@ import { tensorDims } from "../onnx/tensor.ts";
 import type { Trace } from "./trace.ts";
 
 export type ShapeElement =
-  | { kind: "const"; use: Use; index: number; value: number; piece?: Use }
-  | { kind: "dim"; tensor: string; axis: number; piece?: Use }
-  | { kind: "product"; terms: ShapeElement[]; piece?: Use }
-  | { kind: "quotient"; dividend: ShapeElement; divisor: ShapeElement; piece?: Use }
-  | { kind: "unknown"; reason: string; piece?: Use };
+  | {
+    kind: "const";
+    use: Use;
+    index: number;
+    value: number;
+    piece?: Use;
+    /** Uses walked from the shape vector's consumer down to `use`. */
+    path: Use[];
+  }
+  | { kind: "dim"; tensor: string; axis: number; piece?: Use; path?: Use[] }
+  | { kind: "product"; terms: ShapeElement[]; piece?: Use; path?: Use[] }
+  | { kind: "quotient"; dividend: ShapeElement; divisor: ShapeElement; piece?: Use; path?: Use[] }
+  | { kind: "unknown"; reason: string; piece?: Use; path?: Use[] };
 
 function length(trace: Trace, name: string): number | undefined {
   const c = trace.graph.constant(name);
@@ -28,16 +36,25 @@ function length(trace: Trace, name: string): number | undefined {
 }
 
 /** Resolves element `index` of the vector consumed at `use`. */
-export function shapeElement(trace: Trace, use: Use, index: number, depth = 0): ShapeElement {
+export function shapeElement(
+  trace: Trace,
+  use: Use,
+  index: number,
+  path: Use[] = [],
+): ShapeElement {
   const graph = trace.graph;
   const name = use.node.input[use.inputIndex];
-  if (depth > 32) return { kind: "unknown", reason: "shape expression too deep" };
+  const walked = [...path, use];
+  if (walked.length > 32) return { kind: "unknown", reason: "shape expression too deep" };
   const ints = graph.constantInts(name);
-  if (ints) return { kind: "const", use, index, value: ints[ints.length === 1 ? 0 : index] };
+  if (ints) {
+    const i = ints.length === 1 ? 0 : index;
+    return { kind: "const", use, index: i, value: ints[i], path: walked };
+  }
   const node = graph.producer(name);
   if (!node) return { kind: "unknown", reason: `"${name}" is a graph input` };
   const at = (inputIndex: number, i: number) =>
-    shapeElement(trace, { node, inputIndex }, i, depth + 1);
+    shapeElement(trace, { node, inputIndex }, i, walked);
   switch (node.opType) {
     case "Identity":
     case "Cast":
@@ -70,7 +87,7 @@ export function shapeElement(trace: Trace, use: Use, index: number, depth = 0): 
       if (rank === undefined) return { kind: "unknown", reason: "Shape of unknown rank" };
       let start = attrInt(node, "start", 0);
       if (start < 0) start += rank;
-      return { kind: "dim", tensor: node.input[0], axis: start + index };
+      return { kind: "dim", tensor: node.input[0], axis: start + index, path: walked };
     }
     case "Gather": {
       if (attrInt(node, "axis", 0) !== 0) return { kind: "unknown", reason: "Gather axis ≠ 0" };
@@ -94,6 +111,7 @@ export function shapeElement(trace: Trace, use: Use, index: number, depth = 0): 
       return {
         kind: "product",
         terms: [at(0, lenA === 1 ? 0 : index), at(1, lenB === 1 ? 0 : index)],
+        path: walked,
       };
     }
     case "Where": {
@@ -112,6 +130,7 @@ export function shapeElement(trace: Trace, use: Use, index: number, depth = 0): 
         kind: "quotient",
         dividend: at(0, lenA === 1 ? 0 : index),
         divisor: at(1, lenB === 1 ? 0 : index),
+        path: walked,
       };
     }
     default:

@@ -8,7 +8,7 @@
  * @module
  */
 import type { NodeProto } from "../graph/graph.ts";
-import type { ConstantRef, Graph, Use } from "../graph/graph.ts";
+import { type ConstantRef, type Graph, subgraphNames, type Use } from "../graph/graph.ts";
 import type { ProbedTensor } from "../runtime/probe.ts";
 import { Factor, hasChannel, leavesOf } from "./factors.ts";
 import { RULES } from "./rules/mod.ts";
@@ -58,6 +58,8 @@ export interface Linear {
 
 export interface Trace {
   graph: Graph;
+  /** Version of the default ONNX domain the model imports (op semantics change with it). */
+  opset: number;
   shapes: Map<string, ProbedTensor>;
   axes: Map<string, Factor[][]>;
   linears: Linear[];
@@ -103,6 +105,22 @@ export class TraceContext {
   }
 }
 
+/** Ops whose rule reads the data input (input 0) and treats the others as shapes or indices. */
+const DATA_FIRST = new Set([
+  "Reshape",
+  "Flatten",
+  "Squeeze",
+  "Unsqueeze",
+  "Transpose",
+  "Split",
+  "Slice",
+  "Gather",
+  "Expand",
+  "LayerNormalization",
+  "Softmax",
+  "LogSoftmax",
+]);
+
 /** A propagation rule: reads the node's tracked inputs, sets its outputs' axes, records touches. */
 export type Rule = (ctx: TraceContext, node: NodeProto) => void;
 
@@ -123,9 +141,14 @@ export function nodeLabel(node: NodeProto): string {
 }
 
 /** Runs the propagation over the whole graph. */
-export function traceGraph(graph: Graph, shapes: Map<string, ProbedTensor>): Trace {
+export function traceGraph(
+  graph: Graph,
+  shapes: Map<string, ProbedTensor>,
+  opset = 17,
+): Trace {
   const trace: Trace = {
     graph,
+    opset,
     shapes,
     axes: new Map(),
     linears: [],
@@ -151,8 +174,18 @@ function propagate(ctx: TraceContext): void {
   for (const node of graph.nodes) {
     const linear = RULES.linear(ctx, node);
     if (linear) continue;
+    // If/Loop/Scan bodies may read outer tensors: channels read there cannot follow a pruning.
+    for (const name of subgraphNames(node)) {
+      for (const axis of trace.axes.get(name) ?? []) {
+        blockList(axis, `${nodeLabel(node)}: read inside a subgraph`);
+      }
+    }
     const tracked = node.input.some((n) => n && trace.axes.has(n));
     if (!tracked) continue;
+    if (DATA_FIRST.has(node.opType) && !trace.axes.has(node.input[0])) {
+      ctx.blockInputs(node, `${nodeLabel(node)}: channels reach a shape or index input`);
+      continue;
+    }
     const rule = RULES.byOp[node.domain ? `${node.domain}:${node.opType}` : node.opType];
     if (rule) rule(ctx, node);
     else ctx.blockInputs(node, `${nodeLabel(node)}: no propagation rule for ${node.opType}`);

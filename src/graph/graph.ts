@@ -10,7 +10,7 @@ import { onnx, type TensorProto as ITensorProto } from "../onnx/proto.ts";
 export type NodeProto = InstanceType<typeof onnx.NodeProto>;
 export type TensorProto = ITensorProto;
 export type GraphProto = InstanceType<typeof onnx.GraphProto>;
-import { tensorDims, tensorRawBytes, tensorToNumbers } from "../onnx/tensor.ts";
+import { setTensorRawBytes, tensorDims, tensorRawBytes, tensorToNumbers } from "../onnx/tensor.ts";
 
 /** One use of a tensor: `node.input[inputIndex]`. */
 export interface Use {
@@ -124,6 +124,46 @@ export class Graph {
     return tensor.name;
   }
 
+  /** A copy of `node` with fresh output names, inserted just before `before`. */
+  cloneBefore(node: NodeProto, before: NodeProto): NodeProto {
+    const clone = onnx.NodeProto.decode(onnx.NodeProto.encode(node).finish());
+    if (clone.name) clone.name = this.uniqueName(`${clone.name}_pruned`);
+    clone.output = clone.output.map((o) => o ? this.uniqueName(`${o}_pruned`) : o);
+    this.nodes.splice(this.nodes.indexOf(before), 0, clone);
+    for (const o of clone.output) if (o) this.#producer.set(o, clone);
+    clone.input.forEach((name, inputIndex) => {
+      if (!name) return;
+      let uses = this.#consumers.get(name);
+      if (!uses) this.#consumers.set(name, uses = []);
+      uses.push({ node: clone, inputIndex });
+    });
+    return clone;
+  }
+
+  /**
+   * Makes the chain of nodes walked by `path` (from a consumer down to a constant) private to
+   * that consumer: from the first node whose output other nodes read too, the rest of the chain
+   * is cloned. Returns the path as it is now (uses on the clones).
+   */
+  privatize(path: Use[]): Use[] {
+    const out: Use[] = [path[0]];
+    let shared = false;
+    for (let j = 1; j < path.length; j++) {
+      const use = path[j];
+      const output = use.node.output[0];
+      shared ||= this.consumers(output).length > 1 || this.outputNames.has(output);
+      if (!shared) {
+        out.push(use);
+        continue;
+      }
+      const previous = out[j - 1];
+      const clone = this.cloneBefore(use.node, previous.node);
+      this.rewire(previous, clone.output[0]);
+      out.push({ node: clone, inputIndex: use.inputIndex });
+    }
+    return out;
+  }
+
   /** Points `use` at another tensor and keeps the consumer map current. */
   rewire(use: Use, newName: string): void {
     const old = use.node.input[use.inputIndex];
@@ -217,7 +257,7 @@ export class Graph {
 }
 
 /** Every tensor name read by the nodes of a node's subgraphs (recursively). */
-function subgraphNames(node: NodeProto): string[] {
+export function subgraphNames(node: NodeProto): string[] {
   const names: string[] = [];
   const visit = (
     g: { node?: { input?: string[] | null; attribute?: unknown[] | null }[] | null },
@@ -244,6 +284,20 @@ export interface ConstantRef {
   /** Name of the initializer, or of the tensor name a use referred to. */
   name: string;
   node?: NodeProto;
+}
+
+/**
+ * Replaces the data of a stored constant in place. A Constant node that spells its value as
+ * `value_ints` / `value_floats` (a tensor made up on each read) gets a `value` tensor instead.
+ */
+export function writeConstant(ref: ConstantRef, bytes: Uint8Array, dims: number[]): void {
+  setTensorRawBytes(ref.tensor, bytes, dims);
+  const node = ref.node;
+  if (ref.home !== "constant-node" || !node) return;
+  const i = node.attribute.findIndex((a) => a.name === "value");
+  if (i >= 0) return;
+  node.attribute = node.attribute.filter((a) => !(a.name ?? "").startsWith("value_"));
+  node.attribute.push(onnx.AttributeProto.create({ name: "value", type: 4, t: ref.tensor }));
 }
 
 /** The tensor held by a Constant node (value, value_float(s), value_int(s)). */

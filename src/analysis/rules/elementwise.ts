@@ -79,7 +79,8 @@ export const broadcast: Rule = (ctx, node) => {
 export const softmax: Rule = (ctx, node) => {
   const axes = ctx.axesOf(node.input[0]);
   if (!axes) return;
-  const opset13 = true;
+  // Before opset 13 Softmax flattens from `axis` (default 1) and normalises the whole tail.
+  const opset13 = ctx.trace.opset >= 13;
   const axis = normAxis(attrInt(node, "axis", opset13 ? -1 : 1), axes.length);
   for (let i = axis; i < (opset13 ? axis + 1 : axes.length); i++) {
     blockList(axes[i], `${nodeLabel(node)}: channels along the normalised axis`);

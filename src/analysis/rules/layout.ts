@@ -5,15 +5,16 @@
  *
  * @module
  */
-import type { NodeProto } from "../../graph/graph.ts";
+import type { Use } from "../../graph/graph.ts";
 import { attrInts } from "../../graph/graph.ts";
+import { tensorDims } from "../../onnx/tensor.ts";
 import { attrInt } from "../../graph/graph.ts";
 import type { Factor } from "../factors.ts";
 import { hasChannel, leavesOf, regroup, sizeOf } from "../factors.ts";
 import type { Rule, TraceContext } from "../trace.ts";
 import { blockList, nodeLabel } from "../trace.ts";
 import { couple, normAxis, plain } from "./couple.ts";
-import { checkShapeElement } from "../shape_values.ts";
+import { checkShapeElement, shapeElement } from "../shape_values.ts";
 
 /** Reshape, Flatten, Squeeze, Unsqueeze: same elements, new axes. */
 export const reshape: Rule = (ctx, node) => {
@@ -32,13 +33,46 @@ export const reshape: Rule = (ctx, node) => {
   // Every axis, plain ones included: a plain factor may join a channel class later in the pass.
   regrouped.forEach((axis, index) => {
     const value = values?.[index];
-    if (value === -1 || (value === 0 && !attrInt(node, "allowzero", 0))) return;
-    const use = { node, inputIndex: 1 };
-    const problem = checkShapeElement(ctx.trace, use, index);
-    if (problem) return blockList(axis, `${label}: target dim ${index} ${problem}`);
-    ctx.touchShape({ use, index, factors: axis });
+    if (value === -1) return;
+    if (value === 0 && !attrInt(node, "allowzero", 0)) {
+      // "Copy the input's dim": right only while both axes hold the same factors.
+      const same = axes[index] && sameLeaves(axes[index], axis);
+      if (!same) blockList(axis, `${label}: target dim ${index} copies another axis`);
+      return;
+    }
+    followShapeElement(ctx, { node, inputIndex: 1 }, index, axis, label);
   });
 };
+
+function sameLeaves(a: Factor[], b: Factor[]): boolean {
+  const x = leavesOf(a).filter((f) => f.size !== 1), y = leavesOf(b).filter((f) => f.size !== 1);
+  return x.length === y.length && x.every((f, i) => f.root() === y[i].root());
+}
+
+/**
+ * A shape-vector element that sets the size of an axis: recorded so the rewrite can scale it,
+ * blocked when its value cannot be followed; a size read at run time from another tensor's axis
+ * couples that axis with this one.
+ */
+function followShapeElement(
+  ctx: TraceContext,
+  use: Use,
+  index: number,
+  axis: Factor[],
+  label: string,
+): void {
+  const problem = checkShapeElement(ctx.trace, use, index);
+  if (problem) return blockList(axis, `${label}: target dim ${index} ${problem}`);
+  const element = shapeElement(ctx.trace, use, index);
+  // A one-element piece of a Concat can be replaced by a constant at rewrite time; a bare
+  // run-time size has to follow the pruning by itself.
+  if (element.kind === "dim" && !element.piece) {
+    const source = ctx.axesOf(element.tensor)?.[element.axis];
+    if (source) couple(source, axis, `${label}: target dim ${index}`);
+    else blockList(axis, `${label}: target dim ${index} is read from an untracked tensor`);
+  }
+  ctx.touchShape({ use, index, factors: axis });
+}
 
 export const transpose: Rule = (ctx, node) => {
   const axes = ctx.axesOf(node.input[0])!;
@@ -121,8 +155,9 @@ export const slice: Rule = (ctx, node) => {
   const ints = (i: number, attrName: string) =>
     node.input[i] ? ctx.graph.constantInts(node.input[i]) : attrInts(node, attrName);
   const starts = ints(1, "starts"), ends = ints(2, "ends");
-  const sliceAxes = ints(3, "axes") ?? starts?.map((_, i) => i);
+  const sliceAxes = ints(3, "axes") ?? (node.input[3] ? undefined : starts?.map((_, i) => i));
   const steps = ints(4, "steps");
+  if (node.input[4] && !steps) return ctx.blockInputs(node, `${label}: steps are not constant`);
   const outAxes = axes.map((a, i) => outDims[i] === inDims[i] ? a : plain(outDims[i], label));
   if (!starts || !ends || !sliceAxes) {
     for (let i = 0; i < axes.length; i++) {
@@ -162,8 +197,8 @@ export const gather: Rule = (ctx, node) => {
     return ctx.blockInputs(node, `${label}: gather by tracked indices`);
   }
   const axis = normAxis(attrInt(node, "axis", 0), data.length);
-  const indexDims = ctx.dims(node.input[1]) ??
-    (ctx.graph.constant(node.input[1]) ? [] : undefined);
+  const indexConst = ctx.graph.constant(node.input[1]);
+  const indexDims = indexConst ? tensorDims(indexConst.tensor) : ctx.dims(node.input[1]);
   if (!indexDims) return ctx.blockInputs(node, `${label}: indices shape unknown`);
   const leaves = leavesOf(data[axis]).filter((f) => f.root().size !== 1);
   if (!hasChannel(data[axis]) || leaves.length !== 1 || indexDims.length !== 0) {
@@ -226,10 +261,7 @@ export const expand: Rule = (ctx, node) => {
     const list = a < 0 || inDims[a] !== d ? plain(d, label) : axes[a];
     const index = i - shapeOffset;
     if (index >= 0 && target?.[index] !== 1) {
-      const use = { node, inputIndex: 1 };
-      const problem = checkShapeElement(ctx.trace, use, index);
-      if (problem) blockList(list, `${label}: target dim ${index} ${problem}`);
-      else ctx.touchShape({ use, index, factors: list });
+      followShapeElement(ctx, { node, inputIndex: 1 }, index, list, label);
     }
     return list;
   });
@@ -255,5 +287,3 @@ export function layoutRules(): Record<string, Rule> {
     Size: shapeOf,
   };
 }
-
-export type { NodeProto, TraceContext };

@@ -5,7 +5,7 @@
  * @module
  */
 import type { NodeProto } from "../../graph/graph.ts";
-import type { ConstantRef, Graph } from "../../graph/graph.ts";
+import type { ConstantRef, Graph, Use } from "../../graph/graph.ts";
 import { attrInt } from "../../graph/graph.ts";
 import { tensorDims } from "../../onnx/tensor.ts";
 import { Factor } from "../factors.ts";
@@ -17,6 +17,9 @@ interface WeightSource {
   ref: ConstantRef;
   /** True when the stored tensor is the transpose of what the node consumes. */
   transposed: boolean;
+  /** The use that reads the constant: a copy made on write is wired there (under the
+   * Transpose, when there is one, so the layout stays right). */
+  use?: Use;
 }
 
 function weightSource(graph: Graph, name: string): WeightSource | undefined {
@@ -26,7 +29,11 @@ function weightSource(graph: Graph, name: string): WeightSource | undefined {
   if (node?.opType === "Transpose") {
     const inner = weightSource(graph, node.input[0]);
     if (inner && tensorDims(inner.ref.tensor).length === 2) {
-      return { ref: inner.ref, transposed: !inner.transposed };
+      return {
+        ref: inner.ref,
+        transposed: !inner.transposed,
+        use: inner.use ?? { node, inputIndex: 0 },
+      };
     }
   }
   return undefined;
@@ -56,11 +63,18 @@ export function linearRule(ctx: TraceContext, node: NodeProto): boolean {
   if (!outDims) return true;
   const label = node.name || outName;
   const out = new Factor(wdims[nAxis], true, label);
-  const axes = outDims.map((d, i) =>
-    i === outDims.length - 1 ? [out] : [new Factor(d, false, label)]
-  );
+  const inAxes = ctx.axesOf(node.input[0]);
+  const inDims = ctx.dims(node.input[0]);
+  // Leading axes pass through the weight unchanged (a channel factor there stays tracked).
+  const axes = outDims.map((d, i) => {
+    if (i === outDims.length - 1) return [out];
+    const j = i - (outDims.length - (inDims?.length ?? 0));
+    return inAxes && inDims && j >= 0 && inDims[j] === d
+      ? inAxes[j]
+      : [new Factor(d, false, label)];
+  });
   ctx.setAxes(outName, axes);
-  const use = { node, inputIndex: 1 };
+  const use = w.use ?? { node, inputIndex: 1 };
   const weightOut = {
     use,
     ref: w.ref,
@@ -70,7 +84,6 @@ export function linearRule(ctx: TraceContext, node: NodeProto): boolean {
     linear: node,
   };
   ctx.touchTensor(weightOut);
-  const inAxes = ctx.axesOf(node.input[0]);
   const input = inAxes ? inAxes[inAxes.length - 1] : [];
   if (inAxes) {
     ctx.touchTensor({
