@@ -367,3 +367,20 @@ Deno.test("trained Fashion-MNIST ViT: pruned ≡ masked on real test images", as
     assert.ok(maxAbsDiff(yp, ym) <= 1e-4, `pruned differs from masked by ${maxAbsDiff(yp, ym)}`);
   }
 });
+
+Deno.test("nodes that were unused before pruning keep what they read", async () => {
+  // An unused node reads the head size that the attention scale is computed from; freezing the
+  // scale makes that computation unused too, but it must stay for the node that reads it.
+  const model = decodeModel(await fixture("timm_vit"));
+  model.graph!.node!.push(onnx.NodeProto.create({
+    opType: "Identity",
+    name: "unused_reader",
+    input: ["/blocks/blocks.0/attn/Slice_output_0"],
+    output: ["unused_head_size"],
+  }));
+  const bytes = encodeModel(model);
+  const pruned = await pruneModel(decodeModel(bytes), { ...MODES.dims, core });
+  assert.equal(pruned.stats.scalarsFrozen, 2);
+  const out = await run(encodeModel(pruned.model));
+  assert.equal(out.length, 30);
+});

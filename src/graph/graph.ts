@@ -218,8 +218,27 @@ export class Graph {
   /** Removes what became dead since `before` (what was dead already is left as it was). */
   removeNewlyDead(before: { nodes: Set<NodeProto>; initializers: Set<string> }): void {
     const now = this.deadParts();
-    const nodes = [...now.nodes].filter((n) => !before.nodes.has(n));
-    const inits = [...now.initializers].filter((n) => !before.initializers.has(n));
+    const removable = new Set([...now.nodes].filter((n) => !before.nodes.has(n)));
+    // Nodes that were dead already stay, and so does anything they read.
+    for (let changed = true; changed;) {
+      changed = false;
+      const read = new Set<string>();
+      for (const n of this.nodes) {
+        if (!removable.has(n)) for (const name of [...n.input, ...subgraphNames(n)]) read.add(name);
+      }
+      for (const n of removable) {
+        if (n.output.some((o) => read.has(o))) {
+          removable.delete(n);
+          changed = true;
+        }
+      }
+    }
+    const stillRead = new Set<string>();
+    for (const n of this.nodes) {
+      if (!removable.has(n)) for (const name of [...n.input, ...subgraphNames(n)]) stillRead.add(name);
+    }
+    const nodes = [...removable];
+    const inits = [...now.initializers].filter((n) => !before.initializers.has(n) && !stillRead.has(n));
     if (nodes.length) {
       const drop = new Set(nodes);
       const kept = this.nodes.filter((n) => !drop.has(n));
