@@ -168,7 +168,11 @@ function rewriteShapes(trace: Trace, plan: Plan, stats: ApplyStats) {
   };
   for (const touch of trace.shapeTouches) {
     const ratio = sizeRatio(plan, touch.factors);
-    if (ratio.num === ratio.den) continue;
+    // Unchanged when neither the axis nor a run-time size the element reads changes.
+    if (ratio.num === ratio.den && !touch.attribute) {
+      const sources = dimSources(shapeElement(trace, touch.use, touch.index)) ?? [];
+      if (sources.every((d) => isUnchanged(dimRatio(trace, plan, d)))) continue;
+    } else if (ratio.num === ratio.den) continue;
     const where = `${touch.use.node.opType} "${touch.use.node.name}"`;
     if (touch.attribute) {
       const a = touch.use.node.attribute!.find((x) => x.name === touch.attribute)!;
@@ -213,6 +217,10 @@ function rewriteShapes(trace: Trace, plan: Plan, stats: ApplyStats) {
 }
 
 type Ratio = { num: number; den: number };
+
+function isUnchanged(r: Ratio): boolean {
+  return r.num === r.den;
+}
 
 /** The longest chain of uses walked to resolve an element (through to its constant). */
 function deepestPath(e: ShapeElement): Use[] | undefined {

@@ -39,6 +39,8 @@ options:
       --pruning-ratio R     fraction of MLP hidden channels to remove, 0 ≤ R < 1 (default 0)
       --head-pruning-ratio R
                             fraction of heads / head dims to remove (default: --pruning-ratio)
+      --embedding-pruning-ratio R
+                            fraction of the embedding (residual) width to remove (default 0)
       --prune-num-heads     remove whole attention heads
       --prune-head-dims     remove the same number of dims from every head
       --round-to N          round kept channel counts to a multiple of N
@@ -76,6 +78,7 @@ const OPTION_SPEC = {
   output: { type: "string", short: "o" },
   "pruning-ratio": { type: "string" },
   "head-pruning-ratio": { type: "string" },
+  "embedding-pruning-ratio": { type: "string" },
   "prune-num-heads": { type: "boolean" },
   "prune-head-dims": { type: "boolean" },
   "round-to": { type: "string" },
@@ -213,7 +216,14 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
   if (v.version) return "version";
 
   // A value that looks like an option was probably meant as one (`-o --json`).
-  for (const key of ["output", "pruning-ratio", "head-pruning-ratio", "round-to"] as const) {
+  const valued = [
+    "output",
+    "pruning-ratio",
+    "head-pruning-ratio",
+    "embedding-pruning-ratio",
+    "round-to",
+  ] as const;
+  for (const key of valued) {
     const val = v[key];
     if (typeof val === "string" && /^--?[a-z]/i.test(val)) {
       throw new UsageError(`--${key} needs a value, got option ${val}`);
@@ -223,6 +233,12 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
   const options: RunOptions = {};
   if (v["pruning-ratio"] !== undefined) {
     options.pruningRatio = parseRatio("--pruning-ratio", v["pruning-ratio"]);
+  }
+  if (v["embedding-pruning-ratio"] !== undefined) {
+    options.embeddingPruningRatio = parseRatio(
+      "--embedding-pruning-ratio",
+      v["embedding-pruning-ratio"],
+    );
   }
   if (v["head-pruning-ratio"] !== undefined) {
     options.headPruningRatio = parseRatio("--head-pruning-ratio", v["head-pruning-ratio"]);

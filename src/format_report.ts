@@ -52,6 +52,14 @@ function row(b: BlockReport): Row {
   if (b.kind === "attention") {
     return { block: b.name, heads: beforeAfter(b.heads), headDim: beforeAfter(b.headDim), mlp: "" };
   }
+  if (b.kind === "embedding") {
+    return {
+      block: `embedding width (${b.name})`,
+      heads: "",
+      headDim: "",
+      mlp: beforeAfter(b.channels),
+    };
+  }
   return { block: b.name, heads: "", headDim: "", mlp: beforeAfter(b.channels) };
 }
 

@@ -9,7 +9,7 @@
  */
 import type { ComputeCore } from "./core/mod.ts";
 import type { Factor } from "./analysis/factors.ts";
-import type { AttentionGroup, MlpGroup } from "./analysis/groups.ts";
+import type { AttentionGroup, EmbeddingGroup, MlpGroup } from "./analysis/groups.ts";
 import type { TensorTouch } from "./analysis/trace.ts";
 import { tensorDims, tensorRawBytes, tensorToFloat32 } from "./onnx/tensor.ts";
 import { DataType } from "./onnx/proto.ts";
@@ -25,7 +25,8 @@ export async function groupChannelScores(
 ): Promise<Float32Array> {
   const cellSizes = cells.map((alts) => alts[0].size);
   const total = cellSizes.reduce((a, b) => a * b, 1);
-  const sum = new Float32Array(total);
+  // Sums in float64: near-ties between channels are decided by the last bits.
+  const sum = new Float64Array(total);
   const seen = new Set<string>();
   let count = 0;
   for (const touch of members) {
@@ -51,12 +52,11 @@ export async function groupChannelScores(
     }
     count++;
   }
-  if (count === 0) return sum;
+  if (count === 0) return new Float32Array(total);
   let mean = 0;
   for (let i = 0; i < total; i++) mean += sum[i] / count;
   mean /= total;
-  for (let i = 0; i < total; i++) sum[i] = mean > 0 ? sum[i] / count / mean : 0;
-  return sum;
+  return Float32Array.from(sum, (v) => mean > 0 ? v / count / mean : 0);
 }
 
 /** Σ|w|^p along every axis but the touched one. */
@@ -98,6 +98,10 @@ export async function attentionScores(
   return { heads, dims: perDim, kvGroups };
 }
 
-export function mlpScores(core: ComputeCore, group: MlpGroup, criterion: Criterion) {
+export function mlpScores(
+  core: ComputeCore,
+  group: MlpGroup | EmbeddingGroup,
+  criterion: Criterion,
+) {
   return groupChannelScores(core, group.members, [[group.channels]], criterion);
 }

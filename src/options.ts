@@ -2,6 +2,10 @@
 export interface PruneOptions {
   /** Fraction of MLP hidden channels to remove per block (0 ≤ r < 1). Default 0. */
   pruningRatio?: number;
+  /** Fraction of the embedding (residual) width to remove: patch/token embedding, class and
+   * position embeddings, every LayerNorm, every block's inputs and outputs, the classifier's
+   * input. Default 0. */
+  embeddingPruningRatio?: number;
   /** Fraction of heads (with `pruneNumHeads`) or of dims per head (with `pruneHeadDims`) to
    * remove per attention block. Defaults to `pruningRatio`. */
   headPruningRatio?: number;

@@ -10,7 +10,7 @@
  */
 import type { ComputeCore } from "./core/mod.ts";
 import type { Factor } from "./analysis/factors.ts";
-import type { AttentionGroup, Group, MlpGroup } from "./analysis/groups.ts";
+import type { AttentionGroup, EmbeddingGroup, Group, MlpGroup } from "./analysis/groups.ts";
 import { attentionScores, type Criterion, mlpScores } from "./importance.ts";
 import { PruneError } from "./errors.ts";
 
@@ -36,6 +36,8 @@ export interface PlanSettings {
   pruneHeadDims: boolean;
   roundTo: number;
   criterion: Criterion;
+  /** Fraction of the embedding (residual) width to remove. */
+  embeddingPruningRatio: number;
   /** Grouped-query attention: remove query heads inside every KV group (Torch-Pruning), or whole
    * KV groups with their query heads (LLM-Pruner). */
   gqaPolicy: "query-heads" | "kv-groups";
@@ -71,9 +73,11 @@ export async function makePlan(
     if (group.kind === "attention") {
       const ratio = override ?? settings.headPruningRatio;
       decisions.push(await planAttention(core, group, ratio, settings, plan));
-    } else {
+    } else if (group.kind === "mlp") {
       const ratio = override ?? settings.pruningRatio;
       decisions.push(await planMlp(core, group, ratio, settings, plan));
+    } else {
+      decisions.push(await planMlp(core, group, settings.embeddingPruningRatio, settings, plan));
     }
   }
   return { plan, decisions };
@@ -130,9 +134,10 @@ function allHeads(ratio: number, count: number, what: string, block: string): Pr
   );
 }
 
+/** MLP hidden channels, or the embedding width: one channel factor, ranked as a whole. */
 async function planMlp(
   core: ComputeCore,
-  group: MlpGroup,
+  group: MlpGroup | EmbeddingGroup,
   ratio: number,
   s: PlanSettings,
   plan: Plan,

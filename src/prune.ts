@@ -84,6 +84,7 @@ export async function pruneModel(
   if (options.pruneNumHeads && options.pruneHeadDims) {
     throw new PruneError("bad-option", "choose one of pruneNumHeads and pruneHeadDims");
   }
+  const embeddingPruningRatio = checkRatio("embeddingPruningRatio", options.embeddingPruningRatio);
   const roundTo = options.roundTo ?? 1;
   if (!Number.isInteger(roundTo) || roundTo < 1) {
     throw new PruneError("bad-option", `roundTo must be a positive integer, got ${roundTo}`);
@@ -110,6 +111,19 @@ export async function pruneModel(
   const { groups } = findGroups(trace);
   checkNamedNodes(graph, groups, options);
   checkSomethingToPrune(groups, options, headPruningRatio, pruningRatio);
+  if (embeddingPruningRatio > 0) {
+    const embedding = groups.filter((g) => g.kind === "embedding");
+    const open = embedding.filter((g) => !(g.kind === "embedding" && g.blocked));
+    if (open.length === 0) {
+      const reasons = embedding.map((g) => g.kind === "embedding" ? g.blocked : null);
+      throw new PruneError(
+        "unsupported-graph",
+        embedding.length === 0
+          ? "no embedding width (residual stream from a patch or token embedding) was recognised"
+          : `the embedding width cannot be pruned (${reasons.slice(0, 2).join("; ")})`,
+      );
+    }
+  }
   checkNumHeads(groups, options.numHeads ?? {});
 
   const core = options.core ?? await createCore({ backend: options.backend ?? "auto" });
@@ -122,6 +136,7 @@ export async function pruneModel(
       roundTo,
       criterion: options.criterion ?? "l2",
       gqaPolicy: options.gqaPolicy ?? "query-heads",
+      embeddingPruningRatio,
       ratioFor: (g) => {
         const key = Object.keys(options.layerRatios ?? {}).find((k) =>
           g.linears.some((l) => matches(l.name ?? "", [k]))
@@ -281,7 +296,7 @@ function blockReport(d: GroupDecision): BlockReport {
   }
   const kept = d.keptChannels ?? Array.from({ length: g.channels.size }, (_, i) => i);
   return {
-    kind: "mlp",
+    kind: g.kind,
     name: g.name,
     channels: { before: g.channels.size, after: kept.length },
     keptChannels: kept,
@@ -315,11 +330,14 @@ function groupReport(g: Group, trace: Trace): GroupReport {
     };
   }
   return {
-    kind: "mlp",
+    kind: g.kind,
     name: g.name,
     size: { channels: g.channels.size },
     tensors,
     ...(g.blocked ? { blocked: g.blocked } : {}),
+    ...(g.kind === "embedding" && g.normalized
+      ? { note: "LayerNorm statistics change when these channels go (not mask-exact)" }
+      : {}),
   };
 }
 
@@ -327,6 +345,9 @@ function skippedGroups(groups: Group[], options: RunOptions): { name: string; re
   const out: { name: string; reason: string }[] = [];
   for (const g of groups) {
     if (g.kind === "mlp" && g.blocked && (options.pruningRatio ?? 0) > 0) {
+      out.push({ name: g.name, reason: g.blocked });
+    }
+    if (g.kind === "embedding" && g.blocked && (options.embeddingPruningRatio ?? 0) > 0) {
       out.push({ name: g.name, reason: g.blocked });
     }
     if (g.kind === "attention") {

@@ -12,7 +12,7 @@ export interface PruneReport {
 
 /** A group of coupled channels found in the graph. */
 export interface GroupReport {
-  kind: "attention" | "mlp";
+  kind: "attention" | "mlp" | "embedding";
   /** Name of the node that produces the group's channels. */
   name: string;
   /** Sizes of the group's dimensions: `{ heads, qkDim, vDim }` or `{ channels }`. */
@@ -24,6 +24,8 @@ export interface GroupReport {
   blocked?: string;
   /** Attention: why the per-head dims cannot be pruned (absent when they can). */
   dimsBlocked?: string;
+  /** What pruning the group changes beyond removing channels. */
+  note?: string;
 }
 
 export type BlockReport = AttentionBlockReport | MlpBlockReport;
@@ -42,8 +44,9 @@ export interface AttentionBlockReport {
   keptDims?: number[][];
 }
 
+/** MLP hidden channels, or (kind "embedding") the model's embedding width. */
 export interface MlpBlockReport {
-  kind: "mlp";
+  kind: "mlp" | "embedding";
   /** Name of the node that produces the hidden channels (fc1). */
   name: string;
   channels: { before: number; after: number };

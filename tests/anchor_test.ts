@@ -31,8 +31,10 @@ interface AnchorEntry {
     headPruningRatio: number;
     pruningRatio: number;
     roundTo?: number;
+    embeddingPruningRatio?: number;
     criterion: "l1" | "l2";
   };
+  kept_embedding_channels?: number[];
   blocks: AnchorBlock[];
   params: { before: number; after: number };
   macs: { matmul_before: number; matmul_after: number };
@@ -66,11 +68,16 @@ for (const entry of anchor.entries) {
       headPruningRatio: o.headPruningRatio,
       pruningRatio: o.pruningRatio,
       roundTo: o.roundTo,
+      embeddingPruningRatio: o.embeddingPruningRatio,
       criterion: o.criterion,
       core,
     });
     const attention = report.blocks.filter((b) => b.kind === "attention") as AttentionBlockReport[];
     const mlp = report.blocks.filter((b) => b.kind === "mlp") as MlpBlockReport[];
+    const embedding = report.blocks.find((b) => b.kind === "embedding") as MlpBlockReport;
+    if (entry.kept_embedding_channels) {
+      assert.deepEqual(embedding.keptChannels, entry.kept_embedding_channels, "kept embedding");
+    }
     assert.equal(attention.length, entry.blocks.length);
     assert.equal(mlp.length, entry.blocks.length);
     entry.blocks.forEach((tp, i) => {

@@ -11,6 +11,11 @@ Cases (options in the CLI's terms; "criterion" l1 -> p=1, l2 -> p=2):
   head_dims_l2               {"pruneNumHeads": false, "pruneHeadDims": true,  "headPruningRatio": 0.5, "pruningRatio": 0}
   mlp_l2 / mlp_l1            {"pruneNumHeads": false, "pruneHeadDims": false, "headPruningRatio": 0,   "pruningRatio": 0.5}
   mlp_r0.3_round8_l2         {"pruneNumHeads": false, "pruneHeadDims": false, "headPruningRatio": 0,   "pruningRatio": 0.3, "roundTo": 8}
+  emb_l2 / emb_l1            {... all of the above 0/false, "embeddingPruningRatio": 0.25}
+  emb_r0.3_round8_l2         {... all of the above 0/false, "embeddingPruningRatio": 0.3, "roundTo": 8}
+  (embedding = residual width; timm and transformers fixtures only, TP pruning_ratio = embedding ratio,
+  ignored_layers = [classifier, every qkv / q,k,v, every fc1], cls_token / pos_embed auto-detected
+  by TP as unwrapped parameters pruned on their last dim)
 "tp_call" in each entry gives the exact MetaPruner arguments used (see scripts/anchor/README.md for
 why heads / head dims need pruning_ratio>0 in TP, and how MLP/embedding are kept untouched).
 The torchvision fixture only has MLP cases: TP's nn.MultiheadAttention pruner prunes
@@ -19,13 +24,21 @@ The torchvision fixture only has MLP cases: TP's nn.MultiheadAttention pruner pr
 Per entry (JSON):
   fixture            fixture ONNX file name (tests/fixtures/<fixture>)
   case, options, tp_call
-  embed_dim          {"before", "after"} (must be equal; checked)
+  embed_dim          {"before", "after"} (equal except in emb_* cases; checked)
+  kept_embedding_channels  (emb_* only) original residual channel numbers kept, ascending, found by
+                     exact matching of the patch-embedding conv output rows; the script checks that
+                     EVERY tensor of the pruned model is the original restricted to these channels on
+                     each dim whose size changed (cls_token/pos_embed columns, norms, biases, ...), that
+                     heads / head dims / MLP widths are unchanged, and that the set equals the README
+                     formula recomputed without TP (emb_formula_kept)
   blocks[i]          heads_before/after, head_dim_before/after, kept_heads (original head numbers,
                      ascending), kept_head_dims (per kept head: kept dim indices inside the head,
                      original numbering; null when head dims are not pruned), mlp_before/after,
                      kept_mlp_channels (original fc1 output channel numbers, ascending),
                      attn_scale_after (softmax scale used by the pruned torch model)
                      Kept indices are derived by matching pruned weight rows to original rows
+                     (emb_* cases: original q/k/v/fc1 columns and proj/fc2 rows restricted to
+                     kept_embedding_channels first)
                      (exact equality of q, k and v rows and of proj/fc2 columns), not from TP internals.
   params             {"before","after"}: sum(p.numel()) of the torch model
   macs               {"tp_before","tp_after"}: tp.utils.count_ops_and_params (batch 1; TP's own
@@ -68,7 +81,16 @@ CASES = [
     ("mlp_l2", dict(pruneNumHeads=False, pruneHeadDims=False, headPruningRatio=0.0, pruningRatio=0.5, roundTo=None, criterion="l2")),
     ("mlp_l1", dict(pruneNumHeads=False, pruneHeadDims=False, headPruningRatio=0.0, pruningRatio=0.5, roundTo=None, criterion="l1")),
     ("mlp_r0.3_round8_l2", dict(pruneNumHeads=False, pruneHeadDims=False, headPruningRatio=0.0, pruningRatio=0.3, roundTo=8, criterion="l2")),
+    # embedding (residual) width only; heads, head dims and MLP hidden channels untouched
+    ("emb_l2", dict(pruneNumHeads=False, pruneHeadDims=False, headPruningRatio=0.0, pruningRatio=0.0, embeddingPruningRatio=0.25, roundTo=None, criterion="l2")),
+    ("emb_l1", dict(pruneNumHeads=False, pruneHeadDims=False, headPruningRatio=0.0, pruningRatio=0.0, embeddingPruningRatio=0.25, roundTo=None, criterion="l1")),
+    ("emb_r0.3_round8_l2", dict(pruneNumHeads=False, pruneHeadDims=False, headPruningRatio=0.0, pruningRatio=0.0, embeddingPruningRatio=0.3, roundTo=8, criterion="l2")),
 ]
+EMB_FAMILIES = ("timm", "transformers")  # torchvision: TP's MHA pruner couples embed_dim with the attention width
+
+
+def is_emb(opts):
+    return opts.get("embeddingPruningRatio", 0) > 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,6 +115,10 @@ class Family:
     def attn_root_layers(self, m): raise NotImplementedError  # ignored for MLP-only cases
     def sync(self, m, pruner): pass
     def set_scale(self, b, s): raise NotImplementedError
+    def emb_members(self, m): raise NotImplementedError
+    # -> (out_rows: [Linear/Conv whose OUT channels are residual channels],
+    #     in_cols:  [Linear whose IN channels are residual channels],
+    #     norms:    [LayerNorm over the residual width])
 
 
 class TimmFamily(Family):
@@ -130,6 +156,13 @@ class TimmFamily(Family):
     def set_scale(self, b, s):
         b.attn.fused_attn = False
         b.attn.scale = s
+    def emb_members(self, m):
+        import torch.nn as nn
+        out_rows = [m.patch_embed.proj] + [l for b in m.blocks for l in (b.attn.proj, b.mlp.fc2)]
+        in_cols = [l for b in m.blocks for l in (b.attn.qkv, b.mlp.fc1)] + [m.head]
+        norms = [n for b in m.blocks for n in (b.norm1, b.norm2)] + \
+                [n for n in (m.norm, m.fc_norm) if isinstance(n, nn.LayerNorm)]
+        return out_rows, in_cols, norms
 
 
 class HFFamily(Family):
@@ -171,6 +204,12 @@ class HFFamily(Family):
             a.scaling = a.head_dim ** -0.5
     def set_scale(self, b, s):
         b.attention.scaling = s
+    def emb_members(self, m):
+        v = m.vit
+        out_rows = [v.embeddings.patch_embeddings.projection] + [l for b in v.layers for l in (b.attention.o_proj, b.mlp.fc2)]
+        in_cols = [l for b in v.layers for l in (b.attention.q_proj, b.attention.k_proj, b.attention.v_proj, b.mlp.fc1)] + [m.classifier]
+        norms = [n for b in v.layers for n in (b.layernorm_before, b.layernorm_after)] + [v.layernorm]
+        return out_rows, in_cols, norms
 
 
 class TorchvisionFamily(Family):
@@ -271,24 +310,29 @@ def match_rows(original: torch.Tensor, pruned: torch.Tensor) -> list[int]:
     return out
 
 
-def block_record(fam, b0, b1, prune_dims: bool):
+def block_record(fam, b0, b1, prune_dims: bool, emb_kept=None):
+    """emb_kept: kept residual channels (embedding cases); the original q/k/v/fc1 columns and
+    proj/fc2 rows are restricted to them before row matching."""
+    ek = None if emb_kept is None else torch.tensor(emb_kept)
+    cols = (lambda w: w) if ek is None else (lambda w: w[:, ek].contiguous())
+    rows = (lambda w: w) if ek is None else (lambda w: w[ek].contiguous())
     hd0, h0 = fam.head_dim(b0), fam.heads(b0)
-    q0, k0, v0 = fam.qkv_rows(b0)
+    q0, k0, v0 = (cols(w) for w in fam.qkv_rows(b0))
     q1, k1, v1 = fam.qkv_rows(b1)
     cq, ck, cv = match_rows(q0, q1), match_rows(k0, k1), match_rows(v0, v1)
     assert cq == ck == cv, "q/k/v kept channels differ"
     assert cq == sorted(cq), "kept channels not in ascending order"
     # attention output projection: kept input columns must be the same channels
-    assert match_rows(fam.proj_w(b0).t().contiguous(), fam.proj_w(b1).t().contiguous()) == cq
+    assert match_rows(rows(fam.proj_w(b0)).t().contiguous(), fam.proj_w(b1).t().contiguous()) == cq
     kept_heads = sorted({c // hd0 for c in cq})
     h1, hd1 = fam.heads(b1), fam.head_dim(b1)
     assert len(kept_heads) == h1 and h1 * hd1 == len(cq), (kept_heads, h1, hd1, len(cq))
     per_head = [[c % hd0 for c in cq if c // hd0 == h] for h in kept_heads]
     assert all(len(d) == hd1 for d in per_head)
-    f0, f1 = fam.fc1(b0).weight.detach(), fam.fc1(b1).weight.detach()
+    f0, f1 = cols(fam.fc1(b0).weight.detach()), fam.fc1(b1).weight.detach()
     cm = match_rows(f0, f1)
     assert cm == sorted(cm)
-    assert match_rows(fam.fc2(b0).weight.detach().t().contiguous(), fam.fc2(b1).weight.detach().t().contiguous()) == cm
+    assert match_rows(rows(fam.fc2(b0).weight.detach()).t().contiguous(), fam.fc2(b1).weight.detach().t().contiguous()) == cm
     return {
         "heads_before": h0, "heads_after": h1,
         "head_dim_before": hd0, "head_dim_after": hd1,
@@ -305,7 +349,16 @@ def tp_args(fam, m, opts):
     p = 1 if opts["criterion"] == "l1" else 2
     ignored = [fam.classifier(m), fam.embed_conv(m)]
     desc_ignored = ["classifier", "patch-embedding conv"]
-    if opts["pruneNumHeads"] or opts["pruneHeadDims"]:
+    if is_emb(opts):
+        # classifier ignored only blocks its OUT-channel group (the classes); its in-channels are
+        # pruned with the embedding group. The patch-embedding conv is the group's member, not ignored.
+        # Ignoring every q/k/v (qkv) and fc1 blocks the attention and MLP groups (their OUT
+        # channels); their IN channels stay in the embedding group.
+        ignored = [fam.classifier(m)] + fam.attn_root_layers(m) + [fam.fc1(b) for b in fam.blocks(m)]
+        desc_ignored = ["classifier (blocks only its out-channel group; its in-channels are pruned with the embedding group)",
+                        "attention q/k/v (timm qkv / HF q_proj,k_proj,v_proj) of every block", "mlp fc1 of every block"]
+        kwargs = dict(pruning_ratio=opts["embeddingPruningRatio"])
+    elif opts["pruneNumHeads"] or opts["pruneHeadDims"]:
         ignored += [fam.fc1(b) for b in fam.blocks(m)]
         desc_ignored.append("mlp fc1 of every block")
         kwargs = dict(
@@ -327,6 +380,8 @@ def tp_args(fam, m, opts):
         desc["num_heads"] = "{qkv: H} (timm) / {q_proj: H, k_proj: H, v_proj: H} (transformers)"
     desc["importance"] = f"GroupMagnitudeImportance(p={p})"
     desc["ignored_layers"] = desc_ignored
+    if is_emb(opts):
+        desc["unwrapped_parameters"] = None  # set in run_case from what TP auto-detected
     return tp.importance.GroupMagnitudeImportance(p=p), ignored, kwargs, desc
 
 
@@ -337,14 +392,42 @@ def run_case(name, meta, fam, case_name, opts):
     x_ex = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     imp, ignored, kwargs, desc = tp_args(fam, m1, opts)
     pruner = tp.pruner.MetaPruner(m1, x_ex, importance=imp, ignored_layers=ignored, **kwargs)
+    if is_emb(opts):
+        names = {p: n for n, p in m1.named_parameters()}
+        desc["unwrapped_parameters"] = "TP 1.6.1 auto-detection (none passed): " + ", ".join(
+            f"{names[p]}: dim {d}" for p, d in pruner.DG.unwrapped_parameters)
+        emb_expected = emb_formula_kept(fam, m0, opts)
     pruner.step()
     fam.sync(m1, pruner)
     m1.eval()
 
-    # only heads / head dims / MLP hidden channels may change; everything else bit-identical
     sd0, sd1 = m0.state_dict(), m1.state_dict()
     assert sd0.keys() == sd1.keys()
-    for k in sd0:
+    emb_kept = None
+    if is_emb(opts):
+        # kept residual channels: exact matching of the patch-embedding conv output rows
+        emb_kept = match_rows(fam.embed_conv(m0).weight.detach().flatten(1), fam.embed_conv(m1).weight.detach().flatten(1))
+        assert emb_kept == sorted(emb_kept)
+        d0, d1 = fam.embed_conv(m0).out_channels, len(emb_kept)
+        ek = torch.tensor(emb_kept)
+        # every tensor = original restricted to the kept residual channels on each dim that changed
+        # (cls_token / pos_embed columns, norms, biases, q/k/v/fc1/head columns, proj/fc2 rows, ...)
+        for k in sd0:
+            t0, t1 = sd0[k], sd1[k]
+            assert t0.dim() == t1.dim(), k
+            for dim, (a, b) in enumerate(zip(t0.shape, t1.shape)):
+                if a != b:
+                    assert (a, b) == (d0, d1), (k, t0.shape, t1.shape)
+                    t0 = t0.index_select(dim, ek)
+            assert torch.equal(t0, t1), f"{name}/{case_name}: {k} not a slice of the original"
+        for ln in fam.emb_members(m1)[2]:
+            assert tuple(ln.normalized_shape) == (d1,), ln
+        assert emb_kept == emb_expected, f"{name}/{case_name}: TP kept set differs from the README formula"
+        assert fam.classifier(m1).out_features == fam.classifier(m0).out_features
+        assert fam.classifier(m1).in_features == d1
+
+    # non-embedding cases: only heads / head dims / MLP hidden channels may change; everything else bit-identical
+    for k in (sd0 if emb_kept is None else []):
         t0, t1 = sd0[k], sd1[k]
         may_change = any(re.search(rx, k) for rx in fam.changeable)
         if opts["pruneNumHeads"] or opts["pruneHeadDims"]:
@@ -355,13 +438,18 @@ def run_case(name, meta, fam, case_name, opts):
             assert t0.shape == t1.shape and torch.equal(t0, t1), f"{name}/{case_name}: {k} changed"
     embed0 = fam.embed_conv(m0).out_channels
     embed1 = fam.embed_conv(m1).out_channels
-    assert embed0 == embed1 and fam.classifier(m1).in_features == fam.classifier(m0).in_features
+    if emb_kept is None:
+        assert embed0 == embed1 and fam.classifier(m1).in_features == fam.classifier(m0).in_features
 
     x = probe_input(shape)
     l0, l1 = logits_of(m0, x), logits_of(m1, x)
     assert l1.shape == l0.shape and torch.isfinite(l1).all()
-    blocks = [dict(index=i, **block_record(fam, b0, b1, opts["pruneHeadDims"]))
+    blocks = [dict(index=i, **block_record(fam, b0, b1, opts["pruneHeadDims"], emb_kept))
               for i, (b0, b1) in enumerate(zip(fam.blocks(m0), fam.blocks(m1)))]
+    if emb_kept is not None:
+        for b in blocks:
+            assert b["heads_after"] == b["heads_before"] and b["head_dim_after"] == b["head_dim_before"]
+            assert b["mlp_after"] == b["mlp_before"] and b["kept_mlp_channels"] == list(range(b["mlp_before"]))
     probe = {"before": [round(v, 6) for v in l0[0].tolist()], "after": [round(v, 6) for v in l1[0].tolist()]}
     if opts["pruneHeadDims"]:
         m2 = copy.deepcopy(m1)
@@ -369,18 +457,47 @@ def run_case(name, meta, fam, case_name, opts):
             fam.set_scale(b2, fam.head_dim(b0) ** -0.5)
         probe["after_keep_scale"] = [round(v, 6) for v in logits_of(m2, x)[0].tolist()]
     opts_out = {k: v for k, v in opts.items() if not (k == "roundTo" and v is None)}
-    return {
+    e = {
         "fixture": meta["file"],
         "case": case_name,
         "options": opts_out,
         "tp_call": desc,
         "embed_dim": {"before": embed0, "after": embed1},
+    }
+    if emb_kept is not None:
+        e["kept_embedding_channels"] = emb_kept
+    e.update({
         "blocks": blocks,
         "params": {"before": sum(p.numel() for p in m0.parameters()), "after": sum(p.numel() for p in m1.parameters())},
         "macs": {"tp_before": tp_macs(m0, x), "tp_after": tp_macs(m1, x),
                  "matmul_before": matmul_macs(m0, x), "matmul_after": matmul_macs(m1, x)},
         "probe_logits": probe,
-    }
+    })
+    return e
+
+
+def emb_formula_kept(fam, m, opts):
+    """README formula for the embedding group, recomputed without TP (float64): score of residual
+    channel c = sum over out_rows of sum|W[c,:]|^p (conv: flattened) + sum over in_cols of
+    sum|W[:,c]|^p + sum over LayerNorms of |gamma[c]|^p; removed = D - int(D*(1-r)), kept count
+    rounded down to a multiple of round_to; the lowest scores are removed."""
+    p = 1 if opts["criterion"] == "l1" else 2
+    out_rows, in_cols, norms = fam.emb_members(m)
+    s = 0
+    for l in out_rows:
+        s = s + l.weight.detach().double().flatten(1).abs().pow(p).sum(1)
+    for l in in_cols:
+        s = s + l.weight.detach().double().abs().pow(p).sum(0)
+    for n in norms:
+        s = s + n.weight.detach().double().abs().pow(p)
+    d = s.numel()
+    n_rm = d - int(d * (1 - opts["embeddingPruningRatio"]))
+    if opts["roundTo"]:
+        kept = d - n_rm
+        kept -= kept % opts["roundTo"]
+        n_rm = d - kept
+    removed = set(torch.argsort(s, stable=True)[:n_rm].tolist())
+    return [c for c in range(d) if c not in removed]
 
 
 def main():
@@ -409,10 +526,12 @@ def main():
         for case_name, opts in CASES:
             if (opts["pruneNumHeads"] or opts["pruneHeadDims"]) and not fam.supports_heads:
                 continue
+            if is_emb(opts) and fam.name not in EMB_FAMILIES:
+                continue
             e = run_case(name, meta, fam, case_name, opts)
             bl = e["blocks"]
             print(f"{name:16s} {case_name:20s} heads {[b['heads_after'] for b in bl]} hd {[b['head_dim_after'] for b in bl]} "
-                  f"mlp {[b['mlp_after'] for b in bl]} params {e['params']['before']}->{e['params']['after']} "
+                  f"mlp {[b['mlp_after'] for b in bl]} emb {e['embed_dim']['before']}->{e['embed_dim']['after']} params {e['params']['before']}->{e['params']['after']} "
                   f"macs(tp) {e['macs']['tp_before']}->{e['macs']['tp_after']}", flush=True)
             entries.append(e)
     out = {

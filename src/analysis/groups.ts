@@ -39,7 +39,21 @@ export interface MlpGroup {
   blocked: string | null;
 }
 
-export type Group = AttentionGroup | MlpGroup;
+/** The embedding (residual) width: one group across the whole model. */
+export interface EmbeddingGroup {
+  kind: "embedding";
+  /** Name of the first layer producing the residual channels (the patch or token embedding). */
+  name: string;
+  channels: Factor;
+  /** Weights scored for importance (producers, consumers, LayerNorm scales). */
+  members: TensorTouch[];
+  linears: NodeProto[];
+  blocked: string | null;
+  /** Some LayerNorm normalises these channels: pruning changes its statistics. */
+  normalized: boolean;
+}
+
+export type Group = AttentionGroup | MlpGroup | EmbeddingGroup;
 
 function channelLeaves(list: Factor[]): Factor[] {
   return list.flatMap((f) => f.leaves()).filter((f) => f.channel && f.size > 1);
@@ -122,6 +136,18 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
       },
     });
   }
+  // Channels a LayerNorm normalises stay exact only as the embedding width.
+  const normalized = new Map<Factor, string>();
+  for (const { factors, reason } of trace.normalized) {
+    for (const leaf of factors.flatMap((f) => f.leaves())) {
+      if (leaf.channel && !normalized.has(leaf.root())) normalized.set(leaf.root(), reason);
+    }
+  }
+  for (const { group } of groups) {
+    if (group.kind !== "attention") continue;
+    group.headsBlocked ??= normalized.get(group.heads) ?? null;
+    group.dimsBlocked ??= normalized.get(group.qkDim) ?? normalized.get(group.vDim) ?? null;
+  }
   const seen = new Set<Factor>();
   for (const linear of trace.linears) {
     const leaves = linear.out.leaves();
@@ -139,8 +165,26 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
     const inputs = new Set(
       members.filter((t) => t.role === "weight-out").map((t) => t.linear!.input[0]),
     );
-    if (inputs.size !== 1) continue;
     seen.add(channels);
+    if (inputs.size !== 1 || linear.node.opType === "Conv" || linear.node.opType === "Gather") {
+      const scales = trace.tensorTouches.filter((t) =>
+        t.role === "operand" && t.use.node.opType.endsWith("LayerNormalization") &&
+        t.use.inputIndex === 1 && t.factors.flatMap((f) => f.leaves()).includes(channels)
+      );
+      groups.push({
+        order: order(linear.node),
+        group: {
+          kind: "embedding",
+          name: nodeName(linear.node),
+          channels,
+          members: [...members, ...scales],
+          linears: [...new Set(members.map((t) => t.linear!))],
+          blocked: channels.blockedReason(),
+          normalized: normalized.has(channels),
+        },
+      });
+      continue;
+    }
     groups.push({
       order: order(linear.node),
       group: {
@@ -149,7 +193,7 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
         channels,
         members,
         linears: [...new Set(members.map((t) => t.linear!))],
-        blocked: channels.blockedReason(),
+        blocked: channels.blockedReason() ?? normalized.get(channels) ?? null,
       },
     });
   }

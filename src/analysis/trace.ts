@@ -11,6 +11,7 @@ import type { NodeProto } from "../graph/graph.ts";
 import { type ConstantRef, type Graph, subgraphNames, type Use } from "../graph/graph.ts";
 import type { ProbedTensor } from "../runtime/probe.ts";
 import { Factor, hasChannel, leavesOf } from "./factors.ts";
+import { tensorDims } from "../onnx/tensor.ts";
 import { RULES } from "./rules/mod.ts";
 
 /** A constant input of a node whose `axis` carries the channels in `factors`. */
@@ -66,6 +67,8 @@ export interface Trace {
   tensorTouches: TensorTouch[];
   shapeTouches: ShapeTouch[];
   matmuls: ActivationMatMul[];
+  /** Channels a LayerNorm normalises: prunable only as the embedding width. */
+  normalized: { factors: Factor[]; reason: string }[];
 }
 
 /** What a rule sees and may do. */
@@ -77,8 +80,12 @@ export class TraceContext {
   get graph(): Graph {
     return this.trace.graph;
   }
+  /** Concrete dims of a tensor: from the probe run, or a constant's own dims. */
   dims(name: string): number[] | undefined {
-    return this.trace.shapes.get(name)?.dims;
+    const probed = this.trace.shapes.get(name)?.dims;
+    if (probed) return probed;
+    const constant = this.graph.constant(name);
+    return constant ? tensorDims(constant.tensor) : undefined;
   }
   axesOf(name: string): Factor[][] | undefined {
     return this.trace.axes.get(name);
@@ -155,6 +162,7 @@ export function traceGraph(
     tensorTouches: [],
     shapeTouches: [],
     matmuls: [],
+    normalized: [],
   };
   const ctx = new TraceContext(trace);
   pendingBlocks = [];
@@ -172,8 +180,7 @@ export function traceGraph(
 function propagate(ctx: TraceContext): void {
   const { trace, graph } = ctx;
   for (const node of graph.nodes) {
-    const linear = RULES.linear(ctx, node);
-    if (linear) continue;
+    if (RULES.source(ctx, node)) continue;
     // If/Loop/Scan bodies may read outer tensors: channels read there cannot follow a pruning.
     for (const name of subgraphNames(node)) {
       for (const axis of trace.axes.get(name) ?? []) {

@@ -224,7 +224,9 @@ export class Graph {
       changed = false;
       const read = new Set<string>();
       for (const n of this.nodes) {
-        if (!removable.has(n)) for (const name of [...n.input, ...subgraphNames(n)]) read.add(name);
+        if (!removable.has(n)) {
+          for (const name of [...n.input, ...subgraphNames(n)]) read.add(name);
+        }
       }
       for (const n of removable) {
         if (n.output.some((o) => read.has(o))) {
@@ -235,10 +237,14 @@ export class Graph {
     }
     const stillRead = new Set<string>();
     for (const n of this.nodes) {
-      if (!removable.has(n)) for (const name of [...n.input, ...subgraphNames(n)]) stillRead.add(name);
+      if (!removable.has(n)) {
+        for (const name of [...n.input, ...subgraphNames(n)]) stillRead.add(name);
+      }
     }
     const nodes = [...removable];
-    const inits = [...now.initializers].filter((n) => !before.initializers.has(n) && !stillRead.has(n));
+    const inits = [...now.initializers].filter((n) =>
+      !before.initializers.has(n) && !stillRead.has(n)
+    );
     if (nodes.length) {
       const drop = new Set(nodes);
       const kept = this.nodes.filter((n) => !drop.has(n));

@@ -3,15 +3,18 @@
  *
  * @module
  */
-import type { Rule } from "../trace.ts";
+import type { NodeProto } from "../../graph/graph.ts";
+import type { Rule, TraceContext } from "../trace.ts";
 import { elementwiseRules } from "./elementwise.ts";
 import { layoutRules } from "./layout.ts";
 import { linearRule } from "./linear.ts";
 import { activationMatMul } from "./matmul.ts";
 import { normalizationRules } from "./normalization.ts";
+import { sourceRule } from "./sources.ts";
 
 export const RULES = {
-  linear: linearRule,
+  /** Nodes where channels are born; true when the node needs no further rule. */
+  source: (ctx: TraceContext, node: NodeProto) => linearRule(ctx, node) || sourceRule(ctx, node),
   byOp: {
     ...elementwiseRules(),
     ...layoutRules(),

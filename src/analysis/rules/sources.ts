@@ -1,0 +1,108 @@
+/**
+ * Other places where channels are born, besides linear layers: convolutions (a ViT's patch
+ * embedding), embedding tables (a Gather from a constant table by token ids), and constants
+ * broadcast by Expand (class and distillation tokens) — each axis of such a constant is tracked
+ * so that it is sliced with whatever channels it meets.
+ *
+ * @module
+ */
+import type { NodeProto } from "../../graph/graph.ts";
+import { attrInt } from "../../graph/graph.ts";
+import { isFloatType, tensorDims } from "../../onnx/tensor.ts";
+import { Factor } from "../factors.ts";
+import type { TraceContext } from "../trace.ts";
+import { blockList, nodeLabel } from "../trace.ts";
+
+/** Conv with a constant weight [Cout, Cin/group, k…]: output axis 1 carries fresh channels. */
+function convRule(ctx: TraceContext, node: NodeProto): boolean {
+  if (node.opType !== "Conv" || node.domain) return false;
+  const ref = ctx.graph.constant(node.input[1]);
+  const outDims = ctx.dims(node.output[0]);
+  if (!ref || !outDims) return false;
+  const label = node.name || node.output[0];
+  const inAxes = ctx.axesOf(node.input[0]);
+  if (attrInt(node, "group", 1) !== 1) {
+    if (inAxes) ctx.blockInputs(node, `${nodeLabel(node)}: grouped convolution`);
+    return true;
+  }
+  const wdims = tensorDims(ref.tensor);
+  const out = new Factor(wdims[0], true, label);
+  ctx.setAxes(
+    node.output[0],
+    outDims.map((d, i) => i === 1 ? [out] : [new Factor(d, false, label)]),
+  );
+  const use = { node, inputIndex: 1 };
+  const weight = { use, ref, axis: 0, factors: [out], role: "weight-out" as const, linear: node };
+  ctx.touchTensor(weight);
+  const input = inAxes?.[1] ?? [];
+  if (inAxes) {
+    ctx.touchTensor({ use, ref, axis: 1, factors: input, role: "weight-in", linear: node });
+    // Spatial axes mix positions, not channels: channels there cannot follow a pruning.
+    inAxes.forEach((axis, i) => {
+      if (i !== 1) blockList(axis, `${nodeLabel(node)}: convolved axis`);
+    });
+  }
+  const bias = node.input[2] ? ctx.graph.constant(node.input[2]) : undefined;
+  if (bias) {
+    ctx.touchTensor({
+      use: { node, inputIndex: 2 },
+      ref: bias,
+      axis: 0,
+      factors: [out],
+      role: "operand",
+    });
+  }
+  ctx.trace.linears.push({ node, weight, out, input });
+  return true;
+}
+
+/** Gather(table, ids) from a constant table [V, D] by ids: the output's last axis is D. */
+function embeddingRule(ctx: TraceContext, node: NodeProto): boolean {
+  if (node.opType !== "Gather" || node.domain || attrInt(node, "axis", 0) !== 0) return false;
+  const ref = ctx.graph.constant(node.input[0]);
+  if (!ref || ctx.graph.constant(node.input[1]) || ctx.axesOf(node.input[1])) return false;
+  const wdims = tensorDims(ref.tensor);
+  const outDims = ctx.dims(node.output[0]);
+  if (wdims.length !== 2 || !outDims || !isFloatType(ref.tensor.dataType ?? 0)) return false;
+  const label = node.name || node.output[0];
+  const out = new Factor(wdims[1], true, label);
+  ctx.setAxes(
+    node.output[0],
+    outDims.map((d, i) => i === outDims.length - 1 ? [out] : [new Factor(d, false, label)]),
+  );
+  const weight = {
+    use: { node, inputIndex: 0 },
+    ref,
+    axis: 1,
+    factors: [out],
+    role: "weight-out" as const,
+    linear: node,
+  };
+  ctx.touchTensor(weight);
+  ctx.trace.linears.push({ node, weight, out, input: [] });
+  return true;
+}
+
+/**
+ * Expand of a constant (a class token broadcast over the batch): the constant gets tracked
+ * axes, plain for now, recorded as touches so they are sliced if they turn out to be channels.
+ */
+function expandedConstant(ctx: TraceContext, node: NodeProto): boolean {
+  if (node.opType !== "Expand" || node.domain || ctx.axesOf(node.input[0])) return false;
+  const ref = ctx.graph.constant(node.input[0]);
+  if (!ref) return false;
+  const label = node.name || node.output[0];
+  const axes = tensorDims(ref.tensor).map((d) => [new Factor(d, false, label)]);
+  ctx.setAxes(node.input[0], axes);
+  axes.forEach((factors, axis) => {
+    if (factors[0].size > 1) {
+      ctx.touchTensor({ use: { node, inputIndex: 0 }, ref, axis, factors, role: "operand" });
+    }
+  });
+  return false; // the Expand rule itself follows
+}
+
+/** Runs the source rules; true when the node was fully handled. */
+export function sourceRule(ctx: TraceContext, node: NodeProto): boolean {
+  return convRule(ctx, node) || embeddingRule(ctx, node) || expandedConstant(ctx, node);
+}
