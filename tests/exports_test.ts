@@ -9,6 +9,8 @@ import assert from "node:assert/strict";
 import { createCore } from "../src/core/mod.ts";
 import type { RunOptions } from "../src/prune.ts";
 import { maskingCheck } from "../src/verify.ts";
+import { pruneModel } from "../src/prune.ts";
+import { decodeModel } from "../src/onnx/model_io.ts";
 
 const MORE = new URL("./fixtures/more/", import.meta.url);
 const index = JSON.parse(await Deno.readTextFile(new URL("index.json", MORE)));
@@ -85,3 +87,36 @@ Deno.test("bert_dynamo: one computed Reshape target shared by every layer, heads
   const heads = pruned.report.blocks.flatMap((b) => b.kind === "attention" ? [b.heads.after] : []);
   assert.deepEqual(heads, [2, 3]);
 });
+
+/** The embedding width: pruned (onnxruntime runs it; exact logits against Torch-Pruning are in
+ * anchor_test.ts) or refused with the node that stops it. */
+const EMBEDDING: [string, RegExp | null][] = [
+  ["../timm_vit_dynamo.onnx", null],
+  ["../torchvision_vit.onnx", null],
+  ["deit_distilled.onnx", null],
+  ["timm_vit_gelu_op20.onnx", null],
+  ["bert.onnx", /reaches graph output "last_hidden_state"/],
+  ["llama_gqa.onnx", /ReduceMean node .*input_layernorm/],
+  ["swin.onnx", /Pad node/],
+  ["timm_vit_opset14.onnx", /ReduceMean node .*norm1/],
+  ["vit_ort_optimized.onnx", /SkipLayerNormalization/],
+];
+
+for (const [file, refused] of EMBEDDING) {
+  Deno.test(`${file.replace("../", "")} embedding width: ${refused ? "refused" : "pruned"}`, async () => {
+    const bytes = await Deno.readFile(new URL(file, MORE));
+    const options = { embeddingPruningRatio: 0.25, core };
+    if (refused) {
+      await assert.rejects(() => pruneModel(decodeModel(bytes), options), refused);
+      return;
+    }
+    const { report } = await pruneModel(decodeModel(bytes), options);
+    const embedding = report.blocks.find((b) => b.kind === "embedding");
+    assert.ok(embedding && embedding.kind === "embedding");
+    assert.equal(
+      embedding.channels.after,
+      embedding.channels.before - embedding.channels.before / 4,
+    );
+    assert.ok(report.params.after < report.params.before * 0.8);
+  });
+}
