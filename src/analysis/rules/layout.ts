@@ -268,6 +268,32 @@ export const expand: Rule = (ctx, node) => {
   ctx.setAxes(node.output[0], out);
 };
 
+/**
+ * Pad: axes that are not padded keep their factors (Swin pads windows spatially, with pads that
+ * are often zero); padding along channels is refused.
+ */
+export const pad: Rule = (ctx, node) => {
+  const label = nodeLabel(node);
+  const axes = ctx.axesOf(node.input[0])!;
+  const pads = node.input[1]
+    ? ctx.graph.constantInts(node.input[1]) ?? ctx.trace.shapes.get(node.input[1])?.values
+    : attrInts(node, "pads");
+  const padAxes = node.input[3]
+    ? ctx.graph.constantInts(node.input[3])?.map((a) => normAxis(a, axes.length))
+    : axes.map((_, i) => i);
+  if (!pads || !padAxes) return ctx.blockInputs(node, `${label}: pads are not known`);
+  const n = padAxes.length;
+  const outDims = ctx.dims(node.output[0]);
+  const out = axes.map((axis, i) => {
+    const k = padAxes.indexOf(i);
+    const padded = k >= 0 && (pads[k] !== 0 || pads[k + n] !== 0);
+    if (!padded) return axis;
+    blockList(axis, `${label}: pads these channels`);
+    return plain(outDims?.[i] ?? 1, label);
+  });
+  ctx.setAxes(node.output[0], out);
+};
+
 /** Shape reads a tracked tensor but produces a shape vector (followed by shape_values). */
 export const shapeOf: Rule = () => {};
 
@@ -283,6 +309,7 @@ export function layoutRules(): Record<string, Rule> {
     Gather: gather,
     Concat: concat,
     Expand: expand,
+    Pad: pad,
     Shape: shapeOf,
     Size: shapeOf,
   };
