@@ -41,6 +41,9 @@ options:
                             fraction of heads / head dims to remove (default: --pruning-ratio)
       --embedding-pruning-ratio R
                             fraction of the embedding (residual) width to remove (default 0)
+      --qk-pruning-ratio R, --v-pruning-ratio R
+                            with --prune-head-dims: prune each head's Q/K dims and V dims
+                            separately (NViT); unset, Q, K and V lose the same dims
       --prune-num-heads     remove whole attention heads
       --prune-head-dims     remove the same number of dims from every head
       --round-to N          round kept channel counts to a multiple of N
@@ -79,6 +82,8 @@ const OPTION_SPEC = {
   "pruning-ratio": { type: "string" },
   "head-pruning-ratio": { type: "string" },
   "embedding-pruning-ratio": { type: "string" },
+  "qk-pruning-ratio": { type: "string" },
+  "v-pruning-ratio": { type: "string" },
   "prune-num-heads": { type: "boolean" },
   "prune-head-dims": { type: "boolean" },
   "round-to": { type: "string" },
@@ -221,6 +226,8 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
     "pruning-ratio",
     "head-pruning-ratio",
     "embedding-pruning-ratio",
+    "qk-pruning-ratio",
+    "v-pruning-ratio",
     "round-to",
   ] as const;
   for (const key of valued) {
@@ -239,6 +246,14 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
       "--embedding-pruning-ratio",
       v["embedding-pruning-ratio"],
     );
+  }
+  for (
+    const [flag, key] of [["qk-pruning-ratio", "qkPruningRatio"], [
+      "v-pruning-ratio",
+      "vPruningRatio",
+    ]] as const
+  ) {
+    if (v[flag] !== undefined) options[key] = parseRatio(`--${flag}`, v[flag]);
   }
   if (v["head-pruning-ratio"] !== undefined) {
     options.headPruningRatio = parseRatio("--head-pruning-ratio", v["head-pruning-ratio"]);

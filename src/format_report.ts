@@ -50,7 +50,13 @@ interface Row {
 
 function row(b: BlockReport): Row {
   if (b.kind === "attention") {
-    return { block: b.name, heads: beforeAfter(b.heads), headDim: beforeAfter(b.headDim), mlp: "" };
+    const headDim = b.vHeadDim
+      ? `QK ${beforeAfter(b.headDim)}, V ${beforeAfter(b.vHeadDim)}`
+      : beforeAfter(b.headDim);
+    const heads = b.kvHeads
+      ? `${beforeAfter(b.heads)} (KV ${beforeAfter(b.kvHeads)})`
+      : beforeAfter(b.heads);
+    return { block: b.name, heads, headDim, mlp: "" };
   }
   if (b.kind === "embedding") {
     return {

@@ -98,6 +98,23 @@ export async function attentionScores(
   return { heads, dims: perDim, kvGroups };
 }
 
+/** Scores of one per-head dim factor (Q/K dims or V dims) alone: the mean over heads. */
+export async function dimScores(
+  core: ComputeCore,
+  group: AttentionGroup,
+  dim: Factor,
+  criterion: Criterion,
+): Promise<Float32Array> {
+  const cells = [...(group.kvGroups ? [[group.kvGroups]] : []), [group.heads], [dim]];
+  const heads = (group.kvGroups?.size ?? 1) * group.heads.size, d = dim.size;
+  const channel = await groupChannelScores(core, group.members, cells, criterion);
+  const perDim = new Float32Array(d);
+  for (let i = 0; i < heads; i++) {
+    for (let j = 0; j < d; j++) perDim[j] += channel[i * d + j] / heads;
+  }
+  return perDim;
+}
+
 export function mlpScores(
   core: ComputeCore,
   group: MlpGroup | EmbeddingGroup,

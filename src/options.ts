@@ -9,6 +9,10 @@ export interface PruneOptions {
   /** Fraction of heads (with `pruneNumHeads`) or of dims per head (with `pruneHeadDims`) to
    * remove per attention block. Defaults to `pruningRatio`. */
   headPruningRatio?: number;
+  /** With `pruneHeadDims`: fractions of each head's Q/K dims and of its V dims, pruned
+   * separately (NViT). Unset: both follow `headPruningRatio` and Q, K and V lose the same dims. */
+  qkPruningRatio?: number;
+  vPruningRatio?: number;
   /** Remove whole attention heads. */
   pruneNumHeads?: boolean;
   /** Remove the same number of dims from every head. */

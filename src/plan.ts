@@ -11,7 +11,7 @@
 import type { ComputeCore } from "./core/mod.ts";
 import type { Factor } from "./analysis/factors.ts";
 import type { AttentionGroup, EmbeddingGroup, Group, MlpGroup } from "./analysis/groups.ts";
-import { attentionScores, type Criterion, mlpScores } from "./importance.ts";
+import { attentionScores, type Criterion, dimScores, mlpScores } from "./importance.ts";
 import { PruneError } from "./errors.ts";
 
 /** Kept indices (ascending) of each pruned factor. */
@@ -26,6 +26,8 @@ export interface GroupDecision {
   /** Kept KV heads (grouped-query attention, "kv-groups" policy). */
   keptKvGroups?: number[];
   keptDims?: number[];
+  /** Kept V dims, when Q/K and V dims were pruned separately. */
+  keptVDims?: number[];
   keptChannels?: number[];
 }
 
@@ -36,6 +38,10 @@ export interface PlanSettings {
   pruneHeadDims: boolean;
   roundTo: number;
   criterion: Criterion;
+  /** Fractions of the per-head Q/K dims and V dims, pruned separately (NViT); undefined: both
+   * follow the head ratio and the same dims go from Q, K and V. */
+  qkRatio?: number;
+  vRatio?: number;
   /** Fraction of the embedding (residual) width to remove. */
   embeddingPruningRatio: number;
   /** Grouped-query attention: remove query heads inside every KV group (Torch-Pruning), or whole
@@ -95,7 +101,8 @@ async function planAttention(
   const headsBlocked = byKvGroups ? group.kvGroupsBlocked : group.headsBlocked;
   const wantHeads = s.pruneNumHeads && ratio > 0 && !headsBlocked;
   const wantDims = s.pruneHeadDims && ratio > 0 && !group.dimsBlocked;
-  if (!wantHeads && !wantDims) return decision;
+  const separate = s.qkRatio !== undefined || s.vRatio !== undefined;
+  if (!wantHeads && !wantDims && !(s.pruneHeadDims && separate)) return decision;
   const scores = await attentionScores(core, group, s.criterion);
   if (wantHeads && byKvGroups) {
     // LLM-Pruner's policy: whole KV heads go, with every query head of their group.
@@ -115,7 +122,7 @@ async function planAttention(
     decision.keptHeads = [...await core.selectKeep(scores.heads, drop)];
     if (drop > 0) plan.set(group.heads, decision.keptHeads);
   }
-  if (wantDims) {
+  if (wantDims && !separate) {
     const d = group.qkDim.size;
     const keep = channelsToKeep(d, ratio, s.roundTo);
     decision.keptDims = [...await core.selectKeep(scores.dims, d - keep)];
@@ -124,7 +131,37 @@ async function planAttention(
       plan.set(group.vDim, decision.keptDims);
     }
   }
+  if (s.pruneHeadDims && separate) await planSeparateDims(core, group, s, plan, decision);
   return decision;
+}
+
+/** NViT's design space: Q/K dims and V dims of a head are pruned each with its own ratio. */
+async function planSeparateDims(
+  core: ComputeCore,
+  group: AttentionGroup,
+  s: PlanSettings,
+  plan: Plan,
+  decision: GroupDecision,
+): Promise<void> {
+  const qkRatio = s.qkRatio ?? 0, vRatio = s.vRatio ?? 0;
+  if (group.qkDim === group.vDim) {
+    throw new PruneError(
+      "bad-option",
+      `attention block "${group.name}" computes Q, K and V with one fused layer whose head dims ` +
+        `are shared: Q/K and V dims cannot be pruned separately there (give one ratio)`,
+    );
+  }
+  const cut = async (dim: Factor, r: number, blocked: string | null) => {
+    if (r <= 0 || blocked) return undefined;
+    const keep = channelsToKeep(dim.size, r, s.roundTo);
+    const kept = [
+      ...await core.selectKeep(await dimScores(core, group, dim, s.criterion), dim.size - keep),
+    ];
+    if (keep < dim.size) plan.set(dim, kept);
+    return kept;
+  };
+  decision.keptDims = await cut(group.qkDim, qkRatio, group.qkBlocked);
+  decision.keptVDims = await cut(group.vDim, vRatio, group.vBlocked);
 }
 
 function allHeads(ratio: number, count: number, what: string, block: string): PruneError {

@@ -137,6 +137,12 @@ export async function pruneModel(
       criterion: options.criterion ?? "l2",
       gqaPolicy: options.gqaPolicy ?? "query-heads",
       embeddingPruningRatio,
+      qkRatio: options.qkPruningRatio === undefined
+        ? undefined
+        : checkRatio("qkPruningRatio", options.qkPruningRatio),
+      vRatio: options.vPruningRatio === undefined
+        ? undefined
+        : checkRatio("vPruningRatio", options.vPruningRatio),
       ratioFor: (g) => {
         const key = Object.keys(options.layerRatios ?? {}).find((k) =>
           g.linears.some((l) => matches(l.name ?? "", [k]))
@@ -222,7 +228,12 @@ function checkSomethingToPrune(
     const list = [...new Set(reasons.filter((r) => r))].slice(0, 3);
     return list.length ? ` (${list.join("; ")})` : "";
   };
-  if ((options.pruneNumHeads || options.pruneHeadDims) && headRatio > 0) {
+  const separate = options.pruneHeadDims &&
+    (options.qkPruningRatio !== undefined || options.vPruningRatio !== undefined);
+  const wanted = separate
+    ? (options.qkPruningRatio ?? 0) > 0 || (options.vPruningRatio ?? 0) > 0
+    : headRatio > 0;
+  if ((options.pruneNumHeads || options.pruneHeadDims) && wanted) {
     if (attention.length === 0) {
       throw new PruneError(
         "unsupported-graph",
@@ -230,7 +241,14 @@ function checkSomethingToPrune(
           "by linear layers), so heads cannot be pruned",
       );
     }
-    const blocked = attention.map((g) => options.pruneNumHeads ? g.headsBlocked : g.dimsBlocked);
+    const blocked = attention.map((g) => {
+      if (g.kind !== "attention") return null;
+      if (options.pruneNumHeads) return g.headsBlocked;
+      if (!separate) return g.dimsBlocked;
+      const qk = (options.qkPruningRatio ?? 0) > 0 ? g.qkBlocked : "not asked";
+      const v = (options.vPruningRatio ?? 0) > 0 ? g.vBlocked : "not asked";
+      return qk && v ? [qk, v].filter((r) => r !== "not asked").join("; ") : null;
+    });
     if (blocked.every((b) => b)) {
       throw new PruneError(
         "unsupported-graph",
@@ -290,8 +308,12 @@ function blockReport(d: GroupDecision): BlockReport {
       heads: { before: groups * r, after: heads.length },
       ...(g.kvGroups ? { kvHeads: { before: groups, after: keptG.length } } : {}),
       headDim: { before: g.qkDim.size, after: dims?.length ?? g.qkDim.size },
+      ...(d.keptVDims || (d.keptDims && g.vDim !== g.qkDim && g.vDim.size !== dims?.length)
+        ? { vHeadDim: { before: g.vDim.size, after: d.keptVDims?.length ?? g.vDim.size } }
+        : {}),
       keptHeads: heads,
       ...(dims ? { keptDims: heads.map(() => dims) } : {}),
+      ...(d.keptVDims ? { keptVDims: heads.map(() => d.keptVDims!) } : {}),
     };
   }
   const kept = d.keptChannels ?? Array.from({ length: g.channels.size }, (_, i) => i);

@@ -40,6 +40,10 @@ export interface AttentionBlockReport {
   headDim: { before: number; after: number };
   /** Indices (in the original model) of the heads kept. */
   keptHeads: number[];
+  /** V head size before/after, when Q/K and V dims were pruned separately. */
+  vHeadDim?: { before: number; after: number };
+  /** Per kept head, its V dims kept (when V dims were pruned separately). */
+  keptVDims?: number[][];
   /** Per kept head, the indices of its dims kept (absent when dims were not pruned). */
   keptDims?: number[][];
 }

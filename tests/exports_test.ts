@@ -119,3 +119,28 @@ for (const [file, refused] of EMBEDDING) {
     assert.ok(report.params.after < report.params.before * 0.9);
   });
 }
+
+Deno.test("Q/K and V dims pruned separately (NViT): separate q/k/v layers; refused for fused qkv", async () => {
+  for (const file of ["../hf_vit.onnx", "bert.onnx", "llama_gqa.onnx"]) {
+    const bytes = await Deno.readFile(new URL(file, MORE));
+    // Llama's RoPE fixes the Q/K dims: only its V dims go.
+    const rope = file.startsWith("llama");
+    const { difference, effect, pruned } = await maskingCheck(bytes, {
+      pruneHeadDims: true,
+      qkPruningRatio: rope ? 0 : 0.5,
+      vPruningRatio: 0.25,
+      core,
+    });
+    assert.ok(effect > 1e-5 && difference <= 1e-4, `${file}: differs by ${difference}`);
+    for (const block of pruned.report.blocks) {
+      if (block.kind !== "attention") continue;
+      assert.deepEqual(block.headDim, { before: 16, after: rope ? 16 : 8 });
+      assert.deepEqual(block.vHeadDim, { before: 16, after: 12 });
+    }
+  }
+  const fused = await Deno.readFile(new URL("../timm_vit.onnx", MORE));
+  await assert.rejects(
+    () => maskingCheck(fused, { pruneHeadDims: true, qkPruningRatio: 0.5, core }),
+    /one fused layer whose head dims are shared/,
+  );
+});

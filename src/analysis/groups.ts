@@ -26,6 +26,9 @@ export interface AttentionGroup {
   /** Why the (query) heads, the KV heads, or the dims cannot be pruned (null when they can). */
   headsBlocked: string | null;
   kvGroupsBlocked: string | null;
+  /** Why Q/K dims, or V dims, cannot be pruned on their own (null when they can). */
+  qkBlocked: string | null;
+  vBlocked: string | null;
   dimsBlocked: string | null;
 }
 
@@ -132,6 +135,8 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
         linears,
         headsBlocked: heads.blockedReason(),
         kvGroupsBlocked: kvGroups?.blockedReason() ?? null,
+        qkBlocked: qk.blockedReason(),
+        vBlocked: v.blockedReason(),
         dimsBlocked,
       },
     });
@@ -147,6 +152,8 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
     if (group.kind !== "attention") continue;
     group.headsBlocked ??= normalized.get(group.heads) ?? null;
     group.dimsBlocked ??= normalized.get(group.qkDim) ?? normalized.get(group.vDim) ?? null;
+    group.qkBlocked ??= normalized.get(group.qkDim) ?? null;
+    group.vBlocked ??= normalized.get(group.vDim) ?? null;
   }
   const seen = new Set<Factor>();
   for (const linear of trace.linears) {
