@@ -110,7 +110,7 @@ export async function pruneModel(
   }
   const { groups } = findGroups(trace);
   checkNamedNodes(graph, groups, options);
-  checkSomethingToPrune(groups, options, headPruningRatio, pruningRatio);
+  checkSomethingToPrune(graph, groups, options, headPruningRatio, pruningRatio);
   if (embeddingPruningRatio > 0) {
     const embedding = groups.filter((g) => g.kind === "embedding");
     const open = embedding.filter((g) => !(g.kind === "embedding" && g.blocked));
@@ -216,8 +216,18 @@ function checkNamedNodes(graph: Graph, groups: Group[], options: RunOptions) {
   void groups;
 }
 
+/** Fused attention ops (onnxruntime's contrib ops, ONNX's Attention from opset 23). */
+const FUSED_ATTENTION = new Set([
+  "Attention",
+  "MultiHeadAttention",
+  "GroupQueryAttention",
+  "PackedAttention",
+  "PackedMultiHeadAttention",
+]);
+
 /** Asking for a kind of pruning the graph has no room for is an error, with the reasons. */
 function checkSomethingToPrune(
+  graph: Graph,
   groups: Group[],
   options: RunOptions,
   headRatio: number,
@@ -235,10 +245,14 @@ function checkSomethingToPrune(
     : headRatio > 0;
   if ((options.pruneNumHeads || options.pruneHeadDims) && wanted) {
     if (attention.length === 0) {
+      const fused = graph.nodes.find((n) => FUSED_ATTENTION.has(n.opType));
       throw new PruneError(
         "unsupported-graph",
-        "no attention block was recognised in this graph (looked for Q·Kᵀ and P·V MatMuls fed " +
-          "by linear layers), so heads cannot be pruned",
+        fused
+          ? `attention is fused into an ${fused.opType} op (node "${fused.name}"), which this ` +
+            `version does not prune: export or optimize the model without attention fusion`
+          : "no attention block was recognised in this graph (looked for Q·Kᵀ and P·V MatMuls " +
+            "fed by linear layers), so heads cannot be pruned",
       );
     }
     const blocked = attention.map((g) => {

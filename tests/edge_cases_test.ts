@@ -23,6 +23,7 @@ const REFUSED: [string, RunOptions, RegExp][] = [
   ["e7b_gather_transpose", MLP, /ReduceSum node "gsum"/],
   ["e8_if_capture", MLP, /If node "branch": read inside a subgraph/],
   ["a5_qk_v_dims_differ", DIMS, /Q\/K and V head sizes differ/],
+  ["a6_fused_attention", HEADS, /fused into an Attention op \(node "fused_attention"\)/],
 ];
 
 const EQUIVALENT: [string, RunOptions][] = [
