@@ -84,11 +84,14 @@ function embeddingRule(ctx: TraceContext, node: NodeProto): boolean {
 }
 
 /**
- * Expand of a constant (a class token broadcast over the batch): the constant gets tracked
- * axes, plain for now, recorded as touches so they are sliced if they turn out to be channels.
+ * A constant broadcast by Expand (a class token) or gathered by constant indices (Swin's relative
+ * position bias table, when the exporter did not fold it): the constant gets tracked axes, plain
+ * for now, recorded as touches so they are sliced if they turn out to be channels (heads).
  */
-function expandedConstant(ctx: TraceContext, node: NodeProto): boolean {
-  if (node.opType !== "Expand" || node.domain || ctx.axesOf(node.input[0])) return false;
+function seededConstant(ctx: TraceContext, node: NodeProto): boolean {
+  if (node.domain || ctx.axesOf(node.input[0])) return false;
+  const gathered = node.opType === "Gather" && !!ctx.graph.constant(node.input[1]);
+  if (node.opType !== "Expand" && !gathered) return false;
   const ref = ctx.graph.constant(node.input[0]);
   if (!ref) return false;
   const label = node.name || node.output[0];
@@ -99,10 +102,10 @@ function expandedConstant(ctx: TraceContext, node: NodeProto): boolean {
       ctx.touchTensor({ use: { node, inputIndex: 0 }, ref, axis, factors, role: "operand" });
     }
   });
-  return false; // the Expand rule itself follows
+  return false; // the op's own rule follows
 }
 
 /** Runs the source rules; true when the node was fully handled. */
 export function sourceRule(ctx: TraceContext, node: NodeProto): boolean {
-  return convRule(ctx, node) || embeddingRule(ctx, node) || expandedConstant(ctx, node);
+  return convRule(ctx, node) || embeddingRule(ctx, node) || seededConstant(ctx, node);
 }
