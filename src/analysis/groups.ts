@@ -166,7 +166,10 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
     );
     const consumers = members.filter((t) => t.role === "weight-in");
     if (consumers.length === 0) continue;
-    if (members.some((t) => t.factors.flatMap((f) => f.leaves()).length !== 1)) continue;
+    // One channel factor per weight axis (plain factors such as patch merging's copies aside).
+    const channelCount = (t: TensorTouch) =>
+      t.factors.flatMap((f) => f.leaves()).filter((l) => l.channel && l.size > 1).length;
+    if (members.some((t) => channelCount(t) !== 1)) continue;
     // Hidden channels are produced from one input (fc1, or gate and up of a gated MLP); channels
     // produced by layers of several blocks are the residual stream, pruned as one model-wide group.
     const inputs = new Set(

@@ -152,16 +152,19 @@ export const slice: Rule = (ctx, node) => {
   const outDims = ctx.dims(node.output[0]);
   const inDims = ctx.dims(node.input[0]);
   if (!outDims || !inDims) return ctx.blockInputs(node, `${label}: shape unknown`);
+  // Bounds computed at run time are read from the probe run (rewriting them, when channels
+  // move, goes through the shape-value provenance like any shape vector).
   const ints = (i: number, attrName: string) =>
-    node.input[i] ? ctx.graph.constantInts(node.input[i]) : attrInts(node, attrName);
+    node.input[i]
+      ? ctx.graph.constantInts(node.input[i]) ?? ctx.trace.shapes.get(node.input[i])?.values
+      : attrInts(node, attrName);
   const starts = ints(1, "starts"), ends = ints(2, "ends");
   const sliceAxes = ints(3, "axes") ?? (node.input[3] ? undefined : starts?.map((_, i) => i));
-  const steps = ints(4, "steps");
-  if (node.input[4] && !steps) return ctx.blockInputs(node, `${label}: steps are not constant`);
+  const steps = ints(4, "steps") ?? (node.input[4] ? undefined : starts?.map(() => 1));
   const outAxes = axes.map((a, i) => outDims[i] === inDims[i] ? a : plain(outDims[i], label));
-  if (!starts || !ends || !sliceAxes) {
+  if (!starts || !ends || !sliceAxes || !steps) {
     for (let i = 0; i < axes.length; i++) {
-      if (outDims[i] !== inDims[i]) blockList(axes[i], `${label}: bounds are not constant`);
+      if (outDims[i] !== inDims[i]) blockList(axes[i], `${label}: bounds are not known`);
     }
     ctx.setAxes(node.output[0], outAxes);
     return;
@@ -224,10 +227,17 @@ export const concat: Rule = (ctx, node) => {
   const base = ctx.axesOf(first!)!;
   for (let i = 0; i < outDims.length; i++) {
     if (i === axis) {
-      for (const n of node.input) {
-        const a = ctx.axesOf(n);
-        if (a) blockList(a[i], `${label}: concatenates along channels`);
+      // Copies of the same channels side by side (Swin's patch merging joins four spatial
+      // slices of one tensor) form the axis [copy, channels…]; anything else is refused.
+      const lists = node.input.map((n) => ctx.axesOf(n)?.[i]);
+      const sizes = node.input.map((n) => ctx.dims(n)?.[i]);
+      const copies = lists.every((l) => l && hasChannel(l)) && sizes.every((d) => d === sizes[0]);
+      if (copies) {
+        for (const l of lists.slice(1)) couple(lists[0]!, l!, label);
+        outAxes[i] = [...plain(lists.length, label), ...lists[0]!];
+        continue;
       }
+      for (const l of lists) if (l) blockList(l, `${label}: concatenates along channels`);
       continue;
     }
     outAxes[i] = base[i];
