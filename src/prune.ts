@@ -17,6 +17,7 @@ import { type Trace, traceGraph } from "./analysis/trace.ts";
 import { findGroups, type Group } from "./analysis/groups.ts";
 import { type GroupDecision, makePlan } from "./plan.ts";
 import { applyPlan, type ApplyStats, maskPlan } from "./apply.ts";
+import { unfuseQkv } from "./rewrite/unfuse_qkv.ts";
 import { type ComputeCore, createCore } from "./core/mod.ts";
 import { countMacs, countParams } from "./metrics.ts";
 
@@ -97,6 +98,42 @@ export async function pruneModel(
   const before = await probeTensors(model, { dimValues: options.dimValues });
   const params0 = countParams(model);
   const macs0 = countMacs(model, shapeMap(model, before));
+  const core = options.core ?? await createCore({ backend: options.backend ?? "auto" });
+  try {
+    return await pruneWithCore(model, options, core, before, params0, macs0, {
+      pruningRatio,
+      headPruningRatio,
+      embeddingPruningRatio,
+      roundTo,
+    });
+  } finally {
+    if (!options.core) core.dispose();
+  }
+}
+
+async function pruneWithCore(
+  model: ModelProto,
+  options: RunOptions,
+  core: ComputeCore,
+  probed: Map<string, ProbedTensor>,
+  params0: number,
+  macs0: number,
+  ratios: {
+    pruningRatio: number;
+    headPruningRatio: number;
+    embeddingPruningRatio: number;
+    roundTo: number;
+  },
+): Promise<PruneResult> {
+  const { pruningRatio, headPruningRatio, embeddingPruningRatio, roundTo } = ratios;
+  let before = probed;
+  // Separate Q/K and V dims need q, k and v as separate projections.
+  const separate = options.qkPruningRatio !== undefined || options.vPruningRatio !== undefined;
+  if (
+    options.pruneHeadDims && separate && !options.dryRun && await unfuseQkv(core, model, before)
+  ) {
+    before = await probeTensors(model, { dimValues: options.dimValues });
+  }
 
   const graph = new Graph(model.graph as GraphProto);
   const opset = (model.opsetImport ?? []).find((o) => !o.domain || o.domain === "ai.onnx");
@@ -126,52 +163,47 @@ export async function pruneModel(
   }
   checkNumHeads(groups, options.numHeads ?? {});
 
-  const core = options.core ?? await createCore({ backend: options.backend ?? "auto" });
-  try {
-    const { plan, decisions } = await makePlan(core, groups, {
-      pruningRatio,
-      headPruningRatio,
-      pruneNumHeads: !!options.pruneNumHeads,
-      pruneHeadDims: !!options.pruneHeadDims,
-      roundTo,
-      criterion: options.criterion ?? "l2",
-      gqaPolicy: options.gqaPolicy ?? "query-heads",
-      embeddingPruningRatio,
-      qkRatio: options.qkPruningRatio === undefined
-        ? undefined
-        : checkRatio("qkPruningRatio", options.qkPruningRatio),
-      vRatio: options.vPruningRatio === undefined
-        ? undefined
-        : checkRatio("vPruningRatio", options.vPruningRatio),
-      ratioFor: (g) => {
-        const key = Object.keys(options.layerRatios ?? {}).find((k) =>
-          g.linears.some((l) => matches(l.name ?? "", [k]))
-        );
-        return key === undefined ? undefined : options.layerRatios![key];
-      },
+  const { plan, decisions } = await makePlan(core, groups, {
+    pruningRatio,
+    headPruningRatio,
+    pruneNumHeads: !!options.pruneNumHeads,
+    pruneHeadDims: !!options.pruneHeadDims,
+    roundTo,
+    criterion: options.criterion ?? "l2",
+    gqaPolicy: options.gqaPolicy ?? "query-heads",
+    embeddingPruningRatio,
+    qkRatio: options.qkPruningRatio === undefined
+      ? undefined
+      : checkRatio("qkPruningRatio", options.qkPruningRatio),
+    vRatio: options.vPruningRatio === undefined
+      ? undefined
+      : checkRatio("vPruningRatio", options.vPruningRatio),
+    ratioFor: (g) => {
+      const key = Object.keys(options.layerRatios ?? {}).find((k) =>
+        g.linears.some((l) => matches(l.name ?? "", [k]))
+      );
+      return key === undefined ? undefined : options.layerRatios![key];
+    },
+  });
+  const stats = options.dryRun
+    ? emptyStats()
+    : options.mask
+    ? await maskPlan(core, trace, plan)
+    : await applyPlan(core, trace, plan).catch((e) => {
+      if (e instanceof PruneError) throw e;
+      // The trace accepted something the rewrite cannot express: refuse, nothing is written.
+      throw new PruneError("unsupported-graph", `cannot rewrite the graph: ${e.message ?? e}`);
     });
-    const stats = options.dryRun
-      ? emptyStats()
-      : options.mask
-      ? await maskPlan(core, trace, plan)
-      : await applyPlan(core, trace, plan).catch((e) => {
-        if (e instanceof PruneError) throw e;
-        // The trace accepted something the rewrite cannot express: refuse, nothing is written.
-        throw new PruneError("unsupported-graph", `cannot rewrite the graph: ${e.message ?? e}`);
-      });
-    const after = options.dryRun ? before : await verify(model, options);
-    const report: PruneReport = {
-      params: { before: params0, after: countParams(model) },
-      macs: { before: macs0, after: countMacs(model, shapeMap(model, after)) },
-      backend: core.backend,
-      blocks: decisions.map(blockReport),
-      skipped: skippedGroups(groups, options),
-      groups: groups.map((g) => groupReport(g, trace)),
-    };
-    return { model, report, stats };
-  } finally {
-    if (!options.core) core.dispose();
-  }
+  const after = options.dryRun ? before : await verify(model, options);
+  const report: PruneReport = {
+    params: { before: params0, after: countParams(model) },
+    macs: { before: macs0, after: countMacs(model, shapeMap(model, after)) },
+    backend: core.backend,
+    blocks: decisions.map(blockReport),
+    skipped: skippedGroups(groups, options),
+    groups: groups.map((g) => groupReport(g, trace)),
+  };
+  return { model, report, stats };
 }
 
 function emptyStats(): ApplyStats {
