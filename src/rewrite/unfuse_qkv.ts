@@ -9,6 +9,7 @@
  * @module
  */
 import type { ComputeCore } from "../core/mod.ts";
+import { PruneError } from "../errors.ts";
 import { attrInt, attrInts, Graph, type GraphProto, type NodeProto } from "../graph/graph.ts";
 import type { ConstantRef, Use } from "../graph/graph.ts";
 import type { ModelProto } from "../onnx/proto.ts";
@@ -101,6 +102,7 @@ export async function unfuseQkv(
 ): Promise<number> {
   const graph = new Graph(model.graph as GraphProto);
   const before = graph.deadParts();
+  const fusedProjections: NodeProto[] = [];
   let count = 0;
   for (const reshape of [...graph.nodes]) {
     if (reshape.opType !== "Reshape") continue;
@@ -129,18 +131,17 @@ export async function unfuseQkv(
     }
     const weight = matmulWeight(graph, producer);
     if (!weight) continue;
-    // The permutation (optional) and the three selections along the q/k/v axis.
-    const transposes = graph.consumers(reshape.output[0]);
-    const permute = transposes.length === 1 && transposes[0].node.opType === "Transpose"
-      ? transposes[0].node
-      : undefined;
-    const perm = permute ? (attrInts(permute, "perm") ?? []) : outDims.map((_, i) => i);
-    const axis = perm.indexOf(s);
-    const picked = selections(graph, permute ? permute.output[0] : reshape.output[0], axis, shapes);
+    // Layout ops after the reshape (Transpose, Unsqueeze, Squeeze), then the three selections
+    // along wherever the q/k/v axis has moved.
+    const chain = layoutChain(graph, reshape.output[0], s, outDims.length);
+    const picked = selections(graph, chain.tensor, chain.axis, shapes);
     if (!picked) continue;
     const c = width / 3;
     const label = producer.name || producer.output[0];
     const added: NodeProto[] = [];
+    // The three projections go right after the fused one; the head reshapes before the reshape.
+    const projections: NodeProto[] = [];
+    const partOutputs: string[] = [];
     const constant = (name: string, dataType: number, dims: number[], bytes: Uint8Array) =>
       graph.addInitializer(makeTensor(name, dataType, dims, bytes));
     const keepAxes = outDims.map((_, i) => i).filter((i) => i !== s);
@@ -202,6 +203,8 @@ export async function unfuseQkv(
         );
         current = added[added.length - 1].output[0];
       }
+      partOutputs[index] = current;
+      projections.push(...added.splice(0));
       const tgt = graph.uniqueName(`${label}_${suffix}_target`);
       added.push(
         onnx.NodeProto.create({
@@ -223,32 +226,148 @@ export async function unfuseQkv(
         }),
       );
       current = added[added.length - 1].output[0];
-      if (permute) {
-        const newPerm = perm.filter((p) => p !== s).map((p) => p > s ? p - 1 : p);
-        const tp = graph.uniqueName(`${label}_${suffix}_permute`);
-        added.push(
-          onnx.NodeProto.create({
-            opType: "Transpose",
-            name: tp,
-            input: [current],
-            output: [graph.uniqueName(`${tp}_output`)],
-            attribute: [onnx.AttributeProto.create({ name: "perm", type: 7, ints: newPerm })],
-          }),
-        );
+      for (const step of chain.steps) {
+        const name = graph.uniqueName(`${label}_${suffix}_${step.opType.toLowerCase()}`);
+        const inputs = [current];
+        const attribute = [];
+        if (step.opType === "Transpose") {
+          attribute.push(onnx.AttributeProto.create({ name: "perm", type: 7, ints: step.values }));
+        } else if (step.axesAsInput) {
+          inputs.push(
+            constant(`${name}_axes`, 7, [step.values.length], numbersToTensorBytes(step.values, 7)),
+          );
+        } else {
+          attribute.push(onnx.AttributeProto.create({ name: "axes", type: 7, ints: step.values }));
+        }
+        added.push(onnx.NodeProto.create({
+          opType: step.opType,
+          name,
+          input: inputs,
+          output: [graph.uniqueName(`${name}_output`)],
+          attribute,
+        }));
         current = added[added.length - 1].output[0];
       }
       for (const use of [...graph.consumers(output)]) graph.rewire(use as Use, current);
     }
-    const at = graph.nodes.indexOf(reshape);
-    graph.nodes.splice(at, 0, ...added);
+    // Run-time shapes read from the fused output (a reshape target built from Shape(qkv)) are
+    // rebuilt from q's shape, so that nothing keeps the fused projection alive.
+    const fusedOutputs = [producer.output[0], reshape.input[0]];
+    for (const fused of fusedOutputs) {
+      for (const { node } of [...graph.consumers(fused)]) {
+        if (node.opType !== "Shape") continue;
+        const rank = shapes.get(fused)?.dims.length ?? 0;
+        let start = attrInt(node, "start", 0), end = attrInt(node, "end", rank);
+        if (start < 0) start += rank;
+        if (end < 0) end += rank;
+        end = Math.min(end, rank);
+        const shape = graph.uniqueName(`${label}_q_shape`);
+        projections.push(onnx.NodeProto.create({
+          opType: "Shape",
+          name: shape,
+          input: [partOutputs[0]],
+          output: [graph.uniqueName(`${shape}_output`)],
+          attribute: node.attribute.map((a) => onnx.AttributeProto.create(a)),
+        }));
+        let result = projections[projections.length - 1].output[0];
+        if (end === rank && start < rank) {
+          const factor = Array.from(
+            { length: end - start },
+            (_, i) => i === end - start - 1 ? 3 : 1,
+          );
+          const k = constant(`${shape}_scale`, 7, [factor.length], numbersToTensorBytes(factor, 7));
+          const mul = graph.uniqueName(`${label}_qkv_shape`);
+          projections.push(onnx.NodeProto.create({
+            opType: "Mul",
+            name: mul,
+            input: [result, k],
+            output: [graph.uniqueName(`${mul}_output`)],
+          }));
+          result = projections[projections.length - 1].output[0];
+        }
+        for (const use of [...graph.consumers(node.output[0])]) graph.rewire(use as Use, result);
+      }
+    }
+    const last = graph.producer(reshape.input[0])!;
+    graph.nodes.splice(graph.nodes.indexOf(last) + 1, 0, ...projections);
+    graph.nodes.splice(graph.nodes.indexOf(reshape), 0, ...added);
+    fusedProjections.push(producer);
     count++;
   }
   if (count) {
     // Rebuild maps for the inserted nodes, then drop the fused chain.
     const fresh = new Graph(model.graph as GraphProto);
     fresh.removeNewlyDead(before);
+    const alive = fusedProjections.find((n) => fresh.nodes.includes(n));
+    if (alive) {
+      throw new PruneError(
+        "unsupported-graph",
+        `splitting the fused q/k/v projection "${alive.name}" left it in use elsewhere: Q/K and ` +
+          `V dims cannot be pruned separately in this graph (give one head-dim ratio)`,
+      );
+    }
   }
   return count;
+}
+
+/** One layout op of the chain, rewritten for the tensor without the q/k/v axis. */
+interface ChainStep {
+  opType: "Transpose" | "Unsqueeze" | "Squeeze";
+  /** perm, or axes — already renumbered for the tensor without the q/k/v axis. */
+  values: number[];
+  axesAsInput: boolean;
+}
+
+/**
+ * Follows single-consumer Transpose / Unsqueeze / Squeeze ops from `tensor` (whose axis `s` of
+ * `rank` is the q/k/v axis), tracking where that axis goes, and the same ops as they apply to
+ * one of q, k, v (rank one less).
+ */
+function layoutChain(graph: Graph, tensor: string, s: number, rank: number) {
+  const steps: ChainStep[] = [];
+  let axis = s;
+  for (;;) {
+    const uses = graph.consumers(tensor);
+    if (uses.length !== 1) break;
+    const node = uses[0].node;
+    if (node.opType === "Transpose") {
+      const perm = attrInts(node, "perm") ?? Array.from({ length: rank }, (_, i) => rank - 1 - i);
+      steps.push({
+        opType: "Transpose",
+        values: perm.filter((p) => p !== axis).map((p) => p > axis ? p - 1 : p),
+        axesAsInput: false,
+      });
+      axis = perm.indexOf(axis);
+    } else if (node.opType === "Unsqueeze" || node.opType === "Squeeze") {
+      const raw = node.input[1] ? graph.constantInts(node.input[1]) : attrInts(node, "axes");
+      if (!raw) break;
+      const unsqueeze = node.opType === "Unsqueeze";
+      const outRank = unsqueeze ? rank + raw.length : rank - raw.length;
+      const axes = raw.map((a) => a < 0 ? a + (unsqueeze ? outRank : rank) : a).sort((a, b) =>
+        a - b
+      );
+      if (!unsqueeze && axes.includes(axis)) break;
+      // Where the q/k/v axis lands, and the ops' axes for a tensor without it.
+      let moved = axis;
+      if (unsqueeze) {
+        for (const a of axes) if (a <= moved) moved++;
+      } else {
+        moved -= axes.filter((a) => a < axis).length;
+      }
+      const pivot = unsqueeze ? moved : axis;
+      steps.push({
+        opType: node.opType,
+        values: axes.map((a) => a > pivot ? a - 1 : a),
+        axesAsInput: !!node.input[1],
+      });
+      axis = moved;
+      rank = outRank;
+    } else {
+      break;
+    }
+    tensor = node.output[0];
+  }
+  return { tensor, axis, steps };
 }
 
 function transpose2d(bytes: Uint8Array, rows: number, cols: number, size: number): Uint8Array {
