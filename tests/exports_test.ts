@@ -133,7 +133,15 @@ Deno.test("Q/K and V dims pruned separately (NViT), fused qkv split into q, k, v
     "../timm_vit_dynamo.onnx",
     "deit_distilled.onnx",
     "swin.onnx",
+    "swin_dynamo.onnx",
+    "swin_unfolded.onnx",
     "../torchvision_vit.onnx",
+    "bert_dynamo.onnx",
+    "bert_ort_optimized.onnx",
+    "llama_gqa_dynamo.onnx",
+    "timm_vit_opset14.onnx",
+    "timm_vit_gelu_tanh.onnx",
+    "timm_vit_gelu_op20.onnx",
   ];
   for (const file of files) {
     const bytes = await Deno.readFile(new URL(file, MORE));
@@ -157,4 +165,13 @@ Deno.test("Q/K and V dims pruned separately (NViT), fused qkv split into q, k, v
       assert.deepEqual(block.vHeadDim, { before: 16, after: 12 }, file);
     }
   }
+});
+
+Deno.test("separate Q/K and V dims are refused where q/k/v are split before their permute", async () => {
+  // onnxruntime's optimizer moves the Split ahead of the per-head Transpose in timm graphs.
+  const bytes = await Deno.readFile(new URL("vit_ort_optimized.onnx", MORE));
+  await assert.rejects(
+    () => maskingCheck(bytes, { pruneHeadDims: true, qkPruningRatio: 0.5, core }),
+    /one fused layer whose head dims are shared/,
+  );
 });

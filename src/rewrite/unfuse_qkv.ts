@@ -117,7 +117,10 @@ export async function unfuseQkv(
     if (s < 0) continue;
     const targetValues = graph.constantInts(reshape.input[1]) ??
       shapes.get(reshape.input[1])?.values;
-    if (!targetValues || (targetValues.includes(0) && !attrInt(reshape, "allowzero", 0))) continue;
+    // A 0 ("copy the input dim") keeps its meaning only before the removed q/k/v element.
+    const copies = !attrInt(reshape, "allowzero", 0) &&
+      targetValues?.some((v, i) => v === 0 && i >= s);
+    if (!targetValues || copies) continue;
     // The projection: MatMul(x, W) with an optional constant bias Add.
     let producer = graph.producer(reshape.input[0]);
     let bias: ConstantRef | undefined;
