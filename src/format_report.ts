@@ -138,6 +138,11 @@ export function formatReport(report: PruneReport, options: FormatReportOptions =
     out.push(...table(["group", "reason"], rows).slice(1));
   }
 
+  if (report.notes?.length) {
+    out.push("");
+    for (const note of report.notes) out.push(`note: ${note}`);
+  }
+
   out.push("");
   out.push(`backend ${report.backend}`);
   if (options.dryRun) out.push("output  (dry run: nothing written)");

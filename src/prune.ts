@@ -147,6 +147,8 @@ async function pruneWithCore(
   }
   const { groups } = findGroups(trace);
   checkNamedNodes(graph, groups, options);
+  const notes: string[] = [];
+  options = chooseHeadMode(groups, options, notes);
   checkSomethingToPrune(graph, groups, options, headPruningRatio, pruningRatio);
   if (embeddingPruningRatio > 0) {
     const embedding = groups.filter((g) => g.kind === "embedding");
@@ -201,6 +203,7 @@ async function pruneWithCore(
     backend: core.backend,
     blocks: decisions.map(blockReport),
     skipped: skippedGroups(groups, options),
+    notes,
     groups: groups.map((g) => groupReport(g, trace)),
   };
   return { model, report, stats };
@@ -246,6 +249,27 @@ function checkNamedNodes(graph: Graph, groups: Group[], options: RunOptions) {
     }
   }
   void groups;
+}
+
+/**
+ * A head ratio given without saying what to remove: head dims, Torch-Pruning's default — or
+ * whole heads where the dims cannot go (RoPE rotates pairs of dims inside each head).
+ */
+function chooseHeadMode(groups: Group[], options: RunOptions, notes: string[]): RunOptions {
+  if (options.pruneNumHeads || options.pruneHeadDims || !(options.headPruningRatio! > 0)) {
+    return options;
+  }
+  const attention = groups.filter((g) => g.kind === "attention");
+  if (attention.length === 0) return options;
+  const dimsFixed = attention.find((g) => g.kind === "attention" && g.dimsBlocked);
+  if (dimsFixed && dimsFixed.kind === "attention") {
+    notes.push(
+      `no head mode given: removing whole heads, since head dims cannot go (${dimsFixed.dimsBlocked})`,
+    );
+    return { ...options, pruneNumHeads: true };
+  }
+  notes.push("no head mode given: removing head dims (Torch-Pruning's default)");
+  return { ...options, pruneHeadDims: true };
 }
 
 /** Fused attention ops (onnxruntime's contrib ops, ONNX's Attention from opset 23). */

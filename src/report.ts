@@ -6,6 +6,8 @@ export interface PruneReport {
   blocks: BlockReport[];
   /** Groups found but left alone, each with the reason. */
   skipped: { name: string; reason: string }[];
+  /** Decisions the tool made on the user's behalf, in words. */
+  notes: string[];
   /** Every prunable group the analysis found, with the tensors coupled to it. */
   groups: GroupReport[];
 }

@@ -175,3 +175,14 @@ Deno.test("separate Q/K and V dims are refused where q/k/v are split before thei
     /one fused layer whose head dims are shared/,
   );
 });
+
+Deno.test("a head ratio without a mode: head dims, or whole heads where RoPE fixes the dims", async () => {
+  const llama = await Deno.readFile(new URL("llama_gqa.onnx", MORE));
+  const byHeads = await pruneModel(decodeModel(llama), { headPruningRatio: 0.5, core });
+  assert.match(byHeads.report.notes[0], /removing whole heads/);
+  assert.ok(byHeads.report.blocks.some((b) => b.kind === "attention" && b.heads.after === 2));
+  const vit = await Deno.readFile(new URL("../timm_vit.onnx", MORE));
+  const byDims = await pruneModel(decodeModel(vit), { headPruningRatio: 0.5, core });
+  assert.match(byDims.report.notes[0], /removing head dims/);
+  assert.ok(byDims.report.blocks.some((b) => b.kind === "attention" && b.headDim.after === 8));
+});
