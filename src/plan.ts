@@ -143,7 +143,9 @@ async function planSeparateDims(
   plan: Plan,
   decision: GroupDecision,
 ): Promise<void> {
-  const qkRatio = s.qkRatio ?? 0, vRatio = s.vRatio ?? 0;
+  // A per-layer ratio sets both for its block.
+  const override = s.ratioFor(group);
+  const qkRatio = override ?? s.qkRatio ?? 0, vRatio = override ?? s.vRatio ?? 0;
   if (group.qkDim === group.vDim) {
     throw new PruneError(
       "bad-option",

@@ -127,12 +127,15 @@ async function pruneWithCore(
 ): Promise<PruneResult> {
   const { pruningRatio, headPruningRatio, embeddingPruningRatio, roundTo } = ratios;
   let before = probed;
-  // Separate Q/K and V dims need q, k and v as separate projections.
+  // Names the options refer to are those of the model as given.
+  checkNamedNodes(new Graph(model.graph as GraphProto), options);
+  // Separate Q/K and V dims need q, k and v as separate projections (a dry run works on a copy).
   const separate = options.qkPruningRatio !== undefined || options.vPruningRatio !== undefined;
-  if (
-    options.pruneHeadDims && separate && !options.dryRun && await unfuseQkv(core, model, before)
-  ) {
-    before = await probeTensors(model, { dimValues: options.dimValues });
+  if (options.pruneHeadDims && separate) {
+    if (options.dryRun) model = decodeModel(encodeModel(model), "model copy");
+    if (await unfuseQkv(core, model, before)) {
+      before = await probeTensors(model, { dimValues: options.dimValues });
+    }
   }
 
   const graph = new Graph(model.graph as GraphProto);
@@ -146,7 +149,7 @@ async function pruneWithCore(
     }
   }
   const { groups } = findGroups(trace);
-  checkNamedNodes(graph, groups, options);
+
   const notes: string[] = [];
   options = chooseHeadMode(groups, options, notes);
   checkSomethingToPrune(graph, groups, options, headPruningRatio, pruningRatio);
@@ -234,7 +237,7 @@ function shapeMap(model: ModelProto, probed: Map<string, ProbedTensor>): Map<str
   return shapes;
 }
 
-function checkNamedNodes(graph: Graph, groups: Group[], options: RunOptions) {
+function checkNamedNodes(graph: Graph, options: RunOptions) {
   const known = new Set<string>();
   for (const n of graph.nodes) if (n.name) known.add(n.name);
   for (const t of graph.proto.initializer ?? []) known.add(t.name!);
@@ -248,7 +251,6 @@ function checkNamedNodes(graph: Graph, groups: Group[], options: RunOptions) {
       throw new PruneError("bad-option", `${what}: no node or initializer named "${name}"`);
     }
   }
-  void groups;
 }
 
 /**

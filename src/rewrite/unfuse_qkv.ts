@@ -35,7 +35,8 @@ function matmulWeight(
   const direct = graph.constant(node.input[1]);
   if (direct) return { ref: direct, transposed: false };
   const t = graph.producer(node.input[1]);
-  if (t?.opType !== "Transpose") return undefined;
+  const perm = t ? attrInts(t, "perm") : undefined;
+  if (t?.opType !== "Transpose" || (perm && String(perm) !== "1,0")) return undefined;
   const ref = graph.constant(t.input[0]);
   return ref && tensorDims(ref.tensor).length === 2 ? { ref, transposed: true } : undefined;
 }
@@ -125,13 +126,15 @@ export async function unfuseQkv(
     let producer = graph.producer(reshape.input[0]);
     let bias: ConstantRef | undefined;
     if (producer?.opType === "Add") {
+      // Only a constant bias of exactly 3·H·D values, added to the MatMul's own output.
       const k = graph.constant(producer.input[0]) ? 0 : 1;
       bias = graph.constant(producer.input[k]);
-      producer = graph.producer(producer.input[1 - k]);
+      const matmulOut = producer.input[1 - k];
+      const sameShape = String(shapes.get(matmulOut)?.dims) === String(inDims);
+      if (!bias || product(tensorDims(bias.tensor)) !== width || !sameShape) continue;
+      producer = graph.producer(matmulOut);
     }
-    if (!producer || producer.opType !== "MatMul" || !bias && graph.constant(reshape.input[0])) {
-      continue;
-    }
+    if (!producer || producer.opType !== "MatMul") continue;
     const weight = matmulWeight(graph, producer);
     if (!weight) continue;
     // Layout ops after the reshape (Transpose, Unsqueeze, Squeeze), then the three selections
@@ -255,7 +258,7 @@ export async function unfuseQkv(
     }
     // Run-time shapes read from the fused output (a reshape target built from Shape(qkv)) are
     // rebuilt from q's shape, so that nothing keeps the fused projection alive.
-    const fusedOutputs = [producer.output[0], reshape.input[0]];
+    const fusedOutputs = [...new Set([producer.output[0], reshape.input[0]])];
     for (const fused of fusedOutputs) {
       for (const { node } of [...graph.consumers(fused)]) {
         if (node.opType !== "Shape") continue;
