@@ -13,6 +13,7 @@ import type { ProbedTensor } from "../runtime/probe.ts";
 import { Factor, hasChannel, leavesOf } from "./factors.ts";
 import { tensorDims } from "../onnx/tensor.ts";
 import { RULES } from "./rules/mod.ts";
+import { REDUCTIONS } from "./rules/normalization.ts";
 
 /** A constant input of a node whose `axis` carries the channels in `factors`. */
 export interface TensorTouch {
@@ -124,15 +125,7 @@ const DATA_FIRST = new Set([
   "Gather",
   "Expand",
   "LayerNormalization",
-  "ReduceMean",
-  "ReduceSum",
-  "ReduceMax",
-  "ReduceMin",
-  "ReduceProd",
-  "ReduceL1",
-  "ReduceL2",
-  "ReduceSumSquare",
-  "ReduceLogSumExp",
+  ...REDUCTIONS,
   "Pad",
   "Softmax",
   "LogSoftmax",

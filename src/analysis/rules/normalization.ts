@@ -94,25 +94,26 @@ export const skipLayerNorm: Rule = (ctx, node) => {
   }
 };
 
+/** The Reduce* ops. */
+export const REDUCTIONS = [
+  "ReduceMean",
+  "ReduceSum",
+  "ReduceMax",
+  "ReduceMin",
+  "ReduceProd",
+  "ReduceL1",
+  "ReduceL2",
+  "ReduceSumSquare",
+  "ReduceLogSumExp",
+];
+
 export function normalizationRules(): Record<string, Rule> {
   const rules: Record<string, Rule> = {
     LayerNormalization: layerNorm,
     "com.microsoft:SimplifiedLayerNormalization": layerNorm,
     SimplifiedLayerNormalization: layerNorm,
   };
-  for (
-    const op of [
-      "ReduceMean",
-      "ReduceSum",
-      "ReduceMax",
-      "ReduceMin",
-      "ReduceProd",
-      "ReduceL1",
-      "ReduceL2",
-      "ReduceSumSquare",
-      "ReduceLogSumExp",
-    ]
-  ) {
+  for (const op of REDUCTIONS) {
     rules[op] = reduction;
   }
   rules["com.microsoft:SkipLayerNormalization"] = skipLayerNorm;
