@@ -31,8 +31,8 @@ export const HELP = `prune-vit ${denoJson.version} — structured pruning of tra
 
 usage: deno run -A mod.ts [options] <model.onnx>
 
-Removes attention heads, per-head dims and MLP hidden channels, and writes a smaller
-dense ONNX model that onnxruntime runs.
+Removes attention heads (grouped-query aware), per-head dims, MLP hidden channels and the
+embedding width, and writes a smaller dense ONNX model that onnxruntime runs.
 
 options:
   -o, --output PATH         output model (default: <input>.pruned.onnx)
