@@ -13,8 +13,20 @@ import type { AttentionGroup, EmbeddingGroup, MlpGroup } from "./analysis/groups
 import type { TensorTouch } from "./analysis/trace.ts";
 import { tensorDims, tensorRawBytes, tensorToFloat32 } from "./onnx/tensor.ts";
 import { DataType } from "./onnx/proto.ts";
+import type { ChannelStats } from "./calibration/stats.ts";
 
-export type Criterion = "l1" | "l2";
+/**
+ * L1/L2 group magnitude, or a data-aware criterion over calibration statistics of each consumer
+ * layer's input X (Wanda-sp: Σᵢ|Wᵢⱼ|·‖Xⱼ‖₂; FLAP's fluctuation: ‖W:,ⱼ‖²·Var(Xⱼ)), scored on the
+ * weights that read the channels.
+ */
+export type Criterion = "l1" | "l2" | DataCriterion;
+
+export interface DataCriterion {
+  kind: "wanda" | "flap";
+  /** Statistics by tensor name (the consumer layers' inputs). */
+  stats: Map<string, ChannelStats>;
+}
 
 /** Scores of the channels of a group, laid out over `cells` (major → minor), e.g. [heads, dims]. */
 export async function groupChannelScores(
@@ -28,12 +40,23 @@ export async function groupChannelScores(
   // Sums in float64: near-ties between channels are decided by the last bits.
   const sum = new Float64Array(total);
   const seen = new Set<string>();
+  const data = typeof criterion === "object" ? criterion : undefined;
   let count = 0;
   for (const touch of members) {
     const key = `${touch.ref.name}:${touch.axis}:${touch.role}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    const local = await axisScores(core, touch, criterion === "l1" ? 1 : 2);
+    const activation = data && touch.role === "weight-in"
+      ? data.stats.get(touch.linear!.input[0])
+      : undefined;
+    if (data && !activation) continue;
+    const p = data ? (data.kind === "wanda" ? 1 : 2) : criterion === "l1" ? 1 : 2;
+    const local = await axisScores(core, touch, p);
+    if (activation && activation.channels === local.length) {
+      for (let i = 0; i < local.length; i++) {
+        local[i] *= data!.kind === "wanda" ? activation.norm(i) : activation.variance(i);
+      }
+    } else if (activation) continue;
     const leaves = touch.factors.flatMap((f) => f.leaves());
     // Position of each cell coordinate among the axis leaves (leaves not in a cell are summed).
     const where = cells.map((alts) => leaves.findIndex((l) => alts.includes(l)));
@@ -52,6 +75,8 @@ export async function groupChannelScores(
     }
     count++;
   }
+  // No consumer with statistics (a channel read only by Q·Kᵀ): magnitude decides.
+  if (count === 0 && data) return groupChannelScores(core, members, cells, "l2");
   if (count === 0) return new Float32Array(total);
   let mean = 0;
   for (let i = 0; i < total; i++) mean += sum[i] / count;

@@ -29,8 +29,9 @@ export interface PruneOptions {
    * default, as Torch-Pruning does) or whole KV heads with their query heads ("kv-groups", as
    * LLM-Pruner does). */
   gqaPolicy?: "query-heads" | "kv-groups";
-  /** Channel importance: L1 or L2 group magnitude. Default "l2". */
-  criterion?: "l1" | "l2";
+  /** Channel importance: L1 or L2 group magnitude (default "l2"), or, with calibration data,
+   * Wanda-sp ("wanda") or FLAP's fluctuation ("flap"). */
+  criterion?: "l1" | "l2" | "wanda" | "flap";
   /** Compute backend of the core. Default "auto" (GPU when an adapter exists). */
   backend?: "auto" | "gpu" | "cpu";
 }

@@ -18,6 +18,10 @@ import { findGroups, type Group } from "./analysis/groups.ts";
 import { type GroupDecision, makePlan } from "./plan.ts";
 import { applyPlan, type ApplyStats, maskPlan } from "./apply.ts";
 import { unfuseQkv } from "./rewrite/unfuse_qkv.ts";
+import { applyCompensation, type Compensation, planCompensation } from "./compensate.ts";
+import { type ChannelStats, collectStats } from "./calibration/stats.ts";
+import type { Criterion } from "./importance.ts";
+import type { OrtTensor } from "./runtime/ort.ts";
 import { type ComputeCore, createCore } from "./core/mod.ts";
 import { countMacs, countParams } from "./metrics.ts";
 
@@ -29,6 +33,12 @@ export interface RunOptions extends PruneOptions {
   dryRun?: boolean;
   /** Zero the removed channels instead of removing them (same shapes; the equivalence oracle). */
   mask?: boolean;
+  /** Calibration batches (feeds by graph input name), for data-aware criteria and compensation. */
+  calibration?: AsyncIterable<Record<string, OrtTensor>> | Iterable<Record<string, OrtTensor>>;
+  /** Compensation of the layers that read removed channels. Default "none". */
+  compensation?: Compensation;
+  /** Ridge of the "reweight" least squares, relative to the mean input energy. Default 0.01. */
+  ridge?: number;
   /** A compute core to use (and keep) instead of creating one for this run. */
   core?: ComputeCore;
 }
@@ -168,13 +178,17 @@ async function pruneWithCore(
   }
   checkNumHeads(groups, options.numHeads ?? {});
 
+  const stats = await calibrationStats(model, trace, groups, options);
+  const criterion: Criterion = options.criterion === "wanda" || options.criterion === "flap"
+    ? { kind: options.criterion, stats: stats! }
+    : options.criterion ?? "l2";
   const { plan, decisions } = await makePlan(core, groups, {
     pruningRatio,
     headPruningRatio,
     pruneNumHeads: !!options.pruneNumHeads,
     pruneHeadDims: !!options.pruneHeadDims,
     roundTo,
-    criterion: options.criterion ?? "l2",
+    criterion,
     gqaPolicy: options.gqaPolicy ?? "query-heads",
     embeddingPruningRatio,
     qkRatio: options.qkPruningRatio === undefined
@@ -190,7 +204,10 @@ async function pruneWithCore(
       return key === undefined ? undefined : options.layerRatios![key];
     },
   });
-  const stats = options.dryRun
+  const updates = stats
+    ? planCompensation(trace, plan, stats, options.compensation ?? "none", options.ridge ?? 0.01)
+    : [];
+  const applied = options.dryRun
     ? emptyStats()
     : options.mask
     ? await maskPlan(core, trace, plan)
@@ -199,6 +216,10 @@ async function pruneWithCore(
       // The trace accepted something the rewrite cannot express: refuse, nothing is written.
       throw new PruneError("unsupported-graph", `cannot rewrite the graph: ${e.message ?? e}`);
     });
+  if (!options.dryRun && !options.mask && updates.length) {
+    const compensated = applyCompensation(graph, updates);
+    notes.push(`compensated ${compensated} layers (${options.compensation})`);
+  }
   const after = options.dryRun ? before : await verify(model, options);
   const report: PruneReport = {
     params: { before: params0, after: countParams(model) },
@@ -209,7 +230,7 @@ async function pruneWithCore(
     notes,
     groups: groups.map((g) => groupReport(g, trace)),
   };
-  return { model, report, stats };
+  return { model, report, stats: applied };
 }
 
 function emptyStats(): ApplyStats {
@@ -272,6 +293,42 @@ function chooseHeadMode(groups: Group[], options: RunOptions, notes: string[]): 
   }
   notes.push("no head mode given: removing head dims (Torch-Pruning's default)");
   return { ...options, pruneHeadDims: true };
+}
+
+/**
+ * Statistics of the inputs of the layers that read prunable channels, from the calibration
+ * batches — when a data-aware criterion or compensation asks for them.
+ */
+async function calibrationStats(
+  model: ModelProto,
+  trace: Trace,
+  groups: Group[],
+  options: RunOptions,
+): Promise<Map<string, ChannelStats> | undefined> {
+  const dataCriterion = options.criterion === "wanda" || options.criterion === "flap";
+  const compensation = (options.compensation ?? "none") !== "none";
+  if (!dataCriterion && !compensation) return undefined;
+  if (!options.calibration) {
+    throw new PruneError(
+      "bad-option",
+      `${
+        dataCriterion ? `criterion "${options.criterion}"` : "compensation"
+      } needs calibration data`,
+    );
+  }
+  const tensors = new Set<string>(), gram = new Set<string>();
+  for (const g of groups) {
+    for (const t of g.members) {
+      if (t.role !== "weight-in" || !t.linear) continue;
+      if (t.linear.opType !== "MatMul" && t.linear.opType !== "Gemm") continue;
+      tensors.add(t.linear.input[0]);
+      if (options.compensation === "reweight" && g.kind !== "embedding") {
+        gram.add(t.linear.input[0]);
+      }
+    }
+  }
+  void trace;
+  return await collectStats(model, [...tensors], options.calibration, gram);
 }
 
 /** Fused attention ops (onnxruntime's contrib ops, ONNX's Attention from opset 23). */
