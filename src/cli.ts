@@ -13,6 +13,8 @@ import { parseArgs } from "node:util";
 import * as path from "node:path";
 import denoJson from "../deno.json" with { type: "json" };
 import { PruneError } from "./errors.ts";
+import { loadCalibration } from "./calibration/inputs.ts";
+import { ProgressBar } from "./calibration/progress.ts";
 import type { RunOptions } from "./prune.ts";
 import { formatReport } from "./format_report.ts";
 import { readModelFile, writeModelFile } from "./onnx/model_io.ts";
@@ -51,7 +53,16 @@ options:
       --num-heads NODE=H    head count of the attention block of NODE (repeatable)
       --layer-ratio NODE=R  pruning ratio for the block containing NODE (repeatable)
       --dim NAME=N          size of a symbolic input dim other than the batch (default 8; repeatable)
-      --criterion l1|l2     channel importance (default l2)
+      --criterion l1|l2|wanda|flap
+                            channel importance (default l2); wanda (Wanda-sp) and flap (FLAP's
+                            fluctuation) score on calibration data
+      --calibration PATH    calibration data: a folder of images or .npy files, or a .npy file
+                            (repeatable); needed by wanda, flap and compensation
+      --samples N           calibration samples to use (default 256)
+      --batch-size N        calibration batch size (default 32)
+      --compensation none|bias|reweight
+                            refit the layers that read removed channels on the calibration data:
+                            FLAP's bias, or least squares on weights and bias (default none)
       --gqa-policy query-heads|kv-groups
                             grouped-query attention: drop query heads inside every KV group
                             (default, as Torch-Pruning) or whole KV groups (as LLM-Pruner)
@@ -70,6 +81,8 @@ Set PRUNE_VIT_DEBUG=1 to print stack traces.`;
 export interface CliArgs {
   input: string;
   output: string;
+  /** Calibration files or folders (`--calibration`), samples and batch size. */
+  calibration: { paths: string[]; samples: number; batchSize: number };
   /** Pruning options plus `dimValues` (from `--dim`). */
   options: RunOptions;
   json: boolean;
@@ -92,6 +105,10 @@ const OPTION_SPEC = {
   "layer-ratio": { type: "string", multiple: true },
   dim: { type: "string", multiple: true },
   criterion: { type: "string" },
+  calibration: { type: "string", multiple: true },
+  samples: { type: "string" },
+  "batch-size": { type: "string" },
+  compensation: { type: "string" },
   "gqa-policy": { type: "string" },
   backend: { type: "string" },
   json: { type: "boolean" },
@@ -298,7 +315,18 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
     );
   }
   if (v.criterion !== undefined) {
-    options.criterion = oneOf("--criterion", v.criterion, ["l1", "l2"] as const);
+    options.criterion = oneOf("--criterion", v.criterion, ["l1", "l2", "wanda", "flap"] as const);
+  }
+  if (v.compensation !== undefined) {
+    options.compensation = oneOf(
+      "--compensation",
+      v.compensation,
+      [
+        "none",
+        "bias",
+        "reweight",
+      ] as const,
+    );
   }
   if (v.backend !== undefined) {
     options.backend = oneOf("--backend", v.backend, ["auto", "gpu", "cpu"] as const);
@@ -327,6 +355,13 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
     json: !!v.json,
     dryRun: !!v["dry-run"],
     quiet: !!v.quiet,
+    calibration: {
+      paths: v.calibration ?? [],
+      samples: v.samples === undefined ? 256 : parsePositiveInt("--samples", v.samples),
+      batchSize: v["batch-size"] === undefined
+        ? 32
+        : parsePositiveInt("--batch-size", v["batch-size"]),
+    },
   };
 }
 
@@ -414,6 +449,18 @@ export async function main(args: string[]): Promise<number> {
   try {
     if (!cli.dryRun) await checkOutput(cli.input, cli.output);
     const model = await readModelFile(cli.input);
+    const { paths, samples, batchSize } = cli.calibration;
+    if (paths.length) {
+      // One folder, or a list of files.
+      const folder = paths.length === 1 &&
+        (await Deno.stat(paths[0]).catch(() => null))?.isDirectory;
+      const progress = new ProgressBar(samples, { quiet: cli.quiet || cli.json });
+      cli.options.calibration = await loadCalibration(
+        folder ? { folder: paths[0] } : { files: paths },
+        model,
+        { batchSize, samples, onProgress: progress.callback },
+      );
+    }
     const { model: pruned, report } = await pruneModel(model, cli.options).catch((e) => {
       // Engine errors speak of nodes and options; say which file they are about.
       if (e instanceof PruneError && !e.message.includes(cli.input)) {

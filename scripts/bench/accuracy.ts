@@ -1,0 +1,112 @@
+/**
+ * Accuracy without retraining: the trained Fashion-MNIST ViT pruned to 70%, 50% and 30% of its
+ * MACs (the same ratio r for every head's dims and every MLP), for every criterion with and
+ * without compensation, calibrated on 512 training images, scored on the 10 000 test images.
+ * Torch-Pruning's numbers for the same model (no finetuning) come from
+ * `bench/torch_pruning_accuracy.json` (scripts/anchor/accuracy_baseline.py) when present.
+ *
+ *   deno run -A scripts/bench/accuracy.ts [--data DIR] [--json OUT]
+ *
+ * DIR holds the IDX files of Fashion-MNIST (Debian's dataset-fashion-mnist by default).
+ */
+import { parseArgs } from "node:util";
+import { prune, type RunOptions } from "../../src/prune.ts";
+import { createCore } from "../../src/core/mod.ts";
+import { createSession, loadOrt, type OrtTensor } from "../../src/runtime/ort.ts";
+
+const args = parseArgs({
+  options: {
+    data: { type: "string", default: "/usr/share/datasets/fashion-mnist" },
+    json: { type: "string" },
+  },
+}).values;
+
+async function idx(name: string): Promise<Uint8Array> {
+  const file = await Deno.open(`${args.data}/${name}`);
+  const stream = file.readable.pipeThrough(new DecompressionStream("gzip"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+const [trainImages, testImages, testLabels] = await Promise.all([
+  idx("train-images-idx3-ubyte.gz"),
+  idx("t10k-images-idx3-ubyte.gz"),
+  idx("t10k-labels-idx1-ubyte.gz"),
+]);
+const PX = 784;
+const normalise = (bytes: Uint8Array) => Float32Array.from(bytes, (p) => (p / 255 - 0.286) / 0.353);
+const ort = await loadOrt();
+const core = await createCore({ backend: "cpu" });
+const model = await Deno.readFile(new URL("../../tests/fixtures/fmnist_vit.onnx", import.meta.url));
+
+function batches(images: Uint8Array, count: number, size: number): Record<string, OrtTensor>[] {
+  const out = [];
+  for (let s = 0; s < count; s += size) {
+    const e = Math.min(count, s + size);
+    const x = normalise(images.subarray(16 + s * PX, 16 + e * PX));
+    out.push({ input: new ort.Tensor("float32", x, [e - s, 1, 28, 28]) });
+  }
+  return out;
+}
+
+const calibration = batches(trainImages, 512, 64);
+const test = batches(testImages, 10000, 500);
+
+async function accuracy(bytes: Uint8Array): Promise<number> {
+  const session = await createSession(bytes);
+  let ok = 0, k = 0;
+  for (const feeds of test) {
+    const y = (await session.run(feeds))[session.outputNames[0]].data as Float32Array;
+    for (let i = 0; i < feeds.input.dims[0]; i++, k++) {
+      let best = 0;
+      for (let c = 1; c < 10; c++) if (y[i * 10 + c] > y[i * 10 + best]) best = c;
+      if (best === testLabels[8 + k]) ok++;
+    }
+  }
+  return ok / k;
+}
+
+/** The ratio r (head dims and MLP alike) whose pruned model has the target share of MACs. */
+async function ratioFor(target: number): Promise<number> {
+  let lo = 0, hi = 0.95;
+  for (let i = 0; i < 12; i++) {
+    const r = (lo + hi) / 2;
+    const { report } = await prune(model, settings(r));
+    if (report.macs.after / report.macs.before > target) lo = r;
+    else hi = r;
+  }
+  return (lo + hi) / 2;
+}
+
+function settings(r: number): RunOptions {
+  return { pruneHeadDims: true, headPruningRatio: r, pruningRatio: r, core };
+}
+
+const rows: Record<string, unknown>[] = [];
+const unpruned = await accuracy(model);
+console.log(`unpruned: ${(unpruned * 100).toFixed(2)}% on the 10 000 test images`);
+for (const target of [0.7, 0.5, 0.3]) {
+  const r = await ratioFor(target);
+  for (const criterion of ["l2", "l1", "wanda", "flap"] as const) {
+    for (const compensation of ["none", "bias", "reweight"] as const) {
+      const calibrated = criterion === "wanda" || criterion === "flap" || compensation !== "none";
+      const start = performance.now();
+      const { bytes, report } = await prune(model, {
+        ...settings(r),
+        criterion,
+        compensation,
+        ...(calibrated ? { calibration } : {}),
+      });
+      const seconds = (performance.now() - start) / 1000;
+      const acc = await accuracy(bytes);
+      const share = report.macs.after / report.macs.before;
+      rows.push({ target, ratio: r, criterion, compensation, macs: share, accuracy: acc, seconds });
+      console.log(
+        `MACs ${(share * 100).toFixed(1)}% (r=${r.toFixed(3)})  ${criterion.padEnd(5)} ` +
+          `${compensation.padEnd(8)} ${(acc * 100).toFixed(2)}%  (${seconds.toFixed(1)} s)`,
+      );
+    }
+  }
+}
+if (args.json) {
+  await Deno.writeTextFile(args.json, JSON.stringify({ unpruned, rows }, null, 2) + "\n");
+}
