@@ -29,8 +29,14 @@ export class ChannelStats {
     if (gram) this.gram = new Float64Array(channels * channels);
   }
 
-  /** Adds the rows of a [positions, channels] block. */
-  add(data: ArrayLike<number>): void {
+  /** Adds a Gram block computed elsewhere (onnxruntime: MatMul(xᵀ, x) of the same rows). */
+  addGram(block: ArrayLike<number>): void {
+    const g = this.gram!;
+    for (let i = 0; i < g.length; i++) g[i] += block[i];
+  }
+
+  /** Adds the rows of a [positions, channels] block (and their Gram, unless `withGram` is off). */
+  add(data: ArrayLike<number>, withGram = true): void {
     const c = this.channels, rows = data.length / c;
     for (let r = 0; r < rows; r++) {
       const base = r * c;
@@ -39,7 +45,7 @@ export class ChannelStats {
         this.sum[j] += v;
         this.sumSquares[j] += v * v;
       }
-      const g = this.gram;
+      const g = withGram ? this.gram : undefined;
       if (g) {
         for (let i = 0; i < c; i++) {
           const vi = data[base + i];
@@ -85,15 +91,49 @@ export async function collectStats(
     ...(graph.output ?? []),
     ...tensors.filter((t) => !declared.has(t)).map((name) => onnx.ValueInfoProto.create({ name })),
   ];
+  // Gram matrices are computed by onnxruntime itself: Flatten to [positions, C], then xᵀ·x.
+  const opset = Number(
+    (model.opsetImport ?? []).find((o) => !o.domain || o.domain === "ai.onnx")?.version ?? 0,
+  );
+  const gramInGraph = opset >= 11;
+  const extra: ReturnType<typeof onnx.NodeProto.create>[] = [];
+  const gramOutput = new Map<string, string>();
+  if (gramInGraph) {
+    [...gram].forEach((name, i) => {
+      const flat = `prune_vit_stats_${i}_rows`, t = `prune_vit_stats_${i}_rows_t`;
+      const out = `prune_vit_stats_${i}_gram`;
+      extra.push(
+        onnx.NodeProto.create({
+          opType: "Flatten",
+          input: [name],
+          output: [flat],
+          attribute: [onnx.AttributeProto.create({ name: "axis", type: 2, i: -1 })],
+        }),
+        onnx.NodeProto.create({
+          opType: "Transpose",
+          input: [flat],
+          output: [t],
+          attribute: [onnx.AttributeProto.create({ name: "perm", type: 7, ints: [1, 0] })],
+        }),
+        onnx.NodeProto.create({ opType: "MatMul", input: [t, flat], output: [out] }),
+      );
+      outputs.push(onnx.ValueInfoProto.create({ name: out }));
+      gramOutput.set(name, out);
+    });
+  }
   const copy = onnx.ModelProto.create({
     ...model,
-    graph: onnx.GraphProto.create({ ...graph, output: outputs }),
+    graph: onnx.GraphProto.create({
+      ...graph,
+      node: [...(graph.node ?? []), ...extra],
+      output: outputs,
+    }),
   });
   const session = await createSession(encodeModel(copy));
   const stats = new Map<string, ChannelStats>();
   try {
     for await (const feeds of batches) {
-      const out = await session.run(feeds, tensors);
+      const out = await session.run(feeds, [...tensors, ...gramOutput.values()]);
       for (const name of tensors) {
         const t = out[name];
         const dims = [...t.dims].map(Number);
@@ -103,7 +143,9 @@ export async function collectStats(
         if (s.channels !== channels) {
           throw new PruneError("bad-calibration", `tensor "${name}" changed width between batches`);
         }
-        s.add(t.data as Float32Array);
+        const g = gramOutput.get(name);
+        s.add(t.data as Float32Array, !g);
+        if (g && s.gram) s.addGram(out[g].data as Float32Array);
       }
     }
   } finally {
