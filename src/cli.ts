@@ -58,6 +58,8 @@ options:
                             fluctuation) score on calibration data
       --calibration PATH    calibration data: a folder of images or .npy files, or a .npy file
                             (repeatable); needed by wanda, flap and compensation
+      --evaluate PATH       held-out data (as --calibration): report top-1 agreement, KL and
+                            cosine of the pruned model's outputs against the original's
       --samples N           calibration samples to use (default 256)
       --batch-size N        calibration batch size (default 32)
       --compensation none|bias|reweight
@@ -83,6 +85,8 @@ export interface CliArgs {
   output: string;
   /** Calibration files or folders (`--calibration`), samples and batch size. */
   calibration: { paths: string[]; samples: number; batchSize: number };
+  /** Held-out data files or folders (`--evaluate`). */
+  evaluate: string[];
   /** Pruning options plus `dimValues` (from `--dim`). */
   options: RunOptions;
   json: boolean;
@@ -106,6 +110,7 @@ const OPTION_SPEC = {
   dim: { type: "string", multiple: true },
   criterion: { type: "string" },
   calibration: { type: "string", multiple: true },
+  evaluate: { type: "string", multiple: true },
   samples: { type: "string" },
   "batch-size": { type: "string" },
   compensation: { type: "string" },
@@ -355,6 +360,7 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
     json: !!v.json,
     dryRun: !!v["dry-run"],
     quiet: !!v.quiet,
+    evaluate: v.evaluate ?? [],
     calibration: {
       paths: v.calibration ?? [],
       samples: v.samples === undefined ? 256 : parsePositiveInt("--samples", v.samples),
@@ -450,17 +456,19 @@ export async function main(args: string[]): Promise<number> {
     if (!cli.dryRun) await checkOutput(cli.input, cli.output);
     const model = await readModelFile(cli.input);
     const { paths, samples, batchSize } = cli.calibration;
-    if (paths.length) {
+    const load = async (paths: string[], quiet: boolean) => {
       // One folder, or a list of files.
       const folder = paths.length === 1 &&
         (await Deno.stat(paths[0]).catch(() => null))?.isDirectory;
-      const progress = new ProgressBar(samples, { quiet: cli.quiet || cli.json });
-      cli.options.calibration = await loadCalibration(
+      const progress = new ProgressBar(samples, { quiet });
+      return await loadCalibration(
         folder ? { folder: paths[0] } : { files: paths },
         model,
         { batchSize, samples, onProgress: progress.callback },
       );
-    }
+    };
+    if (paths.length) cli.options.calibration = await load(paths, cli.quiet || cli.json);
+    if (cli.evaluate.length) cli.options.evaluation = { batches: await load(cli.evaluate, true) };
     const { model: pruned, report } = await pruneModel(model, cli.options).catch((e) => {
       // Engine errors speak of nodes and options; say which file they are about.
       if (e instanceof PruneError && !e.message.includes(cli.input)) {

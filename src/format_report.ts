@@ -138,6 +138,21 @@ export function formatReport(report: PruneReport, options: FormatReportOptions =
     out.push(...table(["group", "reason"], rows).slice(1));
   }
 
+  if (report.fidelity) {
+    const f = report.fidelity;
+    out.push("");
+    out.push(
+      `fidelity on ${f.samples} held-out samples: top-1 agreement ${
+        (f.top1Agreement * 100).toFixed(1)
+      }%, ` +
+        `KL ${f.kl.toFixed(4)}, cosine ${f.cosine.toFixed(4)}` +
+        (f.accuracy
+          ? `, accuracy ${(f.accuracy.before * 100).toFixed(1)}% → ${
+            (f.accuracy.after * 100).toFixed(1)
+          }%`
+          : ""),
+    );
+  }
   if (report.notes?.length) {
     out.push("");
     for (const note of report.notes) out.push(`note: ${note}`);

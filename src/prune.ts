@@ -19,6 +19,7 @@ import { type GroupDecision, makePlan } from "./plan.ts";
 import { applyPlan, type ApplyStats, maskPlan } from "./apply.ts";
 import { unfuseQkv } from "./rewrite/unfuse_qkv.ts";
 import { applyCompensation, type Compensation, planCompensation } from "./compensate.ts";
+import { type Evaluation, fidelity } from "./evaluate.ts";
 import { type ChannelStats, collectStats } from "./calibration/stats.ts";
 import type { Criterion } from "./importance.ts";
 import type { OrtTensor } from "./runtime/ort.ts";
@@ -39,6 +40,8 @@ export interface RunOptions extends PruneOptions {
   compensation?: Compensation;
   /** Ridge of the "reweight" least squares, relative to the mean input energy. Default 0.01. */
   ridge?: number;
+  /** Held-out batches (and labels) to measure the pruned model against the original. */
+  evaluation?: Evaluation;
   /** A compute core to use (and keep) instead of creating one for this run. */
   core?: ComputeCore;
 }
@@ -105,17 +108,26 @@ export async function pruneModel(
   }
   if (!model.graph) throw new PruneError("not-onnx", "the model has no graph");
 
+  const original = options.evaluation ? encodeModel(model) : undefined;
   const before = await probeTensors(model, { dimValues: options.dimValues });
   const params0 = countParams(model);
   const macs0 = countMacs(model, shapeMap(model, before));
   const core = options.core ?? await createCore({ backend: options.backend ?? "auto" });
   try {
-    return await pruneWithCore(model, options, core, before, params0, macs0, {
+    const result = await pruneWithCore(model, options, core, before, params0, macs0, {
       pruningRatio,
       headPruningRatio,
       embeddingPruningRatio,
       roundTo,
     });
+    if (original && options.evaluation && !options.dryRun) {
+      result.report.fidelity = await fidelity(
+        original,
+        encodeModel(result.model),
+        options.evaluation,
+      );
+    }
+    return result;
   } finally {
     if (!options.core) core.dispose();
   }

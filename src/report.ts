@@ -1,3 +1,5 @@
+import type { Fidelity } from "./evaluate.ts";
+
 /** What a pruning run did, as printed by the CLI and returned by `prune()`. */
 export interface PruneReport {
   params: { before: number; after: number };
@@ -6,6 +8,8 @@ export interface PruneReport {
   blocks: BlockReport[];
   /** Groups found but left alone, each with the reason. */
   skipped: { name: string; reason: string }[];
+  /** With held-out data: how close the pruned model stays to the original. */
+  fidelity?: Fidelity;
   /** Decisions the tool made on the user's behalf, in words. */
   notes: string[];
   /** Every prunable group the analysis found, with the tensors coupled to it. */

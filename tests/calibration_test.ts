@@ -141,3 +141,23 @@ for (const criterion of ["wanda", "flap"] as const) {
     assert.ok(await heldOutAccuracy(calibrated.bytes) > 0.8);
   });
 }
+
+Deno.test("fidelity on held-out data agrees with an independent accuracy count", async () => {
+  const evaluation = {
+    batches: batches(CALIBRATION, N, 128),
+    labels: labels.subarray(CALIBRATION),
+  };
+  const { bytes, report } = await prune(model, {
+    pruningRatio: 0.5,
+    compensation: "bias",
+    calibration: batches(0, CALIBRATION),
+    evaluation,
+    core,
+  });
+  const f = report.fidelity!;
+  assert.equal(f.samples, N - CALIBRATION);
+  assert.equal(f.accuracy!.before, await heldOutAccuracy(model));
+  assert.equal(f.accuracy!.after, await heldOutAccuracy(bytes));
+  assert.ok(f.top1Agreement > 0.9 && f.top1Agreement <= 1, `agreement ${f.top1Agreement}`);
+  assert.ok(f.cosine > 0.9 && f.kl >= 0, `cosine ${f.cosine}, KL ${f.kl}`);
+});
