@@ -28,8 +28,9 @@ Two scopes (both run by default, --scopes):
   global  G=True: channels ranked across groups (TP's mean-normalised scores), so widths differ per
           block; heads ranked model-wide, 18 - int(18*(1-h)) = 6 (h0.3) or 9 (h0.5) of 18 removed.
 
-For every (criterion, variant, target) r is found by bisection (each trial: a fresh deepcopy of the
-trained model, a new MetaPruner, one step) on MACs(r), which is non-increasing in r; of the two
+For every (scope, criterion, variant, target) r is searched (each trial: a fresh deepcopy of the
+trained model, a new MetaPruner, one step): the first grid point r = 0.05, 0.10, ... whose MACs fall
+below the target, then bisection (tolerance 1e-4) between it and the previous grid point; of the two
 ratios bracketing the target the one whose MACs are closest is used. MACs = FlopCounterMode total
 / 2 at batch 1 (conv + linear + attention QK^T / AV matmuls, as in the tests and
 torch_pruning_anchor.py's matmul_macs).
@@ -78,6 +79,7 @@ FIXTURE = "fmnist_vit"
 TAYLOR_IMAGES = 256
 TAYLOR_BATCH = 64
 R_MAX = 0.95          # upper end of the pruning_ratio search
+GRID_STEP = 0.05      # coarse scan before the bisection
 BISECT_TOL = 1e-4     # stop when the bracket is this narrow
 BISECT_MAX_ITERS = 24
 
@@ -119,7 +121,7 @@ def accuracy(model, x, y, bs=1000) -> tuple[float, float]:
         for i in range(0, len(x), bs):
             preds.append(model(x[i:i + bs]).argmax(1))
     ok = torch.cat(preds) == y
-    return ok.float().mean().item(), ok[:1000].float().mean().item()
+    return int(ok.sum()) / len(y), int(ok[:1000].sum()) / min(1000, len(y))
 
 
 def accumulate_taylor_grads(model, x, y) -> dict:
@@ -169,9 +171,13 @@ class Pruning:
         return matmul_macs(m, self.x1)
 
     def search(self, scope: str, criterion: str, variant: str, target: int):
-        """Bisection on r: MACs(r) is non-increasing.
-        A trial that raises (e.g. a block left without heads) counts as over-pruned (MACs -1) and is
-        never chosen. Returns (r, model, macs, [(r, macs)...], [error messages])."""
+        """First crossing of the MAC target: scan r = 0.05, 0.10, ... up to R_MAX until MACs(r) <
+        target, then bisect between that grid point and the previous one. (MACs(r) is non-increasing
+        for local pruning; with global pruning it is not for large r - TP then leaves a group whole
+        rather than remove all its channels - so the first crossing, not a plain bisection on
+        [0, R_MAX], is searched.) A trial that raises (e.g. a block left without heads) counts as
+        over-pruned (MACs -1) and is never chosen.
+        Returns (r, model, macs, [(r, macs)...], [error messages])."""
         cache = {}
 
         def f(r):
@@ -183,10 +189,17 @@ class Pruning:
                     cache[r] = (-1, repr(e))
             return cache[r][0]
 
-        lo, hi = 0.0, R_MAX
+        lo = 0.0
         cache[lo] = (self.macs(self.base), self.base)
-        if f(hi) >= target:
-            r = hi
+        hi = None
+        for k in range(1, int(round(R_MAX / GRID_STEP)) + 1):
+            r = round(k * GRID_STEP, 8)
+            if f(r) < target:
+                hi = r
+                break
+            lo = r
+        if hi is None:
+            r = lo  # target not reached below R_MAX: the most pruned valid model
         else:
             it = 0
             while hi - lo > BISECT_TOL and it < BISECT_MAX_ITERS:
@@ -323,8 +336,10 @@ def main():
             "taylor": f"model.eval(); model.zero_grad(); for each of {TAYLOR_IMAGES // TAYLOR_BATCH} batches of "
                       f"{TAYLOR_BATCH} (first {TAYLOR_IMAGES} train images): F.cross_entropy(model(x), y).backward() "
                       "(gradients accumulate); then MetaPruner + step on a copy carrying these .grad",
-            "ratio_search": f"bisection on r in [0, {R_MAX}] (MACs non-increasing in r), tolerance {BISECT_TOL}, "
-                            "each trial on a fresh deepcopy; of the two bracketing ratios the closer in MACs is used",
+            "ratio_search": f"scan r = {GRID_STEP}, {2 * GRID_STEP:.2f}, ... <= {R_MAX} to the first r with MACs < target, "
+                            f"then bisection (tolerance {BISECT_TOL}) between it and the previous grid point; each trial "
+                            "on a fresh deepcopy; of the two bracketing ratios the closer in MACs is used (global "
+                            "pruning is not monotone in r for large r: TP leaves a group whole instead of emptying it)",
         },
         "selection": "per scope: best_heads = heads variant with the higher acc_10k, best = better of head_dims and "
                      "best_heads; 'best' = best over scopes; all by acc_10k (test-set selection: optimistic for TP)",
