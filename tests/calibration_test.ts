@@ -161,3 +161,27 @@ Deno.test("fidelity on held-out data agrees with an independent accuracy count",
   assert.ok(f.top1Agreement > 0.9 && f.top1Agreement <= 1, `agreement ${f.top1Agreement}`);
   assert.ok(f.cosine > 0.9 && f.kl >= 0, `cosine ${f.cosine}, KL ${f.kl}`);
 });
+
+Deno.test("statistics reduced inside onnxruntime equal a direct reduction of the tensor", async () => {
+  const original = decodeModel(model);
+  const name = "/blocks/blocks.2/mlp/act/Mul_1_output_0";
+  const stats = (await collectStats(original, [name], batches(0, 128), new Set([name]))).get(name)!;
+  // The same tensor fetched as an output and reduced here.
+  const direct = new ChannelStats(stats.channels, true);
+  const probe = decodeModel(model);
+  probe.graph!.output!.push({ name } as never);
+  const { encodeModel } = await import("../src/onnx/model_io.ts");
+  const session = await createSession(encodeModel(probe));
+  for (const feeds of batches(0, 128)) {
+    direct.add((await session.run(feeds, [name]))[name].data as Float32Array);
+  }
+  assert.equal(stats.count, direct.count);
+  for (let j = 0; j < stats.channels; j++) {
+    assert.ok(Math.abs(stats.mean(j) - direct.mean(j)) < 1e-5 * (1 + Math.abs(direct.mean(j))));
+    assert.ok(Math.abs(stats.variance(j) - direct.variance(j)) < 1e-4 * (1 + direct.variance(j)));
+  }
+  for (let i = 0; i < stats.gram!.length; i += 97) {
+    const d = direct.gram![i];
+    assert.ok(Math.abs(stats.gram![i] - d) < 1e-3 * (1 + Math.abs(d)), `gram ${i}`);
+  }
+});

@@ -29,6 +29,15 @@ export class ChannelStats {
     if (gram) this.gram = new Float64Array(channels * channels);
   }
 
+  /** Adds per-channel sums of x and x² over `rows` positions computed elsewhere. */
+  addSums(sum: ArrayLike<number>, squares: ArrayLike<number>, rows: number): void {
+    for (let j = 0; j < this.channels; j++) {
+      this.sum[j] += sum[j];
+      this.sumSquares[j] += squares[j];
+    }
+    this.count += rows;
+  }
+
   /** Adds a Gram block computed elsewhere (onnxruntime: MatMul(xᵀ, x) of the same rows). */
   addGram(block: ArrayLike<number>): void {
     const g = this.gram!;
@@ -87,45 +96,74 @@ export async function collectStats(
 ): Promise<Map<string, ChannelStats>> {
   const graph = model.graph!;
   const declared = new Set((graph.output ?? []).map((o) => o.name));
-  const outputs = [
-    ...(graph.output ?? []),
-    ...tensors.filter((t) => !declared.has(t)).map((name) => onnx.ValueInfoProto.create({ name })),
-  ];
-  // Gram matrices are computed by onnxruntime itself: Flatten to [positions, C], then xᵀ·x.
   const opset = Number(
     (model.opsetImport ?? []).find((o) => !o.domain || o.domain === "ai.onnx")?.version ?? 0,
   );
-  const gramInGraph = opset >= 11;
+  // The reductions run inside onnxruntime (Flatten to [positions, C], ReduceSum of x and x²,
+  // xᵀ·x): only C or C² numbers per tensor come back. Before opset 11 the tensors themselves
+  // come back and are reduced here.
+  const inGraph = opset >= 11;
   const extra: ReturnType<typeof onnx.NodeProto.create>[] = [];
-  const gramOutput = new Map<string, string>();
-  if (gramInGraph) {
-    [...gram].forEach((name, i) => {
-      const flat = `prune_vit_stats_${i}_rows`, t = `prune_vit_stats_${i}_rows_t`;
-      const out = `prune_vit_stats_${i}_gram`;
-      extra.push(
-        onnx.NodeProto.create({
-          opType: "Flatten",
-          input: [name],
-          output: [flat],
-          attribute: [onnx.AttributeProto.create({ name: "axis", type: 2, i: -1 })],
-        }),
-        onnx.NodeProto.create({
-          opType: "Transpose",
-          input: [flat],
-          output: [t],
-          attribute: [onnx.AttributeProto.create({ name: "perm", type: 7, ints: [1, 0] })],
-        }),
-        onnx.NodeProto.create({ opType: "MatMul", input: [t, flat], output: [out] }),
+  const initializers: ReturnType<typeof onnx.TensorProto.create>[] = [];
+  const outputs = [...(graph.output ?? [])];
+  const names = new Map<string, { sum: string; squares: string; rows: string; gram?: string }>();
+  const fetch: string[] = [];
+  const node = (opType: string, input: string[], output: string, attribute: unknown[] = []) =>
+    extra.push(onnx.NodeProto.create({ opType, input, output: [output], attribute } as never));
+  const ints = (name: string, i: number) => onnx.AttributeProto.create({ name, type: 2, i });
+  if (inGraph) {
+    const axes = "prune_vit_stats_axis0";
+    if (opset >= 13) {
+      initializers.push(
+        onnx.TensorProto.create({ name: axes, dataType: 7, dims: [1], int64Data: [0] }),
       );
-      outputs.push(onnx.ValueInfoProto.create({ name: out }));
-      gramOutput.set(name, out);
+    }
+    const reduceSum = (input: string, output: string) =>
+      opset >= 13
+        ? node("ReduceSum", [input, axes], output, [ints("keepdims", 0)])
+        : node("ReduceSum", [input], output, [
+          ints("keepdims", 0),
+          onnx.AttributeProto.create({ name: "axes", type: 7, ints: [0] }),
+        ]);
+    tensors.forEach((name, i) => {
+      const p = `prune_vit_stats_${i}`;
+      const out = { sum: `${p}_sum`, squares: `${p}_squares`, rows: `${p}_shape` } as {
+        sum: string;
+        squares: string;
+        rows: string;
+        gram?: string;
+      };
+      node("Flatten", [name], `${p}_rows`, [ints("axis", -1)]);
+      reduceSum(`${p}_rows`, out.sum);
+      node("Mul", [`${p}_rows`, `${p}_rows`], `${p}_rows_squared`);
+      reduceSum(`${p}_rows_squared`, out.squares);
+      node("Shape", [`${p}_rows`], out.rows);
+      if (gram.has(name)) {
+        out.gram = `${p}_gram`;
+        node("Transpose", [`${p}_rows`], `${p}_rows_t`, [
+          onnx.AttributeProto.create({ name: "perm", type: 7, ints: [1, 0] }),
+        ]);
+        node("MatMul", [`${p}_rows_t`, `${p}_rows`], out.gram);
+      }
+      for (const o of Object.values(out)) {
+        if (!o) continue;
+        outputs.push(onnx.ValueInfoProto.create({ name: o }));
+        fetch.push(o);
+      }
+      names.set(name, out);
     });
+  } else {
+    for (const t of tensors) {
+      if (!declared.has(t)) outputs.push(onnx.ValueInfoProto.create({ name: t }));
+      fetch.push(t);
+    }
   }
   const copy = onnx.ModelProto.create({
     ...model,
     graph: onnx.GraphProto.create({
       ...graph,
       node: [...(graph.node ?? []), ...extra],
+      initializer: [...(graph.initializer ?? []), ...initializers],
       output: outputs,
     }),
   });
@@ -133,19 +171,24 @@ export async function collectStats(
   const stats = new Map<string, ChannelStats>();
   try {
     for await (const feeds of batches) {
-      const out = await session.run(feeds, [...tensors, ...gramOutput.values()]);
+      const out = await session.run(feeds, fetch);
       for (const name of tensors) {
-        const t = out[name];
-        const dims = [...t.dims].map(Number);
+        const n = names.get(name);
+        const data = n ? out[n.sum].data as Float32Array : out[name].data as Float32Array;
+        const dims = n ? [...out[n.sum].dims].map(Number) : [...out[name].dims].map(Number);
         const channels = dims[dims.length - 1];
         let s = stats.get(name);
         if (!s) stats.set(name, s = new ChannelStats(channels, gram.has(name)));
         if (s.channels !== channels) {
           throw new PruneError("bad-calibration", `tensor "${name}" changed width between batches`);
         }
-        const g = gramOutput.get(name);
-        s.add(t.data as Float32Array, !g);
-        if (g && s.gram) s.addGram(out[g].data as Float32Array);
+        if (!n) {
+          s.add(data);
+          continue;
+        }
+        const rows = Number((out[n.rows].data as BigInt64Array)[0]);
+        s.addSums(data, out[n.squares].data as Float32Array, rows);
+        if (n.gram && s.gram) s.addGram(out[n.gram].data as Float32Array);
       }
     }
   } finally {
