@@ -1,7 +1,8 @@
 /**
  * Accuracy without retraining: the trained Fashion-MNIST ViT pruned to 70%, 50% and 30% of its
- * MACs (the same ratio r for every head's dims and every MLP), for every criterion with and
- * without compensation, calibrated on 512 training images, scored on the 10 000 test images.
+ * MACs, for every criterion with and without compensation, calibrated on 512 training images,
+ * scored on the 10 000 test images. Two allocations: "uniform" (the same ratio r for every head's
+ * dims and every MLP) and "mlp-heavy" (MLP hidden channels r, head dims r/3).
  * Torch-Pruning's numbers for the same model (no finetuning) come from
  * `bench/torch_pruning_accuracy.json` (scripts/anchor/accuracy_baseline.py) when present.
  *
@@ -65,45 +66,60 @@ async function accuracy(bytes: Uint8Array): Promise<number> {
   return ok / k;
 }
 
-/** The ratio r (head dims and MLP alike) whose pruned model has the target share of MACs. */
-async function ratioFor(target: number): Promise<number> {
+type Allocation = "uniform" | "mlp-heavy";
+
+/** The ratio r whose pruned model has the target share of MACs. */
+async function ratioFor(target: number, allocation: Allocation): Promise<number> {
   let lo = 0, hi = 0.95;
   for (let i = 0; i < 12; i++) {
     const r = (lo + hi) / 2;
-    const { report } = await prune(model, settings(r));
+    const { report } = await prune(model, settings(r, allocation));
     if (report.macs.after / report.macs.before > target) lo = r;
     else hi = r;
   }
   return (lo + hi) / 2;
 }
 
-function settings(r: number): RunOptions {
-  return { pruneHeadDims: true, headPruningRatio: r, pruningRatio: r, core };
+function settings(r: number, allocation: Allocation): RunOptions {
+  const dims = allocation === "uniform" ? r : r / 3;
+  return { pruneHeadDims: true, headPruningRatio: dims, pruningRatio: r, core };
 }
 
 const rows: Record<string, unknown>[] = [];
 const unpruned = await accuracy(model);
 console.log(`unpruned: ${(unpruned * 100).toFixed(2)}% on the 10 000 test images`);
-for (const target of [0.7, 0.5, 0.3]) {
-  const r = await ratioFor(target);
-  for (const criterion of ["l2", "l1", "wanda", "flap"] as const) {
-    for (const compensation of ["none", "bias", "reweight"] as const) {
-      const calibrated = criterion === "wanda" || criterion === "flap" || compensation !== "none";
-      const start = performance.now();
-      const { bytes, report } = await prune(model, {
-        ...settings(r),
-        criterion,
-        compensation,
-        ...(calibrated ? { calibration } : {}),
-      });
-      const seconds = (performance.now() - start) / 1000;
-      const acc = await accuracy(bytes);
-      const share = report.macs.after / report.macs.before;
-      rows.push({ target, ratio: r, criterion, compensation, macs: share, accuracy: acc, seconds });
-      console.log(
-        `MACs ${(share * 100).toFixed(1)}% (r=${r.toFixed(3)})  ${criterion.padEnd(5)} ` +
-          `${compensation.padEnd(8)} ${(acc * 100).toFixed(2)}%  (${seconds.toFixed(1)} s)`,
-      );
+for (const allocation of ["uniform", "mlp-heavy"] as const) {
+  for (const target of [0.7, 0.5, 0.3]) {
+    const r = await ratioFor(target, allocation);
+    for (const criterion of ["l2", "l1", "wanda", "flap"] as const) {
+      for (const compensation of ["none", "bias", "reweight"] as const) {
+        const calibrated = criterion === "wanda" || criterion === "flap" || compensation !== "none";
+        const start = performance.now();
+        const { bytes, report } = await prune(model, {
+          ...settings(r, allocation),
+          criterion,
+          compensation,
+          ...(calibrated ? { calibration } : {}),
+        });
+        const seconds = (performance.now() - start) / 1000;
+        const acc = await accuracy(bytes);
+        const share = report.macs.after / report.macs.before;
+        rows.push({
+          allocation,
+          target,
+          ratio: r,
+          criterion,
+          compensation,
+          macs: share,
+          accuracy: acc,
+          seconds,
+        });
+        console.log(
+          `${allocation.padEnd(9)} MACs ${(share * 100).toFixed(1)}% (r=${r.toFixed(3)})  ` +
+            `${criterion.padEnd(5)} ` +
+            `${compensation.padEnd(8)} ${(acc * 100).toFixed(2)}%  (${seconds.toFixed(1)} s)`,
+        );
+      }
     }
   }
 }
