@@ -22,8 +22,9 @@
  *
  * @module
  */
+import { f16BitsToF32, f32ToF16Bits } from "../onnx/tensor.ts";
 import { PruneError } from "../errors.ts";
-import { loadOrt, type Ort, type OrtTensor } from "../runtime/ort.ts";
+import { loadOrt, type Ort, ORT_ELEMENT_TYPES, type OrtTensor } from "../runtime/ort.ts";
 import { toNumber } from "../onnx/proto.ts";
 import type { ModelProto } from "../onnx/proto.ts";
 import {
@@ -82,21 +83,6 @@ export interface CalibrationBatches extends AsyncIterableIterator<Record<string,
   readonly synthesised: readonly string[];
 }
 
-const ORT_TYPES: Record<number, string> = {
-  1: "float32",
-  2: "uint8",
-  3: "int8",
-  4: "uint16",
-  5: "int16",
-  6: "int32",
-  7: "int64",
-  9: "bool",
-  10: "float16",
-  11: "float64",
-  12: "uint32",
-  13: "uint64",
-};
-
 /**
  * The graph inputs of a model that are not initializers, with their onnxruntime types.
  *
@@ -112,7 +98,11 @@ export function calibrationInputs(model: ModelProto): CalibrationInput[] {
       const v = d.dimValue == null ? 0 : toNumber(d.dimValue as number);
       return v > 0 ? v : (d.dimParam || null);
     });
-    return { name: i.name ?? "", type: ORT_TYPES[tt?.elemType ?? 0] ?? "unsupported", dims };
+    return {
+      name: i.name ?? "",
+      type: ORT_ELEMENT_TYPES[tt?.elemType ?? 0] ?? "unsupported",
+      dims,
+    };
   });
 }
 
@@ -209,45 +199,6 @@ function isIntType(t: string): boolean {
   return /^u?int\d+$/.test(t);
 }
 
-// ---------- float16 ----------
-
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-function f32ToF16(v: number): number {
-  f32[0] = v;
-  const x = u32[0];
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let half = mant >> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const mid = 1 << (shift - 1);
-    if (rem > mid || (rem === mid && (half & 1))) half++;
-    return sign | half;
-  }
-  let half = (e << 10) | (mant >> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (half & 1))) half++;
-  return sign | half;
-}
-
-function f16ToF32(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exp = (bits >>> 10) & 0x1f;
-  const mant = bits & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
-}
-
 // ---------- batch assembly ----------
 
 /** A growable typed buffer for one input's batch, in the input's ORT type. */
@@ -292,7 +243,7 @@ function copyConverted(
     // float16 input
     if (srcType === "float16") dst.set((src as Uint16Array).subarray(from, from + count), at);
     else {
-      for (let i = 0; i < count; i++) dst[at + i] = f32ToF16(Number(src[from + i]));
+      for (let i = 0; i < count; i++) dst[at + i] = f32ToF16Bits(Number(src[from + i]));
     }
     return;
   }
@@ -307,7 +258,7 @@ function copyConverted(
     return;
   }
   if (srcType === "float16") {
-    for (let i = 0; i < count; i++) dst[at + i] = f16ToF32((src as Uint16Array)[from + i]);
+    for (let i = 0; i < count; i++) dst[at + i] = f16BitsToF32((src as Uint16Array)[from + i]);
     return;
   }
   (dst as Float32Array).set((src as Float32Array).subarray(from, from + count), at);

@@ -8,7 +8,7 @@
 import type * as OrtTypes from "onnxruntime-node";
 import { PruneError } from "../errors.ts";
 import { DataType, dataTypeName, type TensorProto } from "../onnx/proto.ts";
-import { tensorDims, tensorRawBytes } from "../onnx/tensor.ts";
+import { f16BitsToF32, tensorDims, tensorRawBytes } from "../onnx/tensor.ts";
 
 /** The onnxruntime API (the onnxruntime-common surface shared by -node and -web). */
 export type Ort = typeof OrtTypes;
@@ -16,6 +16,22 @@ export type Ort = typeof OrtTypes;
 export type OrtTensor = OrtTypes.Tensor;
 /** An ORT inference session. */
 export type OrtSession = OrtTypes.InferenceSession;
+
+/** onnxruntime's element type names, by ONNX TensorProto data type. */
+export const ORT_ELEMENT_TYPES: Record<number, string> = {
+  1: "float32",
+  2: "uint8",
+  3: "int8",
+  4: "uint16",
+  5: "int16",
+  6: "int32",
+  7: "int64",
+  9: "bool",
+  10: "float16",
+  11: "float64",
+  12: "uint32",
+  13: "uint64",
+};
 
 let ortPromise: Promise<Ort> | undefined;
 let ortLoaded: Ort | undefined;
@@ -165,15 +181,6 @@ export function tensorProtoToOrt(t: TensorProto): OrtTensor {
   }
 }
 
-function f16ToNumber(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exp = (bits >>> 10) & 0x1f;
-  const mant = bits & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
-}
-
 /**
  * ORT tensor values as a Float64Array (bigints and float16 converted; bool → 0/1). Throws for
  * string tensors.
@@ -188,7 +195,7 @@ export function ortToFloat64Array(t: OrtTensor): Float64Array {
   const n = (data as ArrayLike<unknown>).length;
   const out = new Float64Array(n);
   if (t.type === "float16" && data instanceof Uint16Array) {
-    for (let i = 0; i < n; i++) out[i] = f16ToNumber(data[i]);
+    for (let i = 0; i < n; i++) out[i] = f16BitsToF32(data[i]);
     return out;
   }
   const arr = data as ArrayLike<number | bigint>;

@@ -8,7 +8,7 @@ import { PruneError } from "../errors.ts";
 import { onnx, toNumber } from "../onnx/proto.ts";
 import type { ModelProto } from "../onnx/proto.ts";
 import { encodeModel } from "../onnx/model_io.ts";
-import { createSession, loadOrt, type OrtTensor } from "./ort.ts";
+import { createSession, loadOrt, ORT_ELEMENT_TYPES, type OrtTensor } from "./ort.ts";
 
 /** Concrete facts about one tensor from a probe run. */
 export interface ProbedTensor {
@@ -34,21 +34,6 @@ export interface ProbeOptions {
   /** Largest tensor whose values are kept (default 64 elements). */
   maxValues?: number;
 }
-
-const ORT_TYPES: Record<number, string> = {
-  1: "float32",
-  2: "uint8",
-  3: "int8",
-  4: "uint16",
-  5: "int16",
-  6: "int32",
-  7: "int64",
-  9: "bool",
-  10: "float16",
-  11: "float64",
-  12: "uint32",
-  13: "uint64",
-};
 
 /** Deterministic small values in [-0.5, 0.5). */
 function smallRandom(n: number): Float64Array {
@@ -160,7 +145,7 @@ export async function probeTensors(
   for (const input of realInputs) {
     const name = input.name ?? "";
     const tt = input.type?.tensorType;
-    const type = ORT_TYPES[tt?.elemType ?? 0];
+    const type = ORT_ELEMENT_TYPES[tt?.elemType ?? 0];
     if (!tt || !type) {
       throw new PruneError(
         "unsupported-graph",
