@@ -52,11 +52,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gzip
 import json
 import math
 import platform
-import struct
 import sys
 import time
 import warnings
@@ -70,6 +68,9 @@ import torch_pruning as tp
 SCRIPT_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(SCRIPT_DIR))
 from torch_pruning_anchor import FAMILIES, FIXTURES_DIR, REPO_ROOT, build, matmul_macs, tp_macs  # noqa: E402
+
+sys.path.insert(0, str(SCRIPT_DIR.parent / "fixtures"))
+from train_fmnist_vit import read_idx  # noqa: E402  (one IDX reader, shared with the trainer)
 
 warnings.filterwarnings("ignore")
 
@@ -93,15 +94,6 @@ CRITERIA = {
     "l2": ("GroupMagnitudeImportance(p=2)", lambda: tp.importance.GroupMagnitudeImportance(p=2)),
     "taylor": ("GroupTaylorImportance()", lambda: tp.importance.GroupTaylorImportance()),
 }
-
-
-def read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    magic, = struct.unpack(">I", data[:4])
-    ndim = magic & 0xFF
-    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 def load_split(d: Path, prefix: str, mean: float, std: float, n: int | None = None):
