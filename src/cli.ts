@@ -53,11 +53,13 @@ options:
       --num-heads NODE=H    head count of the attention block of NODE (repeatable)
       --layer-ratio NODE=R  pruning ratio for the block containing NODE (repeatable)
       --dim NAME=N          size of a symbolic input dim other than the batch (default 8; repeatable)
-      --criterion l1|l2|wanda|flap
-                            channel importance (default l2); wanda (Wanda-sp) and flap (FLAP's
-                            fluctuation) score on calibration data
+      --criterion l1|l2|wanda|flap|taylor|fisher|michel
+                            channel importance (default l2); on calibration data: wanda
+                            (Wanda-sp), flap (FLAP's fluctuation), and from gradients of the
+                            cross-entropy on the model's own predictions (classifiers): taylor
+                            (first order), fisher (diagonal Fisher), michel (head gates)
       --calibration PATH    calibration data: a folder of images or .npy files, or a .npy file
-                            (repeatable); needed by wanda, flap and compensation
+                            (repeatable); needed by data-aware criteria and compensation
       --evaluate PATH       held-out data (as --calibration): report top-1 agreement, KL and
                             cosine of the pruned model's outputs against the original's
       --samples N           calibration samples to use (default 256)
@@ -320,7 +322,19 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
     );
   }
   if (v.criterion !== undefined) {
-    options.criterion = oneOf("--criterion", v.criterion, ["l1", "l2", "wanda", "flap"] as const);
+    options.criterion = oneOf(
+      "--criterion",
+      v.criterion,
+      [
+        "l1",
+        "l2",
+        "wanda",
+        "flap",
+        "taylor",
+        "fisher",
+        "michel",
+      ] as const,
+    );
   }
   if (v.compensation !== undefined) {
     options.compensation = oneOf(

@@ -14,18 +14,128 @@ import type { TensorTouch } from "./analysis/trace.ts";
 import { tensorDims, tensorRawBytes, tensorToFloat32 } from "./onnx/tensor.ts";
 import { DataType } from "./onnx/proto.ts";
 import type { ChannelStats } from "./calibration/stats.ts";
+import type { GateStats } from "./calibration/gradients.ts";
 
 /**
  * L1/L2 group magnitude, or a data-aware criterion over calibration statistics of each consumer
  * layer's input X (Wanda-sp: Σᵢ|Wᵢⱼ|·‖Xⱼ‖₂; FLAP's fluctuation: ‖W:,ⱼ‖²·Var(Xⱼ)), scored on the
  * weights that read the channels.
  */
-export type Criterion = "l1" | "l2" | DataCriterion;
+export type Criterion = "l1" | "l2" | DataCriterion | GradientCriterion;
 
 export interface DataCriterion {
   kind: "wanda" | "flap";
   /** Statistics by tensor name (the consumer layers' inputs). */
   stats: Map<string, ChannelStats>;
+}
+
+/**
+ * Gradient criteria over the gates of the channels at the consumer layers' inputs (see
+ * calibration/gradients.ts): "taylor" — first-order Taylor, (Σ s)² over the removed group
+ * (NViT; Σ g·w over the consumer's weights); "fisher" — the group's sum of diagonal Fisher
+ * terms Σ s² (second order); "michel" — E|Σ s| per head (Michel et al. 2019), E|s| per channel.
+ */
+export interface GradientCriterion {
+  kind: "taylor" | "fisher" | "michel";
+  gates: Map<string, GateStats>;
+}
+
+function isGradient(c: Criterion): c is GradientCriterion {
+  return typeof c === "object" &&
+    (c.kind === "taylor" || c.kind === "fisher" || c.kind === "michel");
+}
+
+/**
+ * Cell of each element of the touched axis, cells laid out over `cells` (major → minor); leaves
+ * of the axis not in a cell are summed into it. Undefined when a cell factor is not on the axis.
+ */
+export function channelCells(touch: TensorTouch, cells: Factor[][]): Int32Array | undefined {
+  const cellSizes = cells.map((alts) => alts[0].size);
+  const leaves = touch.factors.flatMap((f) => f.leaves());
+  const where = cells.map((alts) => leaves.findIndex((l) => alts.includes(l)));
+  if (where.some((w) => w < 0)) return undefined;
+  const sizes = leaves.map((l) => l.size);
+  const n = sizes.reduce((a, b) => a * b, 1);
+  const out = new Int32Array(n);
+  const coord = new Array<number>(leaves.length);
+  for (let i = 0; i < n; i++) {
+    let rest = i;
+    for (let k = leaves.length - 1; k >= 0; k--) {
+      coord[k] = rest % sizes[k];
+      rest = Math.floor(rest / sizes[k]);
+    }
+    let cell = 0;
+    for (let c = 0; c < cells.length; c++) cell = cell * cellSizes[c] + coord[where[c]];
+    out[i] = cell;
+  }
+  return out;
+}
+
+/**
+ * Per-cell sums of a gate statistic over the members' activations (each activation once):
+ * Σ s ("sum"), Σ s² ("squares") or Σ|s| ("absolute"). Undefined when no member has gates.
+ */
+function gateCellSums(
+  members: TensorTouch[],
+  cells: Factor[][],
+  gates: Map<string, GateStats>,
+  field: "sum" | "squares" | "absolute",
+): Float64Array | undefined {
+  const total = cells.reduce((a, alts) => a * alts[0].size, 1);
+  const out = new Float64Array(total);
+  const seen = new Set<string>();
+  for (const touch of members) {
+    if (touch.role !== "weight-in") continue;
+    const x = touch.linear!.input[0];
+    const g = gates.get(x);
+    if (!g || seen.has(x)) continue;
+    const where = channelCells(touch, cells);
+    if (!where || where.length !== g.channels) continue;
+    seen.add(x);
+    for (let i = 0; i < where.length; i++) out[where[i]] += g[field][i];
+  }
+  return seen.size ? out : undefined;
+}
+
+/**
+ * Gradient scores of groups of cells: `groupOf` maps each cell to its group; Taylor squares the
+ * group's summed gate gradient, Fisher and Michel add their (non-negative) cell terms.
+ */
+function gradientGroupScores(
+  members: TensorTouch[],
+  cells: Factor[][],
+  criterion: GradientCriterion,
+  groupOf: (cell: number) => number,
+  groups: number,
+): Float32Array | undefined {
+  const field = criterion.kind === "taylor"
+    ? "sum"
+    : criterion.kind === "fisher"
+    ? "squares"
+    : "absolute";
+  const perCell = gateCellSums(members, cells, criterion.gates, field);
+  if (!perCell) return undefined;
+  const out = new Float64Array(groups);
+  perCell.forEach((v, i) => out[groupOf(i)] += v);
+  return Float32Array.from(out, (v) => criterion.kind === "taylor" ? v * v : v);
+}
+
+/** Michel's head importance E|Σ_{head} s| from the head-level sums, when the gates carry them. */
+function michelHeads(
+  members: TensorTouch[],
+  gates: Map<string, GateStats>,
+  heads: number,
+): Float32Array | undefined {
+  const out = new Float64Array(heads);
+  let found = false;
+  for (const touch of members) {
+    if (touch.role !== "weight-in") continue;
+    const g = gates.get(touch.linear!.input[0]);
+    if (!g?.cellAbsolute || g.cellAbsolute.length !== heads || found) continue;
+    g.cellAbsolute.forEach((v, i) => out[i] += v);
+    found = true;
+  }
+  return found ? Float32Array.from(out) : undefined;
 }
 
 /** Scores of the channels of a group, laid out over `cells` (major → minor), e.g. [heads, dims]. */
@@ -40,6 +150,11 @@ export async function groupChannelScores(
   // Sums in float64: near-ties between channels are decided by the last bits.
   const sum = new Float64Array(total);
   const seen = new Set<string>();
+  if (isGradient(criterion)) {
+    const scores = gradientGroupScores(members, cells, criterion, (i) => i, total);
+    // No reading layer with gates (a channel read only by Q·Kᵀ): magnitude decides.
+    return scores ?? groupChannelScores(core, members, cells, "l2");
+  }
   const data = typeof criterion === "object" ? criterion : undefined;
   let count = 0;
   for (const touch of members) {
@@ -57,22 +172,9 @@ export async function groupChannelScores(
         local[i] *= data!.kind === "wanda" ? activation.norm(i) : activation.variance(i);
       }
     } else if (activation) continue;
-    const leaves = touch.factors.flatMap((f) => f.leaves());
-    // Position of each cell coordinate among the axis leaves (leaves not in a cell are summed).
-    const where = cells.map((alts) => leaves.findIndex((l) => alts.includes(l)));
-    if (where.some((w) => w < 0)) continue;
-    const sizes = leaves.map((l) => l.size);
-    for (let i = 0; i < local.length; i++) {
-      let rest = i;
-      const coord = new Array<number>(leaves.length);
-      for (let k = leaves.length - 1; k >= 0; k--) {
-        coord[k] = rest % sizes[k];
-        rest = Math.floor(rest / sizes[k]);
-      }
-      let cell = 0;
-      for (let c = 0; c < cells.length; c++) cell = cell * cellSizes[c] + coord[where[c]];
-      sum[cell] += local[i];
-    }
+    const where = channelCells(touch, cells);
+    if (!where) continue;
+    for (let i = 0; i < local.length; i++) sum[where[i]] += local[i];
     count++;
   }
   // No consumer with statistics (a channel read only by Q·Kᵀ): magnitude decides.
@@ -109,6 +211,26 @@ export async function attentionScores(
   const dims = sameSize ? [[group.qkDim, group.vDim]] : [];
   const g = group.kvGroups?.size ?? 1, r = group.heads.size, d = sameSize ? group.qkDim.size : 1;
   const cells = [...(group.kvGroups ? [[group.kvGroups]] : []), [group.heads], ...dims];
+  if (isGradient(criterion)) {
+    const fallback = await attentionScores(core, group, "l2");
+    const score = (groupOf: (cell: number) => number, n: number) =>
+      gradientGroupScores(group.members, cells, criterion, groupOf, n);
+    let heads = score((c) => Math.floor(c / d) % r, r);
+    if (criterion.kind === "michel") {
+      const perHead = michelHeads(group.members, criterion.gates, g * r);
+      if (perHead) {
+        heads = new Float32Array(r);
+        for (let i = 0; i < g * r; i++) heads[i % r] += perHead[i];
+      }
+    }
+    return {
+      heads: heads ?? fallback.heads,
+      dims: score((c) => c % d, d) ?? fallback.dims,
+      ...(group.kvGroups
+        ? { kvGroups: score((c) => Math.floor(c / (r * d)), g) ?? fallback.kvGroups }
+        : {}),
+    };
+  }
   // Query-head cells: K and V weights (which have no query-head axis) do not enter them.
   const channel = await groupChannelScores(core, group.members, cells, criterion);
   const perHead = await core.groupScores(channel, g * r, "mean");
@@ -132,6 +254,11 @@ export async function dimScores(
 ): Promise<Float32Array> {
   const cells = [...(group.kvGroups ? [[group.kvGroups]] : []), [group.heads], [dim]];
   const heads = (group.kvGroups?.size ?? 1) * group.heads.size, d = dim.size;
+  if (isGradient(criterion)) {
+    const scores = gradientGroupScores(group.members, cells, criterion, (c) => c % d, d);
+    if (scores) return scores;
+    criterion = "l2";
+  }
   const channel = await groupChannelScores(core, group.members, cells, criterion);
   const perDim = new Float32Array(d);
   for (let i = 0; i < heads; i++) {

@@ -30,8 +30,10 @@ export interface PruneOptions {
    * LLM-Pruner does). */
   gqaPolicy?: "query-heads" | "kv-groups";
   /** Channel importance: L1 or L2 group magnitude (default "l2"), or, with calibration data,
-   * Wanda-sp ("wanda") or FLAP's fluctuation ("flap"). */
-  criterion?: "l1" | "l2" | "wanda" | "flap";
+   * Wanda-sp ("wanda"), FLAP's fluctuation ("flap"), or from gradients of the loss (cross-entropy
+   * on the model's own predictions) computed by onnxruntime: first-order Taylor ("taylor"),
+   * diagonal Fisher ("fisher"), Michel et al.'s head-gate importance ("michel"). */
+  criterion?: "l1" | "l2" | "wanda" | "flap" | "taylor" | "fisher" | "michel";
   /** Compute backend of the core. Default "auto" (GPU when an adapter exists). */
   backend?: "auto" | "gpu" | "cpu";
 }

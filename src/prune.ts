@@ -21,7 +21,9 @@ import { unfuseQkv } from "./rewrite/unfuse_qkv.ts";
 import { applyCompensation, type Compensation, planCompensation } from "./compensate.ts";
 import { type Evaluation, fidelity } from "./evaluate.ts";
 import { type ChannelStats, collectStats } from "./calibration/stats.ts";
-import type { Criterion } from "./importance.ts";
+import { channelCells, type Criterion } from "./importance.ts";
+import { buildGradientModel } from "./autodiff/backward.ts";
+import { gateReader, type GateStats } from "./calibration/gradients.ts";
 import type { OrtTensor } from "./runtime/ort.ts";
 import { type ComputeCore, createCore } from "./core/mod.ts";
 import { countMacs, countParams } from "./metrics.ts";
@@ -190,10 +192,12 @@ async function pruneWithCore(
   }
   checkNumHeads(groups, options.numHeads ?? {});
 
-  const stats = await calibrationStats(model, trace, groups, options);
+  const { stats, gates } = await calibrationStats(model, groups, options);
   const criterion: Criterion = options.criterion === "wanda" || options.criterion === "flap"
     ? { kind: options.criterion, stats: stats! }
-    : options.criterion ?? "l2";
+    : gates && GRADIENT_CRITERIA.has(options.criterion ?? "")
+    ? { kind: options.criterion as "taylor" | "fisher" | "michel", gates }
+    : (options.criterion as "l1" | "l2" | undefined) ?? "l2";
   const { plan, decisions } = await makePlan(core, groups, {
     pruningRatio,
     headPruningRatio,
@@ -307,19 +311,22 @@ function chooseHeadMode(groups: Group[], options: RunOptions, notes: string[]): 
   return { ...options, pruneHeadDims: true };
 }
 
+const GRADIENT_CRITERIA = new Set(["taylor", "fisher", "michel"]);
+
 /**
  * Statistics of the inputs of the layers that read prunable channels, from the calibration
- * batches — when a data-aware criterion or compensation asks for them.
+ * batches — when a data-aware criterion or compensation asks for them — and, for gradient
+ * criteria, the gate gradients at the same tensors, all in one pass of onnxruntime.
  */
 async function calibrationStats(
   model: ModelProto,
-  trace: Trace,
   groups: Group[],
   options: RunOptions,
-): Promise<Map<string, ChannelStats> | undefined> {
-  const dataCriterion = options.criterion === "wanda" || options.criterion === "flap";
+): Promise<{ stats?: Map<string, ChannelStats>; gates?: Map<string, GateStats> }> {
+  const gradient = GRADIENT_CRITERIA.has(options.criterion ?? "");
+  const dataCriterion = options.criterion === "wanda" || options.criterion === "flap" || gradient;
   const compensation = (options.compensation ?? "none") !== "none";
-  if (!dataCriterion && !compensation) return undefined;
+  if (!dataCriterion && !compensation) return {};
   if (!options.calibration) {
     throw new PruneError(
       "bad-option",
@@ -339,8 +346,24 @@ async function calibrationStats(
       }
     }
   }
-  void trace;
-  return await collectStats(model, [...tensors], options.calibration, gram);
+  if (!gradient) {
+    return { stats: await collectStats(model, [...tensors], options.calibration, gram) };
+  }
+  // Heads' channels at the attention output projections, for head-level gate sums.
+  const cells = new Map<string, Int32Array>();
+  for (const g of groups) {
+    if (g.kind !== "attention") continue;
+    for (const t of g.members) {
+      if (t.role !== "weight-in" || !t.linear) continue;
+      const where = channelCells(t, [...(g.kvGroups ? [[g.kvGroups]] : []), [g.heads]]);
+      if (where) cells.set(t.linear.input[0], where);
+    }
+  }
+  const shapes = await probeTensors(model, { batch: 2, dimValues: options.dimValues });
+  const backward = buildGradientModel(model, shapes, [...tensors], { batch: 2 });
+  const reader = gateReader(backward.gates, cells);
+  const stats = await collectStats(backward.model, [...tensors], options.calibration, gram, reader);
+  return { stats, gates: reader.stats };
 }
 
 /** Fused attention ops (onnxruntime's contrib ops, ONNX's Attention from opset 23). */

@@ -84,15 +84,23 @@ export class ChannelStats {
   }
 }
 
+/** More outputs of the same run, read batch by batch (gradients, in the same pass). */
+export interface BatchReader {
+  outputs: string[];
+  read(outputs: Record<string, OrtTensor>): void;
+}
+
 /**
  * Runs `model` on every batch and returns the statistics of `tensors` (float tensors whose last
- * axis holds the channels). `gram` names the tensors whose Gram matrix is also collected.
+ * axis holds the channels). `gram` names the tensors whose Gram matrix is also collected;
+ * `also` reads further outputs of the same runs.
  */
 export async function collectStats(
   model: ModelProto,
   tensors: string[],
   batches: AsyncIterable<Record<string, OrtTensor>> | Iterable<Record<string, OrtTensor>>,
   gram: Set<string> = new Set(),
+  also?: BatchReader,
 ): Promise<Map<string, ChannelStats>> {
   const graph = model.graph!;
   const declared = new Set((graph.output ?? []).map((o) => o.name));
@@ -158,6 +166,10 @@ export async function collectStats(
       fetch.push(t);
     }
   }
+  for (const o of also?.outputs ?? []) {
+    if (!declared.has(o)) outputs.push(onnx.ValueInfoProto.create({ name: o }));
+    fetch.push(o);
+  }
   const copy = onnx.ModelProto.create({
     ...model,
     graph: onnx.GraphProto.create({
@@ -169,9 +181,12 @@ export async function collectStats(
   });
   const session = await createSession(encodeModel(copy));
   const stats = new Map<string, ChannelStats>();
+  let runs = 0;
   try {
     for await (const feeds of batches) {
       const out = await session.run(feeds, fetch);
+      runs++;
+      also?.read(out);
       for (const name of tensors) {
         const n = names.get(name);
         const data = n ? out[n.sum].data as Float32Array : out[name].data as Float32Array;
@@ -194,7 +209,7 @@ export async function collectStats(
   } finally {
     await session.release?.();
   }
-  if (stats.size === 0) {
+  if (runs === 0) {
     throw new PruneError("bad-calibration", "the calibration data holds no batch");
   }
   return stats;
