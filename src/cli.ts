@@ -53,9 +53,10 @@ options:
       --num-heads NODE=H    head count of the attention block of NODE (repeatable)
       --layer-ratio NODE=R  pruning ratio for the block containing NODE (repeatable)
       --dim NAME=N          size of a symbolic input dim other than the batch (default 8; repeatable)
-      --criterion l1|l2|wanda|flap|taylor|fisher|michel
+      --criterion l1|l2|wanda|flap|apma|taylor|fisher|michel
                             channel importance (default l2); on calibration data: wanda
-                            (Wanda-sp), flap (FLAP's fluctuation), and from gradients of the
+                            (Wanda-sp), flap (FLAP's fluctuation), apma (Wanda-sp weighted by
+                            dissimilarity within the head), and from gradients of the
                             cross-entropy on the model's own predictions (classifiers): taylor
                             (first order), fisher (diagonal Fisher), michel (head gates)
       --calibration PATH    calibration data: a folder of images or .npy files, or a .npy file
@@ -330,6 +331,7 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
         "l2",
         "wanda",
         "flap",
+        "apma",
         "taylor",
         "fisher",
         "michel",

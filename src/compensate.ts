@@ -138,7 +138,7 @@ function leastSquares(
   ridge: number,
   withBias: boolean,
 ): { weight: Float32Array; bias: Float32Array } {
-  const n = x.count, g = x.gram!, k = kept.length, size = k + (withBias ? 1 : 0);
+  const n = x.gramCount, g = x.gram!, k = kept.length, size = k + (withBias ? 1 : 0);
   const a = new Float64Array(size * size);
   let diag = 0;
   for (let r = 0; r < k; r++) diag += g[kept[r] * cin + kept[r]] / n;
@@ -147,7 +147,7 @@ function leastSquares(
     for (let c = 0; c < k; c++) a[r * size + c] = g[kept[r] * cin + kept[c]] / n;
     a[r * size + r] += lambda;
     if (withBias) {
-      a[r * size + k] = a[k * size + r] = x.mean(kept[r]);
+      a[r * size + k] = a[k * size + r] = x.gramMean(kept[r]);
     }
   }
   if (withBias) a[k * size + k] = 1;
@@ -160,11 +160,13 @@ function leastSquares(
       if (gj === 0) continue;
       for (let o = 0; o < cout; o++) rhs[r * cout + o] += gj * w[j * cout + o];
     }
-    if (withBias) { for (let o = 0; o < cout; o++) rhs[r * cout + o] += x.mean(kept[r]) * b[o]; }
+    if (withBias) {
+      for (let o = 0; o < cout; o++) rhs[r * cout + o] += x.gramMean(kept[r]) * b[o];
+    }
   }
   if (withBias) {
     for (let j = 0; j < cin; j++) {
-      const m = x.mean(j);
+      const m = x.gramMean(j);
       for (let o = 0; o < cout; o++) rhs[k * cout + o] += m * w[j * cout + o];
     }
     for (let o = 0; o < cout; o++) rhs[k * cout + o] += b[o];

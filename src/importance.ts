@@ -24,7 +24,9 @@ import type { GateStats } from "./calibration/gradients.ts";
 export type Criterion = "l1" | "l2" | DataCriterion | GradientCriterion;
 
 export interface DataCriterion {
-  kind: "wanda" | "flap";
+  /** "apma": Wanda-sp weighted by each channel's dissimilarity to the other channels of its
+   * head (APMA's similarity weight, used here without APMA's training). */
+  kind: "wanda" | "flap" | "apma";
   /** Statistics by tensor name (the consumer layers' inputs). */
   stats: Map<string, ChannelStats>;
 }
@@ -165,15 +167,21 @@ export async function groupChannelScores(
       ? data.stats.get(touch.linear!.input[0])
       : undefined;
     if (data && !activation) continue;
-    const p = data ? (data.kind === "wanda" ? 1 : 2) : criterion === "l1" ? 1 : 2;
+    const p = data ? (data.kind === "flap" ? 2 : 1) : criterion === "l1" ? 1 : 2;
     const local = await axisScores(core, touch, p);
-    if (activation && activation.channels === local.length) {
-      for (let i = 0; i < local.length; i++) {
-        local[i] *= data!.kind === "wanda" ? activation.norm(i) : activation.variance(i);
-      }
-    } else if (activation) continue;
     const where = channelCells(touch, cells);
     if (!where) continue;
+    if (activation && activation.channels === local.length) {
+      for (let i = 0; i < local.length; i++) {
+        local[i] *= data!.kind === "flap" ? activation.variance(i) : activation.norm(i);
+      }
+      if (data!.kind === "apma") {
+        // Heads (all cells but the innermost) bound the channels a channel is compared with.
+        const heads = cells.length > 1 ? channelCells(touch, cells.slice(0, -1)) : undefined;
+        const weight = dissimilarity(activation, heads);
+        for (let i = 0; i < local.length; i++) local[i] *= weight[i];
+      }
+    } else if (activation) continue;
     for (let i = 0; i < local.length; i++) sum[where[i]] += local[i];
     count++;
   }
@@ -184,6 +192,26 @@ export async function groupChannelScores(
   for (let i = 0; i < total; i++) mean += sum[i] / count;
   mean /= total;
   return Float32Array.from(sum, (v) => mean > 0 ? v / count / mean : 0);
+}
+
+/**
+ * 1 − max |cos(xᵢ, xⱼ)| over the other channels j of the same head (`heads`: head of each
+ * channel; undefined: the whole layer), from the Gram matrix: a channel another one nearly
+ * duplicates carries little of its own. Without a Gram matrix, all ones.
+ */
+export function dissimilarity(x: ChannelStats, heads?: Int32Array): Float64Array {
+  const c = x.channels, g = x.gram, out = new Float64Array(c).fill(1);
+  if (!g) return out;
+  for (let i = 0; i < c; i++) {
+    let most = 0;
+    for (let j = 0; j < c; j++) {
+      if (j === i || (heads && heads[j] !== heads[i])) continue;
+      const den = Math.sqrt(g[i * c + i] * g[j * c + j]);
+      if (den > 0) most = Math.max(most, Math.abs(g[i * c + j]) / den);
+    }
+    out[i] = Math.max(0, 1 - most);
+  }
+  return out;
 }
 
 /** Σ|w|^p along every axis but the touched one. */

@@ -30,10 +30,12 @@ export interface PruneOptions {
    * LLM-Pruner does). */
   gqaPolicy?: "query-heads" | "kv-groups";
   /** Channel importance: L1 or L2 group magnitude (default "l2"), or, with calibration data,
-   * Wanda-sp ("wanda"), FLAP's fluctuation ("flap"), or from gradients of the loss (cross-entropy
+   * Wanda-sp ("wanda"), FLAP's fluctuation ("flap"), Wanda-sp weighted by each channel's
+   * dissimilarity to the rest of its head (APMA's similarity weight, "apma"), or from gradients
+   * of the loss (cross-entropy
    * on the model's own predictions) computed by onnxruntime: first-order Taylor ("taylor"),
    * diagonal Fisher ("fisher"), Michel et al.'s head-gate importance ("michel"). */
-  criterion?: "l1" | "l2" | "wanda" | "flap" | "taylor" | "fisher" | "michel";
+  criterion?: "l1" | "l2" | "wanda" | "flap" | "apma" | "taylor" | "fisher" | "michel";
   /** Compute backend of the core. Default "auto" (GPU when an adapter exists). */
   backend?: "auto" | "gpu" | "cpu";
 }

@@ -42,6 +42,9 @@ export interface RunOptions extends PruneOptions {
   compensation?: Compensation;
   /** Ridge of the "reweight" least squares, relative to the mean input energy. Default 0.01. */
   ridge?: number;
+  /** The "reweight" Gram matrices are summed over 1 in this many positions (their cost grows
+   * with the square of the width). Default 4. */
+  gramStride?: number;
   /** Held-out batches (and labels) to measure the pruned model against the original. */
   evaluation?: Evaluation;
   /** A compute core to use (and keep) instead of creating one for this run. */
@@ -193,7 +196,8 @@ async function pruneWithCore(
   checkNumHeads(groups, options.numHeads ?? {});
 
   const { stats, gates } = await calibrationStats(model, groups, options);
-  const criterion: Criterion = options.criterion === "wanda" || options.criterion === "flap"
+  const criterion: Criterion = options.criterion === "wanda" || options.criterion === "flap" ||
+      options.criterion === "apma"
     ? { kind: options.criterion, stats: stats! }
     : gates && GRADIENT_CRITERIA.has(options.criterion ?? "")
     ? { kind: options.criterion as "taylor" | "fisher" | "michel", gates }
@@ -324,7 +328,9 @@ async function calibrationStats(
   options: RunOptions,
 ): Promise<{ stats?: Map<string, ChannelStats>; gates?: Map<string, GateStats> }> {
   const gradient = GRADIENT_CRITERIA.has(options.criterion ?? "");
-  const dataCriterion = options.criterion === "wanda" || options.criterion === "flap" || gradient;
+  const apma = options.criterion === "apma";
+  const dataCriterion = options.criterion === "wanda" || options.criterion === "flap" || apma ||
+    gradient;
   const compensation = (options.compensation ?? "none") !== "none";
   if (!dataCriterion && !compensation) return {};
   if (!options.calibration) {
@@ -341,13 +347,16 @@ async function calibrationStats(
       if (t.role !== "weight-in" || !t.linear) continue;
       if (t.linear.opType !== "MatMul" && t.linear.opType !== "Gemm") continue;
       tensors.add(t.linear.input[0]);
-      if (options.compensation === "reweight" && g.kind !== "embedding") {
+      if ((options.compensation === "reweight" && g.kind !== "embedding") || apma) {
         gram.add(t.linear.input[0]);
       }
     }
   }
+  const stride = options.gramStride ?? 4;
   if (!gradient) {
-    return { stats: await collectStats(model, [...tensors], options.calibration, gram) };
+    return {
+      stats: await collectStats(model, [...tensors], options.calibration, gram, undefined, stride),
+    };
   }
   // Heads' channels at the attention output projections, for head-level gate sums.
   const cells = new Map<string, Int32Array>();
@@ -362,7 +371,14 @@ async function calibrationStats(
   const shapes = await probeTensors(model, { batch: 2, dimValues: options.dimValues });
   const backward = buildGradientModel(model, shapes, [...tensors], { batch: 2 });
   const reader = gateReader(backward.gates, cells);
-  const stats = await collectStats(backward.model, [...tensors], options.calibration, gram, reader);
+  const stats = await collectStats(
+    backward.model,
+    [...tensors],
+    options.calibration,
+    gram,
+    reader,
+    stride,
+  );
   return { stats, gates: reader.stats };
 }
 

@@ -8,6 +8,7 @@ import { prune, pruneModel } from "../src/prune.ts";
 import { createCore } from "../src/core/mod.ts";
 import { createSession, loadOrt } from "../src/runtime/ort.ts";
 import { ChannelStats, collectStats } from "../src/calibration/stats.ts";
+import { dissimilarity } from "../src/importance.ts";
 import { decodeModel } from "../src/onnx/model_io.ts";
 import { tensorToFloat32 } from "../src/onnx/tensor.ts";
 import type { MlpBlockReport } from "../src/report.ts";
@@ -184,4 +185,62 @@ Deno.test("statistics reduced inside onnxruntime equal a direct reduction of the
     const d = direct.gram![i];
     assert.ok(Math.abs(stats.gram![i] - d) < 1e-3 * (1 + Math.abs(d)), `gram ${i}`);
   }
+});
+
+Deno.test("a subsampled Gram matrix is the Gram matrix of every k-th position, with its own means", async () => {
+  const original = decodeModel(model);
+  const name = "/blocks/blocks.1/attn/Reshape_1_output_0";
+  const stats =
+    (await collectStats(original, [name], batches(0, 96, 48), new Set([name]), undefined, 3))
+      .get(name)!;
+  const probe = decodeModel(model);
+  probe.graph!.output!.push({ name } as never);
+  const { encodeModel } = await import("../src/onnx/model_io.ts");
+  const session = await createSession(encodeModel(probe));
+  const direct = new ChannelStats(stats.channels, true);
+  for (const feeds of batches(0, 96, 48)) {
+    const x = (await session.run(feeds, [name]))[name].data as Float32Array;
+    const c = stats.channels, rows = x.length / c;
+    for (let r = 0; r < rows; r += 3) direct.add(x.subarray(r * c, (r + 1) * c));
+  }
+  assert.equal(stats.gramCount, direct.count);
+  assert.equal(stats.count, 96 * 17);
+  for (let i = 0; i < stats.gram!.length; i += 31) {
+    const d = direct.gram![i];
+    assert.ok(Math.abs(stats.gram![i] - d) < 1e-3 * (1 + Math.abs(d)), `gram ${i}`);
+  }
+  for (let j = 0; j < stats.channels; j++) {
+    assert.ok(Math.abs(stats.gramMean(j) - direct.mean(j)) < 1e-5 * (1 + Math.abs(direct.mean(j))));
+  }
+  await assert.rejects(
+    () => collectStats(original, [name], batches(0, 8), new Set([name]), undefined, 0),
+    /gramStride must be a positive integer/,
+  );
+});
+
+Deno.test("APMA's similarity weight: duplicated channels weigh nothing, orthogonal ones fully", () => {
+  const s = new ChannelStats(4, true);
+  // Channel 1 duplicates channel 0; channels 2 and 3 are orthogonal to all.
+  s.add([1, 1, 0, 0, 2, 2, 0, 0, 0, 0, 3, 0, 0, 0, 0, 5]);
+  const all = dissimilarity(s);
+  assert.deepEqual([...all].map((v) => +v.toFixed(9)), [0, 0, 1, 1]);
+  // In separate heads, the duplicate has no partner to be compared with.
+  const split = dissimilarity(s, Int32Array.from([0, 1, 1, 1]));
+  assert.deepEqual([...split].map((v) => +v.toFixed(9)), [1, 1, 1, 1]);
+});
+
+Deno.test("apma prunes the Fashion-MNIST ViT to a model that runs and keeps most accuracy", async () => {
+  const base = await heldOutAccuracy(model);
+  const { bytes, report } = await prune(model, {
+    pruneHeadDims: true,
+    headPruningRatio: 0.25,
+    pruningRatio: 0.5,
+    criterion: "apma",
+    compensation: "reweight",
+    calibration: batches(0, CALIBRATION),
+    core,
+  });
+  assert.ok(report.params.after < report.params.before);
+  const acc = await heldOutAccuracy(bytes);
+  assert.ok(acc > base - 0.05, `apma + reweight: ${acc} against ${base} unpruned`);
 });

@@ -85,15 +85,16 @@ function settings(r: number, allocation: Allocation): RunOptions {
   return { pruneHeadDims: true, headPruningRatio: dims, pruningRatio: r, core };
 }
 
+const CRITERIA = ["l2", "l1", "wanda", "flap", "apma", "taylor", "fisher", "michel"] as const;
 const rows: Record<string, unknown>[] = [];
 const unpruned = await accuracy(model);
 console.log(`unpruned: ${(unpruned * 100).toFixed(2)}% on the 10 000 test images`);
 for (const allocation of ["uniform", "mlp-heavy"] as const) {
   for (const target of [0.7, 0.5, 0.3]) {
     const r = await ratioFor(target, allocation);
-    for (const criterion of ["l2", "l1", "wanda", "flap"] as const) {
+    for (const criterion of CRITERIA) {
       for (const compensation of ["none", "bias", "reweight"] as const) {
-        const calibrated = criterion === "wanda" || criterion === "flap" || compensation !== "none";
+        const calibrated = criterion !== "l1" && criterion !== "l2" || compensation !== "none";
         const start = performance.now();
         const { bytes, report } = await prune(model, {
           ...settings(r, allocation),
@@ -116,7 +117,7 @@ for (const allocation of ["uniform", "mlp-heavy"] as const) {
         });
         console.log(
           `${allocation.padEnd(9)} MACs ${(share * 100).toFixed(1)}% (r=${r.toFixed(3)})  ` +
-            `${criterion.padEnd(5)} ` +
+            `${criterion.padEnd(6)} ` +
             `${compensation.padEnd(8)} ${(acc * 100).toFixed(2)}%  (${seconds.toFixed(1)} s)`,
         );
       }

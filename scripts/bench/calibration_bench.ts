@@ -38,3 +38,12 @@ Deno.bench("statistics (sums, squares), 512 images", { group: "calibration" }, a
 Deno.bench("statistics with Gram matrices, 512 images", { group: "calibration" }, async () => {
   await collectStats(model, layers, batches, new Set(layers));
 });
+for (const stride of [2, 3, 4]) {
+  Deno.bench(
+    `statistics with Gram matrices from 1 in ${stride} positions, 512 images`,
+    { group: "calibration" },
+    async () => {
+      await collectStats(model, layers, batches, new Set(layers), undefined, stride);
+    },
+  );
+}

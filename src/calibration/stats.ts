@@ -21,12 +21,20 @@ export class ChannelStats {
   readonly sumSquares: Float64Array;
   /** Σ xᵀx, channels × channels, row-major (only when asked for). */
   readonly gram?: Float64Array;
+  /** Positions summed into `gram` (every `gramStride`-th position when subsampled), and their
+   * per-channel sum: means used with the Gram matrix come from the same positions, so that
+   * E[xxᵀ] − E[x]E[x]ᵀ stays positive semi-definite. */
+  gramCount = 0;
+  readonly gramSum?: Float64Array;
 
   constructor(channels: number, gram: boolean) {
     this.channels = channels;
     this.sum = new Float64Array(channels);
     this.sumSquares = new Float64Array(channels);
-    if (gram) this.gram = new Float64Array(channels * channels);
+    if (gram) {
+      this.gram = new Float64Array(channels * channels);
+      this.gramSum = new Float64Array(channels);
+    }
   }
 
   /** Adds per-channel sums of x and x² over `rows` positions computed elsewhere. */
@@ -38,10 +46,17 @@ export class ChannelStats {
     this.count += rows;
   }
 
-  /** Adds a Gram block computed elsewhere (onnxruntime: MatMul(xᵀ, x) of the same rows). */
-  addGram(block: ArrayLike<number>): void {
+  /** Adds a Gram block computed elsewhere (onnxruntime: xᵀx of `rows` positions, Σx of them). */
+  addGram(block: ArrayLike<number>, sum: ArrayLike<number>, rows: number): void {
     const g = this.gram!;
     for (let i = 0; i < g.length; i++) g[i] += block[i];
+    for (let j = 0; j < this.channels; j++) this.gramSum![j] += sum[j];
+    this.gramCount += rows;
+  }
+
+  /** Mean of channel j over the positions of the Gram matrix. */
+  gramMean(j: number): number {
+    return this.gramCount ? this.gramSum![j] / this.gramCount : 0;
   }
 
   /** Adds the rows of a [positions, channels] block (and their Gram, unless `withGram` is off). */
@@ -65,6 +80,12 @@ export class ChannelStats {
       }
     }
     this.count += rows;
+    if (withGram && this.gram) {
+      this.gramCount += rows;
+      for (let r = 0; r < rows; r++) {
+        for (let j = 0; j < c; j++) this.gramSum![j] += data[r * c + j];
+      }
+    }
   }
 
   mean(j: number): number {
@@ -92,8 +113,10 @@ export interface BatchReader {
 
 /**
  * Runs `model` on every batch and returns the statistics of `tensors` (float tensors whose last
- * axis holds the channels). `gram` names the tensors whose Gram matrix is also collected;
- * `also` reads further outputs of the same runs.
+ * axis holds the channels). `gram` names the tensors whose Gram matrix is also collected, from
+ * every `gramStride`-th position (a Gram matrix costs C² per position, more than the layer
+ * itself for an MLP's hidden width; a regular subsample keeps it within budget); `also` reads
+ * further outputs of the same runs.
  */
 export async function collectStats(
   model: ModelProto,
@@ -101,7 +124,11 @@ export async function collectStats(
   batches: AsyncIterable<Record<string, OrtTensor>> | Iterable<Record<string, OrtTensor>>,
   gram: Set<string> = new Set(),
   also?: BatchReader,
+  gramStride = 1,
 ): Promise<Map<string, ChannelStats>> {
+  if (!Number.isInteger(gramStride) || gramStride < 1) {
+    throw new PruneError("bad-option", `gramStride must be a positive integer, got ${gramStride}`);
+  }
   const graph = model.graph!;
   const declared = new Set((graph.output ?? []).map((o) => o.name));
   const opset = Number(
@@ -114,7 +141,10 @@ export async function collectStats(
   const extra: ReturnType<typeof onnx.NodeProto.create>[] = [];
   const initializers: ReturnType<typeof onnx.TensorProto.create>[] = [];
   const outputs = [...(graph.output ?? [])];
-  const names = new Map<string, { sum: string; squares: string; rows: string; gram?: string }>();
+  const names = new Map<
+    string,
+    { sum: string; squares: string; rows: string; gram?: string; gramSum?: string }
+  >();
   const fetch: string[] = [];
   const node = (opType: string, input: string[], output: string, attribute: unknown[] = []) =>
     extra.push(onnx.NodeProto.create({ opType, input, output: [output], attribute } as never));
@@ -140,6 +170,7 @@ export async function collectStats(
         squares: string;
         rows: string;
         gram?: string;
+        gramSum?: string;
       };
       node("Flatten", [name], `${p}_rows`, [ints("axis", -1)]);
       reduceSum(`${p}_rows`, out.sum);
@@ -148,10 +179,26 @@ export async function collectStats(
       node("Shape", [`${p}_rows`], out.rows);
       if (gram.has(name)) {
         out.gram = `${p}_gram`;
-        node("Transpose", [`${p}_rows`], `${p}_rows_t`, [
-          onnx.AttributeProto.create({ name: "perm", type: 7, ints: [1, 0] }),
-        ]);
-        node("MatMul", [`${p}_rows_t`, `${p}_rows`], out.gram);
+        let rows = `${p}_rows`;
+        if (gramStride > 1) {
+          const [start, end, axis, step] = ["start", "end", "axis", "step"].map((k) =>
+            `${p}_gram_${k}`
+          );
+          initializers.push(
+            ...[[start, 0], [end, Number.MAX_SAFE_INTEGER], [axis, 0], [step, gramStride]].map((
+              [n, v],
+            ) =>
+              onnx.TensorProto.create({ name: n as string, dataType: 7, dims: [1], int64Data: [v] })
+            ),
+          );
+          rows = `${p}_gram_rows`;
+          node("Slice", [`${p}_rows`, start, end, axis, step], rows);
+        }
+        node("Gemm", [rows, rows], out.gram, [ints("transA", 1)]);
+        if (gramStride > 1) {
+          out.gramSum = `${p}_gram_sum`;
+          reduceSum(rows, out.gramSum);
+        }
       }
       for (const o of Object.values(out)) {
         if (!o) continue;
@@ -203,7 +250,10 @@ export async function collectStats(
         }
         const rows = Number((out[n.rows].data as BigInt64Array)[0]);
         s.addSums(data, out[n.squares].data as Float32Array, rows);
-        if (n.gram && s.gram) s.addGram(out[n.gram].data as Float32Array);
+        if (n.gram && s.gram) {
+          const sum = out[n.gramSum ?? n.sum].data as Float32Array;
+          s.addGram(out[n.gram].data as Float32Array, sum, Math.ceil(rows / gramStride));
+        }
       }
     }
   } finally {
