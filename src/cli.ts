@@ -68,6 +68,11 @@ options:
       --compensation none|bias|reweight
                             refit the layers that read removed channels on the calibration data:
                             FLAP's bias, or least squares on weights and bias (default none)
+      --allocation local|global|flap
+                            local: every block loses the ratios (default); global: the same
+                            parameter budget, spent where scores are lowest across blocks,
+                            heads/dims against MLP channels; flap: the same on scores
+                            standardised per kind (FLAP's adaptive structure)
       --gqa-policy query-heads|kv-groups
                             grouped-query attention: drop query heads inside every KV group
                             (default, as Torch-Pruning) or whole KV groups (as LLM-Pruner)
@@ -112,6 +117,7 @@ const OPTION_SPEC = {
   "layer-ratio": { type: "string", multiple: true },
   dim: { type: "string", multiple: true },
   criterion: { type: "string" },
+  allocation: { type: "string" },
   calibration: { type: "string", multiple: true },
   evaluate: { type: "string", multiple: true },
   samples: { type: "string" },
@@ -321,6 +327,9 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
       v["gqa-policy"],
       ["query-heads", "kv-groups"] as const,
     );
+  }
+  if (v.allocation !== undefined) {
+    options.allocation = oneOf("--allocation", v.allocation, ["local", "global", "flap"] as const);
   }
   if (v.criterion !== undefined) {
     options.criterion = oneOf(

@@ -146,6 +146,7 @@ export async function groupChannelScores(
   members: TensorTouch[],
   cells: Factor[][],
   criterion: Criterion,
+  raw = false,
 ): Promise<Float32Array> {
   const cellSizes = cells.map((alts) => alts[0].size);
   const total = cellSizes.reduce((a, b) => a * b, 1);
@@ -155,7 +156,7 @@ export async function groupChannelScores(
   if (isGradient(criterion)) {
     const scores = gradientGroupScores(members, cells, criterion, (i) => i, total);
     // No reading layer with gates (a channel read only by Q·Kᵀ): magnitude decides.
-    return scores ?? groupChannelScores(core, members, cells, "l2");
+    return scores ?? groupChannelScores(core, members, cells, "l2", raw);
   }
   const data = typeof criterion === "object" ? criterion : undefined;
   let count = 0;
@@ -186,8 +187,10 @@ export async function groupChannelScores(
     count++;
   }
   // No consumer with statistics (a channel read only by Q·Kᵀ): magnitude decides.
-  if (count === 0 && data) return groupChannelScores(core, members, cells, "l2");
+  if (count === 0 && data) return groupChannelScores(core, members, cells, "l2", raw);
   if (count === 0) return new Float32Array(total);
+  // Raw scores compare across layers (global allocation); normalised ones only within a group.
+  if (raw) return Float32Array.from(sum, (v) => v / count);
   let mean = 0;
   for (let i = 0; i < total; i++) mean += sum[i] / count;
   mean /= total;
@@ -232,6 +235,7 @@ export async function attentionScores(
   core: ComputeCore,
   group: AttentionGroup,
   criterion: Criterion,
+  raw = false,
 ): Promise<{ heads: Float32Array; dims: Float32Array; kvGroups?: Float32Array }> {
   // With Q/K and V heads of different sizes there is no common per-head dim grid: heads are
   // scored over all their channels (dims cannot be pruned then).
@@ -240,7 +244,7 @@ export async function attentionScores(
   const g = group.kvGroups?.size ?? 1, r = group.heads.size, d = sameSize ? group.qkDim.size : 1;
   const cells = [...(group.kvGroups ? [[group.kvGroups]] : []), [group.heads], ...dims];
   if (isGradient(criterion)) {
-    const fallback = await attentionScores(core, group, "l2");
+    const fallback = await attentionScores(core, group, "l2", raw);
     const score = (groupOf: (cell: number) => number, n: number) =>
       gradientGroupScores(group.members, cells, criterion, groupOf, n);
     let heads = score((c) => Math.floor(c / d) % r, r);
@@ -260,7 +264,7 @@ export async function attentionScores(
     };
   }
   // Query-head cells: K and V weights (which have no query-head axis) do not enter them.
-  const channel = await groupChannelScores(core, group.members, cells, criterion);
+  const channel = await groupChannelScores(core, group.members, cells, criterion, raw);
   const perHead = await core.groupScores(channel, g * r, "mean");
   const heads = new Float32Array(r);
   for (let i = 0; i < g; i++) for (let j = 0; j < r; j++) heads[j] += perHead[i * r + j] / g;
@@ -269,7 +273,13 @@ export async function attentionScores(
     for (let j = 0; j < d; j++) perDim[j] += channel[i * d + j] / (g * r);
   }
   if (!group.kvGroups) return { heads, dims: perDim };
-  const kvGroups = await groupChannelScores(core, group.members, [[group.kvGroups]], criterion);
+  const kvGroups = await groupChannelScores(
+    core,
+    group.members,
+    [[group.kvGroups]],
+    criterion,
+    raw,
+  );
   return { heads, dims: perDim, kvGroups };
 }
 
@@ -299,6 +309,7 @@ export function mlpScores(
   core: ComputeCore,
   group: MlpGroup | EmbeddingGroup,
   criterion: Criterion,
+  raw = false,
 ) {
-  return groupChannelScores(core, group.members, [[group.channels]], criterion);
+  return groupChannelScores(core, group.members, [[group.channels]], criterion, raw);
 }

@@ -36,6 +36,11 @@ export interface PruneOptions {
    * on the model's own predictions) computed by onnxruntime: first-order Taylor ("taylor"),
    * diagonal Fisher ("fisher"), Michel et al.'s head-gate importance ("michel"). */
   criterion?: "l1" | "l2" | "wanda" | "flap" | "apma" | "taylor" | "fisher" | "michel";
+  /** How the ratios are spent: "local" (default) — every block loses its ratio; "global" — the
+   * same number of parameters, removed where scores are lowest across all blocks and kinds (MLP
+   * channels against heads or head dims); "flap" — the same with scores standardised per kind
+   * across blocks first (FLAP's adaptive structure search). */
+  allocation?: "local" | "global" | "flap";
   /** Compute backend of the core. Default "auto" (GPU when an adapter exists). */
   backend?: "auto" | "gpu" | "cpu";
 }

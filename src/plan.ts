@@ -13,6 +13,7 @@ import type { Factor } from "./analysis/factors.ts";
 import type { AttentionGroup, EmbeddingGroup, Group, MlpGroup } from "./analysis/groups.ts";
 import { attentionScores, type Criterion, dimScores, mlpScores } from "./importance.ts";
 import { PruneError } from "./errors.ts";
+import { globalCounts, type GroupCounts } from "./allocate.ts";
 
 /** Kept indices (ascending) of each pruned factor. */
 export type Plan = Map<Factor, number[]>;
@@ -49,6 +50,10 @@ export interface PlanSettings {
   gqaPolicy: "query-heads" | "kv-groups";
   /** Ratio override for a group, by group (layer) name, or undefined. */
   ratioFor: (group: Group) => number | undefined;
+  /** "local": every block loses its ratio (default); "global": the same parameter budget,
+   * spent where scores are lowest across blocks; "flap": the same with scores standardised per
+   * kind (FLAP's adaptive structure). */
+  allocation?: "local" | "global" | "flap";
 }
 
 function range(n: number): number[] {
@@ -74,19 +79,56 @@ export async function makePlan(
 ): Promise<{ plan: Plan; decisions: GroupDecision[] }> {
   const plan: Plan = new Map();
   const decisions: GroupDecision[] = [];
+  let counts: Map<Group, GroupCounts> | undefined;
+  if (settings.allocation === "global" || settings.allocation === "flap") {
+    if (settings.qkRatio !== undefined || settings.vRatio !== undefined) {
+      throw new PruneError(
+        "bad-option",
+        "global allocation ranks heads, shared head dims and MLP channels; it does not take " +
+          "separate Q/K and V ratios",
+      );
+    }
+    counts = await globalCounts(core, groups, {
+      ...settings,
+      standardise: settings.allocation === "flap",
+      localCounts: localCounts(settings),
+    });
+  }
   for (const group of groups) {
     const override = settings.ratioFor(group);
     if (group.kind === "attention") {
       const ratio = override ?? settings.headPruningRatio;
-      decisions.push(await planAttention(core, group, ratio, settings, plan));
+      decisions.push(await planAttention(core, group, ratio, settings, plan, counts?.get(group)));
     } else if (group.kind === "mlp") {
       const ratio = override ?? settings.pruningRatio;
-      decisions.push(await planMlp(core, group, ratio, settings, plan));
+      decisions.push(await planMlp(core, group, ratio, settings, plan, counts?.get(group)));
     } else {
       decisions.push(await planMlp(core, group, settings.embeddingPruningRatio, settings, plan));
     }
   }
   return { plan, decisions };
+}
+
+/** Units each group loses under its per-block ratio (the budget of a global allocation). */
+function localCounts(s: PlanSettings): (group: Group) => GroupCounts {
+  return (group) => {
+    const override = s.ratioFor(group);
+    if (group.kind === "attention") {
+      const ratio = override ?? s.headPruningRatio;
+      const d = group.qkDim.size;
+      return {
+        heads: s.pruneNumHeads
+          ? Math.min(headsToRemove(group.heads.size, ratio), group.heads.size - 1)
+          : 0,
+        dims: s.pruneHeadDims ? d - channelsToKeep(d, ratio, s.roundTo) : 0,
+      };
+    }
+    if (group.kind === "mlp") {
+      const c = group.channels.size;
+      return { channels: c - channelsToKeep(c, override ?? s.pruningRatio, s.roundTo) };
+    }
+    return {};
+  };
 }
 
 async function planAttention(
@@ -95,6 +137,7 @@ async function planAttention(
   ratio: number,
   s: PlanSettings,
   plan: Plan,
+  counts?: GroupCounts,
 ): Promise<GroupDecision> {
   const decision: GroupDecision = { group, ratio };
   const byKvGroups = !!group.kvGroups && s.gqaPolicy === "kv-groups";
@@ -115,7 +158,7 @@ async function planAttention(
     // Torch-Pruning's policy under grouped-query attention: the same query heads go in every
     // KV group, the KV heads stay.
     const h = group.heads.size;
-    const drop = headsToRemove(h, ratio);
+    const drop = counts ? counts.heads ?? 0 : headsToRemove(h, ratio);
     if (drop >= h) {
       throw allHeads(ratio, h, group.kvGroups ? "query heads per KV head" : "heads", group.name);
     }
@@ -124,7 +167,7 @@ async function planAttention(
   }
   if (wantDims && !separate) {
     const d = group.qkDim.size;
-    const keep = channelsToKeep(d, ratio, s.roundTo);
+    const keep = counts ? d - (counts.dims ?? 0) : channelsToKeep(d, ratio, s.roundTo);
     decision.keptDims = [...await core.selectKeep(scores.dims, d - keep)];
     if (keep < d) {
       plan.set(group.qkDim, decision.keptDims);
@@ -180,11 +223,12 @@ async function planMlp(
   ratio: number,
   s: PlanSettings,
   plan: Plan,
+  counts?: GroupCounts,
 ): Promise<GroupDecision> {
   const decision: GroupDecision = { group, ratio };
   if (ratio <= 0 || group.blocked) return decision;
   const c = group.channels.size;
-  const keep = channelsToKeep(c, ratio, s.roundTo);
+  const keep = counts ? c - (counts.channels ?? 0) : channelsToKeep(c, ratio, s.roundTo);
   if (keep >= c) {
     decision.keptChannels = range(c);
     return decision;

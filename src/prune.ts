@@ -210,6 +210,7 @@ async function pruneWithCore(
     roundTo,
     criterion,
     gqaPolicy: options.gqaPolicy ?? "query-heads",
+    allocation: options.allocation ?? "local",
     embeddingPruningRatio,
     qkRatio: options.qkPruningRatio === undefined
       ? undefined

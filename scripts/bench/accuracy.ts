@@ -1,10 +1,13 @@
 /**
  * Accuracy without retraining: the trained Fashion-MNIST ViT pruned to 70%, 50% and 30% of its
  * MACs, for every criterion with and without compensation, calibrated on 512 training images,
- * scored on the 10 000 test images. Two allocations: "uniform" (the same ratio r for every head's
- * dims and every MLP) and "mlp-heavy" (MLP hidden channels r, head dims r/3).
+ * scored on the 10 000 test images. Four allocations: "uniform" (the same ratio r for every head's
+ * dims and every MLP), "mlp-heavy" (MLP hidden channels r, head dims r/3), and the budget of
+ * "uniform" spent across blocks by global ranking: "global" (scores as they are) and "flap"
+ * (scores standardised per kind, FLAP's adaptive structure).
  * Torch-Pruning's numbers for the same model (no finetuning) come from
- * `bench/torch_pruning_accuracy.json` (scripts/anchor/accuracy_baseline.py) when present.
+ * `bench/torch_pruning_accuracy.json` (scripts/anchor/accuracy_baseline.py) and are printed
+ * side by side at the end.
  *
  *   deno run -A scripts/bench/accuracy.ts [--data DIR] [--json OUT]
  *
@@ -66,7 +69,7 @@ async function accuracy(bytes: Uint8Array): Promise<number> {
   return ok / k;
 }
 
-type Allocation = "uniform" | "mlp-heavy";
+type Allocation = "uniform" | "mlp-heavy" | "global" | "flap";
 
 /** The ratio r whose pruned model has the target share of MACs. */
 async function ratioFor(target: number, allocation: Allocation): Promise<number> {
@@ -81,15 +84,16 @@ async function ratioFor(target: number, allocation: Allocation): Promise<number>
 }
 
 function settings(r: number, allocation: Allocation): RunOptions {
-  const dims = allocation === "uniform" ? r : r / 3;
-  return { pruneHeadDims: true, headPruningRatio: dims, pruningRatio: r, core };
+  const dims = allocation === "mlp-heavy" ? r / 3 : r;
+  const spread = allocation === "global" || allocation === "flap" ? { allocation } : {};
+  return { pruneHeadDims: true, headPruningRatio: dims, pruningRatio: r, core, ...spread };
 }
 
 const CRITERIA = ["l2", "l1", "wanda", "flap", "apma", "taylor", "fisher", "michel"] as const;
 const rows: Record<string, unknown>[] = [];
 const unpruned = await accuracy(model);
 console.log(`unpruned: ${(unpruned * 100).toFixed(2)}% on the 10 000 test images`);
-for (const allocation of ["uniform", "mlp-heavy"] as const) {
+for (const allocation of ["uniform", "mlp-heavy", "global", "flap"] as const) {
   for (const target of [0.7, 0.5, 0.3]) {
     const r = await ratioFor(target, allocation);
     for (const criterion of CRITERIA) {
@@ -123,6 +127,27 @@ for (const allocation of ["uniform", "mlp-heavy"] as const) {
       }
     }
   }
+}
+// Side by side with Torch-Pruning on the same PyTorch model (best variant per criterion).
+const baseline = await Deno.readTextFile(
+  new URL("../../bench/torch_pruning_accuracy.json", import.meta.url),
+).then(JSON.parse).catch(() => undefined);
+console.log("\nbest per MAC target, ours against Torch-Pruning 1.6.1 (no finetuning):");
+for (const target of [0.7, 0.5, 0.3]) {
+  const ours = rows.filter((r) => r.target === target)
+    .reduce((a, b) => (b.accuracy as number) > (a.accuracy as number) ? b : a);
+  const line = [
+    `${target * 100}%: ours ${((ours.accuracy as number) * 100).toFixed(2)}% ` +
+    `(${ours.allocation}, ${ours.criterion}, ${ours.compensation}, MACs ` +
+    `${((ours.macs as number) * 100).toFixed(1)}%)`,
+  ];
+  for (const entry of baseline?.results ?? []) {
+    if (entry.target_fraction !== target) continue;
+    const variants = Object.entries(entry.variants) as [string, { acc_10k: number }][];
+    const [name, best] = variants.reduce((a, b) => b[1].acc_10k > a[1].acc_10k ? b : a);
+    line.push(`Torch-Pruning ${entry.criterion} ${(best.acc_10k * 100).toFixed(2)}% (${name})`);
+  }
+  console.log("  " + line.join("; "));
 }
 if (args.json) {
   await Deno.writeTextFile(args.json, JSON.stringify({ unpruned, rows }, null, 2) + "\n");
