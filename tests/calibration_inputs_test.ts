@@ -755,6 +755,14 @@ Deno.test("progress: in place on a terminal, every 10% otherwise, nothing when q
   assert.equal(out.at(-1), `Processed 512/512 samples [====================] 100% 3.2 s\n`);
   assert.ok(out.some((l) => l.startsWith("Processed 128/512 samples [=====               ] 25%")));
 
+  // Fewer samples than asked for: the loader's count is the bar's total.
+  const short: string[] = [];
+  const sb = new ProgressBar(256, { terminal: false, now, write: (s) => short.push(s) });
+  sb.callback(64, 128);
+  sb.callback(128, 128);
+  sb.finish();
+  assert.equal(short.at(-1)?.split(" [")[0], "Processed 128/128 samples");
+
   const term: string[] = [];
   t = 0;
   const tb = new ProgressBar(4, { terminal: true, now, write: (s) => term.push(s) });

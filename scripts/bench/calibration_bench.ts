@@ -1,10 +1,15 @@
 /**
  * Calibration overhead: collecting statistics over 512 Fashion-MNIST test images (the inputs of
  * every MLP fc2 and attention projection of the trained ViT) against plain onnxruntime inference
- * of the same batches, side by side. Both reuse one session per iteration's model.
+ * of the same batches, side by side. Both reuse one session per iteration's model. Gram
+ * matrices are timed over all positions and over 1 in 2, 3, 4 (the default) positions; the
+ * gradient criteria's pass (forward, backward graph, gate sums) is timed too.
  * Run: `deno bench -A scripts/bench/calibration_bench.ts`.
  */
 import { collectStats } from "../../src/calibration/stats.ts";
+import { gateReader } from "../../src/calibration/gradients.ts";
+import { buildGradientModel } from "../../src/autodiff/backward.ts";
+import { probeTensors } from "../../src/runtime/probe.ts";
 import { decodeModel } from "../../src/onnx/model_io.ts";
 import { createSession, loadOrt } from "../../src/runtime/ort.ts";
 
@@ -47,3 +52,14 @@ for (const stride of [2, 3, 4]) {
     },
   );
 }
+
+const shapes = await probeTensors(model, { batch: 2 });
+Deno.bench(
+  "statistics and gate gradients (backward graph), 512 images",
+  { group: "calibration" },
+  async () => {
+    const backward = buildGradientModel(model, shapes, layers, { batch: 2 });
+    const reader = gateReader(backward.gates, new Map());
+    await collectStats(backward.model, layers, batches, new Set(), reader);
+  },
+);

@@ -49,7 +49,8 @@ function writeStderr(text: string): void {
  * bar.finish();
  */
 export class ProgressBar {
-  readonly total: number;
+  /** Samples expected; the loader's count replaces it (fewer files than `--samples`). */
+  total: number;
   private readonly quiet: boolean;
   private readonly unit: string;
   private readonly width: number;
@@ -76,8 +77,11 @@ export class ProgressBar {
     this.start = this.now();
   }
 
-  /** `(done, total) => void` for `loadCalibration`'s onProgress (the total given is ignored). */
-  readonly callback = (done: number, _total?: number): void => this.update(done);
+  /** `(done, total) => void` for `loadCalibration`'s onProgress. */
+  readonly callback = (done: number, total?: number): void => {
+    if (total !== undefined && total >= 0) this.total = total;
+    this.update(done);
+  };
 
   /** The line for `done` samples, without `\r` or newline. */
   format(done: number): string {
