@@ -14,6 +14,7 @@ import * as path from "node:path";
 import denoJson from "../deno.json" with { type: "json" };
 import { PruneError } from "./errors.ts";
 import { loadCalibration } from "./calibration/inputs.ts";
+import { architectureChart } from "./chart.ts";
 import { ProgressBar } from "./calibration/progress.ts";
 import type { RunOptions } from "./prune.ts";
 import { formatReport } from "./format_report.ts";
@@ -79,6 +80,8 @@ options:
       --backend auto|gpu|cpu
                             compute backend (default auto)
       --json                print the report as JSON on stdout (nothing else)
+      --chart PATH          write an SVG picture of the remaining heads, head dims and MLP
+                            channels per block
       --dry-run             report what would be pruned without writing a model
       --quiet               print nothing on success
   -h, --help                show this help
@@ -100,6 +103,8 @@ export interface CliArgs {
   json: boolean;
   dryRun: boolean;
   quiet: boolean;
+  /** Where to write the SVG picture of the pruned architecture (`--chart`). */
+  chart?: string;
 }
 
 const OPTION_SPEC = {
@@ -126,6 +131,7 @@ const OPTION_SPEC = {
   "gqa-policy": { type: "string" },
   backend: { type: "string" },
   json: { type: "boolean" },
+  chart: { type: "string" },
   "dry-run": { type: "boolean" },
   quiet: { type: "boolean" },
   help: { type: "boolean", short: "h" },
@@ -378,10 +384,17 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
   if (path.resolve(output) === path.resolve(input)) {
     throw new UsageError(`--output: ${output} is the input model; refusing to overwrite it`);
   }
+  if (v.chart !== undefined) {
+    if (v.chart === "") throw new UsageError("--chart: empty path");
+    if (path.resolve(v.chart) === path.resolve(input)) {
+      throw new UsageError(`--chart: ${v.chart} is the input model; refusing to overwrite it`);
+    }
+  }
   return {
     input,
     output,
     options,
+    chart: v.chart,
     json: !!v.json,
     dryRun: !!v["dry-run"],
     quiet: !!v.quiet,
@@ -405,6 +418,19 @@ async function realOrNull(p: string): Promise<string | null> {
 }
 
 /** Checks the output location before any work: folder exists, output is not the input. */
+/** Writes a text file through a temporary file and a rename: never half a file. */
+async function writeTextAtomic(file: string, text: string): Promise<void> {
+  const temp = `${file}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  try {
+    await Deno.writeTextFile(temp, text);
+    await Deno.rename(temp, file);
+  } catch (e) {
+    await Deno.remove(temp).catch(() => {});
+    const why = e instanceof Error ? e.message : String(e);
+    throw new PruneError("output-dir", `cannot write ${file}: ${why}`);
+  }
+}
+
 async function checkOutput(input: string, output: string): Promise<void> {
   const dir = path.dirname(path.resolve(output));
   let stat;
@@ -502,6 +528,9 @@ export async function main(args: string[]): Promise<number> {
       throw e;
     });
     if (!cli.dryRun) await writeModelFile(pruned, cli.output, { inputPath: cli.input });
+    if (cli.chart) {
+      await writeTextAtomic(cli.chart, architectureChart(report, path.basename(cli.output)));
+    }
     if (cli.json) {
       console.log(JSON.stringify(report, null, 2));
     } else if (!cli.quiet) {

@@ -328,3 +328,46 @@ cliTest("--dry-run writes nothing; --quiet prints nothing", async () => {
     assert.ok(exists(`${dir}/q.onnx`));
   });
 }, { engine: true });
+
+cliTest(
+  "--chart writes an SVG of the remaining heads, dims and MLP channels per block",
+  async () => {
+    await withDir(async (dir, model) => {
+      const r = await cli([
+        model,
+        "-o",
+        `${dir}/out.onnx`,
+        "--prune-num-heads",
+        "--head-pruning-ratio",
+        "0.5",
+        "--pruning-ratio",
+        "0.5",
+        "--chart",
+        `${dir}/arch.svg`,
+        "--quiet",
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(listing(dir), ["arch.svg", "model.onnx", "out.onnx"]);
+      const svg = await Deno.readTextFile(`${dir}/arch.svg`);
+      assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+      assert.match(svg, /<\/svg>\n$/);
+      // One titled bar per block and kind; heads and MLP channels say what remains of what.
+      const bars = [...svg.matchAll(/<title>block (\d+) (H|QK|V|MLP): (\d+) of (\d+)<\/title>/g)];
+      const blocks = new Set(bars.map((m) => m[1]));
+      assert.ok(blocks.size >= 2, svg);
+      assert.equal(bars.length, blocks.size * 4);
+      for (const m of bars.filter((m) => m[2] === "H" || m[2] === "MLP")) {
+        assert.ok(Number(m[3]) < Number(m[4]), m[0]);
+      }
+    });
+  },
+  { engine: true },
+);
+
+cliTest("--chart: refusing the input as the chart path", async () => {
+  await withDir(async (dir, model) => {
+    const r = await cli([model, "-o", `${dir}/o.onnx`, "--pruning-ratio", "0.5", "--chart", model]);
+    assertFailed(r, 2, /--chart: .* is the input model/, "chart = input");
+    assert.deepEqual(listing(dir), ["model.onnx"]);
+  });
+});
