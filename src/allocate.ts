@@ -1,10 +1,16 @@
 /**
  * Global allocation: instead of the same ratio in every block, every prunable unit of every
- * block — an MLP hidden channel, an attention head, or a per-head dim (the same dim of every
- * head) — is scored, and the lowest units go first until as many parameters are removed as the
- * per-block ratios would remove. Blocks that matter keep more, blocks that do not lose more.
- * Scores are compared as they are (NViT's global ranking; gradient criteria are in loss units),
- * or standardised per kind across blocks first (z-scores: FLAP's adaptive structure search).
+ * block — an MLP hidden channel, an attention head, a per-head dim (the same dim of every head),
+ * a channel of the embedding width — is scored, and the lowest units go first until the budget
+ * is spent: as many parameters as the per-block ratios would remove, or an amount of parameters,
+ * MACs or estimated latency asked for by a target. Blocks that matter keep more.
+ *
+ * How units of different kinds meet on one scale:
+ * - "global": scores as they are, each kind divided by a factor (NViT: heads ÷ 6, embedding
+ *   channels ÷ the number of blocks; gradient criteria are in loss units);
+ * - "flap": scores standardised per kind across blocks (z-scores; FLAP's adaptive structure);
+ * - "isomorphic": each kind ranked only against itself with its own share of the budget
+ *   (Torch-Pruning's isomorphic ranking: only groups of the same structure compete).
  *
  * @module
  */
@@ -13,6 +19,7 @@ import type { Factor } from "./analysis/factors.ts";
 import type { Group } from "./analysis/groups.ts";
 import { attentionScores, type Criterion, mlpScores } from "./importance.ts";
 import { tensorNumel } from "./onnx/tensor.ts";
+import type { ProbedTensor } from "./runtime/probe.ts";
 import { PruneError } from "./errors.ts";
 
 /** Units to remove per group, by kind. */
@@ -22,39 +29,85 @@ export interface GroupCounts {
   channels?: number;
 }
 
+export type UnitKind = "heads" | "dims" | "channels" | "embedding";
+export type Ranking = "global" | "flap" | "isomorphic";
+export type Metric = "params" | "macs" | "latency";
+
+/** NViT's defaults: a head weighs like 6 units of the other kinds, an embedding channel like
+ * one unit per block it crosses. */
+export function defaultKindScale(blocks: number): Record<UnitKind, number> {
+  return { heads: 6, dims: 1, channels: 1, embedding: Math.max(1, blocks) };
+}
+
+/** Cost of removing one unit of a kind from a group, in every metric. */
+export interface UnitCost {
+  params: number;
+  macs: number;
+  /** Estimated latency saved (ms), when a latency model is given. */
+  latency?: number;
+}
+
 /** What global allocation needs of the pruning settings. */
 export interface AllocationSettings {
-  pruningRatio: number;
-  headPruningRatio: number;
   pruneNumHeads: boolean;
   pruneHeadDims: boolean;
+  /** Which kinds take part (MLP channels, embedding width); heads and dims follow the flags. */
+  pruneMlp: boolean;
+  pruneEmbedding: boolean;
   roundTo: number;
   criterion: Criterion;
-  /** Standardise scores per kind across blocks (FLAP) instead of comparing them as they are. */
-  standardise: boolean;
-  /** Units the per-block ratios would remove from a group (the budget, in parameters). */
-  localCounts: (group: Group) => GroupCounts;
+  ranking: Ranking;
+  /** Divisors of the scores per kind ("global" ranking). */
+  kindScale: Record<UnitKind, number>;
+  /** Probed shapes of the model (positions each layer runs on, for MAC costs). */
+  shapes: Map<string, ProbedTensor>;
+  /** The budget: an amount of a metric, or (undefined) the parameters the per-block ratios
+   * would remove, `localCounts` giving those. */
+  budget?: { metric: Metric; amount: number };
+  localCounts: (group: Group) => GroupCounts & { embedding?: number };
+  /** Estimated latency saved by removing one unit (latency budgets). */
+  latencyCost?: (group: Group, kind: UnitKind) => number;
+  /** Latency-aware ranking: score − η × latency saved (needs `latencyCost`). */
+  latencyEta?: number;
+  /** Groups left alone (a per-block ratio of 0). */
+  skip?: (group: Group) => boolean;
 }
 
 interface Unit {
   group: number;
-  kind: keyof GroupCounts;
+  kind: UnitKind;
   score: number;
-  /** Parameters removed with the unit. */
   cost: number;
+  /** η × latency the unit saves, taken off its (scaled) score. */
+  saves: number;
 }
 
-/** Parameters of the group's weights that one unit of `factor` (of `units`) carries. */
-function unitCost(group: Group, factor: Factor, units: number): number {
+/** Positions (tokens × batch-1 samples) a linear layer runs on. */
+function positions(shapes: Map<string, ProbedTensor>, output: string): number {
+  const dims = shapes.get(output)?.dims;
+  if (!dims || dims.length === 0) return 1;
+  return dims.reduce((a, b) => a * b, 1) / Math.max(1, dims[dims.length - 1]);
+}
+
+/** Parameters and MACs that one unit of `factor` (one of `units`) carries in the group. */
+export function unitCost(
+  group: Group,
+  factor: Factor,
+  units: number,
+  shapes: Map<string, ProbedTensor>,
+): UnitCost {
   const seen = new Set<string>();
-  let total = 0;
+  let params = 0, macs = 0;
   for (const t of group.members) {
     if (seen.has(t.ref.name)) continue;
     if (!t.factors.flatMap((f) => f.leaves()).includes(factor)) continue;
     seen.add(t.ref.name);
-    total += tensorNumel(t.ref.tensor);
+    const n = tensorNumel(t.ref.tensor);
+    params += n;
+    // Weights of linear layers cost a MAC per element per position; biases and scales nothing.
+    if (t.role !== "operand" && t.linear) macs += n * positions(shapes, t.linear.output[0]);
   }
-  return total / units;
+  return { params: params / units, macs: macs / units };
 }
 
 function standardise(units: Unit[]) {
@@ -65,72 +118,106 @@ function standardise(units: Unit[]) {
   for (const u of units) u.score = (u.score - mean) / sd;
 }
 
-/** Units to remove from each group under a global ranking with the local ratios' budget. */
+/** Units to remove from each group (embedding channels under `channels` of its group). */
 export async function globalCounts(
   core: ComputeCore,
   groups: Group[],
   s: AllocationSettings,
 ): Promise<Map<Group, GroupCounts>> {
-  const byKind: Record<keyof GroupCounts, Unit[]> = { heads: [], dims: [], channels: [] };
-  const sizes: Required<GroupCounts>[] = [];
-  let budget = 0;
+  const byKind: Record<UnitKind, Unit[]> = { heads: [], dims: [], channels: [], embedding: [] };
+  const sizes = groups.map(() => ({ heads: 0, dims: 0, channels: 0, embedding: 0 }));
+  const localBudget: Record<UnitKind, number> = { heads: 0, dims: 0, channels: 0, embedding: 0 };
+  const metric = s.budget?.metric ?? "params";
+  const add = (i: number, kind: UnitKind, scores: ArrayLike<number>, cost: UnitCost) => {
+    const c = metric === "latency" ? s.latencyCost?.(groups[i], kind) ?? 0 : cost[metric];
+    const saves = s.latencyEta && s.latencyCost ? s.latencyEta * s.latencyCost(groups[i], kind) : 0;
+    for (let j = 0; j < scores.length; j++) {
+      byKind[kind].push({ group: i, kind, score: scores[j], cost: c, saves });
+    }
+    sizes[i][kind] = scores.length;
+    const local = s.localCounts(groups[i]);
+    const n = kind === "embedding" ? local.embedding : local[kind];
+    localBudget[kind] += (n ?? 0) * c;
+  };
   for (const [i, group] of groups.entries()) {
-    sizes.push({ heads: 0, dims: 0, channels: 0 });
-    const local = s.localCounts(group);
+    if (s.skip?.(group)) continue;
     if (group.kind === "attention") {
+      const heads = s.pruneNumHeads && !group.headsBlocked;
+      const dims = s.pruneHeadDims && !group.dimsBlocked;
+      if (!heads && !dims) continue;
       if (group.kvGroups) {
         throw new PruneError(
           "bad-option",
           `global allocation does not handle grouped-query attention yet (block "${group.name}")`,
         );
       }
-      const heads = s.pruneNumHeads && !group.headsBlocked && (local.heads ?? 0) > 0;
-      const dims = s.pruneHeadDims && !group.dimsBlocked && (local.dims ?? 0) > 0;
-      if (!heads && !dims) continue;
       const scores = await attentionScores(core, group, s.criterion, true);
       if (heads) {
-        const cost = unitCost(group, group.heads, group.heads.size);
-        scores.heads.forEach((v) => byKind.heads.push({ group: i, kind: "heads", score: v, cost }));
-        sizes[i].heads = group.heads.size;
-        budget += local.heads! * cost;
+        add(i, "heads", scores.heads, unitCost(group, group.heads, group.heads.size, s.shapes));
       }
       if (dims) {
-        const cost = unitCost(group, group.qkDim, group.qkDim.size) +
-          (group.vDim === group.qkDim ? 0 : unitCost(group, group.vDim, group.vDim.size));
-        scores.dims.forEach((v) => byKind.dims.push({ group: i, kind: "dims", score: v, cost }));
-        sizes[i].dims = group.qkDim.size;
-        budget += local.dims! * cost;
+        const qk = unitCost(group, group.qkDim, group.qkDim.size, s.shapes);
+        const v = group.vDim === group.qkDim
+          ? { params: 0, macs: 0 }
+          : unitCost(group, group.vDim, group.vDim.size, s.shapes);
+        add(i, "dims", scores.dims, { params: qk.params + v.params, macs: qk.macs + v.macs });
       }
-    } else if (group.kind === "mlp" && !group.blocked && (local.channels ?? 0) > 0) {
+    } else if (group.kind === "mlp" && s.pruneMlp && !group.blocked) {
       const scores = await mlpScores(core, group, s.criterion, true);
-      const cost = unitCost(group, group.channels, group.channels.size);
-      scores.forEach((v) => byKind.channels.push({ group: i, kind: "channels", score: v, cost }));
-      sizes[i].channels = group.channels.size;
-      budget += local.channels! * cost;
+      add(i, "channels", scores, unitCost(group, group.channels, group.channels.size, s.shapes));
+    } else if (group.kind === "embedding" && s.pruneEmbedding && !group.blocked) {
+      const scores = await mlpScores(core, group, s.criterion, true);
+      add(i, "embedding", scores, unitCost(group, group.channels, group.channels.size, s.shapes));
     }
   }
-  if (s.standardise) Object.values(byKind).forEach(standardise);
-  const units = Object.values(byKind).flat().sort((a, b) => a.score - b.score);
-  const removed = sizes.map(() => ({ heads: 0, dims: 0, channels: 0 }));
-  let spent = 0;
-  for (const u of units) {
-    if (spent >= budget) break;
-    // Every block keeps at least one unit of each kind (and one multiple of roundTo).
-    const floor = u.kind === "heads" ? 1 : Math.min(s.roundTo, sizes[u.group][u.kind]);
-    if (sizes[u.group][u.kind] - removed[u.group][u.kind] <= floor) continue;
-    removed[u.group][u.kind]++;
-    spent += u.cost;
+  const removed = sizes.map(() => ({ heads: 0, dims: 0, channels: 0, embedding: 0 }));
+  const take = (units: Unit[], budget: number) => {
+    let spent = 0;
+    for (const u of units.sort((a, b) => a.score - b.score)) {
+      if (spent >= budget) break;
+      // Every block keeps at least one unit of each kind (and one multiple of roundTo).
+      const size = sizes[u.group][u.kind];
+      const floor = u.kind === "heads" ? 1 : Math.min(s.roundTo, size);
+      if (size - removed[u.group][u.kind] <= floor || u.cost <= 0) continue;
+      removed[u.group][u.kind]++;
+      spent += u.cost;
+    }
+    return spent;
+  };
+  const kinds = Object.keys(byKind) as UnitKind[];
+  const total = s.budget?.amount ?? kinds.reduce((a, k) => a + localBudget[k], 0);
+  if (s.ranking === "isomorphic") {
+    // Each kind spends its share: the local one, or the target split as the local would be.
+    const localTotal = kinds.reduce((a, k) => a + localBudget[k], 0);
+    for (const k of kinds) {
+      const share = s.budget
+        ? (localTotal > 0 ? localBudget[k] / localTotal : 1 / kinds.length) * total
+        : localBudget[k];
+      for (const u of byKind[k]) u.score -= u.saves;
+      take(byKind[k], share);
+    }
+  } else {
+    if (s.ranking === "flap") kinds.forEach((k) => standardise(byKind[k]));
+    else {
+      for (const k of kinds) for (const u of byKind[k]) u.score /= s.kindScale[k] || 1;
+    }
+    for (const k of kinds) for (const u of byKind[k]) u.score -= u.saves;
+    take(kinds.flatMap((k) => byKind[k]), total);
   }
   const counts = new Map<Group, GroupCounts>();
   groups.forEach((g, i) => {
     const r = removed[i], size = sizes[i];
     // Kept dims and channels are rounded down to a multiple of roundTo, as per-block ratios do.
-    const round = (kind: "dims" | "channels") => {
+    const round = (kind: "dims" | "channels" | "embedding") => {
       if (!size[kind] || !r[kind]) return r[kind];
       const kept = size[kind] - r[kind];
       return size[kind] - Math.max(kept - (kept % s.roundTo), Math.min(s.roundTo, size[kind]));
     };
-    counts.set(g, { heads: r.heads, dims: round("dims"), channels: round("channels") });
+    counts.set(g, {
+      heads: r.heads,
+      dims: round("dims"),
+      channels: g.kind === "embedding" ? round("embedding") : round("channels"),
+    });
   });
   return counts;
 }

@@ -15,10 +15,14 @@ import denoJson from "../deno.json" with { type: "json" };
 import { PruneError } from "./errors.ts";
 import { loadCalibration } from "./calibration/inputs.ts";
 import { architectureChart } from "./chart.ts";
+import { pruneToTarget, type TargetOptions } from "./target.ts";
+import { createLatencyModel, type LatencyModel, measureLatency } from "./latency/model.ts";
 import { ProgressBar } from "./calibration/progress.ts";
 import type { RunOptions } from "./prune.ts";
 import { formatReport } from "./format_report.ts";
 import { readModelFile, writeModelFile } from "./onnx/model_io.ts";
+import type { ModelProto } from "./onnx/proto.ts";
+import type { PruneReport } from "./report.ts";
 import { pruneModel } from "./prune.ts";
 
 /** A bad command line: reported as `error: …` with exit code 2. */
@@ -82,6 +86,16 @@ options:
       --json                print the report as JSON on stdout (nothing else)
       --chart PATH          write an SVG picture of the remaining heads, head dims and MLP
                             channels per block
+      --target-params N, --target-macs N
+                            prune until the model has at most N parameters / MACs (25M, 1.2G,
+                            or a share of the original: 0.5, 50%), in --steps steps (default 4),
+                            re-scoring the pruned model between steps; ranking by --allocation
+                            (global by default); MLP channels, plus heads or head dims with
+                            their flags, plus the embedding width with --prune-embedding
+      --target-speedup S    prune until the latency model says S× faster: one transformer
+                            block is timed in onnxruntime over a grid of shapes (cached), within
+                            --profile-budget seconds (default 60), at --latency-batch (default 1);
+                            --latency-eta η ranks by importance − η·Δlatency
       --dry-run             report what would be pruned without writing a model
       --quiet               print nothing on success
   -h, --help                show this help
@@ -105,6 +119,8 @@ export interface CliArgs {
   quiet: boolean;
   /** Where to write the SVG picture of the pruned architecture (`--chart`). */
   chart?: string;
+  /** Pruning to a target (`--target-*`), with the latency model's settings. */
+  target?: TargetOptions & { budgetSeconds: number; batch: number; cacheDir?: string };
 }
 
 const OPTION_SPEC = {
@@ -132,6 +148,15 @@ const OPTION_SPEC = {
   backend: { type: "string" },
   json: { type: "boolean" },
   chart: { type: "string" },
+  "target-params": { type: "string" },
+  "target-macs": { type: "string" },
+  "target-speedup": { type: "string" },
+  steps: { type: "string" },
+  "profile-budget": { type: "string" },
+  "latency-batch": { type: "string" },
+  "latency-cache": { type: "string" },
+  "latency-eta": { type: "string" },
+  "prune-embedding": { type: "boolean" },
   "dry-run": { type: "boolean" },
   quiet: { type: "boolean" },
   help: { type: "boolean", short: "h" },
@@ -149,6 +174,25 @@ function parseRatio(option: string, value: string): number {
     throw new UsageError(`${option}: ${value} is out of range (expected 0 ≤ R < 1)`);
   }
   return r;
+}
+
+/** A count (25M, 1.2G, 300000) or a share of the original (0.5, 50%). */
+function parseAmount(option: string, value: string): number {
+  const m = /^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?\d+)?)\s*([kKmMgG%]?)\s*$/.exec(value);
+  const n = m ? Number(m[1]) : NaN;
+  const scale = { "": 1, k: 1e3, K: 1e3, m: 1e6, M: 1e6, g: 1e9, G: 1e9, "%": 0.01 }[m?.[2] ?? ""];
+  if (!m || !Number.isFinite(n) || n <= 0 || scale === undefined) {
+    throw new UsageError(
+      `${option}: "${value}" is not a count (e.g. 25M) or a share of the original (0.5 or 50%)`,
+    );
+  }
+  return n * scale;
+}
+
+function parsePositive(option: string, value: string): number {
+  const n = NUMBER_RE.test(value.trim()) ? Number(value) : NaN;
+  if (!(n > 0)) throw new UsageError(`${option}: "${value}" is not a positive number`);
+  return n;
 }
 
 function parsePositiveInt(option: string, value: string): number {
@@ -384,6 +428,58 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
   if (path.resolve(output) === path.resolve(input)) {
     throw new UsageError(`--output: ${output} is the input model; refusing to overwrite it`);
   }
+  let target: CliArgs["target"];
+  const targets = (["target-params", "target-macs", "target-speedup"] as const).filter((k) =>
+    v[k] !== undefined
+  );
+  if (targets.length > 1) {
+    throw new UsageError(`${targets.map((t) => `--${t}`).join(" and ")}: give one target`);
+  }
+  if (targets.length === 1) {
+    if (v["pruning-ratio"] !== undefined || v["head-pruning-ratio"] !== undefined) {
+      throw new UsageError(
+        `--${targets[0]} decides how much to prune: drop --pruning-ratio / --head-pruning-ratio`,
+      );
+    }
+    target = {
+      budgetSeconds: v["profile-budget"] === undefined
+        ? 60
+        : parsePositive("--profile-budget", v["profile-budget"]),
+      batch: v["latency-batch"] === undefined
+        ? 1
+        : parsePositiveInt("--latency-batch", v["latency-batch"]),
+      cacheDir: v["latency-cache"],
+      ...(v.steps !== undefined ? { steps: parsePositiveInt("--steps", v.steps) } : {}),
+    };
+    if (v["target-params"] !== undefined) {
+      target.params = parseAmount("--target-params", v["target-params"]);
+    }
+    if (v["target-macs"] !== undefined) {
+      target.macs = parseAmount("--target-macs", v["target-macs"]);
+    }
+    if (v["target-speedup"] !== undefined) {
+      target.speedup = parsePositive("--target-speedup", v["target-speedup"]);
+      if (target.speedup <= 1) throw new UsageError(`--target-speedup: must be above 1`);
+    }
+    if (v["prune-embedding"]) options.pruneEmbedding = true;
+  } else {
+    for (
+      const k of [
+        "steps",
+        "profile-budget",
+        "latency-batch",
+        "latency-cache",
+        "latency-eta",
+        "prune-embedding",
+      ] as const
+    ) {
+      if (v[k] !== undefined) throw new UsageError(`--${k} goes with a --target-… option`);
+    }
+  }
+  if (v["latency-eta"] !== undefined) {
+    if (!target?.speedup) throw new UsageError("--latency-eta goes with --target-speedup");
+    options.latencyEta = parsePositive("--latency-eta", v["latency-eta"]);
+  }
   if (v.chart !== undefined) {
     if (v.chart === "") throw new UsageError("--chart: empty path");
     if (path.resolve(v.chart) === path.resolve(input)) {
@@ -395,6 +491,7 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
     output,
     options,
     chart: v.chart,
+    target,
     json: !!v.json,
     dryRun: !!v["dry-run"],
     quiet: !!v.quiet,
@@ -418,6 +515,47 @@ async function realOrNull(p: string): Promise<string | null> {
 }
 
 /** Checks the output location before any work: folder exists, output is not the input. */
+/**
+ * Prunes to a target: the calibration data is opened afresh for every step; a speed-up target
+ * profiles the latency model first (progress on stderr) and measures the result.
+ */
+async function pruneTowards(
+  model: ModelProto,
+  target: NonNullable<CliArgs["target"]>,
+  options: RunOptions,
+  quiet: boolean,
+): Promise<{ model: ModelProto; report: PruneReport }> {
+  let latency: LatencyModel | undefined;
+  if (target.speedup) {
+    const progress = new ProgressBar(0, { quiet, unit: "block shapes timed" });
+    latency = await createLatencyModel(model, {
+      batch: target.batch,
+      budgetSeconds: target.budgetSeconds,
+      ...(target.cacheDir !== undefined ? { cacheDir: target.cacheDir } : {}),
+      onProgress: progress.callback,
+    });
+    progress.finish();
+  }
+  const result = await pruneToTarget(model, { ...target, latency }, options);
+  result.report.target = result.target;
+  if (latency) {
+    result.report.latency = {
+      batch: target.batch,
+      estimated: { before: latency.originalMs, after: result.target.reached },
+      measured: {
+        before: await measureLatency(model, target.batch),
+        after: await measureLatency(result.model, target.batch),
+      },
+      profileSeconds: latency.table.seconds,
+    };
+  }
+  return result;
+}
+
+async function* reopen<T>(open: () => Promise<AsyncIterable<T>>): AsyncGenerator<T> {
+  yield* await open();
+}
+
 /** Writes a text file through a temporary file and a rename: never half a file. */
 async function writeTextAtomic(file: string, text: string): Promise<void> {
   const temp = `${file}.${crypto.randomUUID().slice(0, 8)}.tmp`;
@@ -518,9 +656,22 @@ export async function main(args: string[]): Promise<number> {
         { batchSize, samples, onProgress: progress.callback },
       );
     };
-    if (paths.length) cli.options.calibration = await load(paths, cli.quiet || cli.json);
+    if (paths.length) {
+      const first = await load(paths, cli.quiet || cli.json);
+      // A target run passes over the data at every step: each pass opens it afresh.
+      let used = false;
+      cli.options.calibration = cli.target
+        ? () => {
+          if (!used) return (used = true, first);
+          return { [Symbol.asyncIterator]: () => reopen(() => load(paths, true)) };
+        }
+        : first;
+    }
     if (cli.evaluate.length) cli.options.evaluation = { batches: await load(cli.evaluate, true) };
-    const { model: pruned, report } = await pruneModel(model, cli.options).catch((e) => {
+    const run = cli.target
+      ? () => pruneTowards(model, cli.target!, cli.options, cli.quiet || cli.json)
+      : () => pruneModel(model, cli.options);
+    const { model: pruned, report } = await run().catch((e) => {
       // Engine errors speak of nodes and options; say which file they are about.
       if (e instanceof PruneError && !e.message.includes(cli.input)) {
         throw new PruneError(e.code, `${cli.input}: ${e.message}`);

@@ -153,6 +153,27 @@ export function formatReport(report: PruneReport, options: FormatReportOptions =
           : ""),
     );
   }
+  if (report.target) {
+    const t = report.target;
+    const unit = t.metric === "latency" ? (v: number) => `${v.toFixed(2)} ms` : humanCount;
+    out.push("");
+    out.push(
+      `target: ${t.metric} ≤ ${unit(t.goal)} — reached ${unit(t.reached)} from ${unit(t.before)} ` +
+        `in ${t.steps.length} step${t.steps.length === 1 ? "" : "s"} (${
+          t.met ? "met" : `not met: ${((t.reached / t.goal - 1) * 100).toFixed(1)}% above`
+        })`,
+    );
+  }
+  if (report.latency) {
+    const l = report.latency;
+    const x = (a: number, b: number) => `×${(a / b).toFixed(2)}`;
+    out.push(
+      `latency at batch ${l.batch}: estimated ${l.estimated.before.toFixed(2)} → ` +
+        `${l.estimated.after.toFixed(2)} ms (${x(l.estimated.before, l.estimated.after)}), ` +
+        `measured ${l.measured.before.toFixed(2)} → ${l.measured.after.toFixed(2)} ms ` +
+        `(${x(l.measured.before, l.measured.after)}); profiling ${l.profileSeconds.toFixed(1)} s`,
+    );
+  }
   if (report.notes?.length) {
     out.push("");
     for (const note of report.notes) out.push(`note: ${note}`);

@@ -39,8 +39,9 @@ export interface PruneOptions {
   /** How the ratios are spent: "local" (default) — every block loses its ratio; "global" — the
    * same number of parameters, removed where scores are lowest across all blocks and kinds (MLP
    * channels against heads or head dims); "flap" — the same with scores standardised per kind
-   * across blocks first (FLAP's adaptive structure search). */
-  allocation?: "local" | "global" | "flap";
+   * across blocks first (FLAP's adaptive structure search); "isomorphic" — each kind ranked
+   * across blocks only against itself, with its own share (Torch-Pruning's isomorphic ranking). */
+  allocation?: "local" | "global" | "flap" | "isomorphic";
   /** Compute backend of the core. Default "auto" (GPU when an adapter exists). */
   backend?: "auto" | "gpu" | "cpu";
 }

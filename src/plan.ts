@@ -13,7 +13,15 @@ import type { Factor } from "./analysis/factors.ts";
 import type { AttentionGroup, EmbeddingGroup, Group, MlpGroup } from "./analysis/groups.ts";
 import { attentionScores, type Criterion, dimScores, mlpScores } from "./importance.ts";
 import { PruneError } from "./errors.ts";
-import { globalCounts, type GroupCounts } from "./allocate.ts";
+import {
+  defaultKindScale,
+  globalCounts,
+  type GroupCounts,
+  type Metric,
+  type Ranking,
+  type UnitKind,
+} from "./allocate.ts";
+import type { ProbedTensor } from "./runtime/probe.ts";
 
 /** Kept indices (ascending) of each pruned factor. */
 export type Plan = Map<Factor, number[]>;
@@ -50,10 +58,20 @@ export interface PlanSettings {
   gqaPolicy: "query-heads" | "kv-groups";
   /** Ratio override for a group, by group (layer) name, or undefined. */
   ratioFor: (group: Group) => number | undefined;
-  /** "local": every block loses its ratio (default); "global": the same parameter budget,
-   * spent where scores are lowest across blocks; "flap": the same with scores standardised per
-   * kind (FLAP's adaptive structure). */
-  allocation?: "local" | "global" | "flap";
+  /** "local": every block loses its ratio (default); otherwise the ranking across blocks that
+   * spends the budget (allocate.ts). */
+  allocation?: "local" | Ranking;
+  /** Score divisors per kind for the "global" ranking (default: NViT's). */
+  kindScale?: Partial<Record<UnitKind, number>>;
+  /** Budget of a global allocation; default: the parameters the ratios would remove. */
+  budget?: { metric: Metric; amount: number };
+  /** With a budget: which kinds take part beyond the head flags. */
+  pruneMlp?: boolean;
+  pruneEmbedding?: boolean;
+  /** Probed shapes (MAC costs of a global allocation). */
+  shapes?: Map<string, ProbedTensor>;
+  latencyCost?: (group: Group, kind: UnitKind) => number;
+  latencyEta?: number;
 }
 
 function range(n: number): number[] {
@@ -80,7 +98,7 @@ export async function makePlan(
   const plan: Plan = new Map();
   const decisions: GroupDecision[] = [];
   let counts: Map<Group, GroupCounts> | undefined;
-  if (settings.allocation === "global" || settings.allocation === "flap") {
+  if (settings.allocation && settings.allocation !== "local") {
     if (settings.qkRatio !== undefined || settings.vRatio !== undefined) {
       throw new PruneError(
         "bad-option",
@@ -88,10 +106,16 @@ export async function makePlan(
           "separate Q/K and V ratios",
       );
     }
+    const blocks = groups.filter((g) => g.kind === "attention").length;
     counts = await globalCounts(core, groups, {
       ...settings,
-      standardise: settings.allocation === "flap",
+      pruneMlp: settings.pruneMlp ?? settings.pruningRatio > 0,
+      pruneEmbedding: settings.pruneEmbedding ?? settings.embeddingPruningRatio > 0,
+      ranking: settings.allocation,
+      kindScale: { ...defaultKindScale(blocks), ...settings.kindScale },
+      shapes: settings.shapes ?? new Map(),
       localCounts: localCounts(settings),
+      skip: (g) => settings.ratioFor(g) === 0,
     });
   }
   for (const group of groups) {
@@ -103,14 +127,15 @@ export async function makePlan(
       const ratio = override ?? settings.pruningRatio;
       decisions.push(await planMlp(core, group, ratio, settings, plan, counts?.get(group)));
     } else {
-      decisions.push(await planMlp(core, group, settings.embeddingPruningRatio, settings, plan));
+      const ratio = settings.embeddingPruningRatio;
+      decisions.push(await planMlp(core, group, ratio, settings, plan, counts?.get(group)));
     }
   }
   return { plan, decisions };
 }
 
 /** Units each group loses under its per-block ratio (the budget of a global allocation). */
-function localCounts(s: PlanSettings): (group: Group) => GroupCounts {
+function localCounts(s: PlanSettings): (group: Group) => GroupCounts & { embedding?: number } {
   return (group) => {
     const override = s.ratioFor(group);
     if (group.kind === "attention") {
@@ -123,11 +148,11 @@ function localCounts(s: PlanSettings): (group: Group) => GroupCounts {
         dims: s.pruneHeadDims ? d - channelsToKeep(d, ratio, s.roundTo) : 0,
       };
     }
+    const c = group.channels.size;
     if (group.kind === "mlp") {
-      const c = group.channels.size;
       return { channels: c - channelsToKeep(c, override ?? s.pruningRatio, s.roundTo) };
     }
-    return {};
+    return { embedding: c - channelsToKeep(c, s.embeddingPruningRatio, s.roundTo) };
   };
 }
 
@@ -142,8 +167,10 @@ async function planAttention(
   const decision: GroupDecision = { group, ratio };
   const byKvGroups = !!group.kvGroups && s.gqaPolicy === "kv-groups";
   const headsBlocked = byKvGroups ? group.kvGroupsBlocked : group.headsBlocked;
-  const wantHeads = s.pruneNumHeads && ratio > 0 && !headsBlocked;
-  const wantDims = s.pruneHeadDims && ratio > 0 && !group.dimsBlocked;
+  const wantHeads = s.pruneNumHeads && (counts ? (counts.heads ?? 0) > 0 : ratio > 0) &&
+    !headsBlocked;
+  const wantDims = s.pruneHeadDims && (counts ? (counts.dims ?? 0) > 0 : ratio > 0) &&
+    !group.dimsBlocked;
   const separate = s.qkRatio !== undefined || s.vRatio !== undefined;
   if (!wantHeads && !wantDims && !(s.pruneHeadDims && separate)) return decision;
   const scores = await attentionScores(core, group, s.criterion);
@@ -226,7 +253,7 @@ async function planMlp(
   counts?: GroupCounts,
 ): Promise<GroupDecision> {
   const decision: GroupDecision = { group, ratio };
-  if (ratio <= 0 || group.blocked) return decision;
+  if (group.blocked || (counts ? !((counts.channels ?? 0) > 0) : ratio <= 0)) return decision;
   const c = group.channels.size;
   const keep = counts ? c - (counts.channels ?? 0) : channelsToKeep(c, ratio, s.roundTo);
   if (keep >= c) {

@@ -27,6 +27,9 @@ import { gateReader, type GateStats } from "./calibration/gradients.ts";
 import type { OrtTensor } from "./runtime/ort.ts";
 import { type ComputeCore, createCore } from "./core/mod.ts";
 import { countMacs, countParams } from "./metrics.ts";
+import type { Metric, UnitKind } from "./allocate.ts";
+
+type Batches = AsyncIterable<Record<string, OrtTensor>> | Iterable<Record<string, OrtTensor>>;
 
 /** Options of {@link pruneModel} beyond the pruning options. */
 export interface RunOptions extends PruneOptions {
@@ -36,8 +39,9 @@ export interface RunOptions extends PruneOptions {
   dryRun?: boolean;
   /** Zero the removed channels instead of removing them (same shapes; the equivalence oracle). */
   mask?: boolean;
-  /** Calibration batches (feeds by graph input name), for data-aware criteria and compensation. */
-  calibration?: AsyncIterable<Record<string, OrtTensor>> | Iterable<Record<string, OrtTensor>>;
+  /** Calibration batches (feeds by graph input name), for data-aware criteria and compensation;
+   * or a function that opens them afresh (pruning to a target passes over them at every step). */
+  calibration?: Batches | (() => Batches);
   /** Compensation of the layers that read removed channels. Default "none". */
   compensation?: Compensation;
   /** Ridge of the "reweight" least squares, relative to the mean input energy. Default 0.01. */
@@ -49,6 +53,19 @@ export interface RunOptions extends PruneOptions {
   evaluation?: Evaluation;
   /** A compute core to use (and keep) instead of creating one for this run. */
   core?: ComputeCore;
+  /** Global allocation: spend this much of a metric instead of the ratios' parameters (the
+   * ratios are then ignored; heads and dims follow the head flags). */
+  budget?: { metric: Metric; amount: number };
+  /** With a budget: prune MLP channels (default true) and the embedding width (default false). */
+  pruneMlp?: boolean;
+  pruneEmbedding?: boolean;
+  /** Score divisors per kind in the "global" ranking (default NViT's: heads 6, embedding the
+   * number of blocks). */
+  kindScale?: Partial<Record<UnitKind, number>>;
+  /** Estimated latency saved per unit (latency budgets; from a latency model). */
+  latencyCost?: (group: Group, kind: UnitKind) => number;
+  /** Latency-aware ranking (NViT Eq. 6): a unit's score minus η × the latency it saves (ms). */
+  latencyEta?: number;
 }
 
 /** Result of {@link pruneModel}. */
@@ -211,6 +228,13 @@ async function pruneWithCore(
     criterion,
     gqaPolicy: options.gqaPolicy ?? "query-heads",
     allocation: options.allocation ?? "local",
+    kindScale: options.kindScale,
+    budget: options.budget,
+    pruneMlp: options.budget ? options.pruneMlp ?? true : undefined,
+    pruneEmbedding: options.budget ? !!options.pruneEmbedding : undefined,
+    shapes: before,
+    latencyCost: options.latencyCost,
+    latencyEta: options.latencyEta,
     embeddingPruningRatio,
     qkRatio: options.qkPruningRatio === undefined
       ? undefined
@@ -354,9 +378,12 @@ async function calibrationStats(
     }
   }
   const stride = options.gramStride ?? 4;
+  const batches = typeof options.calibration === "function"
+    ? options.calibration()
+    : options.calibration;
   if (!gradient) {
     return {
-      stats: await collectStats(model, [...tensors], options.calibration, gram, undefined, stride),
+      stats: await collectStats(model, [...tensors], batches, gram, undefined, stride),
     };
   }
   // Heads' channels at the attention output projections, for head-level gate sums.
@@ -375,7 +402,7 @@ async function calibrationStats(
   const stats = await collectStats(
     backward.model,
     [...tensors],
-    options.calibration,
+    batches,
     gram,
     reader,
     stride,

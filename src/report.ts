@@ -1,3 +1,4 @@
+import type { TargetReport } from "./target.ts";
 import type { Fidelity } from "./evaluate.ts";
 
 /** What a pruning run did, as printed by the CLI and returned by `prune()`. */
@@ -14,6 +15,15 @@ export interface PruneReport {
   notes: string[];
   /** Every prunable group the analysis found, with the tensors coupled to it. */
   groups: GroupReport[];
+  /** Pruning to a target: the goal, what was reached, and every step. */
+  target?: TargetReport;
+  /** With a latency model: estimated and measured latency (ms) before and after. */
+  latency?: {
+    estimated: { before: number; after: number };
+    measured: { before: number; after: number };
+    batch: number;
+    profileSeconds: number;
+  };
 }
 
 /** A group of coupled channels found in the graph. */

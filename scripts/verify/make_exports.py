@@ -1,6 +1,6 @@
 """Exports ViT variants that are NOT committed as fixtures, for a wider masking check.
 
-    .venv/bin/python scripts/verify/make_exports.py OUT_DIR [deit vitvar nofused hf tv minilm]
+    .venv/bin/python scripts/verify/make_exports.py OUT_DIR [deit vitvar nofused hf tv minilm deits]
     deno run -A scripts/verify/masking_check.ts OUT_DIR/*.onnx
 
 Random weights (with seeded noise so no two parameters are equal), except `minilm`: the real
@@ -76,6 +76,10 @@ def main():
         export(perturb(transformers.DeiTForImageClassificationWithTeacher(dcfg)), x32, p("hf_deit_teacher"))
     if "tv" in which:
         export(perturb(torchvision.models.vit_b_32()), x224, p("torchvision_vit_b_32"))
+    if "deits" in which:
+        # DeiT-Small's shape (random weights): the latency benchmark's model.
+        m = perturb(timm.create_model("deit_small_patch16_224", pretrained=False))
+        export(m, x224, p("timm_deit_small"))
     if "minilm" in which:
         export_minilm(p("all_minilm_l6_v2"))
 

@@ -1,0 +1,174 @@
+/**
+ * Latency of a whole model from the block table: the sum of its blocks' interpolated latencies
+ * plus what the rest of the model (patch embedding, head) costs — measured once on the original
+ * model as its measured latency minus its blocks' estimate. What one unit of a block (a head, a
+ * per-head dim, an MLP channel, an embedding channel of every block) saves is the difference of
+ * the table between the block's shape and the same shape one unit smaller.
+ *
+ * @module
+ */
+import { PruneError } from "../errors.ts";
+import type { ModelProto } from "../onnx/proto.ts";
+import { encodeModel } from "../onnx/model_io.ts";
+import { Graph, type GraphProto } from "../graph/graph.ts";
+import { probeTensors } from "../runtime/probe.ts";
+import { createSession, loadOrt, ORT_ELEMENT_TYPES, type OrtTensor } from "../runtime/ort.ts";
+import { traceGraph } from "../analysis/trace.ts";
+import { findGroups, type Group } from "../analysis/groups.ts";
+import type { UnitKind } from "../allocate.ts";
+import type { LatencyEstimator } from "../target.ts";
+import type { BlockShape } from "./block.ts";
+import { interpolate, type LatencyTable, profileBlock, type ProfileOptions } from "./table.ts";
+
+/** The transformer blocks of a model: the k-th attention block with the k-th MLP. */
+export interface ModelBlocks {
+  shapes: BlockShape[];
+  /** Group names of each block's attention and MLP, and of the embedding width. */
+  attention: string[];
+  mlp: string[];
+  embedding?: string;
+  /** Tokens per sample. */
+  tokens: number;
+}
+
+/** Reads the block shapes of a model (one probe run at batch 1). */
+export async function modelBlocks(model: ModelProto): Promise<ModelBlocks> {
+  const probed = await probeTensors(model);
+  const opset = (model.opsetImport ?? []).find((o) => !o.domain || o.domain === "ai.onnx");
+  const trace = traceGraph(
+    new Graph(model.graph as GraphProto),
+    probed,
+    Number(opset?.version ?? 17),
+  );
+  const { groups } = findGroups(trace);
+  const attention = groups.filter((g) => g.kind === "attention");
+  const mlp = groups.filter((g) => g.kind === "mlp");
+  const embedding = groups.find((g) => g.kind === "embedding");
+  if (attention.length === 0 || attention.length !== mlp.length) {
+    throw new PruneError(
+      "unsupported-graph",
+      `the latency model needs transformer blocks (attention + MLP); found ${attention.length} ` +
+        `attention and ${mlp.length} MLP blocks`,
+    );
+  }
+  let tokens = 0;
+  const shapes = attention.map((a, i) => {
+    const m = mlp[i];
+    if (a.kind !== "attention" || m.kind !== "mlp") throw new Error("unreachable");
+    const q = a.members.find((t) => t.role === "weight-out" && t.linear)!;
+    const out = probed.get(q.linear!.output[0])?.dims ?? [];
+    tokens ||= out.slice(0, -1).reduce((x, y) => x * y, 1);
+    const emb = embedding?.kind === "embedding"
+      ? embedding.channels.size
+      : Number(q.ref.tensor.dims?.[0] ?? 0);
+    return {
+      emb,
+      heads: a.heads.size * (a.kvGroups?.size ?? 1),
+      qk: a.qkDim.size,
+      v: a.vDim.size,
+      mlp: m.channels.size,
+    };
+  });
+  return {
+    shapes,
+    attention: attention.map((g) => g.name),
+    mlp: mlp.map((g) => g.name),
+    embedding: embedding?.name,
+    tokens,
+  };
+}
+
+/** Median latency (ms) of a whole model in onnxruntime at `batch`, inputs synthesised. */
+export async function measureLatency(model: ModelProto, batch = 1, runs = 15): Promise<number> {
+  const ort = await loadOrt();
+  const session = await createSession(encodeModel(model));
+  const init = new Set((model.graph!.initializer ?? []).map((t) => t.name));
+  const feeds: Record<string, OrtTensor> = {};
+  for (const input of model.graph!.input ?? []) {
+    if (init.has(input.name!)) continue;
+    const tt = input.type?.tensorType;
+    const dims = (tt?.shape?.dim ?? []).map((d, i) =>
+      Number(d.dimValue ?? 0) || (i === 0 ? batch : 1)
+    );
+    const n = dims.reduce((a, b) => a * b, 1);
+    const type = ORT_ELEMENT_TYPES[tt?.elemType ?? 0];
+    feeds[input.name!] = type === "float32"
+      ? new ort.Tensor("float32", new Float32Array(n).fill(0.1), dims)
+      : type === "int64"
+      ? new ort.Tensor("int64", new BigInt64Array(n), dims)
+      : (() => {
+        throw new PruneError("unsupported-graph", `latency: input "${input.name}" is ${type}`);
+      })();
+  }
+  try {
+    for (let i = 0; i < 3; i++) await session.run(feeds);
+    const times: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const t = performance.now();
+      await session.run(feeds);
+      times.push(performance.now() - t);
+    }
+    times.sort((a, b) => a - b);
+    return times[Math.floor(times.length / 2)];
+  } finally {
+    await session.release?.();
+  }
+}
+
+/** A latency model for pruning `original` at `batch`: its table, and estimates of any model. */
+export interface LatencyModel extends LatencyEstimator {
+  table: LatencyTable;
+  /** Measured latency of the original (ms) and the part outside the blocks. */
+  originalMs: number;
+  restMs: number;
+}
+
+const one = (shape: BlockShape, kind: UnitKind): BlockShape => {
+  switch (kind) {
+    case "heads":
+      return { ...shape, heads: shape.heads - 1 };
+    case "dims":
+      return { ...shape, qk: shape.qk - 1, v: shape.v - 1 };
+    case "channels":
+      return { ...shape, mlp: shape.mlp - 1 };
+    case "embedding":
+      return { ...shape, emb: shape.emb - 1 };
+  }
+};
+
+/** Profiles the block table of `original` (or reads it from the cache) and measures it. */
+export async function createLatencyModel(
+  original: ModelProto,
+  options: Omit<ProfileOptions, "tokens"> = {},
+): Promise<LatencyModel> {
+  const batch = options.batch ?? 1;
+  const blocks = await modelBlocks(original);
+  const full = Object.fromEntries(
+    (["emb", "heads", "qk", "v", "mlp"] as const).map((a) => [
+      a,
+      Math.max(...blocks.shapes.map((s) => s[a])),
+    ]),
+  ) as unknown as BlockShape;
+  const table = await profileBlock(full, { ...options, batch, tokens: blocks.tokens });
+  const originalMs = await measureLatency(original, batch);
+  const blocksMs = (b: ModelBlocks) => b.shapes.reduce((s, x) => s + interpolate(table, x), 0);
+  const restMs = originalMs - blocksMs(blocks);
+  return {
+    table,
+    originalMs,
+    restMs,
+    async estimate(model: ModelProto) {
+      return restMs + blocksMs(await modelBlocks(model));
+    },
+    async costs(model: ModelProto) {
+      const b = await modelBlocks(model);
+      const saved = (shape: BlockShape, kind: UnitKind) =>
+        Math.max(0, interpolate(table, shape) - interpolate(table, one(shape, kind)));
+      return (group: Group, kind: UnitKind) => {
+        if (kind === "embedding") return b.shapes.reduce((s, x) => s + saved(x, kind), 0);
+        const i = (group.kind === "mlp" ? b.mlp : b.attention).indexOf(group.name);
+        return i < 0 ? 0 : saved(b.shapes[i], kind);
+      };
+    },
+  };
+}

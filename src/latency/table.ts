@@ -1,0 +1,215 @@
+/**
+ * The latency table of one transformer block on the user's runtime (NViT, appendix A.3): the
+ * block is timed over a grid of (EMB, H, QK, V, MLP) at the user's batch size and token count,
+ * the table is cached in a file keyed by runtime, machine and block shape, and the latency of
+ * any shape is read off it by multilinear interpolation (linear extrapolation below the grid).
+ *
+ * @module
+ */
+import denoJson from "../../deno.json" with { type: "json" };
+import { PruneError } from "../errors.ts";
+import { encodeModel } from "../onnx/model_io.ts";
+import { createSession, loadOrt, ortBackendName } from "../runtime/ort.ts";
+import { blockModel, type BlockShape } from "./block.ts";
+
+export const AXES = ["emb", "heads", "qk", "v", "mlp"] as const;
+
+/** Timed block latencies (ms) on a grid, row-major over {@link AXES}. */
+export interface LatencyTable {
+  key: string;
+  description: Record<string, unknown>;
+  batch: number;
+  tokens: number;
+  axes: Record<(typeof AXES)[number], number[]>;
+  ms: number[];
+  /** Wall time the profiling took (s). */
+  seconds: number;
+}
+
+/** How to profile. */
+export interface ProfileOptions {
+  batch?: number;
+  tokens: number;
+  /** Grid points per axis (2 to 5); default: as many as `budgetSeconds` allows, at most 4. */
+  levels?: number;
+  /** Time to spend profiling, in seconds (default 60). */
+  budgetSeconds?: number;
+  /** Timed runs per grid point (median; default 7). */
+  runs?: number;
+  /** Folder of cached tables; null: no cache. Default: the user's cache folder. */
+  cacheDir?: string | null;
+  onProgress?: (done: number, total: number) => void;
+}
+
+function defaultCacheDir(): string | null {
+  try {
+    const env = Deno.env.get("XDG_CACHE_HOME") ??
+      (Deno.env.get("HOME") ? `${Deno.env.get("HOME")}/.cache` : undefined);
+    return env ? `${env}/prune-vit/latency` : null;
+  } catch {
+    return null; // no permission to read the environment: no cache
+  }
+}
+
+function cpuModel(): string {
+  try {
+    const info = Deno.readTextFileSync("/proc/cpuinfo");
+    return /model name\s*:\s*(.+)/.exec(info)?.[1]?.trim() ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+async function sha256(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Median latency (ms) of one block shape. */
+export async function timeBlock(
+  shape: BlockShape,
+  batch: number,
+  tokens: number,
+  runs = 7,
+): Promise<number> {
+  const ort = await loadOrt();
+  const session = await createSession(encodeModel(blockModel(shape, batch, tokens)));
+  try {
+    const x = new ort.Tensor("float32", new Float32Array(batch * tokens * shape.emb).fill(0.1), [
+      batch,
+      tokens,
+      shape.emb,
+    ]);
+    for (let i = 0; i < 2; i++) await session.run({ x });
+    const times: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const t = performance.now();
+      await session.run({ x });
+      times.push(performance.now() - t);
+    }
+    times.sort((a, b) => a - b);
+    return times[Math.floor(times.length / 2)];
+  } finally {
+    await session.release?.();
+  }
+}
+
+function grid(full: number, levels: number): number[] {
+  const out = new Set<number>();
+  for (let i = 1; i <= levels; i++) out.add(Math.max(1, Math.round((full * i) / levels)));
+  return [...out].sort((a, b) => a - b);
+}
+
+/** Profiles (or reads from the cache) the latency table of blocks up to `full`. */
+export async function profileBlock(
+  full: BlockShape,
+  options: ProfileOptions,
+): Promise<LatencyTable> {
+  const batch = options.batch ?? 1, runs = options.runs ?? 7;
+  if (!Number.isInteger(options.tokens) || options.tokens < 1) {
+    throw new PruneError("bad-option", `latency profile: tokens must be a positive integer`);
+  }
+  const budget = options.budgetSeconds ?? 60;
+  if (!(budget > 0)) {
+    throw new PruneError("bad-option", `profile budget must be positive, got ${budget}`);
+  }
+  const start = performance.now();
+  let levels = options.levels;
+  if (levels !== undefined && (!Number.isInteger(levels) || levels < 2 || levels > 5)) {
+    throw new PruneError("bad-option", `latency grid levels must be 2 to 5, got ${levels}`);
+  }
+  // The full block is the slowest point: the grid is as fine as the budget allows for it.
+  const fullMs = await timeBlock(full, batch, options.tokens, runs);
+  const perPoint = (fullMs * (runs + 2)) / 1000 + 0.02;
+  levels ??= [4, 3, 2].find((l) => l ** AXES.length * perPoint * 0.6 <= budget) ?? 2;
+  const description = {
+    runtime: `onnxruntime-${ortBackendName()} ${denoJson.imports["onnxruntime-node"]}`,
+    machine: `${Deno.build.target}, ${navigator.hardwareConcurrency} threads, ${cpuModel()}`,
+    block: full,
+    batch,
+    tokens: options.tokens,
+    levels,
+    runs,
+  };
+  const key = await sha256(JSON.stringify(description));
+  const dir = options.cacheDir === undefined ? defaultCacheDir() : options.cacheDir;
+  const file = dir ? `${dir}/${key}.json` : undefined;
+  if (file) {
+    try {
+      const cached = JSON.parse(await Deno.readTextFile(file)) as LatencyTable;
+      if (cached.key === key && cached.ms?.length) return cached;
+    } catch {
+      // not cached yet (or unreadable): profile
+    }
+  }
+  const axes = Object.fromEntries(AXES.map((a) => [a, grid(full[a], levels!)])) as LatencyTable[
+    "axes"
+  ];
+  const sizes = AXES.map((a) => axes[a].length);
+  const total = sizes.reduce((a, b) => a * b, 1);
+  const ms: number[] = [];
+  for (let i = 0; i < total; i++) {
+    let rest = i;
+    const shape = {} as BlockShape;
+    for (let a = AXES.length - 1; a >= 0; a--) {
+      shape[AXES[a]] = axes[AXES[a]][rest % sizes[a]];
+      rest = Math.floor(rest / sizes[a]);
+    }
+    ms.push(await timeBlock(shape, batch, options.tokens, runs));
+    options.onProgress?.(i + 1, total);
+  }
+  // A block cannot get slower when a dimension shrinks: timing noise that says so is evened out.
+  for (let a = 0; a < AXES.length; a++) {
+    const stride = sizes.slice(a + 1).reduce((x, y) => x * y, 1);
+    for (let i = 0; i < total; i++) {
+      const at = Math.floor(i / stride) % sizes[a];
+      if (at > 0) ms[i] = Math.max(ms[i], ms[i - stride]);
+    }
+  }
+  const table: LatencyTable = {
+    key,
+    description,
+    batch,
+    tokens: options.tokens,
+    axes,
+    ms,
+    seconds: (performance.now() - start) / 1000,
+  };
+  if (file) {
+    try {
+      await Deno.mkdir(dir!, { recursive: true });
+      const temp = `${file}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+      await Deno.writeTextFile(temp, JSON.stringify(table) + "\n");
+      await Deno.rename(temp, file);
+    } catch {
+      // a cache that cannot be written only costs the next run its profiling time
+    }
+  }
+  return table;
+}
+
+/** Latency (ms) of a block shape by multilinear interpolation in the table. */
+export function interpolate(table: LatencyTable, shape: BlockShape): number {
+  const sizes = AXES.map((a) => table.axes[a].length);
+  // Per axis: the two grid indices around the value and the weight of the upper one.
+  const brackets = AXES.map((a) => {
+    const g = table.axes[a], x = shape[a];
+    if (g.length === 1) return { lo: 0, hi: 0, t: 0 };
+    let hi = g.findIndex((v) => v >= x);
+    if (hi <= 0) hi = hi === 0 ? 1 : g.length - 1;
+    const lo = hi - 1;
+    return { lo, hi, t: (x - g[lo]) / (g[hi] - g[lo]) };
+  });
+  let sum = 0;
+  for (let corner = 0; corner < 1 << AXES.length; corner++) {
+    let weight = 1, index = 0;
+    for (let a = 0; a < AXES.length; a++) {
+      const upper = (corner >> (AXES.length - 1 - a)) & 1;
+      const { lo, hi, t } = brackets[a];
+      weight *= upper ? t : 1 - t;
+      index = index * sizes[a] + (upper ? hi : lo);
+    }
+    if (weight !== 0) sum += weight * table.ms[index];
+  }
+  return sum;
+}

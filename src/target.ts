@@ -1,0 +1,207 @@
+/**
+ * Pruning to a target (NViT): "fit in 25 M parameters", "half the MACs", "2× faster". The model
+ * is pruned in steps; each step scores every unit of the current (already pruned) model again —
+ * calibration statistics and gradients included — ranks them globally, and removes the lowest
+ * units worth a share of the remaining gap. Pruning stops when the target is met; the report
+ * says how close it got and what every step did.
+ *
+ * @module
+ */
+import { PruneError } from "./errors.ts";
+import type { ModelProto } from "./onnx/proto.ts";
+import type { BlockReport, PruneReport } from "./report.ts";
+import { pruneModel, type PruneResult, type RunOptions } from "./prune.ts";
+import type { Metric } from "./allocate.ts";
+import { createCore } from "./core/mod.ts";
+
+/** A target and how to reach it. */
+export interface TargetOptions {
+  /** Parameters to end with: a count, or (≤ 1) a share of the original's. */
+  params?: number;
+  /** MACs to end with: a count, or (≤ 1) a share of the original's. */
+  macs?: number;
+  /** Speed-up to reach on the latency model's runtime (> 1). */
+  speedup?: number;
+  /** Pruning steps (default 4). */
+  steps?: number;
+  /** The latency model, for `speedup` (see latency/). */
+  latency?: LatencyEstimator;
+}
+
+/** Estimated latency of a model, and the latency one unit of a group saves. */
+export interface LatencyEstimator {
+  /** Estimated latency (ms) of the model as it is. */
+  estimate(model: ModelProto): Promise<number>;
+  /** Per-unit savings for the next step, computed on `model`. */
+  costs(model: ModelProto): Promise<RunOptions["latencyCost"]>;
+}
+
+/** One step of a target run. */
+export interface TargetStep {
+  params: number;
+  macs: number;
+  /** Estimated latency after the step (ms), with a latency model. */
+  latencyMs?: number;
+}
+
+/** The report of a target run. */
+export interface TargetReport {
+  metric: Metric;
+  /** Goal in the metric's unit (parameters, MACs, or milliseconds). */
+  goal: number;
+  /** Value reached, and whether it is at or under the goal. */
+  reached: number;
+  met: boolean;
+  before: number;
+  steps: TargetStep[];
+}
+
+function goalOf(value: number | undefined, original: number, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new PruneError("bad-option", `${name} must be positive, got ${value}`);
+  }
+  const goal = value <= 1 ? value * original : value;
+  if (goal >= original) {
+    throw new PruneError(
+      "bad-option",
+      `${name} ${value} asks for ${Math.round(goal)}, not less than the model's ${original}`,
+    );
+  }
+  return goal;
+}
+
+/** Composes kept indices of a later step (relative to the earlier result) onto the earlier. */
+function compose(first: BlockReport[], next: BlockReport[]): BlockReport[] {
+  return next.map((b) => {
+    const a = first.find((x) => x.kind === b.kind && x.name === b.name);
+    if (!a) return b;
+    if (a.kind === "attention" && b.kind === "attention") {
+      const heads = b.keptHeads.map((h) => a.keptHeads[h]);
+      const dims = b.keptDims?.map((d, i) => {
+        const before = a.keptDims?.[b.keptHeads[i]];
+        return before ? d.map((j) => before[j]) : d;
+      }) ?? (a.keptDims && b.keptHeads.map((h) => a.keptDims![h]));
+      return {
+        ...b,
+        heads: { before: a.heads.before, after: b.heads.after },
+        headDim: { before: a.headDim.before, after: b.headDim.after },
+        keptHeads: heads,
+        ...(dims ? { keptDims: dims } : {}),
+      };
+    }
+    if (a.kind !== "attention" && b.kind !== "attention") {
+      return {
+        ...b,
+        channels: { before: a.channels.before, after: b.channels.after },
+        keptChannels: b.keptChannels.map((c) => a.keptChannels[c]),
+      };
+    }
+    return b;
+  });
+}
+
+/**
+ * Prunes `model` until the target is met (or nothing more can go). `options` says what may be
+ * pruned (head flags, `pruneEmbedding`), the criterion, calibration and ranking
+ * (`allocation`, default "global"); ratios are ignored.
+ */
+export async function pruneToTarget(
+  model: ModelProto,
+  target: TargetOptions,
+  options: RunOptions = {},
+): Promise<PruneResult & { target: TargetReport }> {
+  const given = [target.params, target.macs, target.speedup].filter((v) => v !== undefined);
+  if (given.length !== 1) {
+    throw new PruneError("bad-option", "give exactly one target: params, MACs or speed-up");
+  }
+  const steps = target.steps ?? 4;
+  if (!Number.isInteger(steps) || steps < 1) {
+    throw new PruneError("bad-option", `steps must be a positive integer, got ${steps}`);
+  }
+  if (target.speedup !== undefined && !(target.speedup > 1)) {
+    throw new PruneError("bad-option", `speed-up must be above 1, got ${target.speedup}`);
+  }
+  if (target.speedup !== undefined && !target.latency) {
+    throw new PruneError("bad-option", "a speed-up target needs a latency model");
+  }
+  const core = options.core ?? await createCore({ backend: options.backend ?? "auto" });
+  try {
+    const base: RunOptions = {
+      ...options,
+      core,
+      allocation: options.allocation && options.allocation !== "local"
+        ? options.allocation
+        : "global",
+      evaluation: undefined,
+    };
+    // A dry look at the original for its size (and the latency model's estimate).
+    const first = await pruneModel(model, { ...base, dryRun: true, budget: undefined });
+    const metric: Metric = target.params !== undefined
+      ? "params"
+      : target.macs !== undefined
+      ? "macs"
+      : "latency";
+    const measure = async (m: ModelProto, r: PruneReport) =>
+      metric === "params"
+        ? r.params.after
+        : metric === "macs"
+        ? r.macs.after
+        : await target.latency!.estimate(m);
+    const before = await measure(model, first.report);
+    const goal = metric === "params"
+      ? goalOf(target.params, first.report.params.before, "target params")!
+      : metric === "macs"
+      ? goalOf(target.macs, first.report.macs.before, "target MACs")!
+      : before / target.speedup!;
+
+    let current = model, value = before, report = first.report;
+    let blocks: BlockReport[] | undefined;
+    const history: TargetStep[] = [];
+    // A few extra steps mend the estimate's misses; a step that removes nothing ends the run.
+    for (let step = 0; step < steps + 3 && value > goal; step++) {
+      const share = (value - goal) / Math.max(1, steps - step);
+      const latencyCost = metric === "latency" ? await target.latency!.costs(current) : undefined;
+      const result = await pruneModel(current, {
+        ...base,
+        budget: { metric, amount: share },
+        latencyCost,
+      });
+      const next = await measure(result.model, result.report);
+      if (!(next < value)) break;
+      current = result.model;
+      value = next;
+      blocks = blocks ? compose(blocks, result.report.blocks) : result.report.blocks;
+      report = result.report;
+      history.push({
+        params: result.report.params.after,
+        macs: result.report.macs.after,
+        ...(metric === "latency" ? { latencyMs: next } : {}),
+      });
+    }
+    if (history.length === 0) {
+      throw new PruneError(
+        "unsupported-graph",
+        "nothing could be pruned towards the target (no prunable unit left, or none allowed)",
+      );
+    }
+    const final: PruneReport = {
+      ...report,
+      params: { before: first.report.params.before, after: report.params.after },
+      macs: { before: first.report.macs.before, after: report.macs.after },
+      blocks: blocks ?? report.blocks,
+      notes: [
+        ...report.notes,
+        `pruned in ${history.length} step${history.length > 1 ? "s" : ""} to a ${metric} target`,
+      ],
+    };
+    return {
+      model: current,
+      report: final,
+      stats: { tensorsSliced: 0, shapeValuesRewritten: 0, scalarsFrozen: 0 },
+      target: { metric, goal, reached: value, met: value <= goal, before, steps: history },
+    };
+  } finally {
+    if (!options.core) core.dispose();
+  }
+}

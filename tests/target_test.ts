@@ -1,0 +1,147 @@
+/**
+ * Pruning to a target (params, MACs, speed-up) and the latency model behind speed-up targets:
+ * the block model, the grid table (monotone, cached), multilinear interpolation.
+ */
+import assert from "node:assert/strict";
+import { pruneToTarget } from "../src/target.ts";
+import { decodeModel, encodeModel } from "../src/onnx/model_io.ts";
+import { createCore } from "../src/core/mod.ts";
+import { createSession, loadOrt } from "../src/runtime/ort.ts";
+import { blockModel } from "../src/latency/block.ts";
+import { AXES, interpolate, type LatencyTable, profileBlock } from "../src/latency/table.ts";
+import { createLatencyModel, modelBlocks } from "../src/latency/model.ts";
+
+const FIXTURES = new URL("./fixtures/", import.meta.url);
+const core = await createCore({ backend: "cpu" });
+const vit = await Deno.readFile(new URL("fmnist_vit.onnx", FIXTURES));
+
+Deno.test("pruning to a parameter or MAC target meets it in steps, kept indices in the original numbering", async () => {
+  for (const target of [{ params: 0.6 }, { macs: 4_000_000, steps: 3 }]) {
+    const r = await pruneToTarget(decodeModel(vit), target, {
+      pruneHeadDims: true,
+      roundTo: 4,
+      core,
+    });
+    const t = r.target;
+    assert.ok(t.met, JSON.stringify(t));
+    assert.ok(t.reached <= t.goal && t.reached > 0.8 * t.goal, JSON.stringify(t));
+    assert.equal(t.metric, "params" in target ? "params" : "macs");
+    assert.ok(t.steps.length >= 1 && t.steps.length <= (target.steps ?? 4) + 3);
+    const reported = "params" in target ? r.report.params.after : r.report.macs.after;
+    assert.equal(reported, t.reached);
+    for (const b of r.report.blocks) {
+      const kept = b.kind === "attention" ? b.keptHeads : b.keptChannels;
+      const before = b.kind === "attention" ? b.heads.before : b.channels.before;
+      assert.deepEqual(kept, [...new Set(kept)].sort((x, y) => x - y), b.name);
+      assert.ok(kept.every((k) => k >= 0 && k < before), b.name);
+      if (b.kind === "mlp") assert.equal(b.channels.after % 4, 0, `${b.name} rounded to 4`);
+    }
+    // The result runs and is smaller.
+    const session = await createSession(encodeModel(r.model));
+    assert.ok(session.outputNames.length > 0);
+  }
+});
+
+Deno.test("targets: one at a time, below the original, and a speed-up needs a latency model", async () => {
+  const m = () => decodeModel(vit);
+  await assert.rejects(() => pruneToTarget(m(), { params: 0.5, macs: 0.5 }), /exactly one target/);
+  await assert.rejects(() => pruneToTarget(m(), { params: 2e9 }), /not less than the model's/);
+  await assert.rejects(() => pruneToTarget(m(), { speedup: 2 }), /needs a latency model/);
+  await assert.rejects(() => pruneToTarget(m(), { speedup: 0.5 }), /speed-up must be above 1/);
+  await assert.rejects(() => pruneToTarget(m(), { params: 0.5, steps: 0 }), /steps must be/);
+});
+
+Deno.test("the latency block model runs in onnxruntime with any shape", async () => {
+  const ort = await loadOrt();
+  const shape = { emb: 24, heads: 3, qk: 5, v: 7, mlp: 40 };
+  const session = await createSession(encodeModel(blockModel(shape, 2, 9)));
+  const x = new ort.Tensor("float32", new Float32Array(2 * 9 * 24).fill(0.5), [2, 9, 24]);
+  const y = (await session.run({ x })).y;
+  assert.deepEqual([...y.dims], [2, 9, 24]);
+  assert.ok((y.data as Float32Array).every(Number.isFinite));
+});
+
+Deno.test("multilinear interpolation is exact on multilinear latencies and extrapolates linearly", () => {
+  const axes = { emb: [8, 16], heads: [1, 2, 4], qk: [4, 8], v: [4, 8], mlp: [16, 32, 64] };
+  const f = (s: Record<string, number>) =>
+    1 + 0.01 * s.emb + 0.2 * s.heads * s.qk / 8 + 0.1 * s.heads * s.v / 8 +
+    0.003 * s.mlp * s.emb / 8;
+  const sizes = AXES.map((a) => axes[a].length);
+  const ms: number[] = [];
+  const total = sizes.reduce((a, b) => a * b, 1);
+  for (let i = 0; i < total; i++) {
+    let rest = i;
+    const s: Record<string, number> = {};
+    for (let a = AXES.length - 1; a >= 0; a--) {
+      s[AXES[a]] = axes[AXES[a]][rest % sizes[a]];
+      rest = Math.floor(rest / sizes[a]);
+    }
+    ms.push(f(s));
+  }
+  const table = { axes, ms } as unknown as LatencyTable;
+  for (
+    const s of [
+      { emb: 12, heads: 3, qk: 5, v: 7, mlp: 40 },
+      { emb: 16, heads: 4, qk: 8, v: 8, mlp: 64 },
+      { emb: 4, heads: 1, qk: 2, v: 3, mlp: 8 }, // below the grid
+    ]
+  ) {
+    assert.ok(Math.abs(interpolate(table, s) - f(s)) < 1e-9, JSON.stringify(s));
+  }
+});
+
+Deno.test("profiling a block: a monotone grid table, cached by runtime, machine and shape", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "prune_vit_latency_" });
+  try {
+    const full = { emb: 32, heads: 2, qk: 8, v: 8, mlp: 64 };
+    let calls = 0;
+    const options = { tokens: 5, levels: 2, runs: 3, cacheDir: dir, onProgress: () => calls++ };
+    const table = await profileBlock(full, options);
+    assert.equal(table.ms.length, 2 ** 5);
+    assert.equal(calls, 32);
+    assert.deepEqual(table.axes.emb, [16, 32]);
+    assert.equal(table.axes.heads.length, 2);
+    // Shrinking any dimension never costs more.
+    assert.ok(table.ms[0] <= table.ms[table.ms.length - 1]);
+    for (let i = 0; i < 32; i++) {
+      for (let bit = 0; bit < 5; bit++) {
+        if (i & (1 << bit)) assert.ok(table.ms[i - (1 << bit)] <= table.ms[i]);
+      }
+    }
+    const files = [...Deno.readDirSync(dir)].map((e) => e.name);
+    assert.deepEqual(files, [`${table.key}.json`]);
+    calls = 0;
+    const again = await profileBlock(full, options);
+    assert.equal(calls, 0, "read from the cache");
+    assert.deepEqual(again.ms, table.ms);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("latency model: block shapes read from exports, estimates that fall as the model shrinks", async () => {
+  const blocks = await modelBlocks(decodeModel(vit));
+  assert.equal(blocks.shapes.length, 6);
+  assert.deepEqual(blocks.shapes[0], { emb: 96, heads: 3, qk: 32, v: 32, mlp: 384 });
+  assert.equal(blocks.tokens, 17);
+  const timm = await modelBlocks(
+    decodeModel(await Deno.readFile(new URL("timm_vit.onnx", FIXTURES))),
+  );
+  assert.ok(timm.shapes.length >= 1 && timm.tokens > 1);
+
+  const dir = await Deno.makeTempDir({ prefix: "prune_vit_latency_" });
+  try {
+    const lm = await createLatencyModel(decodeModel(vit), { levels: 2, runs: 3, cacheDir: dir });
+    assert.ok(lm.originalMs > 0);
+    const r = await pruneToTarget(decodeModel(vit), { speedup: 1.3, latency: lm, steps: 2 }, {
+      pruneHeadDims: true,
+      core,
+    });
+    assert.equal(r.target.metric, "latency");
+    assert.ok(r.target.reached < lm.originalMs);
+    assert.ok(r.target.steps.every((s, i, all) => i === 0 || s.latencyMs! < all[i - 1].latencyMs!));
+    assert.ok(r.report.params.after < r.report.params.before);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
