@@ -17,7 +17,7 @@
 import type { ComputeCore } from "./core/mod.ts";
 import type { Factor } from "./analysis/factors.ts";
 import type { Group } from "./analysis/groups.ts";
-import { attentionScores, type Criterion, mlpScores } from "./importance.ts";
+import { attentionScores, type Criterion, dimScores, mlpScores } from "./importance.ts";
 import { tensorNumel } from "./onnx/tensor.ts";
 import type { ProbedTensor } from "./runtime/probe.ts";
 import { PruneError } from "./errors.ts";
@@ -26,17 +26,20 @@ import { PruneError } from "./errors.ts";
 export interface GroupCounts {
   heads?: number;
   dims?: number;
+  /** Q/K dims and V dims, when they are pruned separately. */
+  qk?: number;
+  v?: number;
   channels?: number;
 }
 
-export type UnitKind = "heads" | "dims" | "channels" | "embedding";
+export type UnitKind = "heads" | "dims" | "qk" | "v" | "channels" | "embedding";
 export type Ranking = "global" | "flap" | "isomorphic";
 export type Metric = "params" | "macs" | "latency";
 
 /** NViT's defaults: a head weighs like 6 units of the other kinds, an embedding channel like
  * one unit per block it crosses. */
 export function defaultKindScale(blocks: number): Record<UnitKind, number> {
-  return { heads: 6, dims: 1, channels: 1, embedding: Math.max(1, blocks) };
+  return { heads: 6, dims: 1, qk: 1, v: 1, channels: 1, embedding: Math.max(1, blocks) };
 }
 
 /** Cost of removing one unit of a kind from a group, in every metric. */
@@ -51,6 +54,8 @@ export interface UnitCost {
 export interface AllocationSettings {
   pruneNumHeads: boolean;
   pruneHeadDims: boolean;
+  /** Head dims as two kinds, Q/K dims and V dims (NViT), where q, k and v are separate. */
+  separateDims: boolean;
   /** Which kinds take part (MLP channels, embedding width); heads and dims follow the flags. */
   pruneMlp: boolean;
   pruneEmbedding: boolean;
@@ -124,9 +129,17 @@ export async function globalCounts(
   groups: Group[],
   s: AllocationSettings,
 ): Promise<Map<Group, GroupCounts>> {
-  const byKind: Record<UnitKind, Unit[]> = { heads: [], dims: [], channels: [], embedding: [] };
-  const sizes = groups.map(() => ({ heads: 0, dims: 0, channels: 0, embedding: 0 }));
-  const localBudget: Record<UnitKind, number> = { heads: 0, dims: 0, channels: 0, embedding: 0 };
+  const none = () => ({ heads: 0, dims: 0, qk: 0, v: 0, channels: 0, embedding: 0 });
+  const byKind: Record<UnitKind, Unit[]> = {
+    heads: [],
+    dims: [],
+    qk: [],
+    v: [],
+    channels: [],
+    embedding: [],
+  };
+  const sizes = groups.map(none);
+  const localBudget: Record<UnitKind, number> = none();
   const metric = s.budget?.metric ?? "params";
   const add = (i: number, kind: UnitKind, scores: ArrayLike<number>, cost: UnitCost) => {
     const c = metric === "latency" ? s.latencyCost?.(groups[i], kind) ?? 0 : cost[metric];
@@ -143,7 +156,27 @@ export async function globalCounts(
     if (s.skip?.(group)) continue;
     if (group.kind === "attention") {
       const heads = s.pruneNumHeads && !group.headsBlocked;
-      const dims = s.pruneHeadDims && !group.dimsBlocked;
+      const separate = s.pruneHeadDims && s.separateDims;
+      const dims = s.pruneHeadDims && !separate && !group.dimsBlocked;
+      if (separate && group.qkDim === group.vDim) {
+        throw new PruneError(
+          "bad-option",
+          `attention block "${group.name}" computes Q, K and V with one fused layer whose head ` +
+            `dims are shared: Q/K and V dims cannot be pruned separately there`,
+        );
+      }
+      if (separate) {
+        for (
+          const [kind, factor, blocked] of [
+            ["qk", group.qkDim, group.qkBlocked],
+            ["v", group.vDim, group.vBlocked],
+          ] as const
+        ) {
+          if (blocked) continue;
+          const scores = await dimScores(core, group, factor, s.criterion, true);
+          add(i, kind, scores, unitCost(group, factor, factor.size, s.shapes));
+        }
+      }
       if (!heads && !dims) continue;
       if (group.kvGroups) {
         throw new PruneError(
@@ -170,14 +203,15 @@ export async function globalCounts(
       add(i, "embedding", scores, unitCost(group, group.channels, group.channels.size, s.shapes));
     }
   }
-  const removed = sizes.map(() => ({ heads: 0, dims: 0, channels: 0, embedding: 0 }));
+  const removed = sizes.map(none);
   const take = (units: Unit[], budget: number) => {
     let spent = 0;
     for (const u of units.sort((a, b) => a.score - b.score)) {
       if (spent >= budget) break;
-      // Every block keeps at least one unit of each kind (and one multiple of roundTo).
+      // Every block keeps a head, and two channels of each other kind (one would leave an axis
+      // of size 1, which later analyses read as broadcast, not channels), or one roundTo.
       const size = sizes[u.group][u.kind];
-      const floor = u.kind === "heads" ? 1 : Math.min(s.roundTo, size);
+      const floor = u.kind === "heads" ? 1 : Math.min(Math.max(2, s.roundTo), size);
       if (size - removed[u.group][u.kind] <= floor || u.cost <= 0) continue;
       removed[u.group][u.kind]++;
       spent += u.cost;
@@ -208,14 +242,17 @@ export async function globalCounts(
   groups.forEach((g, i) => {
     const r = removed[i], size = sizes[i];
     // Kept dims and channels are rounded down to a multiple of roundTo, as per-block ratios do.
-    const round = (kind: "dims" | "channels" | "embedding") => {
+    const round = (kind: "dims" | "qk" | "v" | "channels" | "embedding") => {
       if (!size[kind] || !r[kind]) return r[kind];
       const kept = size[kind] - r[kind];
-      return size[kind] - Math.max(kept - (kept % s.roundTo), Math.min(s.roundTo, size[kind]));
+      const floor = Math.min(Math.max(2, s.roundTo), size[kind]);
+      return size[kind] - Math.max(kept - (kept % s.roundTo), floor);
     };
     counts.set(g, {
       heads: r.heads,
       dims: round("dims"),
+      qk: round("qk"),
+      v: round("v"),
       channels: g.kind === "embedding" ? round("embedding") : round("channels"),
     });
   });

@@ -91,7 +91,8 @@ options:
                             or a share of the original: 0.5, 50%), in --steps steps (default 4),
                             re-scoring the pruned model between steps; ranking by --allocation
                             (global by default); MLP channels, plus heads or head dims with
-                            their flags, plus the embedding width with --prune-embedding
+                            their flags (--separate-qk-v: Q/K and V dims ranked apart), plus the
+                            embedding width with --prune-embedding
       --target-speedup S    prune until the latency model says S× faster: one transformer
                             block is timed in onnxruntime over a grid of shapes (cached), within
                             --profile-budget seconds (default 60), at --latency-batch (default 1);
@@ -157,6 +158,7 @@ const OPTION_SPEC = {
   "latency-cache": { type: "string" },
   "latency-eta": { type: "string" },
   "prune-embedding": { type: "boolean" },
+  "separate-qk-v": { type: "boolean" },
   "dry-run": { type: "boolean" },
   quiet: { type: "boolean" },
   help: { type: "boolean", short: "h" },
@@ -462,6 +464,12 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
       if (target.speedup <= 1) throw new UsageError(`--target-speedup: must be above 1`);
     }
     if (v["prune-embedding"]) options.pruneEmbedding = true;
+    if (v["separate-qk-v"]) {
+      if (!options.pruneHeadDims) {
+        throw new UsageError("--separate-qk-v goes with --prune-head-dims");
+      }
+      options.separateQkV = true;
+    }
   } else {
     for (
       const k of [
@@ -471,6 +479,7 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
         "latency-cache",
         "latency-eta",
         "prune-embedding",
+        "separate-qk-v",
       ] as const
     ) {
       if (v[k] !== undefined) throw new UsageError(`--${k} goes with a --target-… option`);

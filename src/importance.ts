@@ -289,6 +289,7 @@ export async function dimScores(
   group: AttentionGroup,
   dim: Factor,
   criterion: Criterion,
+  raw = false,
 ): Promise<Float32Array> {
   const cells = [...(group.kvGroups ? [[group.kvGroups]] : []), [group.heads], [dim]];
   const heads = (group.kvGroups?.size ?? 1) * group.heads.size, d = dim.size;
@@ -297,7 +298,7 @@ export async function dimScores(
     if (scores) return scores;
     criterion = "l2";
   }
-  const channel = await groupChannelScores(core, group.members, cells, criterion);
+  const channel = await groupChannelScores(core, group.members, cells, criterion, raw);
   const perDim = new Float32Array(d);
   for (let i = 0; i < heads; i++) {
     for (let j = 0; j < d; j++) perDim[j] += channel[i * d + j] / heads;

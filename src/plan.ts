@@ -51,6 +51,8 @@ export interface PlanSettings {
    * follow the head ratio and the same dims go from Q, K and V. */
   qkRatio?: number;
   vRatio?: number;
+  /** Q/K and V dims pruned separately even without ratios for them (a global budget). */
+  separateDims?: boolean;
   /** Fraction of the embedding (residual) width to remove. */
   embeddingPruningRatio: number;
   /** Grouped-query attention: remove query heads inside every KV group (Torch-Pruning), or whole
@@ -99,16 +101,10 @@ export async function makePlan(
   const decisions: GroupDecision[] = [];
   let counts: Map<Group, GroupCounts> | undefined;
   if (settings.allocation && settings.allocation !== "local") {
-    if (settings.qkRatio !== undefined || settings.vRatio !== undefined) {
-      throw new PruneError(
-        "bad-option",
-        "global allocation ranks heads, shared head dims and MLP channels; it does not take " +
-          "separate Q/K and V ratios",
-      );
-    }
     const blocks = groups.filter((g) => g.kind === "attention").length;
     counts = await globalCounts(core, groups, {
       ...settings,
+      separateDims: isSeparate(settings),
       pruneMlp: settings.pruneMlp ?? settings.pruningRatio > 0,
       pruneEmbedding: settings.pruneEmbedding ?? settings.embeddingPruningRatio > 0,
       ranking: settings.allocation,
@@ -134,6 +130,10 @@ export async function makePlan(
   return { plan, decisions };
 }
 
+function isSeparate(s: PlanSettings): boolean {
+  return !!s.separateDims || s.qkRatio !== undefined || s.vRatio !== undefined;
+}
+
 /** Units each group loses under its per-block ratio (the budget of a global allocation). */
 function localCounts(s: PlanSettings): (group: Group) => GroupCounts & { embedding?: number } {
   return (group) => {
@@ -146,6 +146,10 @@ function localCounts(s: PlanSettings): (group: Group) => GroupCounts & { embeddi
           ? Math.min(headsToRemove(group.heads.size, ratio), group.heads.size - 1)
           : 0,
         dims: s.pruneHeadDims ? d - channelsToKeep(d, ratio, s.roundTo) : 0,
+        qk: s.pruneHeadDims ? d - channelsToKeep(d, override ?? s.qkRatio ?? 0, s.roundTo) : 0,
+        v: s.pruneHeadDims
+          ? group.vDim.size - channelsToKeep(group.vDim.size, override ?? s.vRatio ?? 0, s.roundTo)
+          : 0,
       };
     }
     const c = group.channels.size;
@@ -171,7 +175,7 @@ async function planAttention(
     !headsBlocked;
   const wantDims = s.pruneHeadDims && (counts ? (counts.dims ?? 0) > 0 : ratio > 0) &&
     !group.dimsBlocked;
-  const separate = s.qkRatio !== undefined || s.vRatio !== undefined;
+  const separate = isSeparate(s);
   if (!wantHeads && !wantDims && !(s.pruneHeadDims && separate)) return decision;
   const scores = await attentionScores(core, group, s.criterion);
   if (wantHeads && byKvGroups) {
@@ -201,7 +205,9 @@ async function planAttention(
       plan.set(group.vDim, decision.keptDims);
     }
   }
-  if (s.pruneHeadDims && separate) await planSeparateDims(core, group, s, plan, decision);
+  if (s.pruneHeadDims && separate) {
+    await planSeparateDims(core, group, s, plan, decision, counts);
+  }
   return decision;
 }
 
@@ -212,6 +218,7 @@ async function planSeparateDims(
   s: PlanSettings,
   plan: Plan,
   decision: GroupDecision,
+  counts?: GroupCounts,
 ): Promise<void> {
   // A per-layer ratio sets both for its block.
   const override = s.ratioFor(group);
@@ -223,17 +230,17 @@ async function planSeparateDims(
         `are shared: Q/K and V dims cannot be pruned separately there (give one ratio)`,
     );
   }
-  const cut = async (dim: Factor, r: number, blocked: string | null) => {
-    if (r <= 0 || blocked) return undefined;
-    const keep = channelsToKeep(dim.size, r, s.roundTo);
+  const cut = async (dim: Factor, r: number, blocked: string | null, removed?: number) => {
+    if (blocked || (counts ? !(removed! > 0) : r <= 0)) return undefined;
+    const keep = counts ? dim.size - removed! : channelsToKeep(dim.size, r, s.roundTo);
     const kept = [
       ...await core.selectKeep(await dimScores(core, group, dim, s.criterion), dim.size - keep),
     ];
     if (keep < dim.size) plan.set(dim, kept);
     return kept;
   };
-  decision.keptDims = await cut(group.qkDim, qkRatio, group.qkBlocked);
-  decision.keptVDims = await cut(group.vDim, vRatio, group.vBlocked);
+  decision.keptDims = await cut(group.qkDim, qkRatio, group.qkBlocked, counts?.qk ?? 0);
+  decision.keptVDims = await cut(group.vDim, vRatio, group.vBlocked, counts?.v ?? 0);
 }
 
 function allHeads(ratio: number, count: number, what: string, block: string): PruneError {

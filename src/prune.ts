@@ -64,6 +64,9 @@ export interface RunOptions extends PruneOptions {
   kindScale?: Partial<Record<UnitKind, number>>;
   /** Estimated latency saved per unit (latency budgets; from a latency model). */
   latencyCost?: (group: Group, kind: UnitKind) => number;
+  /** With a budget: Q/K dims and V dims as two kinds of units (q, k and v are first split into
+   * separate projections where one fused layer computes them). */
+  separateQkV?: boolean;
   /** Latency-aware ranking (NViT Eq. 6): a unit's score minus η × the latency it saves (ms). */
   latencyEta?: number;
 }
@@ -174,7 +177,8 @@ async function pruneWithCore(
   // Names the options refer to are those of the model as given.
   checkNamedNodes(new Graph(model.graph as GraphProto), options);
   // Separate Q/K and V dims need q, k and v as separate projections (a dry run works on a copy).
-  const separate = options.qkPruningRatio !== undefined || options.vPruningRatio !== undefined;
+  const separate = options.separateQkV || options.qkPruningRatio !== undefined ||
+    options.vPruningRatio !== undefined;
   if (options.pruneHeadDims && separate) {
     if (options.dryRun) model = decodeModel(encodeModel(model), "model copy");
     if (await unfuseQkv(core, model, before)) {
@@ -228,6 +232,7 @@ async function pruneWithCore(
     criterion,
     gqaPolicy: options.gqaPolicy ?? "query-heads",
     allocation: options.allocation ?? "local",
+    separateDims: !!options.separateQkV,
     kindScale: options.kindScale,
     budget: options.budget,
     pruneMlp: options.budget ? options.pruneMlp ?? true : undefined,

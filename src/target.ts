@@ -26,6 +26,8 @@ export interface TargetOptions {
   steps?: number;
   /** The latency model, for `speedup` (see latency/). */
   latency?: LatencyEstimator;
+  /** Called with the model after every step (e.g. to measure it). */
+  onStep?: (model: ModelProto, step: TargetStep) => void | Promise<void>;
 }
 
 /** Estimated latency of a model, and the latency one unit of a group saves. */
@@ -173,11 +175,13 @@ export async function pruneToTarget(
       value = next;
       blocks = blocks ? compose(blocks, result.report.blocks) : result.report.blocks;
       report = result.report;
-      history.push({
+      const done: TargetStep = {
         params: result.report.params.after,
         macs: result.report.macs.after,
         ...(metric === "latency" ? { latencyMs: next } : {}),
-      });
+      };
+      history.push(done);
+      await target.onStep?.(current, done);
     }
     if (history.length === 0) {
       throw new PruneError(

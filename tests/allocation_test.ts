@@ -67,18 +67,29 @@ Deno.test("global allocation prunes to a model equal to masking the same channel
   }
 });
 
-Deno.test("global allocation: separate Q/K and V ratios and GQA are refused with the reason", async () => {
-  await assert.rejects(
-    () =>
-      prune(vit, {
-        pruneHeadDims: true,
-        qkPruningRatio: 0.25,
-        pruningRatio: 0.5,
-        allocation: "global",
-        core,
-      }),
-    /global allocation .* does not take separate Q\/K and V ratios/,
-  );
+Deno.test("global allocation: Q/K and V dims as two kinds; GQA refused with the reason", async () => {
+  const local = await prune(vit, {
+    pruneHeadDims: true,
+    qkPruningRatio: 0.5,
+    vPruningRatio: 0.25,
+    pruningRatio: 0.3,
+    core,
+  });
+  const { report } = await prune(vit, {
+    pruneHeadDims: true,
+    qkPruningRatio: 0.5,
+    vPruningRatio: 0.25,
+    pruningRatio: 0.3,
+    allocation: "global",
+    // Q/K and V dims made cheap to rank first, so that both kinds are seen to go.
+    kindScale: { qk: 1e6, v: 1e6 },
+    core,
+  });
+  const removed = (r: typeof report) => r.params.before - r.params.after;
+  assert.ok(Math.abs(removed(report) - removed(local.report)) < 4 * 96 * 3, `${removed(report)}`);
+  const attention = report.blocks.filter((b) => b.kind === "attention");
+  assert.ok(attention.every((b) => b.kind === "attention" && b.headDim.after < 32));
+  assert.ok(attention.every((b) => b.kind === "attention" && b.vHeadDim!.after < 32));
   const llama = await Deno.readFile(new URL("more/llama_gqa.onnx", FIXTURES));
   await assert.rejects(
     () => prune(llama, { pruneNumHeads: true, headPruningRatio: 0.5, allocation: "flap", core }),

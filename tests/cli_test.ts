@@ -371,3 +371,40 @@ cliTest("--chart: refusing the input as the chart path", async () => {
     assert.deepEqual(listing(dir), ["model.onnx"]);
   });
 });
+
+cliTest("--target-macs prunes in steps to the target and says how close it got", async () => {
+  await withDir(async (dir, model) => {
+    const r = await cli([model, "-o", `${dir}/out.onnx`, "--target-macs", "60%", "--steps", "2"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /target: macs ≤ [\d.]+ [KMG]? ?— reached [\d.]+ [KMG]? ?from [\d.]+ [KMG]? ?in \d steps? \(met\)/,
+    );
+    const json = await cli([model, "-o", `${dir}/out2.onnx`, "--target-params", "0.7", "--json"]);
+    assert.equal(json.code, 0, json.stderr);
+    const report = JSON.parse(json.stdout);
+    assert.equal(report.target.metric, "params");
+    assert.ok(report.target.met && report.params.after <= 0.7 * report.params.before);
+  });
+}, { engine: true });
+
+cliTest("target options: usage errors name the conflict", async () => {
+  await withDir(async (dir, model) => {
+    const cases: [string[], RegExp][] = [
+      [["--target-params", "0.5", "--target-macs", "0.5"], /give one target/],
+      [["--target-params", "0.5", "--pruning-ratio", "0.3"], /decides how much to prune/],
+      [["--steps", "3", "--pruning-ratio", "0.3"], /--steps goes with a --target/],
+      [["--target-params", "lots"], /--target-params: "lots" is not a count/],
+      [["--target-speedup", "1"], /--target-speedup: must be above 1/],
+      [
+        ["--target-params", "0.5", "--latency-eta", "1"],
+        /--latency-eta goes with --target-speedup/,
+      ],
+    ];
+    for (const [args, pattern] of cases) {
+      const r = await cli([model, "-o", `${dir}/o.onnx`, ...args]);
+      assertFailed(r, 2, pattern, args.join(" "));
+    }
+    assert.deepEqual(listing(dir), ["model.onnx"]);
+  });
+});

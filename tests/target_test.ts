@@ -42,6 +42,20 @@ Deno.test("pruning to a parameter or MAC target meets it in steps, kept indices 
   }
 });
 
+Deno.test("a MAC target with Q/K and V dims ranked as separate kinds (NViT's design space)", async () => {
+  const r = await pruneToTarget(decodeModel(vit), { macs: 0.6, steps: 2 }, {
+    pruneHeadDims: true,
+    separateQkV: true,
+    pruningRatio: undefined,
+    core,
+  });
+  assert.ok(r.target.met, JSON.stringify(r.target));
+  const attention = r.report.blocks.filter((b) => b.kind === "attention");
+  const qk = attention.map((b) => b.kind === "attention" ? b.headDim.after : 0);
+  const v = attention.map((b) => b.kind === "attention" ? b.vHeadDim?.after ?? b.headDim.after : 0);
+  assert.notDeepEqual(qk, v, "Q/K and V dims pruned by their own ranking");
+});
+
 Deno.test("targets: one at a time, below the original, and a speed-up needs a latency model", async () => {
   const m = () => decodeModel(vit);
   await assert.rejects(() => pruneToTarget(m(), { params: 0.5, macs: 0.5 }), /exactly one target/);

@@ -129,6 +129,10 @@ const one = (shape: BlockShape, kind: UnitKind): BlockShape => {
       return { ...shape, heads: shape.heads - 1 };
     case "dims":
       return { ...shape, qk: shape.qk - 1, v: shape.v - 1 };
+    case "qk":
+      return { ...shape, qk: shape.qk - 1 };
+    case "v":
+      return { ...shape, v: shape.v - 1 };
     case "channels":
       return { ...shape, mlp: shape.mlp - 1 };
     case "embedding":

@@ -1,0 +1,154 @@
+/**
+ * Latency-aware pruning to a speed-up target on a DeiT-Small-shaped export (random weights):
+ * profile the block latency table, prune with `--target-speedup` (head dims and MLP channels,
+ * round to 8), and compare the latency model's estimate with onnxruntime measurements — for the
+ * final model and for every step (R²). Then head-aligned against unaligned pruning at the same
+ * parameter count: unaligned heads (different dims per head) run densely only when every head is
+ * padded to the largest, which is what the unaligned model is timed as.
+ *
+ *   .venv/bin/python scripts/verify/make_exports.py bench/data deits
+ *   deno run -A scripts/bench/latency.ts [--model bench/data/timm_deit_small.onnx]
+ *     [--speedup 2] [--budget 120] [--batch 1] [--json OUT]
+ */
+import { parseArgs } from "node:util";
+import { decodeModel } from "../../src/onnx/model_io.ts";
+import type { ModelProto } from "../../src/onnx/proto.ts";
+import { createCore } from "../../src/core/mod.ts";
+import { pruneModel } from "../../src/prune.ts";
+import { pruneToTarget } from "../../src/target.ts";
+import { createLatencyModel, measureLatency } from "../../src/latency/model.ts";
+import { ProgressBar } from "../../src/calibration/progress.ts";
+
+const args = parseArgs({
+  options: {
+    model: { type: "string", default: "bench/data/timm_deit_small.onnx" },
+    speedup: { type: "string", default: "2" },
+    budget: { type: "string", default: "120" },
+    batch: { type: "string", default: "1" },
+    json: { type: "string" },
+  },
+}).values;
+
+let bytes: Uint8Array;
+try {
+  bytes = await Deno.readFile(args.model!);
+} catch {
+  console.error(
+    `error: ${args.model} not found; make it with\n` +
+      `  .venv/bin/python scripts/verify/make_exports.py bench/data deits`,
+  );
+  Deno.exit(1);
+}
+const batch = Number(args.batch);
+const core = await createCore({ backend: "cpu" });
+const original = () => decodeModel(bytes);
+
+/** Median of `rounds` interleaved measurements of each model (this machine is noisy). */
+async function measureAll(models: ModelProto[], rounds = 3): Promise<number[]> {
+  const runs = models.map(() => [] as number[]);
+  for (let r = 0; r < rounds; r++) {
+    for (const [i, m] of models.entries()) runs[i].push(await measureLatency(m, batch, 11));
+  }
+  return runs.map((t) => t.sort((a, b) => a - b)[Math.floor(t.length / 2)]);
+}
+
+const progress = new ProgressBar(0, { unit: "block shapes timed" });
+const latency = await createLatencyModel(original(), {
+  batch,
+  budgetSeconds: Number(args.budget),
+  onProgress: progress.callback,
+});
+progress.finish();
+const levels = latency.table.axes.emb.length;
+console.log(
+  `latency table: ${latency.table.ms.length} block shapes (${levels} per axis), ` +
+    `${latency.table.seconds.toFixed(1)} s; original ${latency.originalMs.toFixed(2)} ms ` +
+    `(outside the blocks: ${latency.restMs.toFixed(2)} ms)`,
+);
+
+const steps: { model: ModelProto; estimated: number }[] = [
+  { model: original(), estimated: latency.originalMs },
+];
+const result = await pruneToTarget(original(), {
+  speedup: Number(args.speedup),
+  latency,
+  steps: 4,
+  onStep: (model, step) => {
+    steps.push({ model, estimated: step.latencyMs! });
+  },
+}, { pruneHeadDims: true, roundTo: 8, core });
+
+const measured = await measureAll(steps.map((s) => s.model));
+const estimated = steps.map((s) => s.estimated);
+const mean = measured.reduce((a, b) => a + b, 0) / measured.length;
+const ssTot = measured.reduce((a, m) => a + (m - mean) ** 2, 0);
+const ssRes = measured.reduce((a, m, i) => a + (m - estimated[i]) ** 2, 0);
+const r2 = 1 - ssRes / ssTot;
+console.log("\nstep  params      estimated ms  measured ms");
+steps.forEach((_, i) => {
+  const params = i === 0 ? result.report.params.before : result.target.steps[i - 1].params;
+  console.log(
+    `${String(i).padEnd(5)} ${(params / 1e6).toFixed(2).padStart(6)} M  ` +
+      `${estimated[i].toFixed(2).padStart(12)}  ${measured[i].toFixed(2).padStart(11)}`,
+  );
+});
+const estSpeedup = estimated[0] / estimated.at(-1)!;
+const realSpeedup = measured[0] / measured.at(-1)!;
+console.log(
+  `\nspeed-up: estimated ×${estSpeedup.toFixed(2)}, measured ×${realSpeedup.toFixed(2)} ` +
+    `(estimate off by ${((estSpeedup / realSpeedup - 1) * 100).toFixed(1)}%); ` +
+    `R² of estimated vs measured latency over the ${steps.length} models: ${r2.toFixed(4)}`,
+);
+console.log(
+  result.report.blocks.map((b) =>
+    b.kind === "attention" ? `H${b.heads.after}×${b.headDim.after}` : `MLP ${b.channels.after}`
+  ).join(", "),
+);
+
+// Head-aligned vs unaligned at the same parameter count. The aligned model keeps d dims in
+// every head; an unaligned one with the same total keeps more in some heads and fewer in others,
+// and to run densely every head is padded to its largest: timed as every head keeping that many.
+const aligned = result.model;
+const attention = result.report.blocks.filter((b) => b.kind === "attention");
+const d = attention[0].kind === "attention" ? attention[0].headDim : { before: 1, after: 1 };
+const widest = Math.min(d.before, Math.round(d.after * 1.5));
+// The same MLP widths block by block (ratios chosen so that the kept counts come out exact).
+const layerRatios: Record<string, number> = {};
+for (const b of result.report.blocks) {
+  if (b.kind === "mlp" && b.channels.after < b.channels.before) {
+    layerRatios[b.name] = 1 - (b.channels.after + 0.5) / b.channels.before;
+  }
+}
+const padded = await pruneModel(original(), {
+  core,
+  pruneHeadDims: true,
+  headPruningRatio: Math.max(0, 1 - (widest + 0.5) / d.before),
+  pruningRatio: 0,
+  layerRatios,
+});
+const [alignedMs, paddedMs] = await measureAll([aligned, padded.model]);
+console.log(
+  `\nhead-aligned (${d.after} dims per head): ${alignedMs.toFixed(2)} ms; unaligned with ` +
+    `the same parameters (heads between ${d.after * 2 - widest} and ${widest} dims, padded ` +
+    `to the largest): ${paddedMs.toFixed(2)} ms ` +
+    `(×${(paddedMs / alignedMs).toFixed(2)})`,
+);
+
+if (args.json) {
+  await Deno.writeTextFile(
+    args.json,
+    JSON.stringify(
+      {
+        table: { shapes: latency.table.ms.length, seconds: latency.table.seconds, levels },
+        steps: steps.map((_, i) => ({ estimated: estimated[i], measured: measured[i] })),
+        speedup: { estimated: estSpeedup, measured: realSpeedup },
+        r2,
+        aligned: alignedMs,
+        unalignedPadded: paddedMs,
+      },
+      null,
+      2,
+    ) + "\n",
+  );
+}
+core.dispose();
