@@ -95,7 +95,8 @@ options:
                             embedding width with --prune-embedding
       --target-speedup S    prune until the latency model says S× faster: one transformer
                             block is timed in onnxruntime over a grid of shapes (cached), within
-                            --profile-budget seconds (default 60), at --latency-batch (default 1);
+                            --profile-budget seconds (default 60), at --latency-batch (default 1)
+                            and --latency-threads (default: onnxruntime's);
                             --latency-eta η ranks by importance − η·Δlatency
       --dry-run             report what would be pruned without writing a model
       --quiet               print nothing on success
@@ -121,7 +122,12 @@ export interface CliArgs {
   /** Where to write the SVG picture of the pruned architecture (`--chart`). */
   chart?: string;
   /** Pruning to a target (`--target-*`), with the latency model's settings. */
-  target?: TargetOptions & { budgetSeconds: number; batch: number; cacheDir?: string };
+  target?: TargetOptions & {
+    budgetSeconds: number;
+    batch: number;
+    cacheDir?: string;
+    threads?: number;
+  };
 }
 
 const OPTION_SPEC = {
@@ -156,6 +162,7 @@ const OPTION_SPEC = {
   "profile-budget": { type: "string" },
   "latency-batch": { type: "string" },
   "latency-cache": { type: "string" },
+  "latency-threads": { type: "string" },
   "latency-eta": { type: "string" },
   "prune-embedding": { type: "boolean" },
   "separate-qk-v": { type: "boolean" },
@@ -451,6 +458,9 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
         ? 1
         : parsePositiveInt("--latency-batch", v["latency-batch"]),
       cacheDir: v["latency-cache"],
+      ...(v["latency-threads"] !== undefined
+        ? { threads: parsePositiveInt("--latency-threads", v["latency-threads"]) }
+        : {}),
       ...(v.steps !== undefined ? { steps: parsePositiveInt("--steps", v.steps) } : {}),
     };
     if (v["target-params"] !== undefined) {
@@ -477,6 +487,7 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
         "profile-budget",
         "latency-batch",
         "latency-cache",
+        "latency-threads",
         "latency-eta",
         "prune-embedding",
         "separate-qk-v",
@@ -540,6 +551,7 @@ async function pruneTowards(
     latency = await createLatencyModel(model, {
       batch: target.batch,
       budgetSeconds: target.budgetSeconds,
+      threads: target.threads,
       ...(target.cacheDir !== undefined ? { cacheDir: target.cacheDir } : {}),
       onProgress: progress.callback,
     });
@@ -552,8 +564,8 @@ async function pruneTowards(
       batch: target.batch,
       estimated: { before: latency.originalMs, after: result.target.reached },
       measured: {
-        before: await measureLatency(model, target.batch),
-        after: await measureLatency(result.model, target.batch),
+        before: await measureLatency(model, target.batch, 15, target.threads),
+        after: await measureLatency(result.model, target.batch, 15, target.threads),
       },
       profileSeconds: latency.table.seconds,
     };

@@ -26,7 +26,8 @@ export interface TargetOptions {
   steps?: number;
   /** The latency model, for `speedup` (see latency/). */
   latency?: LatencyEstimator;
-  /** Called with the model after every step (e.g. to measure it). */
+  /** Called with the model after every step (e.g. to measure it); the next step prunes the same
+   * object further, so copy it to keep it. */
   onStep?: (model: ModelProto, step: TargetStep) => void | Promise<void>;
 }
 

@@ -8,10 +8,10 @@
  *
  *   .venv/bin/python scripts/verify/make_exports.py bench/data deits
  *   deno run -A scripts/bench/latency.ts [--model bench/data/timm_deit_small.onnx]
- *     [--speedup 2] [--budget 120] [--batch 1] [--json OUT]
+ *     [--speedup 2] [--budget 120] [--batch 1] [--threads N] [--json OUT]
  */
 import { parseArgs } from "node:util";
-import { decodeModel } from "../../src/onnx/model_io.ts";
+import { decodeModel, encodeModel } from "../../src/onnx/model_io.ts";
 import type { ModelProto } from "../../src/onnx/proto.ts";
 import { createCore } from "../../src/core/mod.ts";
 import { pruneModel } from "../../src/prune.ts";
@@ -25,6 +25,7 @@ const args = parseArgs({
     speedup: { type: "string", default: "2" },
     budget: { type: "string", default: "120" },
     batch: { type: "string", default: "1" },
+    threads: { type: "string" },
     json: { type: "string" },
   },
 }).values;
@@ -40,6 +41,7 @@ try {
   Deno.exit(1);
 }
 const batch = Number(args.batch);
+const threads = args.threads ? Number(args.threads) : undefined;
 const core = await createCore({ backend: "cpu" });
 const original = () => decodeModel(bytes);
 
@@ -47,7 +49,9 @@ const original = () => decodeModel(bytes);
 async function measureAll(models: ModelProto[], rounds = 3): Promise<number[]> {
   const runs = models.map(() => [] as number[]);
   for (let r = 0; r < rounds; r++) {
-    for (const [i, m] of models.entries()) runs[i].push(await measureLatency(m, batch, 11));
+    for (const [i, m] of models.entries()) {
+      runs[i].push(await measureLatency(m, batch, 11, threads));
+    }
   }
   return runs.map((t) => t.sort((a, b) => a - b)[Math.floor(t.length / 2)]);
 }
@@ -56,6 +60,7 @@ const progress = new ProgressBar(0, { unit: "block shapes timed" });
 const latency = await createLatencyModel(original(), {
   batch,
   budgetSeconds: Number(args.budget),
+  threads,
   onProgress: progress.callback,
 });
 progress.finish();
@@ -73,8 +78,9 @@ const result = await pruneToTarget(original(), {
   speedup: Number(args.speedup),
   latency,
   steps: 4,
+  // The next step prunes the same model object further: keep a copy of each step's result.
   onStep: (model, step) => {
-    steps.push({ model, estimated: step.latencyMs! });
+    steps.push({ model: decodeModel(encodeModel(model)), estimated: step.latencyMs! });
   },
 }, { pruneHeadDims: true, roundTo: 8, core });
 

@@ -18,7 +18,13 @@ import { findGroups, type Group } from "../analysis/groups.ts";
 import type { UnitKind } from "../allocate.ts";
 import type { LatencyEstimator } from "../target.ts";
 import type { BlockShape } from "./block.ts";
-import { interpolate, type LatencyTable, profileBlock, type ProfileOptions } from "./table.ts";
+import {
+  interpolate,
+  type LatencyTable,
+  profileBlock,
+  type ProfileOptions,
+  sessionThreads,
+} from "./table.ts";
 
 /** The transformer blocks of a model: the k-th attention block with the k-th MLP. */
 export interface ModelBlocks {
@@ -79,9 +85,14 @@ export async function modelBlocks(model: ModelProto): Promise<ModelBlocks> {
 }
 
 /** Median latency (ms) of a whole model in onnxruntime at `batch`, inputs synthesised. */
-export async function measureLatency(model: ModelProto, batch = 1, runs = 15): Promise<number> {
+export async function measureLatency(
+  model: ModelProto,
+  batch = 1,
+  runs = 15,
+  threads?: number,
+): Promise<number> {
   const ort = await loadOrt();
-  const session = await createSession(encodeModel(model));
+  const session = await createSession(encodeModel(model), sessionThreads(threads));
   const init = new Set((model.graph!.initializer ?? []).map((t) => t.name));
   const feeds: Record<string, OrtTensor> = {};
   for (const input of model.graph!.input ?? []) {
@@ -154,7 +165,7 @@ export async function createLatencyModel(
     ]),
   ) as unknown as BlockShape;
   const table = await profileBlock(full, { ...options, batch, tokens: blocks.tokens });
-  const originalMs = await measureLatency(original, batch);
+  const originalMs = await measureLatency(original, batch, 15, options.threads);
   const blocksMs = (b: ModelBlocks) => b.shapes.reduce((s, x) => s + interpolate(table, x), 0);
   const restMs = originalMs - blocksMs(blocks);
   return {
@@ -166,8 +177,27 @@ export async function createLatencyModel(
     },
     async costs(model: ModelProto) {
       const b = await modelBlocks(model);
-      const saved = (shape: BlockShape, kind: UnitKind) =>
-        Math.max(0, interpolate(table, shape) - interpolate(table, one(shape, kind)));
+      // The table's slope at the shape; where timing noise flattened it, the slope down to the
+      // smallest grid point instead (a unit never saves nothing on a real runtime).
+      const saved = (shape: BlockShape, kind: UnitKind) => {
+        const here = interpolate(table, shape);
+        const local = here - interpolate(table, one(shape, kind));
+        if (local > 0) return local;
+        const axis = kind === "heads"
+          ? "heads"
+          : kind === "channels"
+          ? "mlp"
+          : kind === "embedding"
+          ? "emb"
+          : kind === "v"
+          ? "v"
+          : "qk";
+        const low = table.axes[axis][0];
+        const span = shape[axis] - low;
+        const lower = { ...shape, [axis]: low, ...(kind === "dims" ? { v: table.axes.v[0] } : {}) };
+        const slope = span > 0 ? (here - interpolate(table, lower)) / span : 0;
+        return slope > 0 ? slope : 1e-6;
+      };
       return (group: Group, kind: UnitKind) => {
         if (kind === "embedding") return b.shapes.reduce((s, x) => s + saved(x, kind), 0);
         const i = (group.kind === "mlp" ? b.mlp : b.attention).indexOf(group.name);

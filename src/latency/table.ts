@@ -36,6 +36,8 @@ export interface ProfileOptions {
   budgetSeconds?: number;
   /** Timed runs per grid point (median; default 7). */
   runs?: number;
+  /** onnxruntime intra-op threads (default: onnxruntime's choice, all cores). */
+  threads?: number;
   /** Folder of cached tables; null: no cache. Default: the user's cache folder. */
   cacheDir?: string | null;
   onProgress?: (done: number, total: number) => void;
@@ -71,9 +73,13 @@ export async function timeBlock(
   batch: number,
   tokens: number,
   runs = 7,
+  threads?: number,
 ): Promise<number> {
   const ort = await loadOrt();
-  const session = await createSession(encodeModel(blockModel(shape, batch, tokens)));
+  const session = await createSession(
+    encodeModel(blockModel(shape, batch, tokens)),
+    sessionThreads(threads),
+  );
   try {
     const x = new ort.Tensor("float32", new Float32Array(batch * tokens * shape.emb).fill(0.1), [
       batch,
@@ -92,6 +98,11 @@ export async function timeBlock(
   } finally {
     await session.release?.();
   }
+}
+
+/** Session options for a thread count (undefined: onnxruntime's default). */
+export function sessionThreads(threads?: number) {
+  return threads ? { intraOpNumThreads: threads, interOpNumThreads: 1 } : {};
 }
 
 function grid(full: number, levels: number): number[] {
@@ -119,7 +130,7 @@ export async function profileBlock(
     throw new PruneError("bad-option", `latency grid levels must be 2 to 5, got ${levels}`);
   }
   // The full block is the slowest point: the grid is as fine as the budget allows for it.
-  const fullMs = await timeBlock(full, batch, options.tokens, runs);
+  const fullMs = await timeBlock(full, batch, options.tokens, runs, options.threads);
   const perPoint = (fullMs * (runs + 2)) / 1000 + 0.02;
   levels ??= [4, 3, 2].find((l) => l ** AXES.length * perPoint * 0.6 <= budget) ?? 2;
   const description = {
@@ -130,6 +141,7 @@ export async function profileBlock(
     tokens: options.tokens,
     levels,
     runs,
+    threads: options.threads ?? "default",
   };
   const key = await sha256(JSON.stringify(description));
   const dir = options.cacheDir === undefined ? defaultCacheDir() : options.cacheDir;
@@ -155,7 +167,7 @@ export async function profileBlock(
       shape[AXES[a]] = axes[AXES[a]][rest % sizes[a]];
       rest = Math.floor(rest / sizes[a]);
     }
-    ms.push(await timeBlock(shape, batch, options.tokens, runs));
+    ms.push(await timeBlock(shape, batch, options.tokens, runs, options.threads));
     options.onProgress?.(i + 1, total);
   }
   // A block cannot get slower when a dimension shrinks: timing noise that says so is evened out.
