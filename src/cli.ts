@@ -73,6 +73,8 @@ options:
       --compensation none|bias|reweight
                             refit the layers that read removed channels on the calibration data:
                             FLAP's bias, or least squares on weights and bias (default none)
+      --gram-stride N       reweighting sums its Gram matrices over 1 in N positions (default
+                            4; use 1 with short calibration data)
       --allocation local|global|flap
                             local: every block loses the ratios (default); global: the same
                             parameter budget, spent where scores are lowest across blocks,
@@ -150,6 +152,7 @@ const OPTION_SPEC = {
   evaluate: { type: "string", multiple: true },
   samples: { type: "string" },
   "batch-size": { type: "string" },
+  "gram-stride": { type: "string" },
   compensation: { type: "string" },
   "gqa-policy": { type: "string" },
   backend: { type: "string" },
@@ -405,6 +408,9 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
         "michel",
       ] as const,
     );
+  }
+  if (v["gram-stride"] !== undefined) {
+    options.gramStride = parsePositiveInt("--gram-stride", v["gram-stride"]);
   }
   if (v.compensation !== undefined) {
     options.compensation = oneOf(

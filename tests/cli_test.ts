@@ -408,3 +408,39 @@ cliTest("target options: usage errors name the conflict", async () => {
     assert.deepEqual(listing(dir), ["model.onnx"]);
   });
 });
+
+cliTest("--gram-stride takes a positive integer and changes the reweighting", async () => {
+  await withDir(async (dir, model) => {
+    const bad = await cli([model, "-o", `${dir}/o.onnx`, "--gram-stride", "0"]);
+    assertFailed(bad, 2, /--gram-stride: "0" is not a positive integer/, "stride 0");
+    const x = new Float32Array(16 * 3 * 32 * 32).map((_, i) => Math.sin(i * 0.01));
+    const header = `{'descr': '<f4', 'fortran_order': False, 'shape': (16, 3, 32, 32), }`;
+    const pad = 64 - ((10 + header.length + 1) % 64);
+    const head = new TextEncoder().encode(header + " ".repeat(pad) + "\n");
+    const npy = new Uint8Array(10 + head.length + x.byteLength);
+    npy.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, head.length & 255, head.length >> 8]);
+    npy.set(head, 10);
+    npy.set(new Uint8Array(x.buffer), 10 + head.length);
+    await Deno.writeFile(`${dir}/cal.npy`, npy);
+    const outputs: Uint8Array[] = [];
+    for (const stride of ["1", "4"]) {
+      const r = await cli([
+        model,
+        "-o",
+        `${dir}/s${stride}.onnx`,
+        "--pruning-ratio",
+        "0.5",
+        "--compensation",
+        "reweight",
+        "--calibration",
+        `${dir}/cal.npy`,
+        "--gram-stride",
+        stride,
+        "--quiet",
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      outputs.push(await Deno.readFile(`${dir}/s${stride}.onnx`));
+    }
+    assert.notDeepEqual(outputs[0], outputs[1], "the stride changes the refitted weights");
+  });
+}, { engine: true });
