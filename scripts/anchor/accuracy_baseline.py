@@ -341,7 +341,7 @@ def main():
     }
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(out, indent=1) + "\n")
+    out_path.write_text(json.dumps(out, indent=2) + "\n")
 
     print()
     print(f"unpruned: {params0} params, {macs0} MACs, acc 10k {acc0_10k:.2%}, acc@1000 {acc0_1k:.2%}")
