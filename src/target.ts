@@ -81,16 +81,28 @@ function compose(first: BlockReport[], next: BlockReport[]): BlockReport[] {
     if (!a) return b;
     if (a.kind === "attention" && b.kind === "attention") {
       const heads = b.keptHeads.map((h) => a.keptHeads[h]);
-      const dims = b.keptDims?.map((d, i) => {
-        const before = a.keptDims?.[b.keptHeads[i]];
-        return before ? d.map((j) => before[j]) : d;
-      }) ?? (a.keptDims && b.keptHeads.map((h) => a.keptDims![h]));
+      // Per kept head, its dims: this step's choice among the dims the earlier steps kept.
+      const perHead = (earlier?: number[][], later?: number[][]) =>
+        later?.map((d, i) => {
+          const before = earlier?.[b.keptHeads[i]];
+          return before ? d.map((j) => before[j]) : d;
+        }) ?? (earlier && b.keptHeads.map((h) => earlier[h]));
+      const dims = perHead(a.keptDims, b.keptDims);
+      const vDims = perHead(a.keptVDims, b.keptVDims);
+      const vHeadDim = a.vHeadDim || b.vHeadDim
+        ? {
+          before: a.vHeadDim?.before ?? a.headDim.before,
+          after: b.vHeadDim?.after ?? a.vHeadDim?.after ?? b.headDim.after,
+        }
+        : undefined;
       return {
         ...b,
         heads: { before: a.heads.before, after: b.heads.after },
         headDim: { before: a.headDim.before, after: b.headDim.after },
         keptHeads: heads,
         ...(dims ? { keptDims: dims } : {}),
+        ...(vDims ? { keptVDims: vDims } : {}),
+        ...(vHeadDim ? { vHeadDim } : {}),
       };
     }
     if (a.kind !== "attention" && b.kind !== "attention") {

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { pruneToTarget } from "../src/target.ts";
 import { decodeModel, encodeModel } from "../src/onnx/model_io.ts";
+import { tensorToFloat32 } from "../src/onnx/tensor.ts";
 import { createCore } from "../src/core/mod.ts";
 import { createSession, loadOrt } from "../src/runtime/ort.ts";
 import { blockModel } from "../src/latency/block.ts";
@@ -43,17 +44,55 @@ Deno.test("pruning to a parameter or MAC target meets it in steps, kept indices 
 });
 
 Deno.test("a MAC target with Q/K and V dims ranked as separate kinds (NViT's design space)", async () => {
-  const r = await pruneToTarget(decodeModel(vit), { macs: 0.6, steps: 2 }, {
+  const r = await pruneToTarget(decodeModel(vit), { macs: 0.75, steps: 3 }, {
     pruneHeadDims: true,
     separateQkV: true,
-    pruningRatio: undefined,
+    // V dims ranked first, so that every step removes some: kept indices compose across steps.
+    kindScale: { v: 1e3 },
     core,
   });
+  assert.ok(r.target.steps.length >= 2, JSON.stringify(r.target));
   assert.ok(r.target.met, JSON.stringify(r.target));
   const attention = r.report.blocks.filter((b) => b.kind === "attention");
   const qk = attention.map((b) => b.kind === "attention" ? b.headDim.after : 0);
   const v = attention.map((b) => b.kind === "attention" ? b.vHeadDim?.after ?? b.headDim.after : 0);
   assert.notDeepEqual(qk, v, "Q/K and V dims pruned by their own ranking");
+  // Kept dims across steps are in the original numbering: one list per kept head, sized as
+  // reported, distinct, inside the original head.
+  for (const b of attention) {
+    if (b.kind !== "attention") continue;
+    for (const [lists, size] of [[b.keptDims, b.headDim], [b.keptVDims, b.vHeadDim]] as const) {
+      if (!lists || !size) continue;
+      assert.equal(lists.length, b.keptHeads.length, b.name);
+      for (const d of lists) {
+        assert.equal(d.length, size.after, b.name);
+        assert.equal(new Set(d).size, d.length, b.name);
+        assert.ok(d.every((j) => j >= 0 && j < size.before), b.name);
+      }
+    }
+  }
+  // The output projections of the pruned model read exactly the original rows of the kept
+  // (head, V dim) pairs, in order — whatever step removed them.
+  const rows = (m: ReturnType<typeof decodeModel>, block: number) => {
+    const node = m.graph!.node!.find((n) => n.name === `/blocks/blocks.${block}/attn/proj/MatMul`)!;
+    const w = m.graph!.initializer!.find((t) => t.name === node.input![1])!;
+    const [cin, cout] = w.dims!.map(Number);
+    const values = tensorToFloat32(w);
+    return Array.from({ length: cin }, (_, i) => values.subarray(i * cout, (i + 1) * cout));
+  };
+  const original = decodeModel(vit);
+  attention.forEach((b, block) => {
+    if (b.kind !== "attention") return;
+    const width = b.vHeadDim?.before ?? b.headDim.before;
+    const vDims = b.keptVDims ?? b.keptDims ??
+      b.keptHeads.map(() => [...Array(width).keys()]);
+    const expected = b.keptHeads.flatMap((h, i) => vDims[i].map((j) => h * width + j));
+    const before = rows(original, block), after = rows(r.model, block);
+    assert.equal(after.length, expected.length, `block ${block}`);
+    expected.forEach((row, k) =>
+      assert.deepEqual(after[k], before[row], `block ${block} row ${k}`)
+    );
+  });
 });
 
 Deno.test("targets: one at a time, below the original, and a speed-up needs a latency model", async () => {
