@@ -16,7 +16,7 @@
  */
 import type { ComputeCore } from "./core/mod.ts";
 import type { Factor } from "./analysis/factors.ts";
-import type { Group } from "./analysis/groups.ts";
+import type { AttentionGroup, Group } from "./analysis/groups.ts";
 import { attentionScores, type Criterion, dimScores, mlpScores } from "./importance.ts";
 import { tensorNumel } from "./onnx/tensor.ts";
 import type { ProbedTensor } from "./runtime/probe.ts";
@@ -35,6 +35,7 @@ export interface GroupCounts {
 export type UnitKind = "heads" | "dims" | "qk" | "v" | "channels" | "embedding";
 export type Ranking = "global" | "flap" | "isomorphic";
 export type Metric = "params" | "macs" | "latency";
+export type GqaPolicy = "query-heads" | "kv-groups";
 
 /** NViT's defaults: a head weighs like 6 units of the other kinds, an embedding channel like
  * one unit per block it crosses. */
@@ -54,6 +55,8 @@ export interface UnitCost {
 export interface AllocationSettings {
   pruneNumHeads: boolean;
   pruneHeadDims: boolean;
+  /** Grouped-query attention: what a head unit is (see `headUnits`). */
+  gqaPolicy: GqaPolicy;
   /** Head dims as two kinds, Q/K dims and V dims (NViT), where q, k and v are separate. */
   separateDims: boolean;
   /** Which kinds take part (MLP channels, embedding width); heads and dims follow the flags. */
@@ -74,6 +77,8 @@ export interface AllocationSettings {
   latencyCost?: (group: Group, kind: UnitKind) => number;
   /** Latency-aware ranking: score − η × latency saved (needs `latencyCost`). */
   latencyEta?: number;
+  /** Attention blocks whose heads must all stay. */
+  headsFixed?: (group: Group) => boolean;
   /** Groups left alone (a per-block ratio of 0). */
   skip?: (group: Group) => boolean;
 }
@@ -113,6 +118,18 @@ export function unitCost(
     if (t.role !== "operand" && t.linear) macs += n * positions(shapes, t.linear.output[0]);
   }
   return { params: params / units, macs: macs / units };
+}
+
+/** The unit head pruning removes: a head, or under grouped-query attention with the
+ * "kv-groups" policy a KV head with every query head of its group; with "query-heads" the same
+ * query head of every KV group. */
+export function headUnits(
+  group: AttentionGroup,
+  policy: GqaPolicy,
+): { factor: Factor; blocked: string | null } {
+  return group.kvGroups && policy === "kv-groups"
+    ? { factor: group.kvGroups, blocked: group.kvGroupsBlocked }
+    : { factor: group.heads, blocked: group.headsBlocked };
 }
 
 function standardise(units: Unit[]) {
@@ -155,7 +172,8 @@ export async function globalCounts(
   for (const [i, group] of groups.entries()) {
     if (s.skip?.(group)) continue;
     if (group.kind === "attention") {
-      const heads = s.pruneNumHeads && !group.headsBlocked;
+      const heads = s.pruneNumHeads && !headUnits(group, s.gqaPolicy).blocked &&
+        !s.headsFixed?.(group);
       const separate = s.pruneHeadDims && s.separateDims;
       const dims = s.pruneHeadDims && !separate && !group.dimsBlocked;
       if (separate && group.qkDim === group.vDim) {
@@ -178,15 +196,11 @@ export async function globalCounts(
         }
       }
       if (!heads && !dims) continue;
-      if (group.kvGroups) {
-        throw new PruneError(
-          "bad-option",
-          `global allocation does not handle grouped-query attention yet (block "${group.name}")`,
-        );
-      }
       const scores = await attentionScores(core, group, s.criterion, true);
       if (heads) {
-        add(i, "heads", scores.heads, unitCost(group, group.heads, group.heads.size, s.shapes));
+        const unit = headUnits(group, s.gqaPolicy).factor;
+        const headScores = unit === group.heads ? scores.heads : scores.kvGroups!;
+        add(i, "heads", headScores, unitCost(group, unit, unit.size, s.shapes));
       }
       if (dims) {
         const qk = unitCost(group, group.qkDim, group.qkDim.size, s.shapes);

@@ -55,6 +55,7 @@ options:
       --prune-head-dims     remove the same number of dims from every head
       --round-to N          round kept channel counts to a multiple of N
       --ignore NAME         node/initializer name or prefix to leave alone (repeatable)
+      --keep-heads NODE     keep every head of the attention block of NODE (repeatable)
       --num-heads NODE=H    head count of the attention block of NODE (repeatable)
       --layer-ratio NODE=R  pruning ratio for the block containing NODE (repeatable)
       --dim NAME=N          size of a symbolic input dim other than the batch (default 8; repeatable)
@@ -143,6 +144,7 @@ const OPTION_SPEC = {
   "prune-head-dims": { type: "boolean" },
   "round-to": { type: "string" },
   ignore: { type: "string", multiple: true },
+  "keep-heads": { type: "string", multiple: true },
   "num-heads": { type: "string", multiple: true },
   "layer-ratio": { type: "string", multiple: true },
   dim: { type: "string", multiple: true },
@@ -367,6 +369,12 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
     }
     options.ignore = v.ignore.map((s) => s.trim());
   }
+  if (v["keep-heads"]) {
+    for (const name of v["keep-heads"]) {
+      if (name.trim() === "") throw new UsageError(`--keep-heads: empty name`);
+    }
+    options.keepHeads = v["keep-heads"].map((s) => s.trim());
+  }
   const numHeads = parsePairs(
     "--num-heads",
     v["num-heads"],
@@ -540,7 +548,6 @@ async function realOrNull(p: string): Promise<string | null> {
   }
 }
 
-/** Checks the output location before any work: folder exists, output is not the input. */
 /**
  * Prunes to a target: the calibration data is opened afresh for every step; a speed-up target
  * profiles the latency model first (progress on stderr) and measures the result.
@@ -574,6 +581,7 @@ async function pruneTowards(
         after: await measureLatency(result.model, target.batch, 15, target.threads),
       },
       profileSeconds: latency.table.seconds,
+      ...(latency.table.note ? { tableNote: latency.table.note } : {}),
     };
   }
   return result;
@@ -596,6 +604,7 @@ async function writeTextAtomic(file: string, text: string): Promise<void> {
   }
 }
 
+/** Checks the output location before any work: folder exists, output is not the input. */
 async function checkOutput(input: string, output: string): Promise<void> {
   const dir = path.dirname(path.resolve(output));
   let stat;

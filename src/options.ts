@@ -23,6 +23,9 @@ export interface PruneOptions {
   ignore?: string[];
   /** Head count per attention block, keyed by a node name of that block (qkv / query MatMul). */
   numHeads?: Record<string, number>;
+  /** Attention blocks (a node name or prefix inside the block) whose heads all stay; their
+   * head dims may still be pruned. */
+  keepHeads?: string[];
   /** Per-layer ratio overrides, keyed by a node name (or prefix) inside the block. */
   layerRatios?: Record<string, number>;
   /** Grouped-query attention: remove query heads inside every KV group ("query-heads", the

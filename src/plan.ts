@@ -17,6 +17,7 @@ import {
   defaultKindScale,
   globalCounts,
   type GroupCounts,
+  headUnits,
   type Metric,
   type Ranking,
   type UnitKind,
@@ -60,6 +61,8 @@ export interface PlanSettings {
   gqaPolicy: "query-heads" | "kv-groups";
   /** Ratio override for a group, by group (layer) name, or undefined. */
   ratioFor: (group: Group) => number | undefined;
+  /** Attention blocks whose heads must all stay. */
+  headsFixed?: (group: Group) => boolean;
   /** "local": every block loses its ratio (default); otherwise the ranking across blocks that
    * spends the budget (allocate.ts). */
   allocation?: "local" | Ranking;
@@ -141,9 +144,10 @@ function localCounts(s: PlanSettings): (group: Group) => GroupCounts & { embeddi
     if (group.kind === "attention") {
       const ratio = override ?? s.headPruningRatio;
       const d = group.qkDim.size;
+      const units = headUnits(group, s.gqaPolicy).factor.size;
       return {
-        heads: s.pruneNumHeads
-          ? Math.min(headsToRemove(group.heads.size, ratio), group.heads.size - 1)
+        heads: s.pruneNumHeads && !s.headsFixed?.(group)
+          ? Math.min(headsToRemove(units, ratio), units - 1)
           : 0,
         dims: s.pruneHeadDims ? d - channelsToKeep(d, ratio, s.roundTo) : 0,
         qk: s.pruneHeadDims ? d - channelsToKeep(d, override ?? s.qkRatio ?? 0, s.roundTo) : 0,
@@ -172,7 +176,7 @@ async function planAttention(
   const byKvGroups = !!group.kvGroups && s.gqaPolicy === "kv-groups";
   const headsBlocked = byKvGroups ? group.kvGroupsBlocked : group.headsBlocked;
   const wantHeads = s.pruneNumHeads && (counts ? (counts.heads ?? 0) > 0 : ratio > 0) &&
-    !headsBlocked;
+    !headsBlocked && !s.headsFixed?.(group);
   const wantDims = s.pruneHeadDims && (counts ? (counts.dims ?? 0) > 0 : ratio > 0) &&
     !group.dimsBlocked;
   const separate = isSeparate(s);
@@ -181,7 +185,7 @@ async function planAttention(
   if (wantHeads && byKvGroups) {
     // LLM-Pruner's policy: whole KV heads go, with every query head of their group.
     const g = group.kvGroups!.size;
-    const drop = headsToRemove(g, ratio);
+    const drop = counts ? counts.heads ?? 0 : headsToRemove(g, ratio);
     if (drop >= g) throw allHeads(ratio, g, "KV heads", group.name);
     decision.keptKvGroups = [...await core.selectKeep(scores.kvGroups!, drop)];
     if (drop > 0) plan.set(group.kvGroups!, decision.keptKvGroups);

@@ -247,6 +247,7 @@ async function pruneWithCore(
     vRatio: options.vPruningRatio === undefined
       ? undefined
       : checkRatio("vPruningRatio", options.vPruningRatio),
+    headsFixed: (g) => g.linears.some((l) => matches(l.name ?? "", options.keepHeads ?? [])),
     ratioFor: (g) => {
       const key = Object.keys(options.layerRatios ?? {}).find((k) =>
         g.linears.some((l) => matches(l.name ?? "", [k]))
@@ -314,6 +315,7 @@ function checkNamedNodes(graph: Graph, options: RunOptions) {
   for (const t of graph.proto.initializer ?? []) known.add(t.name!);
   const names = [
     ...(options.ignore ?? []).map((n) => ["ignore", n]),
+    ...(options.keepHeads ?? []).map((n) => ["keep-heads", n]),
     ...Object.keys(options.layerRatios ?? {}).map((n) => ["layer ratio", n]),
     ...Object.keys(options.numHeads ?? {}).map((n) => ["num-heads", n]),
   ];

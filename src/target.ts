@@ -98,6 +98,10 @@ function compose(first: BlockReport[], next: BlockReport[]): BlockReport[] {
       return {
         ...b,
         heads: { before: a.heads.before, after: b.heads.after },
+        // A block down to one KV head reads as plain multi-head attention in later steps.
+        ...(a.kvHeads
+          ? { kvHeads: { before: a.kvHeads.before, after: b.kvHeads?.after ?? a.kvHeads.after } }
+          : {}),
         headDim: { before: a.headDim.before, after: b.headDim.after },
         keptHeads: heads,
         ...(dims ? { keptDims: dims } : {}),
@@ -177,8 +181,15 @@ export async function pruneToTarget(
     for (let step = 0; step < steps + 3 && value > goal; step++) {
       const share = (value - goal) / Math.max(1, steps - step);
       const latencyCost = metric === "latency" ? await target.latency!.costs(current) : undefined;
+      // Under the "kv-groups" policy a block down to one KV head keeps its query heads: the
+      // next step no longer sees the groups and would remove query heads inside the last one.
+      const lastKv = options.gqaPolicy === "kv-groups"
+        ? (blocks ?? []).filter((b) => b.kind === "attention" && b.kvHeads?.after === 1)
+          .map((b) => b.name)
+        : [];
       const result = await pruneModel(current, {
         ...base,
+        keepHeads: [...(options.keepHeads ?? []), ...lastKv],
         budget: { metric, amount: share },
         latencyCost,
       });

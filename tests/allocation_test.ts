@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { prune, pruneModel } from "../src/prune.ts";
+import { maskingCheck } from "../src/verify.ts";
 import { decodeModel, encodeModel } from "../src/onnx/model_io.ts";
 import { createCore } from "../src/core/mod.ts";
 import { createSession, loadOrt } from "../src/runtime/ort.ts";
@@ -67,7 +68,7 @@ Deno.test("global allocation prunes to a model equal to masking the same channel
   }
 });
 
-Deno.test("global allocation: Q/K and V dims as two kinds; GQA refused with the reason", async () => {
+Deno.test("global allocation: Q/K and V dims as two kinds", async () => {
   const local = await prune(vit, {
     pruneHeadDims: true,
     qkPruningRatio: 0.5,
@@ -90,9 +91,62 @@ Deno.test("global allocation: Q/K and V dims as two kinds; GQA refused with the 
   const attention = report.blocks.filter((b) => b.kind === "attention");
   assert.ok(attention.every((b) => b.kind === "attention" && b.headDim.after < 32));
   assert.ok(attention.every((b) => b.kind === "attention" && b.vHeadDim!.after < 32));
+});
+
+Deno.test("global allocation under grouped-query attention, both policies, equals masking", async () => {
   const llama = await Deno.readFile(new URL("more/llama_gqa.onnx", FIXTURES));
+  for (const gqaPolicy of ["query-heads", "kv-groups"] as const) {
+    const options = {
+      pruneNumHeads: true,
+      headPruningRatio: 0.5,
+      pruningRatio: 0.5,
+      allocation: "global" as const,
+      gqaPolicy,
+      // Head units made cheap to rank first, so that heads are seen to go under both policies.
+      kindScale: { heads: 1e6 },
+      core,
+    };
+    const { difference, effect, pruned } = await maskingCheck(llama, options);
+    assert.ok(effect > 1e-5 && difference <= 1e-4, `${gqaPolicy}: differs by ${difference}`);
+    const local = await prune(llama, { ...options, allocation: "local" });
+    const removed = (r: typeof local.report) => r.params.before - r.params.after;
+    // The same budget, give or take the largest unit: a KV head with its 2 query heads of 16
+    // dims in a 64 wide model (Q, K, V and output weights: 6 × 16 × 64).
+    const largest = 6 * 16 * 64;
+    assert.ok(
+      Math.abs(removed(pruned.report) - removed(local.report)) <= largest,
+      `${gqaPolicy}: removed ${removed(pruned.report)}, local ${removed(local.report)}`,
+    );
+    const attention = pruned.report.blocks.filter((b) => b.kind === "attention");
+    assert.ok(attention.some((b) => b.heads.after < b.heads.before), gqaPolicy);
+    for (const b of attention) {
+      if (b.kind !== "attention") continue;
+      assert.ok(b.kvHeads && b.heads.after >= 1);
+      // Query heads stay evenly spread over the KV heads kept (dense GQA).
+      assert.equal(b.heads.after % b.kvHeads.after, 0, JSON.stringify(b.heads));
+      if (gqaPolicy === "query-heads") assert.equal(b.kvHeads.after, b.kvHeads.before);
+      else assert.equal(b.heads.after / b.kvHeads.after, b.heads.before / b.kvHeads.before);
+    }
+  }
+});
+
+Deno.test("keepHeads leaves every head of the named block, locally and globally", async () => {
+  const options = { pruneNumHeads: true, headPruningRatio: 0.34, core };
+  const plain = await prune(vit, options);
+  const first = plain.report.blocks.find((b) => b.kind === "attention")!;
+  for (const allocation of ["local", "global"] as const) {
+    const { report } = await prune(vit, { ...options, allocation, keepHeads: [first.name] });
+    for (const b of report.blocks) {
+      if (b.kind !== "attention") continue;
+      if (b.name === first.name) assert.equal(b.heads.after, b.heads.before, allocation);
+    }
+    assert.ok(
+      report.blocks.some((b) => b.kind === "attention" && b.heads.after < b.heads.before),
+      allocation,
+    );
+  }
   await assert.rejects(
-    () => prune(llama, { pruneNumHeads: true, headPruningRatio: 0.5, allocation: "flap", core }),
-    /global allocation does not handle grouped-query attention yet \(block "[^"]+"\)/,
+    () => prune(vit, { ...options, keepHeads: ["no_such_node"] }),
+    /keep-heads: no node or initializer named "no_such_node"/,
   );
 });

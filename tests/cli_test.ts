@@ -202,6 +202,7 @@ cliTest("other bad option values", async () => {
       [["--num-heads", "=4"], /--num-heads.*=4/],
       [["--layer-ratio", "fc1"], /--layer-ratio.*fc1.*NODE=R/],
       [["--criterion", "l3"], /--criterion.*l3/],
+      [["--keep-heads", " "], /--keep-heads: empty name/],
       [["--dim", "seq"], /--dim.*seq.*NAME=N/],
       [["--dim", "seq=-1"], /--dim.*-1/],
       [["--backend", "tpu"], /--backend.*tpu/],

@@ -57,6 +57,15 @@ export async function modelBlocks(model: ModelProto): Promise<ModelBlocks> {
         `attention and ${mlp.length} MLP blocks`,
     );
   }
+  const grouped = attention.find((a) => a.kind === "attention" && a.kvGroups);
+  if (grouped) {
+    // The profiled block is multi-head attention; its K/V projections would be too wide here.
+    throw new PruneError(
+      "unsupported-graph",
+      `the latency model profiles multi-head attention blocks; "${grouped.name}" uses ` +
+        `grouped-query attention (use --target-params or --target-macs)`,
+    );
+  }
   let tokens = 0;
   const shapes = attention.map((a, i) => {
     const m = mlp[i];
@@ -69,7 +78,7 @@ export async function modelBlocks(model: ModelProto): Promise<ModelBlocks> {
       : Number(q.ref.tensor.dims?.[0] ?? 0);
     return {
       emb,
-      heads: a.heads.size * (a.kvGroups?.size ?? 1),
+      heads: a.heads.size,
       qk: a.qkDim.size,
       v: a.vDim.size,
       mlp: m.channels.size,
