@@ -173,6 +173,7 @@ export function formatReport(report: PruneReport, options: FormatReportOptions =
         `measured ${l.measured.before.toFixed(2)} → ${l.measured.after.toFixed(2)} ms ` +
         `(${x(l.measured.before, l.measured.after)}); profiling ${l.profileSeconds.toFixed(1)} s`,
     );
+    if (l.tableNote) out.push(`latency table: ${l.tableNote}`);
   }
   if (report.notes?.length) {
     out.push("");

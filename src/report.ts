@@ -23,6 +23,8 @@ export interface PruneReport {
     measured: { before: number; after: number };
     batch: number;
     profileSeconds: number;
+    /** What the check of the latency table against the machine found, when worth saying. */
+    tableNote?: string;
   };
 }
 

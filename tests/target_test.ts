@@ -104,6 +104,31 @@ Deno.test("targets: one at a time, below the original, and a speed-up needs a la
   await assert.rejects(() => pruneToTarget(m(), { params: 0.5, steps: 0 }), /steps must be/);
 });
 
+Deno.test("a parameter target under grouped-query attention keeps KV heads counted from the original", async () => {
+  const llama = await Deno.readFile(new URL("more/llama_gqa.onnx", FIXTURES));
+  const r = await pruneToTarget(decodeModel(llama), { params: 0.85, steps: 2 }, {
+    pruneNumHeads: true,
+    gqaPolicy: "kv-groups",
+    kindScale: { heads: 1e6 },
+    core,
+  });
+  assert.ok(r.target.met, JSON.stringify(r.target));
+  const attention = r.report.blocks.filter((b) => b.kind === "attention");
+  assert.ok(attention.some((b) => b.heads.after < b.heads.before));
+  for (const b of attention) {
+    if (b.kind !== "attention") continue;
+    assert.deepEqual(b.heads.before, 4);
+    assert.deepEqual(b.kvHeads?.before, 2);
+    assert.equal(b.keptHeads.length, b.heads.after);
+    assert.equal(b.heads.after, 2 * b.kvHeads!.after);
+  }
+  await createSession(encodeModel(r.model));
+  await assert.rejects(
+    () => modelBlocks(decodeModel(llama)),
+    /latency model profiles multi-head attention blocks; "[^"]+" uses grouped-query attention/,
+  );
+});
+
 Deno.test("the latency block model runs in onnxruntime with any shape", async () => {
   const ort = await loadOrt();
   const shape = { emb: 24, heads: 3, qk: 5, v: 7, mlp: 40 };
@@ -112,6 +137,17 @@ Deno.test("the latency block model runs in onnxruntime with any shape", async ()
   const y = (await session.run({ x })).y;
   assert.deepEqual([...y.dims], [2, 9, 24]);
   assert.ok((y.data as Float32Array).every(Number.isFinite));
+
+  // Heads of different sizes, one at a time: the weights of their dims and no more.
+  const unaligned = blockModel({ emb: 24, headDims: [2, 5, 9], mlp: 40 }, 2, 9);
+  const numel = (m: typeof unaligned, re: RegExp) =>
+    m.graph!.initializer!.filter((t) => re.test(t.name!))
+      .reduce((a, t) => a + t.dims!.reduce((p, d) => p * Number(d), 1), 0);
+  assert.equal(numel(unaligned, /^[qkv]\d\.w$/), 3 * 24 * 16);
+  assert.equal(numel(unaligned, /^proj\.w$/), 16 * 24);
+  const out = (await (await createSession(encodeModel(unaligned))).run({ x })).y;
+  assert.deepEqual([...out.dims], [2, 9, 24]);
+  assert.ok((out.data as Float32Array).every(Number.isFinite));
 });
 
 Deno.test("multilinear interpolation is exact on multilinear latencies and extrapolates linearly", () => {
@@ -143,30 +179,66 @@ Deno.test("multilinear interpolation is exact on multilinear latencies and extra
   }
 });
 
-Deno.test("profiling a block: a monotone grid table, cached by runtime, machine and shape", async () => {
+Deno.test("profiling a block in onnxruntime: a monotone grid table", async () => {
+  const full = { emb: 32, heads: 2, qk: 8, v: 8, mlp: 64 };
+  let calls = 0;
+  const options = { tokens: 5, levels: 2, runs: 3, cacheDir: null, onProgress: () => calls++ };
+  const table = await profileBlock(full, options);
+  assert.equal(table.ms.length, 2 ** 5);
+  assert.equal(calls, 32);
+  assert.deepEqual(table.axes.emb, [16, 32]);
+  assert.equal(table.axes.heads.length, 2);
+  // Shrinking any dimension never costs more.
+  assert.ok(table.ms[0] <= table.ms[table.ms.length - 1]);
+  for (let i = 0; i < 32; i++) {
+    for (let bit = 0; bit < 5; bit++) {
+      if (i & (1 << bit)) assert.ok(table.ms[i - (1 << bit)] <= table.ms[i]);
+    }
+  }
+});
+
+Deno.test("the latency table cache: keyed by runtime and shape, trusted only under the same load", async () => {
   const dir = await Deno.makeTempDir({ prefix: "prune_vit_latency_" });
   try {
     const full = { emb: 32, heads: 2, qk: 8, v: 8, mlp: 64 };
-    let calls = 0;
-    const options = { tokens: 5, levels: 2, runs: 3, cacheDir: dir, onProgress: () => calls++ };
+    // A deterministic runtime whose speed the test sets: `load` scales every timing.
+    let load = 1, timed = 0;
+    const timer = (s: typeof full) => {
+      timed++;
+      return Promise.resolve(load * (s.emb * (s.heads * (s.qk + s.v) + s.mlp)) / 1000);
+    };
+    const options = { tokens: 5, levels: 2, cacheDir: dir, timer, runtime: "test timer" };
     const table = await profileBlock(full, options);
-    assert.equal(table.ms.length, 2 ** 5);
-    assert.equal(calls, 32);
-    assert.deepEqual(table.axes.emb, [16, 32]);
-    assert.equal(table.axes.heads.length, 2);
-    // Shrinking any dimension never costs more.
-    assert.ok(table.ms[0] <= table.ms[table.ms.length - 1]);
-    for (let i = 0; i < 32; i++) {
-      for (let bit = 0; bit < 5; bit++) {
-        if (i & (1 << bit)) assert.ok(table.ms[i - (1 << bit)] <= table.ms[i]);
-      }
-    }
+    assert.equal(table.note, undefined);
+    assert.equal(table.fullMs, table.ms.at(-1));
     const files = [...Deno.readDirSync(dir)].map((e) => e.name);
     assert.deepEqual(files, [`${table.key}.json`]);
-    calls = 0;
+
+    timed = 0;
     const again = await profileBlock(full, options);
-    assert.equal(calls, 0, "read from the cache");
+    assert.ok(again.fromCache);
     assert.deepEqual(again.ms, table.ms);
+    assert.equal(timed, 2, "only the full block timed to check the cache");
+
+    // The same table under twice the load: profiled again, said so, and the cache replaced.
+    load = 2;
+    const fresh = await profileBlock(full, options);
+    assert.ok(!fresh.fromCache);
+    assert.match(fresh.note ?? "", /cached table timed the full block at [\d.]+ ms, [\d.]+ ms now/);
+    assert.deepEqual(fresh.ms, table.ms.map((m) => 2 * m));
+    const cached = JSON.parse(await Deno.readTextFile(`${dir}/${table.key}.json`));
+    assert.deepEqual(cached.ms, fresh.ms);
+
+    // The load changes while the grid is timed: said so, and nothing cached.
+    const other = { ...options, cacheDir: await Deno.makeTempDir({ dir }) };
+    timed = 0;
+    load = 1;
+    const drifting = await profileBlock(full, {
+      ...other,
+      timer: (s) => (load = ++timed > 20 ? 3 : 1, timer(s)),
+    });
+    assert.match(drifting.note ?? "", /load changed while the table was timed/);
+    assert.deepEqual([...Deno.readDirSync(other.cacheDir)], []);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

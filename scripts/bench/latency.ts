@@ -2,9 +2,7 @@
  * Latency-aware pruning to a speed-up target on a DeiT-Small-shaped export (random weights):
  * profile the block latency table, prune with `--target-speedup` (head dims and MLP channels,
  * round to 8), and compare the latency model's estimate with onnxruntime measurements — for the
- * final model and for every step (R²). Then head-aligned against unaligned pruning at the same
- * parameter count: unaligned heads (different dims per head) run densely only when every head is
- * padded to the largest, which is what the unaligned model is timed as.
+ * final model and for every step (R²). Head-aligned against unaligned pruning: alignment.ts.
  *
  *   .venv/bin/python scripts/verify/make_exports.py bench/data deits
  *   deno run -A scripts/bench/latency.ts [--model bench/data/timm_deit_small.onnx]
@@ -14,7 +12,6 @@ import { parseArgs } from "node:util";
 import { decodeModel, encodeModel } from "../../src/onnx/model_io.ts";
 import type { ModelProto } from "../../src/onnx/proto.ts";
 import { createCore } from "../../src/core/mod.ts";
-import { pruneModel } from "../../src/prune.ts";
 import { pruneToTarget } from "../../src/target.ts";
 import { createLatencyModel, measureLatency } from "../../src/latency/model.ts";
 import { ProgressBar } from "../../src/calibration/progress.ts";
@@ -111,35 +108,6 @@ console.log(
   ).join(", "),
 );
 
-// Head-aligned vs unaligned at the same parameter count. The aligned model keeps d dims in
-// every head; an unaligned one with the same total keeps more in some heads and fewer in others,
-// and to run densely every head is padded to its largest: timed as every head keeping that many.
-const aligned = result.model;
-const attention = result.report.blocks.filter((b) => b.kind === "attention");
-const d = attention[0].kind === "attention" ? attention[0].headDim : { before: 1, after: 1 };
-const widest = Math.min(d.before, Math.round(d.after * 1.5));
-// The same MLP widths block by block (ratios chosen so that the kept counts come out exact).
-const layerRatios: Record<string, number> = {};
-for (const b of result.report.blocks) {
-  if (b.kind === "mlp" && b.channels.after < b.channels.before) {
-    layerRatios[b.name] = 1 - (b.channels.after + 0.5) / b.channels.before;
-  }
-}
-const padded = await pruneModel(original(), {
-  core,
-  pruneHeadDims: true,
-  headPruningRatio: Math.max(0, 1 - (widest + 0.5) / d.before),
-  pruningRatio: 0,
-  layerRatios,
-});
-const [alignedMs, paddedMs] = await measureAll([aligned, padded.model]);
-console.log(
-  `\nhead-aligned (${d.after} dims per head): ${alignedMs.toFixed(2)} ms; unaligned with ` +
-    `the same parameters (heads between ${d.after * 2 - widest} and ${widest} dims, padded ` +
-    `to the largest): ${paddedMs.toFixed(2)} ms ` +
-    `(×${(paddedMs / alignedMs).toFixed(2)})`,
-);
-
 if (args.json) {
   await Deno.writeTextFile(
     args.json,
@@ -149,8 +117,6 @@ if (args.json) {
         steps: steps.map((_, i) => ({ estimated: estimated[i], measured: measured[i] })),
         speedup: { estimated: estSpeedup, measured: realSpeedup },
         r2,
-        aligned: alignedMs,
-        unalignedPadded: paddedMs,
       },
       null,
       2,

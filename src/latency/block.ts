@@ -17,6 +17,15 @@ export interface BlockShape {
   mlp: number;
 }
 
+/**
+ * Heads of different sizes (unaligned pruning): dims of each head, for Q/K and V alike. A
+ * dense runtime runs them either padded to the largest (`blockModel` with that size) or, as
+ * built here, one head at a time: own projections, own attention, outputs concatenated.
+ */
+export interface UnalignedHeads {
+  headDims: number[];
+}
+
 /** Deterministic small weights (timing does not depend on their values, only on finite ones). */
 function weights(n: number, seed: number): Float32Array {
   let s = seed >>> 0 || 1;
@@ -29,8 +38,15 @@ function weights(n: number, seed: number): Float32Array {
 }
 
 /** The block as a model with input "x" [batch, tokens, emb] and output "y" of the same shape. */
-export function blockModel(shape: BlockShape, batch: number, tokens: number): ModelProto {
-  const { emb, heads, qk, v, mlp } = shape;
+export function blockModel(
+  shape: BlockShape | (Omit<BlockShape, "heads" | "qk" | "v"> & UnalignedHeads),
+  batch: number,
+  tokens: number,
+): ModelProto {
+  const unaligned = "headDims" in shape ? shape.headDims : undefined;
+  const { emb, mlp } = shape;
+  const heads = unaligned ? unaligned.length : (shape as BlockShape).heads;
+  const qk = unaligned ? 0 : (shape as BlockShape).qk, v = unaligned ? 0 : (shape as BlockShape).v;
   const init: ReturnType<typeof onnx.TensorProto.create>[] = [];
   const nodes: ReturnType<typeof onnx.NodeProto.create>[] = [];
   let seed = 1;
@@ -90,25 +106,43 @@ export function blockModel(shape: BlockShape, batch: number, tokens: number): Mo
   const ln1 = node("LayerNormalization", ["x", ones("ln1.s", emb), zeros("ln1.b", emb)], "ln1", {
     axis: -1,
   });
-  const q = heads4(linear(ln1, "q", emb, heads * qk), "qh", qk);
-  const k = heads4(linear(ln1, "k", emb, heads * qk), "kh", qk);
-  const vv = heads4(linear(ln1, "v", emb, heads * v), "vh", v);
-  const kt = node("Transpose", [k], "kt", { perm: [0, 1, 3, 2] });
-  const scores = node("Mul", [
-    node("MatMul", [q, kt], "qk"),
-    tensor("scale", [], [1 / Math.sqrt(qk)]),
-  ], "scores");
-  const attn = node("Softmax", [scores], "attn", { axis: -1 });
-  const ctx = node("MatMul", [attn, vv], "ctx");
-  const merged = node(
-    "Reshape",
-    [
-      node("Transpose", [ctx], "ctx.t", { perm: [0, 2, 1, 3] }),
-      ints("merge.shape", [0, 0, heads * v]),
-    ],
-    "merged",
-  );
-  const h1 = node("Add", ["x", linear(merged, "proj", heads * v, emb)], "h1");
+  let merged: string, width: number;
+  if (unaligned) {
+    // One head at a time: [batch, tokens, d] projections, attention, then one concatenation.
+    const outs = unaligned.map((d, h) => {
+      const q = linear(ln1, `q${h}`, emb, d);
+      const kt = node("Transpose", [linear(ln1, `k${h}`, emb, d)], `kt${h}`, { perm: [0, 2, 1] });
+      const scores = node("Mul", [
+        node("MatMul", [q, kt], `qk${h}`),
+        tensor(`scale${h}`, [], [1 / Math.sqrt(d)]),
+      ], `scores${h}`);
+      const attn = node("Softmax", [scores], `attn${h}`, { axis: -1 });
+      return node("MatMul", [attn, linear(ln1, `v${h}`, emb, d)], `ctx${h}`);
+    });
+    merged = node("Concat", outs, "merged", { axis: -1 });
+    width = unaligned.reduce((a, b) => a + b, 0);
+  } else {
+    const q = heads4(linear(ln1, "q", emb, heads * qk), "qh", qk);
+    const k = heads4(linear(ln1, "k", emb, heads * qk), "kh", qk);
+    const vv = heads4(linear(ln1, "v", emb, heads * v), "vh", v);
+    const kt = node("Transpose", [k], "kt", { perm: [0, 1, 3, 2] });
+    const scores = node("Mul", [
+      node("MatMul", [q, kt], "qk"),
+      tensor("scale", [], [1 / Math.sqrt(qk)]),
+    ], "scores");
+    const attn = node("Softmax", [scores], "attn", { axis: -1 });
+    const ctx = node("MatMul", [attn, vv], "ctx");
+    merged = node(
+      "Reshape",
+      [
+        node("Transpose", [ctx], "ctx.t", { perm: [0, 2, 1, 3] }),
+        ints("merge.shape", [0, 0, heads * v]),
+      ],
+      "merged",
+    );
+    width = heads * v;
+  }
+  const h1 = node("Add", ["x", linear(merged, "proj", width, emb)], "h1");
   const ln2 = node("LayerNormalization", [h1, ones("ln2.s", emb), zeros("ln2.b", emb)], "ln2", {
     axis: -1,
   });

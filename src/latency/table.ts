@@ -24,7 +24,20 @@ export interface LatencyTable {
   ms: number[];
   /** Wall time the profiling took (s). */
   seconds: number;
+  /** The full block timed before the grid: what a later run compares with to trust the cache. */
+  fullMs?: number;
+  /** Read from the cache (after the full block was timed again and agreed with it). */
+  fromCache?: boolean;
+  /** Why the table may not match the machine now (load changed while or since profiling). */
+  note?: string;
 }
+
+/** Timings further apart than this ratio (and than 0.05 ms, below which timer and scheduler
+ * noise dominate) say the machine's load is not the same. */
+export const LOAD_TOLERANCE = 1.25;
+
+const agree = (a: number, b: number) =>
+  Math.max(a / b, b / a) <= LOAD_TOLERANCE || Math.abs(a - b) < 0.05;
 
 /** How to profile. */
 export interface ProfileOptions {
@@ -41,6 +54,10 @@ export interface ProfileOptions {
   /** Folder of cached tables; null: no cache. Default: the user's cache folder. */
   cacheDir?: string | null;
   onProgress?: (done: number, total: number) => void;
+  /** Times one block shape (ms); default: {@link timeBlock} in onnxruntime. */
+  timer?: (shape: BlockShape) => Promise<number>;
+  /** What `timer` runs on, for the cache key (default: the onnxruntime package in use). */
+  runtime?: string;
 }
 
 function defaultCacheDir(): string | null {
@@ -129,12 +146,17 @@ export async function profileBlock(
   if (levels !== undefined && (!Number.isInteger(levels) || levels < 2 || levels > 5)) {
     throw new PruneError("bad-option", `latency grid levels must be 2 to 5, got ${levels}`);
   }
-  // The full block is the slowest point: the grid is as fine as the budget allows for it.
-  const fullMs = await timeBlock(full, batch, options.tokens, runs, options.threads);
+  // The full block is the slowest point: the grid is as fine as the budget allows for it. Timed
+  // twice: the first run in a process pays for warming up threads and caches.
+  const time = options.timer ??
+    ((shape: BlockShape) => timeBlock(shape, batch, options.tokens, runs, options.threads));
+  const timeFull = () => time(full);
+  const fullMs = Math.min(await timeFull(), await timeFull());
   const perPoint = (fullMs * (runs + 2)) / 1000 + 0.02;
   levels ??= [4, 3, 2].find((l) => l ** AXES.length * perPoint * 0.6 <= budget) ?? 2;
   const description = {
-    runtime: `onnxruntime-${ortBackendName()} ${denoJson.imports["onnxruntime-node"]}`,
+    runtime: options.runtime ??
+      `onnxruntime-${ortBackendName()} ${denoJson.imports["onnxruntime-node"]}`,
     machine: `${Deno.build.target}, ${navigator.hardwareConcurrency} threads, ${cpuModel()}`,
     block: full,
     batch,
@@ -146,12 +168,23 @@ export async function profileBlock(
   const key = await sha256(JSON.stringify(description));
   const dir = options.cacheDir === undefined ? defaultCacheDir() : options.cacheDir;
   const file = dir ? `${dir}/${key}.json` : undefined;
+  let stale: string | undefined;
   if (file) {
+    let cached: LatencyTable | undefined;
     try {
-      const cached = JSON.parse(await Deno.readTextFile(file)) as LatencyTable;
-      if (cached.key === key && cached.ms?.length) return cached;
+      cached = JSON.parse(await Deno.readTextFile(file)) as LatencyTable;
     } catch {
       // not cached yet (or unreadable): profile
+    }
+    if (cached?.key === key && cached.ms?.length) {
+      // A table timed under another load misleads every estimate: it is used only if the full
+      // block takes now what it took then.
+      const cachedFull = cached.fullMs ?? cached.ms[cached.ms.length - 1];
+      if (agree(fullMs, cachedFull)) {
+        return { ...cached, fromCache: true, seconds: (performance.now() - start) / 1000 };
+      }
+      stale = `the cached table timed the full block at ${cachedFull.toFixed(2)} ms, ` +
+        `${fullMs.toFixed(2)} ms now: profiled again`;
     }
   }
   const axes = Object.fromEntries(AXES.map((a) => [a, grid(full[a], levels!)])) as LatencyTable[
@@ -167,7 +200,7 @@ export async function profileBlock(
       shape[AXES[a]] = axes[AXES[a]][rest % sizes[a]];
       rest = Math.floor(rest / sizes[a]);
     }
-    ms.push(await timeBlock(shape, batch, options.tokens, runs, options.threads));
+    ms.push(await time(shape));
     options.onProgress?.(i + 1, total);
   }
   // A block cannot get slower when a dimension shrinks: timing noise that says so is evened out.
@@ -178,6 +211,14 @@ export async function profileBlock(
       if (at > 0) ms[i] = Math.max(ms[i], ms[i - stride]);
     }
   }
+  // The full block once more: if it moved, the load changed while the grid was timed.
+  const fullEnd = await timeFull();
+  const drift = agree(fullEnd, fullMs)
+    ? undefined
+    : `the full block took ${fullMs.toFixed(2)} ms ` +
+      `before profiling and ${fullEnd.toFixed(2)} ms after: the machine's load changed while ` +
+      `the table was timed, estimates may be off (not cached)`;
+  const note = [stale, drift].filter(Boolean).join("; ") || undefined;
   const table: LatencyTable = {
     key,
     description,
@@ -186,8 +227,10 @@ export async function profileBlock(
     axes,
     ms,
     seconds: (performance.now() - start) / 1000,
+    fullMs,
+    ...(note ? { note } : {}),
   };
-  if (file) {
+  if (file && !drift) {
     try {
       await Deno.mkdir(dir!, { recursive: true });
       const temp = `${file}.${crypto.randomUUID().slice(0, 8)}.tmp`;
