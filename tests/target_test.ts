@@ -218,7 +218,15 @@ Deno.test("the latency table cache: keyed by runtime and shape, trusted only und
     const again = await profileBlock(full, options);
     assert.ok(again.fromCache);
     assert.deepEqual(again.ms, table.ms);
+    assert.equal(again.note, undefined);
     assert.equal(timed, 2, "only the full block timed to check the cache");
+
+    // 20% slower now: within the tolerance, the cached table rescaled to today's speed.
+    load = 1.2;
+    const slower = await profileBlock(full, options);
+    assert.ok(slower.fromCache);
+    slower.ms.forEach((m, i) => assert.ok(Math.abs(m - 1.2 * table.ms[i]) < 1e-9));
+    assert.match(slower.note ?? "", /rescaled ×1\.20/);
 
     // The same table under twice the load: profiled again, said so, and the cache replaced.
     load = 2;

@@ -26,7 +26,8 @@ export interface LatencyTable {
   seconds: number;
   /** The full block timed before the grid: what a later run compares with to trust the cache. */
   fullMs?: number;
-  /** Read from the cache (after the full block was timed again and agreed with it). */
+  /** Read from the cache (after the full block was timed again and agreed with it; the timings
+   * rescaled by the ratio). */
   fromCache?: boolean;
   /** Why the table may not match the machine now (load changed while or since profiling). */
   note?: string;
@@ -181,7 +182,19 @@ export async function profileBlock(
       // block takes now what it took then.
       const cachedFull = cached.fullMs ?? cached.ms[cached.ms.length - 1];
       if (agree(fullMs, cachedFull)) {
-        return { ...cached, fromCache: true, seconds: (performance.now() - start) / 1000 };
+        // Within the tolerance the table is rescaled to the speed measured now, so that the
+        // blocks and the rest of the model (measured now) add up on the same scale.
+        const scale = fullMs / cachedFull;
+        return {
+          ...cached,
+          ms: cached.ms.map((m) => m * scale),
+          fullMs,
+          fromCache: true,
+          seconds: (performance.now() - start) / 1000,
+          ...(Math.abs(scale - 1) > 0.05
+            ? { note: `cached table rescaled ×${scale.toFixed(2)} to the speed measured now` }
+            : {}),
+        };
       }
       stale = `the cached table timed the full block at ${cachedFull.toFixed(2)} ms, ` +
         `${fullMs.toFixed(2)} ms now: profiled again`;
