@@ -17,6 +17,7 @@ import { loadCalibration } from "./calibration/inputs.ts";
 import { architectureChart } from "./chart.ts";
 import { pruneToTarget, type TargetOptions } from "./target.ts";
 import { createLatencyModel, type LatencyModel, measureLatency } from "./latency/model.ts";
+import { LATENCY_RUNTIMES, type LatencyRuntime } from "./latency/runtime.ts";
 import { ProgressBar } from "./calibration/progress.ts";
 import type { RunOptions } from "./prune.ts";
 import { formatReport } from "./format_report.ts";
@@ -76,11 +77,12 @@ options:
                             FLAP's bias, or least squares on weights and bias (default none)
       --gram-stride N       reweighting sums its Gram matrices over 1 in N positions (default
                             4; use 1 with short calibration data)
-      --allocation local|global|flap
+      --allocation local|global|flap|isomorphic
                             local: every block loses the ratios (default); global: the same
                             parameter budget, spent where scores are lowest across blocks,
                             heads/dims against MLP channels; flap: the same on scores
-                            standardised per kind (FLAP's adaptive structure)
+                            standardised per kind (FLAP's adaptive structure); isomorphic:
+                            each kind ranked only against itself (Torch-Pruning's)
       --gqa-policy query-heads|kv-groups
                             grouped-query attention: drop query heads inside every KV group
                             (default, as Torch-Pruning) or whole KV groups (as LLM-Pruner)
@@ -99,7 +101,9 @@ options:
       --target-speedup S    prune until the latency model says S× faster: one transformer
                             block is timed in onnxruntime over a grid of shapes (cached), within
                             --profile-budget seconds (default 60), at --latency-batch (default 1)
-                            and --latency-threads (default: onnxruntime's);
+                            and --latency-threads (default: onnxruntime's), on
+                            --latency-runtime cpu|wasm|webgpu (default cpu: onnxruntime-node;
+                            wasm/webgpu: onnxruntime-web, one thread);
                             --latency-eta η ranks by importance − η·Δlatency
       --dry-run             report what would be pruned without writing a model
       --quiet               print nothing on success
@@ -130,6 +134,7 @@ export interface CliArgs {
     batch: number;
     cacheDir?: string;
     threads?: number;
+    runtime?: LatencyRuntime;
   };
 }
 
@@ -168,6 +173,7 @@ const OPTION_SPEC = {
   "latency-batch": { type: "string" },
   "latency-cache": { type: "string" },
   "latency-threads": { type: "string" },
+  "latency-runtime": { type: "string" },
   "latency-eta": { type: "string" },
   "prune-embedding": { type: "boolean" },
   "separate-qk-v": { type: "boolean" },
@@ -399,7 +405,16 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
     );
   }
   if (v.allocation !== undefined) {
-    options.allocation = oneOf("--allocation", v.allocation, ["local", "global", "flap"] as const);
+    options.allocation = oneOf(
+      "--allocation",
+      v.allocation,
+      [
+        "local",
+        "global",
+        "flap",
+        "isomorphic",
+      ] as const,
+    );
   }
   if (v.criterion !== undefined) {
     options.criterion = oneOf(
@@ -475,6 +490,9 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
       ...(v["latency-threads"] !== undefined
         ? { threads: parsePositiveInt("--latency-threads", v["latency-threads"]) }
         : {}),
+      ...(v["latency-runtime"] !== undefined
+        ? { runtime: oneOf("--latency-runtime", v["latency-runtime"], LATENCY_RUNTIMES) }
+        : {}),
       ...(v.steps !== undefined ? { steps: parsePositiveInt("--steps", v.steps) } : {}),
     };
     if (v["target-params"] !== undefined) {
@@ -502,6 +520,7 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
         "latency-batch",
         "latency-cache",
         "latency-threads",
+        "latency-runtime",
         "latency-eta",
         "prune-embedding",
         "separate-qk-v",
@@ -565,11 +584,15 @@ async function pruneTowards(
       batch: target.batch,
       budgetSeconds: target.budgetSeconds,
       threads: target.threads,
+      runtime: target.runtime,
       ...(target.cacheDir !== undefined ? { cacheDir: target.cacheDir } : {}),
       onProgress: progress.callback,
     });
     progress.finish();
   }
+  const measuring = { batch: target.batch, threads: target.threads, runtime: target.runtime };
+  // Measured now: pruning works on `model` in place.
+  const measuredBefore = latency ? await measureLatency(model, measuring) : 0;
   const result = await pruneToTarget(model, { ...target, latency }, options);
   result.report.target = result.target;
   if (latency) {
@@ -577,8 +600,8 @@ async function pruneTowards(
       batch: target.batch,
       estimated: { before: latency.originalMs, after: result.target.reached },
       measured: {
-        before: await measureLatency(model, target.batch, 15, target.threads),
-        after: await measureLatency(result.model, target.batch, 15, target.threads),
+        before: measuredBefore,
+        after: await measureLatency(result.model, measuring),
       },
       profileSeconds: latency.table.seconds,
       ...(latency.table.note ? { tableNote: latency.table.note } : {}),

@@ -203,6 +203,8 @@ cliTest("other bad option values", async () => {
       [["--layer-ratio", "fc1"], /--layer-ratio.*fc1.*NODE=R/],
       [["--criterion", "l3"], /--criterion.*l3/],
       [["--keep-heads", " "], /--keep-heads: empty name/],
+      [["--target-speedup", "2", "--latency-runtime", "tpu"], /--latency-runtime.*tpu/],
+      [["--latency-runtime", "wasm"], /--latency-runtime goes with a --target/],
       [["--dim", "seq"], /--dim.*seq.*NAME=N/],
       [["--dim", "seq=-1"], /--dim.*-1/],
       [["--backend", "tpu"], /--backend.*tpu/],
@@ -386,6 +388,38 @@ cliTest("--target-macs prunes in steps to the target and says how close it got",
     const report = JSON.parse(json.stdout);
     assert.equal(report.target.metric, "params");
     assert.ok(report.target.met && report.params.after <= 0.7 * report.params.before);
+  });
+}, { engine: true });
+
+cliTest("--target-speedup: the report times the original and the result", async () => {
+  await withDir(async (dir) => {
+    const model = `${dir}/vit.onnx`;
+    await Deno.copyFile(new URL("tests/fixtures/fmnist_vit.onnx", ROOT).pathname, model);
+    const r = await cli([
+      model,
+      "-o",
+      `${dir}/out.onnx`,
+      "--target-speedup",
+      "2",
+      "--prune-head-dims",
+      "--round-to",
+      "8",
+      "--latency-batch",
+      "16",
+      "--profile-budget",
+      "5",
+      "--latency-cache",
+      `${dir}/cache`,
+      "--json",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const { latency, target } = JSON.parse(r.stdout);
+    // Both "before" figures time the original (the estimate's base and the measurement; loose
+    // bounds: other tests load the machine). How close estimates come is the benchmark's job.
+    const ratio = latency.estimated.before / latency.measured.before;
+    assert.ok(ratio > 0.5 && ratio < 2, JSON.stringify(latency));
+    assert.equal(latency.estimated.after, target.reached);
+    assert.ok(latency.measured.after > 0 && target.met, JSON.stringify(target));
   });
 }, { engine: true });
 

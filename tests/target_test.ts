@@ -10,7 +10,7 @@ import { createCore } from "../src/core/mod.ts";
 import { createSession, loadOrt } from "../src/runtime/ort.ts";
 import { blockModel } from "../src/latency/block.ts";
 import { AXES, interpolate, type LatencyTable, profileBlock } from "../src/latency/table.ts";
-import { createLatencyModel, modelBlocks } from "../src/latency/model.ts";
+import { createLatencyModel, measureLatency, modelBlocks } from "../src/latency/model.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url);
 const core = await createCore({ backend: "cpu" });
@@ -207,7 +207,7 @@ Deno.test("the latency table cache: keyed by runtime and shape, trusted only und
       timed++;
       return Promise.resolve(load * (s.emb * (s.heads * (s.qk + s.v) + s.mlp)) / 1000);
     };
-    const options = { tokens: 5, levels: 2, cacheDir: dir, timer, runtime: "test timer" };
+    const options = { tokens: 5, levels: 2, cacheDir: dir, timer: { name: "test", time: timer } };
     const table = await profileBlock(full, options);
     assert.equal(table.note, undefined);
     assert.equal(table.fullMs, table.ms.at(-1));
@@ -243,7 +243,7 @@ Deno.test("the latency table cache: keyed by runtime and shape, trusted only und
     load = 1;
     const drifting = await profileBlock(full, {
       ...other,
-      timer: (s) => (load = ++timed > 20 ? 3 : 1, timer(s)),
+      timer: { name: "test", time: (s) => (load = ++timed > 20 ? 3 : 1, timer(s)) },
     });
     assert.match(drifting.note ?? "", /load changed while the table was timed/);
     assert.deepEqual([...Deno.readDirSync(other.cacheDir)], []);
@@ -276,5 +276,28 @@ Deno.test("latency model: block shapes read from exports, estimates that fall as
     assert.ok(r.report.params.after < r.report.params.before);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("latency on onnxruntime-web: wasm, and webgpu where an adapter exists (refused where not)", async () => {
+  const full = { emb: 32, heads: 2, qk: 8, v: 8, mlp: 64 };
+  const options = { tokens: 5, levels: 2, runs: 1, cacheDir: null };
+  const cpu = await profileBlock(full, options);
+  const wasm = await profileBlock(full, { ...options, runtime: "wasm" });
+  assert.match(String(wasm.description.runtime), /^onnxruntime-web wasm /);
+  assert.notEqual(wasm.key, cpu.key, "each runtime has its own cached table");
+  assert.ok(wasm.ms.every((m) => m > 0));
+  const model = decodeModel(vit);
+  assert.ok(await measureLatency(model, { runtime: "wasm", runs: 3 }) > 0);
+
+  const gpu = (navigator as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+  const adapter = gpu ? await gpu.requestAdapter().catch(() => null) : null;
+  if (adapter) {
+    assert.ok(await measureLatency(model, { runtime: "webgpu", runs: 1 }) > 0);
+  } else {
+    await assert.rejects(
+      () => measureLatency(model, { runtime: "webgpu" }),
+      /latency runtime webgpu: no WebGPU adapter/,
+    );
   }
 });

@@ -7,13 +7,13 @@
  * interleaved rounds (this machine is noisy) and the medians compared.
  *
  *   deno run -A scripts/bench/alignment.ts [--emb 384] [--heads 6] [--dim 64] [--mlp 1536]
- *     [--tokens 197] [--batch 1] [--keep 0.5] [--threads N] [--rounds 5] [--json OUT]
+ *     [--tokens 197] [--batch 1] [--keep 0.5] [--threads N] [--runtime cpu|wasm|webgpu]
+ *     [--rounds 5] [--json OUT]
  */
 import { parseArgs } from "node:util";
 import { blockModel, type BlockShape, type UnalignedHeads } from "../../src/latency/block.ts";
 import { encodeModel } from "../../src/onnx/model_io.ts";
-import { createSession, loadOrt } from "../../src/runtime/ort.ts";
-import { sessionThreads } from "../../src/latency/table.ts";
+import { type LatencyRuntime, timingRuntime } from "../../src/latency/runtime.ts";
 
 const args = parseArgs({
   options: {
@@ -25,6 +25,7 @@ const args = parseArgs({
     batch: { type: "string", default: "1" },
     keep: { type: "string", default: "0.5" },
     threads: { type: "string" },
+    runtime: { type: "string", default: "cpu" },
     rounds: { type: "string", default: "5" },
     json: { type: "string" },
   },
@@ -77,16 +78,14 @@ for (const s of [0.25, 0.5]) {
   );
 }
 
-const ort = await loadOrt();
-const x = new ort.Tensor("float32", new Float32Array(batch * tokens * emb).fill(0.1), [
+const rt = await timingRuntime(args.runtime as LatencyRuntime, threads);
+const x = new rt.ort.Tensor("float32", new Float32Array(batch * tokens * emb).fill(0.1), [
   batch,
   tokens,
   emb,
 ]);
 const sessions = await Promise.all(
-  variants.map((v) =>
-    createSession(encodeModel(blockModel(v.shape, batch, tokens)), sessionThreads(threads))
-  ),
+  variants.map((v) => rt.open(encodeModel(blockModel(v.shape, batch, tokens)))),
 );
 const times = variants.map(() => [] as number[]);
 for (let r = 0; r < rounds; r++) {
@@ -105,7 +104,7 @@ const median = (t: number[]) => t.sort((a, b) => a - b)[Math.floor(t.length / 2)
 const ms = times.map(median);
 console.log(
   `one block: emb ${emb}, MLP ${mlp}, ${tokens} tokens, batch ${batch}, ` +
-    `threads ${threads ?? "default"}; median of ${rounds} rounds × 15 runs\n`,
+    `${rt.name}, threads ${threads ?? "default"}; median of ${rounds} rounds × 15 runs\n`,
 );
 console.log("variant".padEnd(58) + "ms      vs aligned");
 variants.forEach((v, i) => {

@@ -6,7 +6,8 @@
  *
  *   .venv/bin/python scripts/verify/make_exports.py bench/data deits
  *   deno run -A scripts/bench/latency.ts [--model bench/data/timm_deit_small.onnx]
- *     [--speedup 2] [--budget 120] [--batch 1] [--threads N] [--json OUT]
+ *     [--speedup 2] [--budget 120] [--batch 1] [--threads N] [--runtime cpu|wasm|webgpu]
+ *     [--json OUT]
  */
 import { parseArgs } from "node:util";
 import { decodeModel, encodeModel } from "../../src/onnx/model_io.ts";
@@ -14,6 +15,7 @@ import type { ModelProto } from "../../src/onnx/proto.ts";
 import { createCore } from "../../src/core/mod.ts";
 import { pruneToTarget } from "../../src/target.ts";
 import { createLatencyModel, measureLatency } from "../../src/latency/model.ts";
+import type { LatencyRuntime } from "../../src/latency/runtime.ts";
 import { ProgressBar } from "../../src/calibration/progress.ts";
 
 const args = parseArgs({
@@ -23,6 +25,7 @@ const args = parseArgs({
     budget: { type: "string", default: "120" },
     batch: { type: "string", default: "1" },
     threads: { type: "string" },
+    runtime: { type: "string", default: "cpu" },
     json: { type: "string" },
   },
 }).values;
@@ -39,6 +42,7 @@ try {
 }
 const batch = Number(args.batch);
 const threads = args.threads ? Number(args.threads) : undefined;
+const runtime = args.runtime as LatencyRuntime;
 const core = await createCore({ backend: "cpu" });
 const original = () => decodeModel(bytes);
 
@@ -47,7 +51,7 @@ async function measureAll(models: ModelProto[], rounds = 3): Promise<number[]> {
   const runs = models.map(() => [] as number[]);
   for (let r = 0; r < rounds; r++) {
     for (const [i, m] of models.entries()) {
-      runs[i].push(await measureLatency(m, batch, 11, threads));
+      runs[i].push(await measureLatency(m, { batch, runs: 11, threads, runtime }));
     }
   }
   return runs.map((t) => t.sort((a, b) => a - b)[Math.floor(t.length / 2)]);
@@ -58,6 +62,7 @@ const latency = await createLatencyModel(original(), {
   batch,
   budgetSeconds: Number(args.budget),
   threads,
+  runtime,
   onProgress: progress.callback,
 });
 progress.finish();

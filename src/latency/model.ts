@@ -12,19 +12,14 @@ import type { ModelProto } from "../onnx/proto.ts";
 import { encodeModel } from "../onnx/model_io.ts";
 import { Graph, type GraphProto } from "../graph/graph.ts";
 import { probeTensors } from "../runtime/probe.ts";
-import { createSession, loadOrt, ORT_ELEMENT_TYPES, type OrtTensor } from "../runtime/ort.ts";
+import { ORT_ELEMENT_TYPES, type OrtTensor } from "../runtime/ort.ts";
 import { traceGraph } from "../analysis/trace.ts";
 import { findGroups, type Group } from "../analysis/groups.ts";
 import type { UnitKind } from "../allocate.ts";
 import type { LatencyEstimator } from "../target.ts";
 import type { BlockShape } from "./block.ts";
-import {
-  interpolate,
-  type LatencyTable,
-  profileBlock,
-  type ProfileOptions,
-  sessionThreads,
-} from "./table.ts";
+import { interpolate, type LatencyTable, profileBlock, type ProfileOptions } from "./table.ts";
+import { type LatencyRuntime, medianRun, timingRuntime } from "./runtime.ts";
 
 /** The transformer blocks of a model: the k-th attention block with the k-th MLP. */
 export interface ModelBlocks {
@@ -93,15 +88,24 @@ export async function modelBlocks(model: ModelProto): Promise<ModelBlocks> {
   };
 }
 
-/** Median latency (ms) of a whole model in onnxruntime at `batch`, inputs synthesised. */
+/** How to measure a whole model. */
+export interface MeasureOptions {
+  batch?: number;
+  /** Timed runs (median; default 15). */
+  runs?: number;
+  threads?: number;
+  runtime?: LatencyRuntime;
+}
+
+/** Median latency (ms) of a whole model at `batch` on a runtime, inputs synthesised. */
 export async function measureLatency(
   model: ModelProto,
-  batch = 1,
-  runs = 15,
-  threads?: number,
+  options: MeasureOptions = {},
 ): Promise<number> {
-  const ort = await loadOrt();
-  const session = await createSession(encodeModel(model), sessionThreads(threads));
+  const batch = options.batch ?? 1, runs = options.runs ?? 15;
+  const rt = await timingRuntime(options.runtime, options.threads);
+  const ort = rt.ort;
+  const session = await rt.open(encodeModel(model));
   const init = new Set((model.graph!.initializer ?? []).map((t) => t.name));
   const feeds: Record<string, OrtTensor> = {};
   for (const input of model.graph!.input ?? []) {
@@ -121,15 +125,8 @@ export async function measureLatency(
       })();
   }
   try {
-    for (let i = 0; i < 3; i++) await session.run(feeds);
-    const times: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      const t = performance.now();
-      await session.run(feeds);
-      times.push(performance.now() - t);
-    }
-    times.sort((a, b) => a - b);
-    return times[Math.floor(times.length / 2)];
+    // A whole model is timed once or twice, not over a grid: worth a longer warm-up.
+    return await medianRun(session, feeds, runs, 200);
   } finally {
     await session.release?.();
   }
@@ -141,6 +138,8 @@ export interface LatencyModel extends LatencyEstimator {
   /** Measured latency of the original (ms) and the part outside the blocks. */
   originalMs: number;
   restMs: number;
+  /** Factor on the table's block timings (below 1 where they add up to more than the model). */
+  blockScale: number;
 }
 
 const one = (shape: BlockShape, kind: UnitKind): BlockShape => {
@@ -174,13 +173,33 @@ export async function createLatencyModel(
     ]),
   ) as unknown as BlockShape;
   const table = await profileBlock(full, { ...options, batch, tokens: blocks.tokens });
-  const originalMs = await measureLatency(original, batch, 15, options.threads);
-  const blocksMs = (b: ModelBlocks) => b.shapes.reduce((s, x) => s + interpolate(table, x), 0);
+  const originalMs = await measureLatency(original, {
+    batch,
+    threads: options.threads,
+    runtime: options.runtime,
+  });
+  const smallest = table.ms[0], largest = table.ms[table.ms.length - 1];
+  if (!(smallest < 0.9 * largest)) {
+    throw new PruneError(
+      "unsupported-graph",
+      `latency: on this runtime the smallest block of the grid takes ${smallest.toFixed(3)} ms ` +
+        `and the full one ${largest.toFixed(3)} ms — timing overhead hides what pruning saves, ` +
+        `so no speed-up can be planned (use --target-params or --target-macs, or a larger ` +
+        `--latency-batch)`,
+    );
+  }
+  const sum = blocks.shapes.reduce((s, x) => s + interpolate(table, x), 0);
+  // Blocks timed one by one carry each its own per-run overhead; where together they come to
+  // more than the whole model measured, they are scaled down to it (and the rest taken as 0).
+  const blockScale = sum > originalMs ? originalMs / sum : 1;
+  const blocksMs = (b: ModelBlocks) =>
+    blockScale * b.shapes.reduce((s, x) => s + interpolate(table, x), 0);
   const restMs = originalMs - blocksMs(blocks);
   return {
     table,
     originalMs,
     restMs,
+    blockScale,
     async estimate(model: ModelProto) {
       return restMs + blocksMs(await modelBlocks(model));
     },
@@ -208,9 +227,11 @@ export async function createLatencyModel(
         return slope > 0 ? slope : 1e-6;
       };
       return (group: Group, kind: UnitKind) => {
-        if (kind === "embedding") return b.shapes.reduce((s, x) => s + saved(x, kind), 0);
+        if (kind === "embedding") {
+          return blockScale * b.shapes.reduce((s, x) => s + saved(x, kind), 0);
+        }
         const i = (group.kind === "mlp" ? b.mlp : b.attention).indexOf(group.name);
-        return i < 0 ? 0 : saved(b.shapes[i], kind);
+        return i < 0 ? 0 : blockScale * saved(b.shapes[i], kind);
       };
     },
   };

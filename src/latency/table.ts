@@ -6,11 +6,10 @@
  *
  * @module
  */
-import denoJson from "../../deno.json" with { type: "json" };
 import { PruneError } from "../errors.ts";
 import { encodeModel } from "../onnx/model_io.ts";
-import { createSession, loadOrt, ortBackendName } from "../runtime/ort.ts";
-import { blockModel, type BlockShape } from "./block.ts";
+import { type LatencyRuntime, medianRun, type TimingRuntime, timingRuntime } from "./runtime.ts";
+import { blockModel, type BlockShape, passThroughModel } from "./block.ts";
 
 export const AXES = ["emb", "heads", "qk", "v", "mlp"] as const;
 
@@ -24,8 +23,12 @@ export interface LatencyTable {
   ms: number[];
   /** Wall time the profiling took (s). */
   seconds: number;
-  /** The full block timed before the grid: what a later run compares with to trust the cache. */
+  /** The full block timed before the grid (with the run overhead): what a later run compares
+   * with to trust the cache. */
   fullMs?: number;
+  /** What a run of a pass-through session took at each embedding width of the grid: taken off
+   * every timing in `ms`. */
+  overheadMs?: number[];
   /** Read from the cache (after the full block was timed again and agreed with it; the timings
    * rescaled by the ratio). */
   fromCache?: boolean;
@@ -52,13 +55,14 @@ export interface ProfileOptions {
   runs?: number;
   /** onnxruntime intra-op threads (default: onnxruntime's choice, all cores). */
   threads?: number;
+  /** What to time on (default "cpu": onnxruntime-node's CPU provider). */
+  runtime?: LatencyRuntime;
   /** Folder of cached tables; null: no cache. Default: the user's cache folder. */
   cacheDir?: string | null;
   onProgress?: (done: number, total: number) => void;
-  /** Times one block shape (ms); default: {@link timeBlock} in onnxruntime. */
-  timer?: (shape: BlockShape) => Promise<number>;
-  /** What `timer` runs on, for the cache key (default: the onnxruntime package in use). */
-  runtime?: string;
+  /** Times one block shape (ms) instead of {@link timeBlock} on `runtime`; `name` (what it
+   * runs on) goes into the cache key. */
+  timer?: { name: string; time: (shape: BlockShape) => Promise<number> };
 }
 
 function defaultCacheDir(): string | null {
@@ -90,37 +94,20 @@ export async function timeBlock(
   shape: BlockShape,
   batch: number,
   tokens: number,
-  runs = 7,
-  threads?: number,
+  runs: number,
+  runtime: TimingRuntime,
 ): Promise<number> {
-  const ort = await loadOrt();
-  const session = await createSession(
-    encodeModel(blockModel(shape, batch, tokens)),
-    sessionThreads(threads),
-  );
+  const session = await runtime.open(encodeModel(blockModel(shape, batch, tokens)));
   try {
-    const x = new ort.Tensor("float32", new Float32Array(batch * tokens * shape.emb).fill(0.1), [
-      batch,
-      tokens,
-      shape.emb,
-    ]);
-    for (let i = 0; i < 2; i++) await session.run({ x });
-    const times: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      const t = performance.now();
-      await session.run({ x });
-      times.push(performance.now() - t);
-    }
-    times.sort((a, b) => a - b);
-    return times[Math.floor(times.length / 2)];
+    const x = new runtime.ort.Tensor(
+      "float32",
+      new Float32Array(batch * tokens * shape.emb).fill(0.1),
+      [batch, tokens, shape.emb],
+    );
+    return await medianRun(session, { x }, runs);
   } finally {
     await session.release?.();
   }
-}
-
-/** Session options for a thread count (undefined: onnxruntime's default). */
-export function sessionThreads(threads?: number) {
-  return threads ? { intraOpNumThreads: threads, interOpNumThreads: 1 } : {};
 }
 
 function grid(full: number, levels: number): number[] {
@@ -149,15 +136,28 @@ export async function profileBlock(
   }
   // The full block is the slowest point: the grid is as fine as the budget allows for it. Timed
   // twice: the first run in a process pays for warming up threads and caches.
-  const time = options.timer ??
-    ((shape: BlockShape) => timeBlock(shape, batch, options.tokens, runs, options.threads));
+  const rt = options.timer ? undefined : await timingRuntime(options.runtime, options.threads);
+  const time = options.timer?.time ??
+    ((shape: BlockShape) => timeBlock(shape, batch, options.tokens, runs, rt!));
   const timeFull = () => time(full);
+  const timePassThrough = async (emb: number) => {
+    const session = await rt!.open(encodeModel(passThroughModel(emb, batch, options.tokens)));
+    try {
+      const x = new rt!.ort.Tensor("float32", new Float32Array(batch * options.tokens * emb), [
+        batch,
+        options.tokens,
+        emb,
+      ]);
+      return await medianRun(session, { x }, runs);
+    } finally {
+      await session.release?.();
+    }
+  };
   const fullMs = Math.min(await timeFull(), await timeFull());
   const perPoint = (fullMs * (runs + 2)) / 1000 + 0.02;
   levels ??= [4, 3, 2].find((l) => l ** AXES.length * perPoint * 0.6 <= budget) ?? 2;
   const description = {
-    runtime: options.runtime ??
-      `onnxruntime-${ortBackendName()} ${denoJson.imports["onnxruntime-node"]}`,
+    runtime: options.timer?.name ?? rt!.name,
     machine: `${Deno.build.target}, ${navigator.hardwareConcurrency} threads, ${cpuModel()}`,
     block: full,
     batch,
@@ -165,6 +165,7 @@ export async function profileBlock(
     levels,
     runs,
     threads: options.threads ?? "default",
+    timings: "net of a pass-through run",
   };
   const key = await sha256(JSON.stringify(description));
   const dir = options.cacheDir === undefined ? defaultCacheDir() : options.cacheDir;
@@ -216,6 +217,13 @@ export async function profileBlock(
     ms.push(await time(shape));
     options.onProgress?.(i + 1, total);
   }
+  // Net of what a session run costs with no block in it: inside a model a block does not pay it.
+  const overheadMs = [];
+  for (const emb of axes.emb) overheadMs.push(options.timer ? 0 : await timePassThrough(emb));
+  const perEmb = total / sizes[0];
+  for (let i = 0; i < total; i++) {
+    ms[i] = Math.max(0, ms[i] - overheadMs[Math.floor(i / perEmb)]);
+  }
   // A block cannot get slower when a dimension shrinks: timing noise that says so is evened out.
   for (let a = 0; a < AXES.length; a++) {
     const stride = sizes.slice(a + 1).reduce((x, y) => x * y, 1);
@@ -241,6 +249,7 @@ export async function profileBlock(
     ms,
     seconds: (performance.now() - start) / 1000,
     fullMs,
+    overheadMs,
     ...(note ? { note } : {}),
   };
   if (file && !drift) {
