@@ -604,6 +604,8 @@ async function pruneTowards(
         after: await measureLatency(result.model, measuring),
       },
       profileSeconds: latency.table.seconds,
+      blockScale: latency.blockScale,
+      fitted: latency.fitted,
       ...(latency.table.note ? { tableNote: latency.table.note } : {}),
     };
   }

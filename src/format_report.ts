@@ -173,6 +173,12 @@ export function formatReport(report: PruneReport, options: FormatReportOptions =
         `measured ${l.measured.before.toFixed(2)} → ${l.measured.after.toFixed(2)} ms ` +
         `(${x(l.measured.before, l.measured.after)}); profiling ${l.profileSeconds.toFixed(1)} s`,
     );
+    out.push(
+      `latency model: a block inside the model costs ×${l.blockScale.toFixed(2)} its time ` +
+        (l.fitted
+          ? "alone (fitted to the original and a probe with every MLP halved)"
+          : "alone (not fitted: the probe gave no consistent fit; timed alone, capped at the model)"),
+    );
     if (l.tableNote) out.push(`latency table: ${l.tableNote}`);
   }
   if (report.notes?.length) {

@@ -23,6 +23,10 @@ export interface PruneReport {
     measured: { before: number; after: number };
     batch: number;
     profileSeconds: number;
+    /** How much a block costs inside the model against alone, and whether that was fitted
+     * (from the original and a probe with every MLP halved) or assumed. */
+    blockScale: number;
+    fitted: boolean;
     /** What the check of the latency table against the machine found, when worth saying. */
     tableNote?: string;
   };

@@ -266,6 +266,9 @@ Deno.test("latency model: block shapes read from exports, estimates that fall as
   try {
     const lm = await createLatencyModel(decodeModel(vit), { levels: 2, runs: 3, cacheDir: dir });
     assert.ok(lm.originalMs > 0);
+    // Fitted (or capped) so that rest + scale × blocks gives the original its measured time.
+    assert.ok(lm.restMs >= 0 && lm.blockScale > 0, JSON.stringify(lm));
+    assert.ok(Math.abs((await lm.estimate(decodeModel(vit))) - lm.originalMs) < 1e-6);
     const r = await pruneToTarget(decodeModel(vit), { speedup: 1.3, latency: lm, steps: 2 }, {
       pruneHeadDims: true,
       core,

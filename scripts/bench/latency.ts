@@ -70,7 +70,8 @@ const levels = latency.table.axes.emb.length;
 console.log(
   `latency table: ${latency.table.ms.length} block shapes (${levels} per axis), ` +
     `${latency.table.seconds.toFixed(1)} s; original ${latency.originalMs.toFixed(2)} ms ` +
-    `(outside the blocks: ${latency.restMs.toFixed(2)} ms)`,
+    `(outside the blocks: ${latency.restMs.toFixed(2)} ms; a block inside the model costs ` +
+    `×${latency.blockScale.toFixed(2)} its time alone${latency.fitted ? "" : ", not fitted"})`,
 );
 
 const steps: { model: ModelProto; estimated: number }[] = [

@@ -1,7 +1,8 @@
 /**
- * Latency of a whole model from the block table: the sum of its blocks' interpolated latencies
- * plus what the rest of the model (patch embedding, head) costs — measured once on the original
- * model as its measured latency minus its blocks' estimate. What one unit of a block (a head, a
+ * Latency of a whole model from the block table: the sum of its blocks' interpolated latencies,
+ * times the factor a block costs more inside the model than alone, plus what the rest of the
+ * model (patch embedding, head) costs — both fitted to two measurements: the original, and the
+ * original with every MLP halved. What one unit of a block (a head, a
  * per-head dim, an MLP channel, an embedding channel of every block) saves is the difference of
  * the table between the block's shape and the same shape one unit smaller.
  *
@@ -9,7 +10,8 @@
  */
 import { PruneError } from "../errors.ts";
 import type { ModelProto } from "../onnx/proto.ts";
-import { encodeModel } from "../onnx/model_io.ts";
+import { decodeModel, encodeModel } from "../onnx/model_io.ts";
+import { pruneModel } from "../prune.ts";
 import { Graph, type GraphProto } from "../graph/graph.ts";
 import { probeTensors } from "../runtime/probe.ts";
 import { ORT_ELEMENT_TYPES, type OrtTensor } from "../runtime/ort.ts";
@@ -138,8 +140,13 @@ export interface LatencyModel extends LatencyEstimator {
   /** Measured latency of the original (ms) and the part outside the blocks. */
   originalMs: number;
   restMs: number;
-  /** Factor on the table's block timings (below 1 where they add up to more than the model). */
+  /** Factor on the table's block timings: how much more (or less) a block costs inside the
+   * model than alone. */
   blockScale: number;
+  /** Whether `blockScale` was fitted from the original and the probe (else: noise too large). */
+  fitted: boolean;
+  /** Measured latency of the probe (the original with every MLP halved), ms. */
+  probeMs: number;
 }
 
 const one = (shape: BlockShape, kind: UnitKind): BlockShape => {
@@ -188,18 +195,38 @@ export async function createLatencyModel(
         `--latency-batch)`,
     );
   }
-  const sum = blocks.shapes.reduce((s, x) => s + interpolate(table, x), 0);
-  // Blocks timed one by one carry each its own per-run overhead; where together they come to
-  // more than the whole model measured, they are scaled down to it (and the rest taken as 0).
-  const blockScale = sum > originalMs ? originalMs / sum : 1;
-  const blocksMs = (b: ModelBlocks) =>
-    blockScale * b.shapes.reduce((s, x) => s + interpolate(table, x), 0);
+  const sum = (b: ModelBlocks) => b.shapes.reduce((s, x) => s + interpolate(table, x), 0);
+  // A block timed alone need not cost what it costs inside the model (caches, memory traffic,
+  // the runtime's per-run work): the table is fitted to the model by a second measurement, of
+  // the model with every MLP halved — model ≈ rest + scale × Σ blocks through both points.
+  const measuring = { batch, threads: options.threads, runtime: options.runtime };
+  let probeMs = NaN, b1 = NaN;
+  const b0 = sum(blocks);
+  try {
+    const probe = decodeModel(encodeModel(original));
+    await pruneModel(probe, { pruningRatio: 0.5, roundTo: 8, backend: "cpu" });
+    probeMs = await measureLatency(probe, measuring);
+    b1 = sum(await modelBlocks(probe));
+  } catch {
+    // no probe (its MLPs cannot be halved): the fallback below
+  }
+  let blockScale = (originalMs - probeMs) / (b0 - b1);
+  let fitted = true;
+  if (!(blockScale > 0.2 && blockScale < 5 && originalMs - blockScale * b0 >= 0)) {
+    // Timing noise larger than what halving the MLPs saves: the table as timed, scaled down
+    // only where the blocks alone add up to more than the whole model.
+    blockScale = b0 > originalMs ? originalMs / b0 : 1;
+    fitted = false;
+  }
+  const blocksMs = (b: ModelBlocks) => blockScale * sum(b);
   const restMs = originalMs - blocksMs(blocks);
   return {
     table,
     originalMs,
     restMs,
     blockScale,
+    fitted,
+    probeMs,
     async estimate(model: ModelProto) {
       return restMs + blocksMs(await modelBlocks(model));
     },
