@@ -106,6 +106,8 @@ options:
                             wasm/webgpu: onnxruntime-web, one thread);
                             --latency-eta η ranks by importance − η·Δlatency
       --dry-run             report what would be pruned without writing a model
+      --verify-run          also run the pruned model once in onnxruntime before writing it
+                            (default: its shapes are checked from the graph, at no cost)
       --quiet               print nothing on success
   -h, --help                show this help
       --version             show the version
@@ -178,6 +180,7 @@ const OPTION_SPEC = {
   "prune-embedding": { type: "boolean" },
   "separate-qk-v": { type: "boolean" },
   "dry-run": { type: "boolean" },
+  "verify-run": { type: "boolean" },
   quiet: { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean" },
@@ -381,6 +384,7 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
     }
     options.keepHeads = v["keep-heads"].map((s) => s.trim());
   }
+  if (v["verify-run"]) options.verifyRun = true;
   const numHeads = parsePairs(
     "--num-heads",
     v["num-heads"],

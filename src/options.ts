@@ -26,6 +26,9 @@ export interface PruneOptions {
   /** Attention blocks (a node name or prefix inside the block) whose heads all stay; their
    * head dims may still be pruned. */
   keepHeads?: string[];
+  /** Verify the pruned model by running it once in onnxruntime (default: its shapes worked out
+   * from the graph again, which costs nothing; the run costs a model load and an inference). */
+  verifyRun?: boolean;
   /** Per-layer ratio overrides, keyed by a node name (or prefix) inside the block. */
   layerRatios?: Record<string, number>;
   /** Grouped-query attention: remove query heads inside every KV group ("query-heads", the

@@ -288,15 +288,20 @@ function emptyStats(): ApplyStats {
   return { tensorsSliced: 0, shapeValuesRewritten: 0, scalarsFrozen: 0 };
 }
 
-/** Loads and runs the rewritten model in onnxruntime; a failure here is a bug, said plainly. */
+/**
+ * Checks the rewritten model: every tensor's shape worked out again from the graph (each op's
+ * rules must hold — inner dims, reshape sizes, broadcasts), or with `verifyRun` one onnxruntime
+ * run. A failure here is a bug, said plainly.
+ */
 async function verify(model: ModelProto, options: RunOptions): Promise<Map<string, ProbedTensor>> {
+  const method = options.verifyRun ? "run" : "auto";
   try {
-    return await probeTensors(model, { dimValues: options.dimValues });
+    return await probeTensors(model, { dimValues: options.dimValues, method });
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);
     throw new PruneError(
       "internal",
-      `the pruned model failed verification in onnxruntime (${why}); no output was written. ` +
+      `the pruned model failed verification (${why}); no output was written. ` +
         `Please report this with the model's exporter and options.`,
     );
   }

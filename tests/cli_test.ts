@@ -299,6 +299,20 @@ cliTest("prunes timm_vit: writes a model onnxruntime runs, prints the report", a
     assert.ok((await Deno.stat(out)).size < (await Deno.stat(model)).size, "smaller file");
     assert.deepEqual(await runsInOrt(out), [1, 10]);
     assert.deepEqual(listing(dir), ["model.onnx", "model.pruned.onnx"], "no temp files left");
+    // The same with the onnxruntime check of the result: the same bytes written.
+    const checked = await cli([
+      "model.onnx",
+      "-o",
+      "checked.onnx",
+      "--pruning-ratio",
+      "0.5",
+      "--prune-num-heads",
+      "--head-pruning-ratio",
+      "0.5",
+      "--verify-run",
+    ], { cwd: dir });
+    assert.equal(checked.code, 0, checked.stderr);
+    assert.deepEqual(await Deno.readFile(`${dir}/checked.onnx`), await Deno.readFile(out));
   });
 }, { engine: true });
 

@@ -289,7 +289,7 @@ Deno.test("latency on onnxruntime-web: wasm, and webgpu where an adapter exists 
   const wasm = await profileBlock(full, { ...options, runtime: "wasm" });
   assert.match(String(wasm.description.runtime), /^onnxruntime-web wasm /);
   assert.notEqual(wasm.key, cpu.key, "each runtime has its own cached table");
-  assert.ok(wasm.ms.every((m) => m > 0));
+  assert.ok(wasm.ms.every((m) => m >= 0) && wasm.ms.at(-1)! > 0);
   const model = decodeModel(vit);
   assert.ok(await measureLatency(model, { runtime: "wasm", runs: 3 }) > 0);
 

@@ -9,6 +9,7 @@ import { onnx, toNumber } from "../onnx/proto.ts";
 import type { ModelProto } from "../onnx/proto.ts";
 import { encodeModel } from "../onnx/model_io.ts";
 import { createSession, loadOrt, ORT_ELEMENT_TYPES, type OrtTensor } from "./ort.ts";
+import { staticShapes, StaticShapeUnknown } from "./static_shapes.ts";
 
 /** Concrete facts about one tensor from a probe run. */
 export interface ProbedTensor {
@@ -33,6 +34,9 @@ export interface ProbeOptions {
   otherDims?: number;
   /** Largest tensor whose values are kept (default 64 elements). */
   maxValues?: number;
+  /** "static": from the graph alone (fails on ops without a rule); "run": one onnxruntime run;
+   * "auto" (default): static where it can, else the run. */
+  method?: "auto" | "static" | "run";
 }
 
 /** Deterministic small values in [-0.5, 0.5). */
@@ -134,6 +138,22 @@ export async function probeTensors(
   }
   const opts = options;
   const result = new Map<string, ProbedTensor>();
+
+  if (opts.method !== "run") {
+    const dims = new Map<string, number[]>();
+    for (const input of realInputs) {
+      const tt = input.type?.tensorType;
+      dims.set(
+        input.name ?? "",
+        inputShape(input.name ?? "", tt?.shape ? (tt.shape.dim ?? []) : undefined, opts),
+      );
+    }
+    try {
+      return staticShapes(model, dims, opts.maxValues ?? 64);
+    } catch (e) {
+      if (!(e instanceof StaticShapeUnknown) || opts.method === "static") throw e;
+    }
+  }
 
   const ort = await loadOrt();
   const feeds: Record<string, OrtTensor> = {};
