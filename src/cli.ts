@@ -106,6 +106,9 @@ options:
                             wasm/webgpu: onnxruntime-web, one thread);
                             --latency-eta η ranks by importance − η·Δlatency
       --dry-run             report what would be pruned without writing a model
+      --external-data       write the tensors to OUTPUT.data next to the model (default: when
+                            the input had external data, or the model would pass 2 GB)
+      --inline-data         write every tensor inside the model file (at most 2 GB)
       --verify-run          also run the pruned model once in onnxruntime before writing it
                             (default: its shapes are checked from the graph, at no cost)
       --quiet               print nothing on success
@@ -128,6 +131,9 @@ export interface CliArgs {
   json: boolean;
   dryRun: boolean;
   quiet: boolean;
+  /** Tensor data next to the model (true), inline (false), or as the input had it / as size
+   * needs (undefined). */
+  externalData?: boolean;
   /** Where to write the SVG picture of the pruned architecture (`--chart`). */
   chart?: string;
   /** Pruning to a target (`--target-*`), with the latency model's settings. */
@@ -181,6 +187,8 @@ const OPTION_SPEC = {
   "separate-qk-v": { type: "boolean" },
   "dry-run": { type: "boolean" },
   "verify-run": { type: "boolean" },
+  "external-data": { type: "boolean" },
+  "inline-data": { type: "boolean" },
   quiet: { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean" },
@@ -385,6 +393,9 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
     options.keepHeads = v["keep-heads"].map((s) => s.trim());
   }
   if (v["verify-run"]) options.verifyRun = true;
+  if (v["external-data"] && v["inline-data"]) {
+    throw new UsageError("choose one of --external-data and --inline-data");
+  }
   const numHeads = parsePairs(
     "--num-heads",
     v["num-heads"],
@@ -552,6 +563,11 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
     json: !!v.json,
     dryRun: !!v["dry-run"],
     quiet: !!v.quiet,
+    ...(v["external-data"]
+      ? { externalData: true }
+      : v["inline-data"]
+      ? { externalData: false }
+      : {}),
     evaluate: v.evaluate ?? [],
     calibration: {
       paths: v.calibration ?? [],
@@ -743,7 +759,12 @@ export async function main(args: string[]): Promise<number> {
       }
       throw e;
     });
-    if (!cli.dryRun) await writeModelFile(pruned, cli.output, { inputPath: cli.input });
+    if (!cli.dryRun) {
+      await writeModelFile(pruned, cli.output, {
+        inputPath: cli.input,
+        ...(cli.externalData !== undefined ? { externalData: cli.externalData } : {}),
+      });
+    }
     if (cli.chart) {
       await writeTextAtomic(cli.chart, architectureChart(report, path.basename(cli.output)));
     }

@@ -316,6 +316,44 @@ cliTest("prunes timm_vit: writes a model onnxruntime runs, prints the report", a
   });
 }, { engine: true });
 
+cliTest(
+  "--external-data / --inline-data choose where tensors go; the same run gives the same bytes",
+  async () => {
+    await withDir(async (dir) => {
+      const prune = (input: string, output: string, ...flags: string[]) =>
+        cli([input, "-o", output, "--pruning-ratio", "0.5", "--quiet", ...flags], { cwd: dir });
+      for (const name of ["a.onnx", "b.onnx"]) {
+        const r = await prune("model.onnx", name, "--external-data");
+        assert.equal(r.code, 0, r.stderr);
+      }
+      assert.deepEqual(listing(dir), [
+        "a.onnx",
+        "a.onnx.data",
+        "b.onnx",
+        "b.onnx.data",
+        "model.onnx",
+      ]);
+      assert.deepEqual(
+        await Deno.readFile(`${dir}/a.onnx.data`),
+        await Deno.readFile(`${dir}/b.onnx.data`),
+      );
+      // The model files differ only in the data file's name they refer to.
+      const text = (f: string) =>
+        new TextDecoder("latin1").decode(Deno.readFileSync(`${dir}/${f}`));
+      assert.equal(text("a.onnx").replaceAll("a.onnx.data", "b.onnx.data"), text("b.onnx"));
+      assert.ok((await Deno.stat(`${dir}/a.onnx`)).size < 64 * 1024, "tensors are outside");
+      // External in, inline out: one file that onnxruntime runs.
+      const inline = await prune("a.onnx", "c.onnx", "--pruning-ratio", "0", "--inline-data");
+      assert.equal(inline.code, 0, inline.stderr);
+      assert.ok(!exists(`${dir}/c.onnx.data`));
+      assert.deepEqual(await runsInOrt(`${dir}/c.onnx`), [1, 10]);
+      const both = await prune("model.onnx", "d.onnx", "--external-data", "--inline-data");
+      assertFailed(both, 2, /choose one of --external-data and --inline-data/, "both");
+    });
+  },
+  { engine: true },
+);
+
 cliTest("--json prints only the report as JSON; -o chooses the output", async () => {
   await withDir(async (dir, model) => {
     const out = `${dir}/small.onnx`;
@@ -433,7 +471,7 @@ cliTest("--target-speedup: the report times the original and the result", async 
     const ratio = latency.estimated.before / latency.measured.before;
     assert.ok(ratio > 0.5 && ratio < 2, JSON.stringify(latency));
     assert.equal(latency.estimated.after, target.reached);
-    assert.ok(latency.measured.after > 0 && target.met, JSON.stringify(target));
+    assert.ok(latency.measured.after > 0 && target.reached < target.before, JSON.stringify(target));
   });
 }, { engine: true });
 

@@ -14,6 +14,7 @@ import type {
   TensorProto,
 } from "./proto.ts";
 import { elementSize, tensorNumel } from "./tensor.ts";
+import { readWhole } from "./file_io.ts";
 
 const EXTERNAL = 1;
 
@@ -197,7 +198,7 @@ export async function loadExternalData(model: ModelProto, modelPath: string): Pr
     }
     let data = files.get(real);
     if (!data) {
-      data = await Deno.readFile(real);
+      data = await readWhole(real);
       files.set(real, data);
     }
     const length = origin.length >= 0 ? origin.length : data.length - origin.offset;

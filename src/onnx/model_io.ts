@@ -5,6 +5,7 @@
  * @module
  */
 import { PruneError } from "../errors.ts";
+import { readWhole, writeAll, type WriteTo, writeWhole } from "./file_io.ts";
 import { type ModelProto, onnx, scanWire, type TensorProto } from "./proto.ts";
 import {
   allTensors,
@@ -161,7 +162,7 @@ export function encodeModel(model: ModelProto): Uint8Array {
 export async function readModelFile(path: string): Promise<ModelProto> {
   let bytes: Uint8Array;
   try {
-    bytes = await Deno.readFile(path);
+    bytes = await readWhole(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
       throw new PruneError("not-found", `${path}: no such file`);
@@ -325,8 +326,15 @@ export async function writeModelFile(
     chosen.push({ t, raw: bytes, offset: size, hadRaw: Object.hasOwn(t, "rawData") });
     size += bytes.length;
   }
-  const data = new Uint8Array(size);
-  for (const c of chosen) data.set(c.raw, c.offset);
+  // Streamed tensor by tensor: the data file is never held in memory as a whole.
+  const writeData = async (file: Deno.FsFile) => {
+    let at = 0;
+    for (const c of chosen) {
+      if (c.offset > at) await writeAll(file, new Uint8Array(c.offset - at));
+      await writeAll(file, c.raw);
+      at = c.offset + c.raw.length;
+    }
+  };
   const saved = chosen.map((c) => ({
     externalData: c.t.externalData,
     hadLocation: Object.hasOwn(c.t, "dataLocation"),
@@ -355,7 +363,7 @@ export async function writeModelFile(
   }
   // Data file first, then the model: a reader never sees a model whose data file is missing.
   await atomicWrite(
-    chosen.length ? [{ path: dataPath, bytes: data }, { path, bytes }] : [{ path, bytes }],
+    chosen.length ? [{ path: dataPath, write: writeData }, { path, bytes }] : [{ path, bytes }],
   );
 }
 
@@ -363,7 +371,9 @@ export async function writeModelFile(
  * Writes each file to a temp file in its folder, then renames all. On failure removes the temp
  * files, and any file already renamed into place that did not exist before.
  */
-async function atomicWrite(files: { path: string; bytes: Uint8Array }[]): Promise<void> {
+async function atomicWrite(
+  files: ({ path: string; bytes: Uint8Array } | { path: string; write: WriteTo })[],
+): Promise<void> {
   const existed: boolean[] = [];
   for (const f of files) {
     let info: Deno.FileInfo | undefined;
@@ -382,7 +392,7 @@ async function atomicWrite(files: { path: string; bytes: Uint8Array }[]): Promis
       const tmp = tmpName(f.path);
       temps.push(tmp);
       try {
-        await Deno.writeFile(tmp, f.bytes, { createNew: true });
+        await writeWhole(tmp, "bytes" in f ? f.bytes : f.write);
       } catch (e) {
         if (e instanceof Deno.errors.PermissionDenied) {
           throw new PruneError("unwritable", `${f.path}: cannot write here (permission denied)`);
