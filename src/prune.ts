@@ -9,8 +9,10 @@ import { PruneError } from "./errors.ts";
 import type { PruneOptions } from "./options.ts";
 import type { BlockReport, GroupReport, PruneReport } from "./report.ts";
 import type { ModelProto } from "./onnx/proto.ts";
-import { decodeModel, encodeModel } from "./onnx/model_io.ts";
-import { tensorDims } from "./onnx/tensor.ts";
+import { DECODED_FROM, decodeModel, encodeModel } from "./onnx/model_io.ts";
+import { hasExternalData } from "./onnx/external_data.ts";
+import { createSession } from "./runtime/ort.ts";
+import { tensorDims, tensorRawBytes } from "./onnx/tensor.ts";
 import { Graph, type GraphProto } from "./graph/graph.ts";
 import { type ProbedTensor, probeTensors } from "./runtime/probe.ts";
 import { type Trace, traceGraph } from "./analysis/trace.ts";
@@ -133,6 +135,9 @@ export async function pruneModel(
   }
   if (!model.graph) throw new PruneError("not-onnx", "the model has no graph");
 
+  // Data that does not fill its dims is an invalid model, said with the tensor's name (the
+  // shape rules read dims only and would not notice).
+  for (const t of model.graph.initializer ?? []) if (t.rawData?.length) tensorRawBytes(t);
   const original = options.evaluation ? encodeModel(model) : undefined;
   const before = await probeTensors(model, { dimValues: options.dimValues });
   const params0 = countParams(model);
@@ -271,7 +276,10 @@ async function pruneWithCore(
     const compensated = applyCompensation(graph, updates);
     notes.push(`compensated ${compensated} layers (${options.compensation})`);
   }
-  const after = options.dryRun ? before : await verify(model, options);
+  const after = options.dryRun ? before : await verify(model, options, () => {
+    const given = (model as ModelProto & { [DECODED_FROM]?: Uint8Array })[DECODED_FROM];
+    return given && !hasExternalData(model) ? given : undefined;
+  });
   const report: PruneReport = {
     params: { before: params0, after: countParams(model) },
     macs: { before: macs0, after: countMacs(model, shapeMap(model, after)) },
@@ -290,21 +298,49 @@ function emptyStats(): ApplyStats {
 
 /**
  * Checks the rewritten model: every tensor's shape worked out again from the graph (each op's
- * rules must hold — inner dims, reshape sizes, broadcasts), or with `verifyRun` one onnxruntime
- * run. A failure here is a bug, said plainly.
+ * rules must hold — inner dims, reshape sizes, broadcasts) and, for a model protobuf can hold
+ * inline, loaded by onnxruntime (its checker and type inference); with `verifyRun` one run. When
+ * the result does not load, the input is tried too: a model onnxruntime rejects as given is
+ * refused as such; otherwise it is a bug of ours, said plainly. Nothing is written either way.
  */
-async function verify(model: ModelProto, options: RunOptions): Promise<Map<string, ProbedTensor>> {
+async function verify(
+  model: ModelProto,
+  options: RunOptions,
+  input: () => Uint8Array | undefined,
+): Promise<Map<string, ProbedTensor>> {
   const method = options.verifyRun ? "run" : "auto";
+  let shapes: Map<string, ProbedTensor>;
   try {
-    return await probeTensors(model, { dimValues: options.dimValues, method });
+    shapes = await probeTensors(model, { dimValues: options.dimValues, method });
+    if (!options.verifyRun) await loads(model);
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);
+    const given = input();
+    const rejected = given ? await loads(given).then(() => undefined, (f) => String(f)) : undefined;
+    if (rejected) {
+      throw new PruneError("invalid-model", `onnxruntime rejects the model as given: ${rejected}`);
+    }
     throw new PruneError(
       "internal",
       `the pruned model failed verification (${why}); no output was written. ` +
         `Please report this with the model's exporter and options.`,
     );
   }
+  return shapes;
+}
+
+/** Whether onnxruntime loads the model (skipped above what one protobuf holds). */
+async function loads(model: ModelProto | Uint8Array): Promise<void> {
+  let bytes: Uint8Array;
+  try {
+    bytes = model instanceof Uint8Array ? model : encodeModel(model);
+  } catch {
+    return; // over 2 GB: the shape check alone
+  }
+  const session = await createSession(bytes).catch((e) => {
+    throw new Error((e instanceof Error ? e.message : String(e)).split("\n")[0]);
+  });
+  await session.release?.();
 }
 
 function shapeMap(model: ModelProto, probed: Map<string, ProbedTensor>): Map<string, number[]> {

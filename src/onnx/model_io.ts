@@ -120,8 +120,13 @@ export function decodeModel(bytes: Uint8Array, source = "<bytes>"): ModelProto {
   if (!model.opsetImport?.length) {
     throw notModel("it is a protobuf message but has no opset_import");
   }
+  // Tensor data already points into these bytes: keeping them costs nothing.
+  Object.defineProperty(model, DECODED_FROM, { value: bytes, configurable: true });
   return model;
 }
+
+/** Symbol under which a decoded model keeps the bytes it was decoded from. */
+export const DECODED_FROM: unique symbol = Symbol.for("prune-vit.onnx.decodedFrom");
 
 /**
  * Encodes a model to bytes (byte-identical to the input for unchanged models decoded here).

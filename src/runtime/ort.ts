@@ -51,7 +51,7 @@ async function loadWeb(): Promise<Ort> {
     env: { wasm: { numThreads?: number; proxy?: boolean } };
   };
   ort.env.wasm.numThreads = 1; // worker threads need extra permissions and can hang in Deno
-  ort.env.logLevel = "error";
+  ort.env.logLevel = "fatal";
   backend = "web";
   return ort;
 }
@@ -63,7 +63,7 @@ async function load(): Promise<Ort> {
     const ort = (await import("onnxruntime-node")) as unknown as Ort;
     // Importing can succeed while the addon is unusable; touch the backend list to be sure.
     void ort.InferenceSession;
-    ort.env.logLevel = "error";
+    ort.env.logLevel = "fatal";
     backend = "node";
     return ort;
   } catch (e) {
@@ -107,7 +107,8 @@ export function ortNodeLoadError(): string | undefined {
 }
 
 /**
- * Creates an inference session from model bytes with quiet logging (severity 3 = errors only).
+ * Creates an inference session from model bytes with quiet logging (fatal only: errors come back
+ * as exceptions).
  *
  * @example const s = await createSession(encodeModel(model)); const out = await s.run(feeds);
  */
@@ -117,7 +118,7 @@ export async function createSession(
 ): Promise<OrtSession> {
   const ort = await loadOrt();
   const opts: OrtTypes.InferenceSession.SessionOptions = {
-    logSeverityLevel: 3,
+    logSeverityLevel: 4, // fatal only: every failure reaches the caller as an exception
     logVerbosityLevel: 0,
     ...(backend === "web" ? { executionProviders: ["wasm"] } : {}),
     ...options,

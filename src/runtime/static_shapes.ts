@@ -125,6 +125,7 @@ const normAxis = (axis: number, rank: number) => (axis < 0 ? axis + rank : axis)
 /** Values of a tensor as ints, or unknown. */
 function ints(node: NodeProto, x: Abstract | undefined, what: string): number[] {
   if (!x?.values) unknown(node, `${what} is computed from data`);
+  if (!x.values.every(Number.isInteger)) unknown(node, `${what} [${x.values}] are not integers`);
   return x.values;
 }
 
@@ -369,6 +370,7 @@ const RULES: Record<string, Rule> = {
   Constant: (node) => [constantOf(node)],
   ConstantOfShape: (node, [shape]) => {
     const dims = ints(node, shape, "the shape");
+    if (dims.some((d) => d < 0)) unknown(node, `shape [${dims}]`);
     const a = attr(node, "value");
     const fill = a?.t ? fromTensor(a.t as TensorProto) : { dims: [1], type: FLOAT, values: [0] };
     const out: Abstract = { dims, type: fill.type };
@@ -431,6 +433,13 @@ const RULES: Record<string, Rule> = {
     const xs = ins.filter((x): x is Abstract => !!x);
     const axis = normAxis(attrInt(node, "axis", 0), xs[0].dims.length);
     const dims = [...xs[0].dims];
+    if (
+      xs.some((x) =>
+        x.dims.length !== dims.length || x.dims.some((d, i) => i !== axis && d !== dims[i])
+      )
+    ) {
+      unknown(node, `inputs [${xs.map((x) => `[${x.dims}]`)}] differ off axis ${axis}`);
+    }
     dims[axis] = xs.reduce((a, x) => a + x.dims[axis], 0);
     const out: Abstract = { dims, type: xs[0].type };
     if (xs.every((x) => x.values) && numel(dims) <= VALUE_LIMIT) {
@@ -523,9 +532,17 @@ const RULES: Record<string, Rule> = {
   Gemm: (node, [a, b]) => {
     const A = attrInt(node, "transA", 0) ? [...a!.dims].reverse() : a!.dims;
     const B = attrInt(node, "transB", 0) ? [...b!.dims].reverse() : b!.dims;
+    if (A.length !== 2 || B.length !== 2 || A[1] !== B[0]) unknown(node, `[${A}] × [${B}]`);
     return [{ dims: [A[0], B[1]], type: a!.type }];
   },
-  Conv: (node, [x, w]) => [{ dims: convDims(node, x!.dims, w!.dims), type: x!.type }],
+  Conv: (node, [x, w]) => {
+    if (
+      x!.dims[1] !== w!.dims[1] * attrInt(node, "group", 1) || x!.dims.length !== w!.dims.length
+    ) {
+      unknown(node, `input [${x!.dims}] and weight [${w!.dims}]`);
+    }
+    return [{ dims: convDims(node, x!.dims, w!.dims), type: x!.type }];
+  },
   Pad: (node, [x, p, _c, axesIn], opset) => {
     const pads = opset >= 11 ? ints(node, p, "the pads") : attrInts(node, "pads")!;
     const r = x!.dims.length;
@@ -536,8 +553,15 @@ const RULES: Record<string, Rule> = {
     axes.forEach((a, i) => (dims[a] += pads[i] + pads[i + axes.length]));
     return [{ dims, type: x!.type }];
   },
-  LayerNormalization: (node, [x]) => {
+  LayerNormalization: (node, [x, scale, bias]) => {
     const r = x!.dims.length, axis = normAxis(attrInt(node, "axis", -1), r);
+    for (const p of [scale, bias]) {
+      if (
+        p && broadcast(node, [x!.dims.slice(axis), p.dims]).join() !== x!.dims.slice(axis).join()
+      ) {
+        unknown(node, `scale or bias [${p.dims}] for normalized dims [${x!.dims.slice(axis)}]`);
+      }
+    }
     const stat = x!.dims.map((d, i) => (i < axis ? d : 1));
     return [{ dims: x!.dims, type: x!.type }, { dims: stat, type: FLOAT }, {
       dims: stat,
@@ -577,6 +601,23 @@ const RULES: Record<string, Rule> = {
     }];
   },
 };
+
+/** Axis attributes outside the input's rank are invalid models: onnxruntime is left to say so. */
+function checkAxes(node: NodeProto, x: Abstract | undefined) {
+  if (!x) return;
+  const r = x.dims.length, op = node.opType;
+  const axis = attr(node, "axis");
+  if (axis && op !== "Unsqueeze") {
+    const a = toNumber(axis.i), top = op === "Flatten" ? r : r - 1;
+    if (a < -r || a > top) unknown(node, `axis ${a} outside rank ${r}`);
+  }
+  const perm = op === "Transpose" ? attrInts(node, "perm") : undefined;
+  if (perm && [...perm].sort((a, b) => a - b).some((p, i) => p !== i || perm.length !== r)) {
+    unknown(node, `perm [${perm}] for rank ${r}`);
+  }
+  const axes = op === "Unsqueeze" ? undefined : attrInts(node, "axes");
+  if (axes?.some((a) => a < -r || a >= r)) unknown(node, `axes [${axes}] outside rank ${r}`);
+}
 
 /** Contributed ops of onnxruntime's optimizer that keep the first input's shape. */
 const MICROSOFT_SAME: Record<string, true> = {
@@ -623,6 +664,7 @@ export function staticShapes(
       if ((node.attribute ?? []).some((a) => a.g || (a.graphs ?? []).length)) {
         unknown(node, "subgraph");
       }
+      checkAxes(node, ins[0]);
       outs = RULES[op](node, ins, opset);
     } else if (domain === "com.microsoft" && MICROSOFT_SAME[op]) {
       // SkipLayerNormalization's 4th output (input + skip + bias) has the input's shape too;
