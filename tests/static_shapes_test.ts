@@ -8,6 +8,9 @@ import { decodeModel } from "../src/onnx/model_io.ts";
 import { onnx } from "../src/onnx/proto.ts";
 import { probeTensors } from "../src/runtime/probe.ts";
 import { StaticShapeUnknown } from "../src/runtime/static_shapes.ts";
+import { skeleton } from "../src/runtime/skeleton.ts";
+import { createSession } from "../src/runtime/ort.ts";
+import { encodeModel } from "../src/onnx/model_io.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url);
 const files = [
@@ -21,6 +24,11 @@ for (const file of files) {
     const found = await probeTensors(model, { method: "static" });
     const run = await probeTensors(model, { method: "run" });
     assert.equal(found.size, run.size);
+    // The skeleton (large weights left out) loads where the model does, and is no larger.
+    const bare = encodeModel(skeleton(model));
+    const session = await createSession(bare, { graphOptimizationLevel: "disabled" });
+    await session.release();
+    assert.ok(bare.length <= encodeModel(model).length, `${file}: ${bare.length} bytes`);
     for (const [name, r] of run) {
       const s = found.get(name);
       assert.ok(s, `${file}: "${name}" missing`);

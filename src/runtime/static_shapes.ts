@@ -220,10 +220,9 @@ function constantOf(node: NodeProto): Abstract {
   if (!a) unknown(node, "no value");
   const scalar = (type: number, v: number): Abstract => ({ dims: [], type, values: [v] });
   switch (a.name) {
-    case "value": {
-      const t = a.t as TensorProto;
-      return fromTensor(t);
-    }
+    case "value":
+      if (!a.t) unknown(node, "a value attribute without a tensor");
+      return fromTensor(a.t as TensorProto);
     case "value_float":
       return scalar(FLOAT, a.f ?? 0);
     case "value_int":
@@ -522,6 +521,9 @@ const RULES: Record<string, Rule> = {
       const n = x!.dims[axis], chunk = Math.ceil(n / outputs);
       split = Array.from({ length: outputs }, (_, i) => Math.min(chunk, n - i * chunk));
     }
+    if (split.length !== outputs || split.reduce((a, b) => a + b, 0) !== x!.dims[axis]) {
+      unknown(node, `split [${split}] of ${x!.dims[axis]} into ${outputs} outputs`);
+    }
     return split.map((len) => {
       const dims = [...x!.dims];
       dims[axis] = len;
@@ -664,8 +666,14 @@ export function staticShapes(
       if ((node.attribute ?? []).some((a) => a.g || (a.graphs ?? []).length)) {
         unknown(node, "subgraph");
       }
-      checkAxes(node, ins[0]);
-      outs = RULES[op](node, ins, opset);
+      try {
+        checkAxes(node, ins[0]);
+        outs = RULES[op](node, ins, opset);
+      } catch (e) {
+        // A malformed node (an input missing, an attribute of the wrong kind): the run says what.
+        if (e instanceof StaticShapeUnknown) throw e;
+        unknown(node, e instanceof Error ? e.message : String(e));
+      }
     } else if (domain === "com.microsoft" && MICROSOFT_SAME[op]) {
       // SkipLayerNormalization's 4th output (input + skip + bias) has the input's shape too;
       // its mean and inverse deviation (2nd, 3rd) are not followed.
