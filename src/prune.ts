@@ -138,7 +138,11 @@ export async function pruneModel(
 
   // Data that does not fill its dims is an invalid model, said with the tensor's name (the
   // shape rules read dims only and would not notice).
-  for (const t of model.graph.initializer ?? []) if (t.rawData?.length) tensorRawBytes(t);
+  for (const t of model.graph.initializer ?? []) {
+    // Tensors read lazily from a data file were measured against their dims when opened.
+    if (Object.getOwnPropertyDescriptor(t, "rawData")?.get) continue;
+    if (t.rawData?.length) tensorRawBytes(t);
+  }
   const original = options.evaluation ? encodeModel(model) : undefined;
   const before = await probeTensors(model, { dimValues: options.dimValues });
   const params0 = countParams(model);

@@ -347,6 +347,13 @@ cliTest(
       assert.equal(inline.code, 0, inline.stderr);
       assert.ok(!exists(`${dir}/c.onnx.data`));
       assert.deepEqual(await runsInOrt(`${dir}/c.onnx`), [1, 10]);
+      // Read lazily from a data file or from one inline model, the same pruning gives the same bytes.
+      const copy = await prune("model.onnx", "x.onnx", "--pruning-ratio", "0", "--external-data");
+      const lazy = await prune("x.onnx", "e.onnx", "--inline-data");
+      const eager = await prune("model.onnx", "f.onnx", "--inline-data");
+      assert.equal(copy.code + lazy.code + eager.code, 0, copy.stderr + lazy.stderr + eager.stderr);
+      const [e, f] = [`${dir}/e.onnx`, `${dir}/f.onnx`].map((p) => Deno.readFileSync(p));
+      assert.ok(e.length === f.length && e.every((b, i) => b === f[i]), "same bytes");
       const both = await prune("model.onnx", "d.onnx", "--external-data", "--inline-data");
       assertFailed(both, 2, /choose one of --external-data and --inline-data/, "both");
     });

@@ -14,7 +14,6 @@ import type {
   TensorProto,
 } from "./proto.ts";
 import { elementSize, tensorNumel } from "./tensor.ts";
-import { readWhole } from "./file_io.ts";
 
 const EXTERNAL = 1;
 
@@ -166,7 +165,7 @@ export async function loadExternalData(model: ModelProto, modelPath: string): Pr
   const tensors = allTensors(model).filter((t) => t.dataLocation === EXTERNAL);
   if (tensors.length === 0) return [];
   const dir = await Deno.realPath(dirname(modelPath));
-  const files = new Map<string, Uint8Array>();
+  const files = new Map<string, number>();
   const resolved = new Map<string, string>();
   for (const t of tensors) {
     const origin = parseEntries(t, modelPath);
@@ -196,17 +195,17 @@ export async function loadExternalData(model: ModelProto, modelPath: string): Pr
           `which resolves to '${real}' outside the model's folder '${dir}' (through a symlink); refused`,
       );
     }
-    let data = files.get(real);
-    if (!data) {
-      data = await readWhole(real);
-      files.set(real, data);
+    let fileSize = files.get(real);
+    if (fileSize === undefined) {
+      fileSize = (await Deno.stat(real)).size;
+      files.set(real, fileSize);
     }
-    const length = origin.length >= 0 ? origin.length : data.length - origin.offset;
-    if (origin.offset > data.length || origin.offset + length > data.length || length < 0) {
+    const length = origin.length >= 0 ? origin.length : fileSize - origin.offset;
+    if (origin.offset > fileSize || origin.offset + length > fileSize || length < 0) {
       throw new PruneError(
         "truncated",
         `${modelPath}: ${label(t)} wants bytes ${origin.offset}..${origin.offset + length} of ` +
-          `'${origin.location}', which has only ${data.length} bytes (truncated data file?)`,
+          `'${origin.location}', which has only ${fileSize} bytes (truncated data file?)`,
       );
     }
     let expected = -1;
@@ -220,7 +219,7 @@ export async function loadExternalData(model: ModelProto, modelPath: string): Pr
           `but its dims need ${expected}`,
       );
     }
-    t.rawData = data.subarray(origin.offset, origin.offset + length);
+    lazyRawData(t, real, origin.offset, length);
     t.externalData = [];
     delete t.dataLocation;
     (t as TensorWithOrigin)[EXTERNAL_ORIGIN] = { ...origin, length };
@@ -228,8 +227,44 @@ export async function loadExternalData(model: ModelProto, modelPath: string): Pr
   return [...files.keys()];
 }
 
+/**
+ * Out of core: the tensor's raw_data is read from its data file each time it is asked for (the
+ * page cache keeps repeats cheap), so only the tensors in use are in memory. Assigning raw_data
+ * (a sliced tensor) replaces the reader with the value.
+ */
+function lazyRawData(t: TensorProto, file: string, offset: number, length: number): void {
+  Object.defineProperty(t, "rawData", {
+    configurable: true,
+    enumerable: true,
+    get(): Uint8Array {
+      const bytes = new Uint8Array(length);
+      using f = Deno.openSync(file);
+      f.seekSync(offset, Deno.SeekMode.Start);
+      for (let at = 0; at < length;) {
+        const n = f.readSync(bytes.subarray(at));
+        if (n === null) {
+          throw new PruneError("truncated", `${file}: ended while reading ${label(t)}`);
+        }
+        at += n;
+      }
+      return bytes;
+    },
+    set(value: Uint8Array) {
+      Object.defineProperty(t, "rawData", {
+        configurable: true,
+        enumerable: true,
+        writable: true,
+        value,
+      });
+    },
+  });
+}
+
 /** Tensor byte size if stored raw (0 for strings/unknown). */
 export function tensorDataSize(t: TensorProto): number {
+  const lazy = Object.getOwnPropertyDescriptor(t, "rawData")?.get;
+  const origin = (t as TensorWithOrigin)[EXTERNAL_ORIGIN];
+  if (lazy && origin) return origin.length; // not read just to be measured
   if (t.rawData && t.rawData.length) return t.rawData.length;
   try {
     return tensorNumel(t) * elementSize(t.dataType ?? 0);

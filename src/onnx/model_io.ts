@@ -312,7 +312,13 @@ export async function writeModelFile(
   }
 
   // Lay out the data file, then encode with temporary external references; restore afterwards.
-  const chosen: { t: TensorProto; raw: Uint8Array; offset: number; hadRaw: boolean }[] = [];
+  // Tensors read lazily from the input's data file are measured, not read, until written.
+  const chosen: {
+    t: TensorProto;
+    length: number;
+    offset: number;
+    own?: PropertyDescriptor;
+  }[] = [];
   let size = 0;
   for (const t of allTensors(model)) {
     if (t.dataLocation === 1) {
@@ -323,21 +329,22 @@ export async function writeModelFile(
       );
     }
     if (t.dataType === onnx.TensorProto.DataType.STRING) continue;
-    const bytes = t.rawData?.length ? t.rawData : null;
+    const own = Object.getOwnPropertyDescriptor(t, "rawData");
+    const length = own?.get ? tensorDataSize(t) : t.rawData?.length ?? 0;
     const wasExternal = (t as TensorWithOrigin)[EXTERNAL_ORIGIN] !== undefined;
-    if (!bytes || (bytes.length < threshold && !wasExternal)) continue;
-    const align = bytes.length >= 2 ** 20 ? 4096 : 64;
+    if (!length || (length < threshold && !wasExternal)) continue;
+    const align = length >= 2 ** 20 ? 4096 : 64;
     size = Math.ceil(size / align) * align;
-    chosen.push({ t, raw: bytes, offset: size, hadRaw: Object.hasOwn(t, "rawData") });
-    size += bytes.length;
+    chosen.push({ t, length, offset: size, own });
+    size += length;
   }
   // Streamed tensor by tensor: the data file is never held in memory as a whole.
   const writeData = async (file: Deno.FsFile) => {
     let at = 0;
     for (const c of chosen) {
       if (c.offset > at) await writeAll(file, new Uint8Array(c.offset - at));
-      await writeAll(file, c.raw);
-      at = c.offset + c.raw.length;
+      await writeAll(file, c.t.rawData!);
+      at = c.offset + c.length;
     }
   };
   const saved = chosen.map((c) => ({
@@ -353,14 +360,14 @@ export async function writeModelFile(
       c.t.externalData = [
         { key: "location", value: parts.join("/") },
         { key: "offset", value: String(c.offset) },
-        { key: "length", value: String(c.raw.length) },
+        { key: "length", value: String(c.length) },
       ];
     }
     bytes = encodeModel(model);
   } finally {
     chosen.forEach((c, i) => {
-      c.t.rawData = c.raw;
-      if (!c.hadRaw) delete c.t.rawData;
+      if (c.own) Object.defineProperty(c.t, "rawData", c.own);
+      else delete c.t.rawData;
       c.t.externalData = saved[i].externalData ?? [];
       if (saved[i].hadLocation) c.t.dataLocation = saved[i].dataLocation;
       else delete c.t.dataLocation;
