@@ -24,11 +24,11 @@ const seed = Number(args.seed);
 const deadline = performance.now() + Number(args.seconds) * 1000;
 const counts: Record<FuzzOutcome["kind"], number> = { pruned: 0, refused: 0, finding: 0 };
 const reasons = new Map<string, number>();
-let slowest = 0;
+let slowest = 0, slowestCase = 0;
 for (let n = args.only ? Number(args.only) : 0; performance.now() < deadline; n++) {
   const t = performance.now();
   const outcome = await fuzzCase(bytes, seed, n);
-  slowest = Math.max(slowest, performance.now() - t);
+  if (performance.now() - t > slowest) [slowest, slowestCase] = [performance.now() - t, n];
   counts[outcome.kind]++;
   if (outcome.kind === "refused") {
     const key = outcome.message.replace(/["'][^"']*["']/g, "…").replace(/\d+/g, "N").slice(0, 70);
@@ -43,7 +43,7 @@ const total = counts.pruned + counts.refused + counts.finding;
 console.log(
   `${total} inputs in ${args.seconds} s: ${counts.pruned} pruned (each run in onnxruntime), ` +
     `${counts.refused} refused with a PruneError, ${counts.finding} findings; ` +
-    `slowest case ${slowest.toFixed(0)} ms`,
+    `slowest case ${slowest.toFixed(0)} ms (--only ${slowestCase})`,
 );
 for (const [why, n] of [...reasons].sort((a, b) => b[1] - a[1]).slice(0, 8)) {
   console.log(`  ${String(n).padStart(5)}  ${why}`);
