@@ -462,6 +462,12 @@ const RULES: Record<string, Rule> = {
       (opset >= 10 ? (a ? ints(node, a, "the axes") : undefined) : attrInts(node, "axes")) ??
         starts.map((_, i) => i);
     const steps = opset >= 10 && st ? ints(node, st, "the steps") : starts.map(() => 1);
+    const notVector = opset >= 10 && [s, e, a, st].some((v) => v && v.dims.length !== 1);
+    if (
+      [ends, axes, steps].some((v) => v.length !== starts.length) || steps.includes(0) || notVector
+    ) {
+      unknown(node, `starts [${starts}], ends [${ends}], axes [${axes}], steps [${steps}]`);
+    }
     const big = (v: number) => (v > 2 ** 52 ? 2 ** 52 : v < -(2 ** 52) ? -(2 ** 52) : v);
     const { dims, first, step } = sliceDims(
       x!.dims,
@@ -478,7 +484,9 @@ const RULES: Record<string, Rule> = {
     const dims = [...x!.dims.slice(0, axis), ...idx!.dims, ...x!.dims.slice(axis + 1)];
     let values: number[] | undefined;
     if (idx!.values) {
-      const ix = idx!.values.map((v) => (v < 0 ? v + x!.dims[axis] : v));
+      const n = x!.dims[axis];
+      if (idx!.values.some((v) => v < -n || v >= n)) unknown(node, `index out of [${-n}, ${n})`);
+      const ix = idx!.values.map((v) => (v < 0 ? v + n : v));
       const q = idx!.dims.length;
       values = gatherValues(x!, dims, (o) => [
         ...o.slice(0, axis),
