@@ -219,7 +219,7 @@ export async function createLatencyModel(
     fitted = false;
   }
   const blocksMs = (b: ModelBlocks) => blockScale * sum(b);
-  const restMs = originalMs - blocksMs(blocks);
+  const restMs = Math.max(0, originalMs - blocksMs(blocks)); // not -1e-16 from rounding
   return {
     table,
     originalMs,
