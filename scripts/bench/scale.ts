@@ -5,8 +5,10 @@
  *   - our magnitude pruning, CLI, end to end                (half the heads, half the MLP)
  *   - Torch-Pruning 1.6.1: DependencyGraph + pruning, and end to end with model construction
  *     and ONNX export                                        (scripts/anchor/tp_scale.py)
- * on timm ViT exports with random weights (made by make_scale_models.py when missing). Every
- * command runs under /usr/bin/time; rounds are interleaved and medians reported.
+ * on timm ViT exports with random weights (made by make_scale_models.py when missing), or on
+ * Llama-style decoders made first with make_llama.py (then with --no-tp: the Torch-Pruning side
+ * is written for timm). Every command runs under /usr/bin/time; rounds are interleaved and
+ * medians reported.
  *
  *   deno run -A scripts/bench/scale.ts [--models vit_base_patch16_224,...] [--rounds 3]
  *     [--dir bench/data/scale] [--no-tp] [--json OUT]
