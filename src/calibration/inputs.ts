@@ -22,6 +22,7 @@
  *
  * @module
  */
+import { readInto } from "../onnx/file_io.ts";
 import { f16BitsToF32, f32ToF16Bits } from "../onnx/tensor.ts";
 import { PruneError } from "../errors.ts";
 import { loadOrt, type Ort, ORT_ELEMENT_TYPES, type OrtTensor } from "../runtime/ort.ts";
@@ -172,13 +173,7 @@ async function readNpyHeaderFile(path: string) {
   try {
     const readAll = async (n: number) => {
       const buf = new Uint8Array(n);
-      let got = 0;
-      while (got < n) {
-        const r = await file.read(buf.subarray(got));
-        if (r === null) break;
-        got += r;
-      }
-      return buf.subarray(0, got);
+      return buf.subarray(0, await readInto(file, buf));
     };
     const prefix = await readAll(12);
     const len = npyHeaderLength(prefix, path);

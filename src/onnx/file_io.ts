@@ -4,19 +4,25 @@
  * @module
  */
 
-/** A file's bytes, read into one buffer of its size (Deno.readFile grows its buffer as it goes:
- * twice the time on big models). */
-export async function readWhole(path: string): Promise<Uint8Array> {
-  using file = await Deno.open(path);
-  const size = (await file.stat()).size;
-  const bytes = new Uint8Array(size);
+/** Reads from the file's position until `bytes` is full or the file ends; the count read. */
+export async function readInto(file: Deno.FsFile, bytes: Uint8Array): Promise<number> {
   let at = 0;
-  while (at < size) {
+  while (at < bytes.length) {
     const n = await file.read(bytes.subarray(at));
     if (n === null) break;
     at += n;
   }
-  if (at !== size) throw new Error(`${path}: changed while being read`);
+  return at;
+}
+
+/** A file's bytes, read into one buffer of its size (Deno.readFile grows its buffer as it goes:
+ * twice the time on big models). */
+export async function readWhole(path: string): Promise<Uint8Array> {
+  using file = await Deno.open(path);
+  const bytes = new Uint8Array((await file.stat()).size);
+  if ((await readInto(file, bytes)) !== bytes.length) {
+    throw new Error(`${path}: changed while being read`);
+  }
   return bytes;
 }
 
