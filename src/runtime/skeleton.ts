@@ -9,8 +9,7 @@
  */
 import { onnx } from "../onnx/proto.ts";
 import type { ModelProto, TensorProto } from "../onnx/proto.ts";
-import { tensorDims, tensorNumel } from "../onnx/tensor.ts";
-import { numbersToTensorBytes } from "../onnx/tensor.ts";
+import { numbersToTensorBytes, tensorDims, tensorNumel } from "../onnx/tensor.ts";
 
 /** Element types ConstantOfShape can produce (opset 9+): numeric and bool. */
 const FILLABLE = new Set([1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13]);

@@ -263,6 +263,11 @@ function fromTensor(t: TensorProto): Abstract {
 
 type Rule = (node: NodeProto, ins: (Abstract | undefined)[], opset: number) => Abstract[];
 
+/** A reduction whose axes became an input at `axesInputFrom` (an attribute before). */
+const reduceRule = (axesInputFrom: number): Rule => (node, [x, axes], opset) => [
+  reduce(node, x!, opset >= axesInputFrom && axes ? ints(node, axes, "the axes") : undefined),
+];
+
 const unary = (f?: (x: number) => number, type?: number): Rule => (node, [x]) => [
   elementwise(node, [x!], type ?? x!.type, f),
 ];
@@ -578,26 +583,10 @@ const RULES: Record<string, Rule> = {
       type: FLOAT,
     }];
   },
-  ReduceMean: (
-    node,
-    [x, axes],
-    opset,
-  ) => [reduce(node, x!, opset >= 18 && axes ? ints(node, axes, "the axes") : undefined)],
-  ReduceSum: (
-    node,
-    [x, axes],
-    opset,
-  ) => [reduce(node, x!, opset >= 13 && axes ? ints(node, axes, "the axes") : undefined)],
-  ReduceMax: (
-    node,
-    [x, axes],
-    opset,
-  ) => [reduce(node, x!, opset >= 18 && axes ? ints(node, axes, "the axes") : undefined)],
-  ReduceL2: (
-    node,
-    [x, axes],
-    opset,
-  ) => [reduce(node, x!, opset >= 18 && axes ? ints(node, axes, "the axes") : undefined)],
+  ReduceMean: reduceRule(18),
+  ReduceSum: reduceRule(13),
+  ReduceMax: reduceRule(18),
+  ReduceL2: reduceRule(18),
   GlobalAveragePool: (_n, [x]) => [{
     dims: x!.dims.map((d, i) => (i < 2 ? d : 1)),
     type: x!.type,
