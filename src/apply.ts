@@ -7,7 +7,8 @@
  * @module
  */
 import type { NodeProto, TensorProto } from "./graph/graph.ts";
-import type { ComputeCore } from "./core/mod.ts";
+import { type ComputeCore, gatherAxisNow } from "./core/mod.ts";
+import { deferRawData, deferredRawData } from "./onnx/external_data.ts";
 import { type Use, writeConstant } from "./graph/graph.ts";
 import {
   elementSize,
@@ -123,9 +124,33 @@ async function sliceConstants(
     const useCount = graph.constantUseCount(ref);
     const inPlace = variants.size === 1 && [...variants.values()][0].uses.length === useCount;
     for (const { uses, cuts } of variants.values()) {
-      let bytes = tensorRawBytes(tensor);
       const dims = tensorDims(tensor);
       const size = elementSize(tensor.dataType!);
+      const source = mode === "slice" ? deferredRawData(tensor) : undefined;
+      if (source) {
+        // Read from a data file when asked for: cut it then too (while the output is written),
+        // so the pruned weights are never all in memory at once.
+        const steps = cuts.map(([axis, kept]) => {
+          const from = dims.slice();
+          dims[axis] = kept.length;
+          return { from, axis, kept: Uint32Array.from(kept) };
+        });
+        const read = () =>
+          steps.reduce((b, s) => gatherAxisNow(b, s.from, size, s.axis, s.kept), source.read());
+        const length = dims.reduce((a, b) => a * b, 1) * size;
+        const target = inPlace
+          ? tensor
+          : makeTensor(`${ref.name}_pruned`, tensor.dataType!, [], new Uint8Array(size));
+        deferRawData(target, length, read);
+        target.dims = dims;
+        if (!inPlace) {
+          const name = graph.addInitializer(target);
+          for (const use of uses) graph.rewire(use, name);
+        } else if (ref.home === "initializer") graph.setDeclaredDims(ref.name, dims);
+        stats.tensorsSliced++;
+        continue;
+      }
+      let bytes = tensorRawBytes(tensor);
       for (const [axis, kept] of cuts) {
         if (mode === "mask") {
           bytes = zeroOthers(bytes, dims, size, axis, kept);

@@ -10,7 +10,7 @@ import type { PruneOptions } from "./options.ts";
 import type { BlockReport, GroupReport, PruneReport } from "./report.ts";
 import type { ModelProto } from "./onnx/proto.ts";
 import { DECODED_FROM, decodeModel, encodeModel } from "./onnx/model_io.ts";
-import { hasExternalData } from "./onnx/external_data.ts";
+import { deferredRawData, hasExternalData } from "./onnx/external_data.ts";
 import { createSession } from "./runtime/ort.ts";
 import { skeleton } from "./runtime/skeleton.ts";
 import { tensorDims, tensorRawBytes } from "./onnx/tensor.ts";
@@ -140,7 +140,7 @@ export async function pruneModel(
   // shape rules read dims only and would not notice).
   for (const t of model.graph.initializer ?? []) {
     // Tensors read lazily from a data file were measured against their dims when opened.
-    if (Object.getOwnPropertyDescriptor(t, "rawData")?.get) continue;
+    if (deferredRawData(t)) continue;
     if (t.rawData?.length) tensorRawBytes(t);
   }
   const original = options.evaluation ? encodeModel(model) : undefined;

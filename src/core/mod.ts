@@ -159,6 +159,28 @@ function concat(scores: Float32Array[]): Float32Array {
   return flat;
 }
 
+/**
+ * {@link ComputeCore.gatherAxis} on the CPU, synchronously: for slices produced when their bytes
+ * are asked for (while the output is written), outside any core's lifetime.
+ *
+ * @example const kept = gatherAxisNow(bytes, [768, 3072], 4, 1, Uint32Array.of(0, 5, 9));
+ */
+export function gatherAxisNow(
+  bytes: Uint8Array,
+  dims: number[],
+  elementSize: number,
+  axis: number,
+  indices: Uint32Array,
+): Uint8Array {
+  return wasm.cpu_gather_axis(
+    bytes,
+    dimsArray(dims),
+    u32("elementSize", elementSize),
+    u32("axis", axis),
+    indices,
+  );
+}
+
 class CpuCore implements ComputeCore {
   readonly backend: Backend = "cpu";
 
@@ -210,15 +232,7 @@ class CpuCore implements ComputeCore {
     axis: number,
     indices: Uint32Array,
   ): Promise<Uint8Array> {
-    return Promise.resolve().then(() =>
-      wasm.cpu_gather_axis(
-        bytes,
-        dimsArray(dims),
-        u32("elementSize", elementSize),
-        u32("axis", axis),
-        indices,
-      )
-    );
+    return Promise.resolve().then(() => gatherAxisNow(bytes, dims, elementSize, axis, indices));
   }
 
   dispose(): void {}

@@ -229,27 +229,39 @@ export async function loadExternalData(model: ModelProto, modelPath: string): Pr
 
 /**
  * Out of core: the tensor's raw_data is read from its data file each time it is asked for (the
- * page cache keeps repeats cheap), so only the tensors in use are in memory. Assigning raw_data
- * (a sliced tensor) replaces the reader with the value.
+ * page cache keeps repeats cheap), so only the tensors in use are in memory.
  */
 function lazyRawData(t: TensorProto, file: string, offset: number, length: number): void {
+  deferRawData(t, length, () => {
+    const bytes = new Uint8Array(length);
+    using f = Deno.openSync(file);
+    f.seekSync(offset, Deno.SeekMode.Start);
+    for (let at = 0; at < length;) {
+      const n = f.readSync(bytes.subarray(at));
+      if (n === null) {
+        throw new PruneError("truncated", `${file}: ended while reading ${label(t)}`);
+      }
+      at += n;
+    }
+    return bytes;
+  });
+}
+
+const deferred = new WeakMap<TensorProto, { length: number; read: () => Uint8Array }>();
+
+/**
+ * Makes a tensor's raw_data computed when asked for, by `read` (which must return `length`
+ * bytes): a tensor read from a data file, or one sliced from such a tensor, whose bytes are then
+ * produced only while the output is written. Assigning raw_data replaces the reader with the value.
+ */
+export function deferRawData(t: TensorProto, length: number, read: () => Uint8Array): void {
+  deferred.set(t, { length, read });
   Object.defineProperty(t, "rawData", {
     configurable: true,
     enumerable: true,
-    get(): Uint8Array {
-      const bytes = new Uint8Array(length);
-      using f = Deno.openSync(file);
-      f.seekSync(offset, Deno.SeekMode.Start);
-      for (let at = 0; at < length;) {
-        const n = f.readSync(bytes.subarray(at));
-        if (n === null) {
-          throw new PruneError("truncated", `${file}: ended while reading ${label(t)}`);
-        }
-        at += n;
-      }
-      return bytes;
-    },
+    get: read,
     set(value: Uint8Array) {
+      deferred.delete(t);
       Object.defineProperty(t, "rawData", {
         configurable: true,
         enumerable: true,
@@ -260,12 +272,21 @@ function lazyRawData(t: TensorProto, file: string, offset: number, length: numbe
   });
 }
 
+/** The reader and byte length of a tensor whose raw_data is produced when asked for. */
+export function deferredRawData(
+  t: TensorProto,
+): { length: number; read: () => Uint8Array } | undefined {
+  const d = deferred.get(t);
+  // A reader copied onto another object (a clone) is not this tensor's.
+  return d && Object.getOwnPropertyDescriptor(t, "rawData")?.get === d.read ? d : undefined;
+}
+
 /** Tensor byte size if stored raw (0 for strings/unknown). */
 export function tensorDataSize(t: TensorProto): number {
-  const lazy = Object.getOwnPropertyDescriptor(t, "rawData")?.get;
-  const origin = (t as TensorWithOrigin)[EXTERNAL_ORIGIN];
-  if (lazy && origin) return origin.length; // not read just to be measured
-  if (t.rawData && t.rawData.length) return t.rawData.length;
+  const later = deferredRawData(t);
+  if (later) return later.length; // not read just to be measured
+  const raw = t.rawData;
+  if (raw && raw.length) return raw.length;
   try {
     return tensorNumel(t) * elementSize(t.dataType ?? 0);
   } catch {

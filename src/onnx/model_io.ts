@@ -10,6 +10,7 @@ import { type ModelProto, onnx, scanWire, type TensorProto } from "./proto.ts";
 import {
   allTensors,
   checkRelativeLocation,
+  deferredRawData,
   EXTERNAL_ORIGIN,
   hasExternalData,
   loadExternalData,
@@ -330,7 +331,7 @@ export async function writeModelFile(
     }
     if (t.dataType === onnx.TensorProto.DataType.STRING) continue;
     const own = Object.getOwnPropertyDescriptor(t, "rawData");
-    const length = own?.get ? tensorDataSize(t) : t.rawData?.length ?? 0;
+    const length = deferredRawData(t)?.length ?? t.rawData?.length ?? 0;
     const wasExternal = (t as TensorWithOrigin)[EXTERNAL_ORIGIN] !== undefined;
     if (!length || (length < threshold && !wasExternal)) continue;
     const align = length >= 2 ** 20 ? 4096 : 64;

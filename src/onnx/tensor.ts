@@ -186,7 +186,8 @@ export function tensorRawBytes(t: TensorProto): Uint8Array {
     );
   }
   const size = elementSize(dt);
-  if (t.rawData && t.rawData.length > 0) return checkSize(t, t.rawData, size);
+  const raw = t.rawData; // once: it may be read from a file when asked for
+  if (raw && raw.length > 0) return checkSize(t, raw, size);
   const n = tensorNumel(t);
   const out = new Uint8Array(n * size);
   if (n === 0) return out;
