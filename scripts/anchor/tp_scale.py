@@ -1,7 +1,16 @@
 #!/usr/bin/env python3
-"""Torch-Pruning 1.6.1 on a timm ViT, timed for the scale benchmark (scripts/bench/scale.ts).
+"""Torch-Pruning 1.6.1 on a timm ViT or a Llama-style decoder, timed for the scale benchmark
+(scripts/bench/scale.ts).
 
     .venv/bin/python scripts/anchor/tp_scale.py vit_base_patch16_224 [--export OUT.onnx]
+    .venv/bin/python scripts/anchor/tp_scale.py llama_1b [--export OUT.onnx]
+
+Llama models (llama_tiny, llama_1b, llama_7b) are built from the configs of
+scripts/bench/make_llama.py, in float16 as there; their q, k and v projections are pruned by
+heads (num_heads of q_proj the query heads, of k_proj and v_proj the KV heads, as Torch-Pruning's
+LLM example does), half of them, and half the MLP channels; o_proj, down_proj and lm_head are
+ignored so that the hidden width stays. The model's attention then takes its head counts from
+the pruned projections.
 
 Builds the model (random weights), then runs tp.pruner.MetaPruner with
 GroupMagnitudeImportance(p=2): half the heads of every block (prune_num_heads,
@@ -26,12 +35,80 @@ import torch_pruning as tp
 warnings.filterwarnings("ignore")
 
 
+def report(model, times, shapes):
+    t0, t1, t2, t3 = times
+    print(json.dumps({
+        "model": model,
+        "construct_s": t1 - t0,
+        "graph_and_prune_s": t2 - t1,
+        "export_s": t3 - t2,
+        "total_s": t3 - t0,
+        **shapes,
+    }))
+
+
+def llama(args):
+    import importlib.util
+    import os
+    spec = importlib.util.spec_from_file_location(
+        "make_llama", os.path.join(os.path.dirname(__file__), "..", "bench", "make_llama.py"))
+    make_llama = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_llama)
+    size = args.model.removeprefix("llama_")
+    t0 = time.perf_counter()
+    m = make_llama.build(make_llama.SHAPES[size])
+    t1 = time.perf_counter()
+    ids = torch.zeros(1, 16, dtype=torch.long)
+    mask = torch.ones(1, 16, dtype=torch.long)
+    attn = [layer.self_attn for layer in m.model.layers]
+    num_heads = {}
+    for a in attn:
+        num_heads[a.q_proj] = m.config.num_attention_heads
+        num_heads[a.k_proj] = m.config.num_key_value_heads
+        num_heads[a.v_proj] = m.config.num_key_value_heads
+    ignored = [m.lm_head] + [a.o_proj for a in attn]
+    ignored += [layer.mlp.down_proj for layer in m.model.layers]
+    pruner = tp.pruner.MetaPruner(
+        m,
+        (ids, mask),
+        importance=tp.importance.GroupMagnitudeImportance(p=2),
+        pruning_ratio=0.5,
+        ignored_layers=ignored,
+        num_heads=num_heads,
+        prune_num_heads=True,
+        prune_head_dims=False,
+        head_pruning_ratio=0.5,
+        global_pruning=False,
+    )
+    pruner.step()
+    for a in attn:  # HF's attention reads its head counts from these
+        heads = a.q_proj.out_features // a.head_dim
+        kv = a.k_proj.out_features // a.head_dim
+        a.num_key_value_groups = heads // kv
+        a.config.num_attention_heads, a.config.num_key_value_heads = heads, kv
+    t2 = time.perf_counter()
+    if args.export:
+        make_llama.export(m, args.export)  # as the benchmark's model was exported
+    t3 = time.perf_counter()
+    a0 = attn[0]
+    report(args.model, (t0, t1, t2, t3), {
+        "heads": a0.q_proj.out_features // a0.head_dim,
+        "kv_heads": a0.k_proj.out_features // a0.head_dim,
+        "mlp": m.model.layers[0].mlp.gate_proj.out_features,
+        "embedding": m.model.embed_tokens.embedding_dim,
+        "params": sum(p.numel() for p in m.parameters()),
+    })
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
     ap.add_argument("--export")
     args = ap.parse_args()
     torch.manual_seed(0)
+    if args.model.startswith("llama_"):
+        llama(args)
+        return
     t0 = time.perf_counter()
     m = timm.create_model(args.model, pretrained=False).eval()
     t1 = time.perf_counter()
@@ -63,17 +140,12 @@ def main():
                               input_names=["x"], output_names=["y"])
     t3 = time.perf_counter()
     b0 = m.blocks[0]
-    print(json.dumps({
-        "model": args.model,
-        "construct_s": t1 - t0,
-        "graph_and_prune_s": t2 - t1,
-        "export_s": t3 - t2,
-        "total_s": t3 - t0,
+    report(args.model, (t0, t1, t2, t3), {
         "heads": b0.attn.num_heads,
         "mlp": b0.mlp.fc1.out_features,
         "embedding": b0.mlp.fc1.in_features,
         "params": sum(p.numel() for p in m.parameters()),
-    }))
+    })
 
 
 if __name__ == "__main__":

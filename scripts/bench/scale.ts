@@ -6,9 +6,9 @@
  *   - Torch-Pruning 1.6.1: DependencyGraph + pruning, and end to end with model construction
  *     and ONNX export                                        (scripts/anchor/tp_scale.py)
  * on timm ViT exports with random weights (made by make_scale_models.py when missing), or on
- * Llama-style decoders made first with make_llama.py (then with --no-tp: the Torch-Pruning side
- * is written for timm). Every command runs under /usr/bin/time; rounds are interleaved and
- * medians reported.
+ * Llama-style decoders made first with make_llama.py (llama_1b, llama_7b; Torch-Pruning builds
+ * the same config in float16). Every command runs under /usr/bin/time; rounds are interleaved
+ * and medians reported.
  *
  *   deno run -A scripts/bench/scale.ts [--models vit_base_patch16_224,...] [--rounds 3]
  *     [--dir bench/data/scale] [--no-tp] [--json OUT]
