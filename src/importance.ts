@@ -217,12 +217,18 @@ export function dissimilarity(x: ChannelStats, heads?: Int32Array): Float64Array
   return out;
 }
 
+/** float16 bytes as bits, copied only when they do not start at an even byte. */
+function float16Bits(bytes: Uint8Array): Uint16Array {
+  const aligned = bytes.byteOffset % 2 === 0 ? bytes : bytes.slice();
+  return new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.length / 2);
+}
+
 /** Σ|w|^p along every axis but the touched one. */
 function axisScores(core: ComputeCore, touch: TensorTouch, p: 1 | 2): Promise<Float32Array> {
   const t = touch.ref.tensor;
   const dims = tensorDims(t);
   const data = t.dataType === DataType.FLOAT16
-    ? new Uint16Array(tensorRawBytes(t).slice().buffer)
+    ? float16Bits(tensorRawBytes(t))
     : tensorToFloat32(t);
   return core.channelLpScores(data, dims, touch.axis, p);
 }

@@ -93,6 +93,13 @@ pub fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
+/// Every binary16 value as f32, indexed by its bits (256 KiB, built on first use): a load per
+/// element where the scores of float16 weights decode billions of them.
+pub fn f16_table() -> &'static [f32] {
+    static TABLE: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| (0..=u16::MAX).map(f16_to_f32).collect())
+}
+
 /// Per-channel Σ|x|^p over every axis but the channel axis, accumulated in f64.
 pub fn channel_lp_scores<T: Copy>(
     data: &[T],
@@ -104,7 +111,22 @@ pub fn channel_lp_scores<T: Copy>(
         return Err(format!("p must be 1 or 2, got {p}"));
     }
     let mut sums = vec![0f64; layout.channels];
-    if layout.inner > 0 {
+    if layout.inner == 1 {
+        // The channel axis innermost (a weight's output axis): rows of channels, summed in the
+        // same order as below but without a division per element.
+        for row in data.chunks_exact(layout.channels.max(1)) {
+            if p == 1 {
+                for (s, &v) in sums.iter_mut().zip(row) {
+                    *s += (decode(v) as f64).abs();
+                }
+            } else {
+                for (s, &v) in sums.iter_mut().zip(row) {
+                    let x = decode(v) as f64;
+                    *s += x * x;
+                }
+            }
+        }
+    } else if layout.inner > 0 {
         for (row, values) in data.chunks_exact(layout.inner).enumerate() {
             let row_sum: f64 = if p == 1 {
                 values.iter().map(|&v| (decode(v) as f64).abs()).sum()
@@ -239,6 +261,13 @@ pub fn gather_axis(
 ) -> Result<Vec<u8>, String> {
     let layout = check_gather(bytes.len(), dims, element_size, axis, indices)?;
     let block = layout.inner * element_size as usize;
+    // Single elements of a weight's innermost axis: fixed-size copies, not a call per element.
+    match block {
+        2 => return Ok(gather_blocks::<2>(bytes, layout, indices)),
+        4 => return Ok(gather_blocks::<4>(bytes, layout, indices)),
+        8 => return Ok(gather_blocks::<8>(bytes, layout, indices)),
+        _ => {}
+    }
     let mut out = Vec::with_capacity(layout.outer * indices.len() * block);
     for o in 0..layout.outer {
         let slice = &bytes[o * layout.channels * block..(o + 1) * layout.channels * block];
@@ -249,6 +278,21 @@ pub fn gather_axis(
     Ok(out)
 }
 
+fn gather_blocks<const B: usize>(bytes: &[u8], layout: Layout, indices: &[u32]) -> Vec<u8> {
+    let mut out = vec![0u8; layout.outer * indices.len() * B];
+    if indices.is_empty() {
+        return out;
+    }
+    let rows_in = bytes.chunks_exact(layout.channels * B);
+    for (src, dst) in rows_in.zip(out.chunks_exact_mut(indices.len() * B)) {
+        for (d, &k) in dst.chunks_exact_mut(B).zip(indices) {
+            let at = k as usize * B;
+            d.copy_from_slice(&src[at..at + B]);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +300,8 @@ mod tests {
     #[test]
     fn f16_decoding() {
         assert_eq!(f16_to_f32(0x3c00), 1.0);
+        let table = f16_table();
+        assert!((0..=u16::MAX).all(|h| table[h as usize].to_bits() == f16_to_f32(h).to_bits()));
         assert_eq!(f16_to_f32(0xc000), -2.0);
         assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
         assert_eq!(f16_to_f32(0x03ff), 1023.0 * 2f32.powi(-24));
@@ -284,5 +330,50 @@ mod tests {
             gather_axis(&bytes, &[2, 3], 1, 1, &[2, 0]).unwrap(),
             vec![2, 0, 5, 3]
         );
+    }
+
+    #[test]
+    fn fixed_size_gather_equals_element_by_element() {
+        let bytes: Vec<u8> = (0..96u32).map(|i| (i * 7 % 251) as u8).collect();
+        for size in [1usize, 2, 4, 8] {
+            let cols = 96 / size / 4;
+            let dims = [4u32, cols as u32];
+            let idx = [cols as u32 - 1, 0, 2];
+            let mut want = vec![];
+            for o in 0..4 {
+                for &k in &idx {
+                    let at = (o * cols + k as usize) * size;
+                    want.extend_from_slice(&bytes[at..at + size]);
+                }
+            }
+            assert_eq!(
+                gather_axis(&bytes, &dims, size as u32, 1, &idx).unwrap(),
+                want
+            );
+            assert!(gather_axis(&bytes, &dims, size as u32, 1, &[])
+                .unwrap()
+                .is_empty());
+        }
+    }
+
+    #[test]
+    fn innermost_channel_scores_equal_the_general_sum() {
+        let data: Vec<f32> = (0..60)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 3.0)
+            .collect();
+        for p in [1, 2] {
+            // The sums of the general path when each row holds one element, in the same order.
+            let a = channel_lp_scores(&data, Layout::new(&[5, 12], 1, 60).unwrap(), p, |v| v);
+            let mut want = vec![0f64; 12];
+            for (i, &v) in data.iter().enumerate() {
+                want[i % 12] += if p == 1 {
+                    (v as f64).abs()
+                } else {
+                    (v as f64).powi(2)
+                };
+            }
+            let want: Vec<f32> = want.into_iter().map(|s| s as f32).collect();
+            assert_eq!(a.unwrap(), want);
+        }
     }
 }

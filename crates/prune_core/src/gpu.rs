@@ -61,7 +61,10 @@ impl Values<'_> {
     pub fn cpu_scores(&self, layout: Layout, p: u32) -> Result<Vec<f32>, String> {
         match self {
             Values::F32(v) => cpu::channel_lp_scores(v, layout, p, |x| x),
-            Values::F16(v) => cpu::channel_lp_scores(v, layout, p, cpu::f16_to_f32),
+            Values::F16(v) => {
+                let table = cpu::f16_table();
+                cpu::channel_lp_scores(v, layout, p, |h| table[h as usize])
+            }
         }
     }
 }

@@ -36,7 +36,11 @@ pub fn cpu_channel_lp_scores_f16(
     p: u32,
 ) -> Result<Vec<f32>, JsError> {
     let layout = Layout::new(dims, axis, data.len()).map_err(|e| JsError::new(&e))?;
-    cpu::channel_lp_scores(data, layout, p, cpu::f16_to_f32).map_err(|e| JsError::new(&e))
+    {
+        let table = cpu::f16_table();
+        cpu::channel_lp_scores(data, layout, p, |h| table[h as usize])
+    }
+    .map_err(|e| JsError::new(&e))
 }
 
 /// `flat` holds `count` equally long vectors back to back.
