@@ -13,6 +13,7 @@ import type { AttentionGroup, EmbeddingGroup, MlpGroup } from "./analysis/groups
 import type { TensorTouch } from "./analysis/trace.ts";
 import { tensorDims, tensorRawBytes, tensorToFloat32 } from "./onnx/tensor.ts";
 import { DataType } from "./onnx/proto.ts";
+import { deferredRawData } from "./onnx/external_data.ts";
 import type { ChannelStats } from "./calibration/stats.ts";
 import type { GateStats } from "./calibration/gradients.ts";
 
@@ -223,8 +224,34 @@ function float16Bits(bytes: Uint8Array): Uint16Array {
   return new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.length / 2);
 }
 
-/** Σ|w|^p along every axis but the touched one. */
-function axisScores(core: ComputeCore, touch: TensorTouch, p: 1 | 2): Promise<Float32Array> {
+/** Scores already computed, by the object holding a tensor's bytes (its data, or the reader of
+ * data read when asked for: a new object once the tensor is cut or rewritten), then axis and p.
+ * Grouped-query attention scores the same weights for heads and for KV groups. */
+const scored = new WeakMap<object, Map<string, Float32Array>>();
+
+/** Σ|w|^p along every axis but the touched one (a copy: callers weight it in place). */
+async function axisScores(
+  core: ComputeCore,
+  touch: TensorTouch,
+  p: 1 | 2,
+): Promise<Float32Array> {
+  const t = touch.ref.tensor;
+  const bytes = Object.getOwnPropertyDescriptor(t, "rawData")?.value;
+  const holder: object | undefined = deferredRawData(t)?.read ??
+    (bytes instanceof Uint8Array && bytes.length > 0 ? bytes : undefined);
+  const key = `${touch.axis}:${p}:${tensorDims(t).join("x")}`;
+  const known = holder && scored.get(holder)?.get(key);
+  if (known) return known.slice();
+  const scores = await computeAxisScores(core, touch, p);
+  if (holder) {
+    const byKey = scored.get(holder) ?? new Map<string, Float32Array>();
+    byKey.set(key, scores.slice());
+    scored.set(holder, byKey);
+  }
+  return scores;
+}
+
+function computeAxisScores(core: ComputeCore, touch: TensorTouch, p: 1 | 2): Promise<Float32Array> {
   const t = touch.ref.tensor;
   const dims = tensorDims(t);
   const data = t.dataType === DataType.FLOAT16

@@ -34,10 +34,12 @@ interface Sample {
   peakMiB: number;
   /** What the command printed on stdout (Torch-Pruning's own split of its time). */
   stdout: string;
+  /** Why the command did not finish (e.g. killed when out of memory). */
+  failed?: string;
 }
 
 /** Runs a command under /usr/bin/time: wall seconds and peak RSS. */
-async function timed(cmd: string[]): Promise<Sample> {
+async function timed(cmd: string[], mayFail = false): Promise<Sample> {
   const out = await new Deno.Command("/usr/bin/time", {
     args: ["-f", "TIME %e %M", ...cmd],
     stdout: "piped",
@@ -46,6 +48,15 @@ async function timed(cmd: string[]): Promise<Sample> {
   }).output();
   const stderr = new TextDecoder().decode(out.stderr);
   const m = /TIME ([\d.]+) (\d+)\s*$/.exec(stderr);
+  if (!out.success && mayFail && m) {
+    const why = /Command (terminated by signal \d+|exited with non-zero status \d+)/.exec(stderr);
+    return {
+      seconds: Number(m[1]),
+      peakMiB: Number(m[2]) / 1024,
+      stdout: "",
+      failed: why?.[1] ?? "failed",
+    };
+  }
   if (!out.success || !m) {
     throw new Error(`${cmd.join(" ")} failed:\n${stderr.slice(-2000)}`);
   }
@@ -120,27 +131,37 @@ try {
       for (const [what, cmd] of Object.entries(commands)) {
         // Outputs of the last command go, so every command writes to an empty place.
         for await (const e of Deno.readDir(work)) await Deno.remove(`${work}/${e.name}`);
-        (samples[what] ??= []).push(await timed(cmd));
-        console.error(`${name} round ${r + 1}: ${what} ${samples[what].at(-1)!.seconds} s`);
+        const sample = await timed(cmd, what.startsWith("Torch-Pruning"));
+        (samples[what] ??= []).push(sample);
+        console.error(
+          `${name} round ${r + 1}: ${what} ${sample.seconds} s${
+            sample.failed ? ` (${sample.failed})` : ""
+          }`,
+        );
       }
     }
     const floor = median(samples["parse + serialize"].map((s) => s.seconds));
+    const cp = median(samples["cp"].map((s) => s.seconds));
     const row: Record<string, unknown> = { model: name, bytes };
     for (const [what, s] of Object.entries(samples)) {
+      const failed = s.find((x) => x.failed)?.failed;
       row[what] = {
         seconds: median(s.map((x) => x.seconds)),
         peakMiB: median(s.map((x) => x.peakMiB)),
         ofFloor: median(s.map((x) => x.seconds)) / floor,
+        ofCp: median(s.map((x) => x.seconds)) / cp,
+        ...(failed ? { failed } : {}),
       };
     }
     const tp = samples["Torch-Pruning: build + graph + prune + export"];
-    if (tp) {
+    if (tp && !tp.some((x) => x.failed)) {
       const parts = tp.map((s) => JSON.parse(s.stdout.trim().split("\n").at(-1)!));
       row["Torch-Pruning: graph + prune"] = {
         seconds: median(parts.map((p) => p.graph_and_prune_s)),
       };
       row["Torch-Pruning: decision"] = {
         heads: parts[0].heads,
+        ...(parts[0].kv_heads ? { kvHeads: parts[0].kv_heads } : {}),
         mlp: parts[0].mlp,
         embedding: parts[0].embedding,
       };
@@ -151,16 +172,25 @@ try {
   await Deno.remove(work, { recursive: true });
 }
 
-console.log(`\n${rounds} round(s), medians; × floor = time over our parse + serialize\n`);
-console.log("| model | size | step | seconds | × floor | peak RSS |");
-console.log("| ----- | ---- | ---- | ------- | ------- | -------- |");
+console.log(
+  `\n${rounds} round(s), medians; × floor = time over our parse + serialize, × cp over cp\n`,
+);
+console.log("| model | size | step | seconds | × floor | × cp | peak RSS |");
+console.log("| ----- | ---- | ---- | ------- | ------- | ---- | -------- |");
 for (const row of rows) {
   for (const [what, v] of Object.entries(row)) {
     if (what === "model" || what === "bytes" || what.endsWith("decision")) continue;
-    const x = v as { seconds: number; peakMiB?: number; ofFloor?: number };
+    const x = v as {
+      seconds: number;
+      peakMiB?: number;
+      ofFloor?: number;
+      ofCp?: number;
+      failed?: string;
+    };
     console.log(
       `| ${row.model} | ${((row.bytes as number) / 2 ** 20).toFixed(0)} MiB | ${what} | ` +
-        `${x.seconds.toFixed(2)} | ${x.ofFloor?.toFixed(2) ?? ""} | ` +
+        `${x.seconds.toFixed(2)}${x.failed ? ` (${x.failed})` : ""} | ` +
+        `${x.ofFloor?.toFixed(2) ?? ""} | ${x.ofCp?.toFixed(2) ?? ""} | ` +
         `${x.peakMiB ? `${x.peakMiB.toFixed(0)} MiB` : ""} |`,
     );
   }

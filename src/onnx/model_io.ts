@@ -339,14 +339,19 @@ export async function writeModelFile(
     chosen.push({ t, length, offset: size, own });
     size += length;
   }
-  // Streamed tensor by tensor: the data file is never held in memory as a whole.
+  // Streamed tensor by tensor: the data file is never held in memory as a whole. A tensor read
+  // (and cut) when asked for is produced while the one before it is being written.
   const writeData = async (file: Deno.FsFile) => {
     let at = 0;
+    let writing: Promise<void> = Promise.resolve();
     for (const c of chosen) {
+      const bytes = c.t.rawData!;
+      await writing;
       if (c.offset > at) await writeAll(file, new Uint8Array(c.offset - at));
-      await writeAll(file, c.t.rawData!);
+      writing = writeAll(file, bytes);
       at = c.offset + c.length;
     }
+    await writing;
   };
   const saved = chosen.map((c) => ({
     externalData: c.t.externalData,
