@@ -3,6 +3,7 @@
  *   - cp of the model file(s)                               (the I/O floor)
  *   - our parse + serialize with no change                  (scripts/bench/roundtrip.ts)
  *   - our magnitude pruning, CLI, end to end                (half the heads, half the MLP)
+ *   - the same, its in-memory step alone (read first; scripts/bench/prune_step.ts)
  *   - Torch-Pruning 1.6.1: DependencyGraph + pruning, and end to end with model construction
  *     and ONNX export                                        (scripts/anchor/tp_scale.py)
  * on timm ViT exports with random weights (made by make_scale_models.py when missing), or on
@@ -116,6 +117,13 @@ try {
         "0.5",
         "--quiet",
       ],
+      "ours: read, then prune in memory": [
+        Deno.execPath(),
+        "run",
+        "-A",
+        "scripts/bench/prune_step.ts",
+        model,
+      ],
       ...(args["no-tp"] ? {} : {
         "Torch-Pruning: build + graph + prune + export": [
           PY,
@@ -153,6 +161,10 @@ try {
         ...(failed ? { failed } : {}),
       };
     }
+    const step = samples["ours: read, then prune in memory"];
+    row["ours: graph + prune (in memory)"] = {
+      seconds: median(step.map((s) => JSON.parse(s.stdout.trim().split("\n").at(-1)!).prune_s)),
+    };
     const tp = samples["Torch-Pruning: build + graph + prune + export"];
     if (tp && !tp.some((x) => x.failed)) {
       const parts = tp.map((s) => JSON.parse(s.stdout.trim().split("\n").at(-1)!));
