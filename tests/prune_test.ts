@@ -177,6 +177,42 @@ for (const name of EXPORTS) {
   }
 }
 
+for (const name of EXPORTS) {
+  Deno.test(`${name}: a model down to one head per block is pruned again ≡ masked`, async () => {
+    // One head left has no head axis to see (size 1): the block is found through Q·Kᵀ → P·V.
+    const one = await pruneModel(decodeModel(await fixture(name)), {
+      pruneNumHeads: true,
+      headPruningRatio: 0.75,
+      core,
+    });
+    const original = encodeModel(one.model);
+    const options: RunOptions = { pruneHeadDims: true, headPruningRatio: 0.5, pruningRatio: 0.5 };
+    const pruned = await pruneModel(decodeModel(original), { ...options, core });
+    const masked = await pruneModel(decodeModel(original), { ...options, core, mask: true });
+    const [yp, ym, yo] = await Promise.all([
+      run(encodeModel(pruned.model)),
+      run(encodeModel(masked.model)),
+      run(original),
+    ]);
+    assert.ok(maxAbsDiff(ym, yo) > 1e-4, "masking changed nothing: the test would be vacuous");
+    assert.ok(maxAbsDiff(yp, ym) <= 1e-4, `pruned differs from masked by ${maxAbsDiff(yp, ym)}`);
+    const attention = pruned.report.blocks.filter((b) =>
+      b.kind === "attention"
+    ) as AttentionBlockReport[];
+    assert.equal(attention.length, 2, "both single-head blocks found");
+    for (const a of attention) {
+      assert.deepEqual([a.heads.before, a.heads.after], [1, 1]);
+      assert.deepEqual([a.headDim.before, a.headDim.after], [16, 8]);
+    }
+    await assertDeclaredShapesHold(pruned.model);
+    // The last head stays: asking for fewer heads than one is refused, naming the block.
+    await assert.rejects(
+      () => pruneModel(decodeModel(original), { pruneNumHeads: true, headPruningRatio: 0.5, core }),
+      /head/,
+    );
+  });
+}
+
 Deno.test("float16 model: heads, dims and MLP pruned ≡ masked (f16 tolerance)", async () => {
   const original = await fixture("timm_vit_f16");
   for (const options of [MODES.heads, MODES.dims, MODES.mlp]) {

@@ -6,8 +6,8 @@
  * @module
  */
 import type { NodeProto } from "../graph/graph.ts";
-import type { Factor } from "./factors.ts";
-import type { TensorTouch, Trace } from "./trace.ts";
+import { Factor } from "./factors.ts";
+import type { ActivationMatMul, TensorTouch, Trace } from "./trace.ts";
 
 export interface AttentionGroup {
   kind: "attention";
@@ -66,12 +66,66 @@ function nodeName(node: NodeProto): string {
   return node.name || node.output[0];
 }
 
+type Heads = { heads: Factor[]; qk?: Factor; v?: Factor };
+
+/** Ops between the attention scores and P·V (scaling, masking, softmax, casts). */
+const SCORE_PATH = new Set(["Softmax", "Div", "Mul", "Add", "Sub", "Where", "Cast", "Dropout"]);
+
+/**
+ * Attention down to one head (a model pruned before) has no head axis that the trace can see: an
+ * axis of size 1 carries no identity. Each Q·Kᵀ without heads is paired with the P·V its softmax
+ * feeds, and the Q/K and V channels are given one shared head factor of size 1, as a model with
+ * more heads has. Returns those blocks and the MatMuls they account for.
+ */
+function singleHeadBlocks(trace: Trace): { blocks: Heads[]; matmuls: Set<NodeProto> } {
+  const headless = trace.matmuls.filter((m) =>
+    !m.batch.flat().flatMap((f) => f.leaves()).some((f) => f.channel && f.size > 1)
+  );
+  const contexts = new Map(
+    headless.filter((m) =>
+      channelLeaves(m.contracted).length === 0 && channelLeaves(m.rightColumns).length === 1
+    ).map((m) => [m.node, m]),
+  );
+  const blocks: Heads[] = [];
+  const matmuls = new Set<NodeProto>();
+  for (const m of headless) {
+    const qkLeaves = channelLeaves(m.contracted);
+    if (qkLeaves.length !== 1 || channelLeaves(m.rightColumns).length !== 0) continue;
+    let frontier = [m.node.output[0]];
+    let context: ActivationMatMul | undefined;
+    for (let depth = 0; depth < 8 && frontier.length && !context; depth++) {
+      const next: string[] = [];
+      for (const name of frontier) {
+        for (const use of trace.graph.consumers(name)) {
+          const found = contexts.get(use.node);
+          if (found && use.inputIndex === 0) context = found;
+          else if (SCORE_PATH.has(use.node.opType)) next.push(...use.node.output);
+        }
+      }
+      frontier = next;
+    }
+    if (!context || matmuls.has(context.node)) continue;
+    const qk = qkLeaves[0].root(), v = channelLeaves(context.rightColumns)[0].root();
+    if (qk.children() || v.children()) continue;
+    // Q, K and V cut from one fused projection share their per-head dims.
+    const [head, qkDim] = qk.refine([1, qk.size]);
+    const vDim = qk === v ? qkDim : v.refine([1, v.size])[1];
+    if (qk !== v) Factor.unify(head, v.children()![0]);
+    blocks.push({ heads: [head.root()], qk: qkDim, v: vDim });
+    matmuls.add(m.node).add(context.node);
+  }
+  return { blocks, matmuls };
+}
+
 /** Finds attention and MLP groups, in graph order. */
 export function findGroups(trace: Trace): { groups: Group[]; problems: string[] } {
   const problems: string[] = [];
+  const single = singleHeadBlocks(trace);
   // Heads are keyed by their factors: [H], or [G, R] for grouped-query attention.
-  const byHead = new Map<string, { heads: Factor[]; qk?: Factor; v?: Factor }>();
+  const byHead = new Map<string, Heads>();
+  for (const b of single.blocks) byHead.set(String(b.heads[0].id), b);
   for (const m of trace.matmuls) {
+    if (single.matmuls.has(m.node)) continue;
     const heads = [...new Set(m.batch.flatMap(channelLeaves).map((f) => f.root()))];
     const contracted = [...new Set(channelLeaves(m.contracted))];
     const columns = [...new Set(channelLeaves(m.rightColumns))];
