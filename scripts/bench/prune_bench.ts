@@ -1,6 +1,6 @@
 /**
- * End-to-end pruning time of the fixture models (analysis, importance, rewrite and the
- * onnxruntime verification run), CPU core. Run: `deno bench -A scripts/bench/prune_bench.ts`.
+ * End-to-end pruning time of the fixture models (shapes, analysis, importance, rewrite and the
+ * onnxruntime load check of the result), CPU core. Run: `deno bench -A scripts/bench/prune_bench.ts`.
  */
 import { prune } from "../../src/prune.ts";
 import { createCore } from "../../src/core/mod.ts";
