@@ -392,6 +392,35 @@ Deno.test({
         small.dispose();
       }
     });
+    await t.step(
+      "by size: large scores on the GPU, small ones and gathers on the CPU",
+      async () => {
+        const bySize = await createCore({ backend: "gpu", gpuCalls: "by-size" });
+        try {
+          const calls = async (run: () => Promise<unknown>) => {
+            const before = gpuDispatchCount(bySize)!;
+            const answer = await run();
+            return { answer, dispatched: gpuDispatchCount(bySize)! > before };
+          };
+          const small = new Uint16Array(64 * 64).fill(0x3c00);
+          const large = new Uint16Array(8 * 2 ** 20).fill(0x3c00); // 16 MiB of float16 ones
+          const s = await calls(() => bySize.channelLpScores(small, [64, 64], 1, 2));
+          assert.deepEqual([s.dispatched, (s.answer as Float32Array)[0]], [false, 64]);
+          const l = await calls(() => bySize.channelLpScores(large, [2048, 4096], 1, 2));
+          assert.deepEqual([l.dispatched, (l.answer as Float32Array)[0]], [true, 2048]);
+          const bytes = new Uint8Array(large.buffer);
+          const gathered = await calls(() =>
+            bySize.gatherAxis(bytes, [2048, 4096], 2, 1, Uint32Array.of(3))
+          );
+          assert.deepEqual([gathered.dispatched, (gathered.answer as Uint8Array).length], [
+            false,
+            2048 * 2,
+          ]);
+        } finally {
+          bySize.dispose();
+        }
+      },
+    );
     g.dispose();
     await assert.rejects(g.selectKeep(Float32Array.of(1, 2), 1), /after dispose/);
   },

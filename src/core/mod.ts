@@ -67,10 +67,15 @@ export interface CoreOptions {
   backend?: "auto" | "gpu" | "cpu";
   /** Caps the bytes per GPU storage binding below the device limit (tests use it to force chunking). */
   gpuChunkBytes?: number;
+  /** With a GPU: send every call to it ("all", the default of backend "gpu"), or each call to the
+   * path measured faster at its size ("by-size", the default of "auto"). */
+  gpuCalls?: "all" | "by-size";
 }
 
 /**
- * "auto" (default) picks the GPU when navigator.gpu gives a hardware adapter, else the CPU path
+ * "auto" (default) picks the GPU when navigator.gpu gives a hardware adapter — then each call goes
+ * to the path measured faster at its size (large scores on the GPU, the rest on the CPU) — else
+ * the CPU path
  * (a software adapter such as Mesa's lavapipe emulates the GPU on the CPU and is slower than the
  * wasm CPU path: see bench/RESULTS.md); "gpu" uses any adapter and throws a clear error when
  * there is none.
@@ -89,7 +94,8 @@ export async function createCore(options: CoreOptions = {}): Promise<ComputeCore
     const chunk = options.gpuChunkBytes === undefined
       ? undefined
       : u32("gpuChunkBytes", options.gpuChunkBytes);
-    return new GpuCore(await wasm.GpuCore.create(chunk));
+    const bySize = (options.gpuCalls ?? (backend === "auto" ? "by-size" : "all")) === "by-size";
+    return new GpuCore(await wasm.GpuCore.create(chunk), bySize);
   } catch (error) {
     if (backend === "gpu") {
       const reason = error instanceof Error ? error.message : String(error);
@@ -240,15 +246,29 @@ class CpuCore implements ComputeCore {
 
 /** GPU ops run one call at a time (WebGPU error scopes are per device); aggregate and groupScores
  * are inherited from the wasm CPU path. */
+/**
+ * Where "auto" sends a call to the GPU, measured on an H100 against this wasm CPU path
+ * (`scripts/bench/gpu_threshold.ts`, bench/RESULTS.md): scores are faster on the GPU from about
+ * 22 MiB of float16 and 44 MiB of float32 weights (×2–3 and ×1.1–1.3 at 7B sizes); below, the
+ * ~12 ms of upload, dispatch and readback per call outweigh the work. The gather was slower on
+ * the GPU at every size for float32 (×1.3–2.5: it moves the tensor twice) and runs on the CPU for
+ * 2-byte elements anyway; selection works on short score vectors. `backend: "gpu"` sends every
+ * call to the GPU.
+ */
+const GPU_FROM_BYTES = { scoresF16: 16 * 2 ** 20, scoresF32: 40 * 2 ** 20 } as const;
+
 class GpuCore extends CpuCore {
   override readonly backend: Backend = "gpu";
   #gpu: wasm.GpuCore | null;
   #queue: Promise<unknown> = Promise.resolve();
   #lastDispatches = 0;
+  /** Send each call to the faster path by size (createCore's "auto"), else always to the GPU. */
+  readonly #bySize: boolean;
 
-  constructor(gpu: wasm.GpuCore) {
+  constructor(gpu: wasm.GpuCore, bySize = false) {
     super();
     this.#gpu = gpu;
+    this.#bySize = bySize;
   }
 
   get dispatches(): number {
@@ -270,6 +290,8 @@ class GpuCore extends CpuCore {
     axis: number,
     p: 1 | 2,
   ): Promise<Float32Array> {
+    const from = data instanceof Uint16Array ? GPU_FROM_BYTES.scoresF16 : GPU_FROM_BYTES.scoresF32;
+    if (this.#bySize && data.byteLength < from) return super.channelLpScores(data, dims, axis, p);
     return this.#serial((gpu) =>
       data instanceof Uint16Array
         ? gpu.channel_lp_scores_f16(data, dimsArray(dims), u32("axis", axis), p)
@@ -282,6 +304,7 @@ class GpuCore extends CpuCore {
     groupCount: number,
     dropPerGroup: number,
   ): Promise<Uint32Array> {
+    if (this.#bySize) return super.selectKeepPerGroup(scores, groupCount, dropPerGroup);
     return this.#serial((gpu) =>
       gpu.select_keep_per_group(
         scores,
@@ -298,6 +321,7 @@ class GpuCore extends CpuCore {
     axis: number,
     indices: Uint32Array,
   ): Promise<Uint8Array> {
+    if (this.#bySize) return super.gatherAxis(bytes, dims, elementSize, axis, indices);
     return this.#serial((gpu) =>
       gpu.gather_axis(
         bytes,
