@@ -177,6 +177,7 @@ export async function pruneToTarget(
     let current = model, value = before, report = first.report;
     let blocks: BlockReport[] | undefined;
     const history: TargetStep[] = [];
+    let stalled: { from: number; to: number } | undefined;
     // A few extra steps mend the estimate's misses; a step that removes nothing ends the run.
     for (let step = 0; step < steps + 3 && value > goal; step++) {
       const share = (value - goal) / Math.max(1, steps - step);
@@ -194,7 +195,10 @@ export async function pruneToTarget(
         latencyCost,
       });
       const next = await measure(result.model, result.report);
-      if (!(next < value)) break;
+      if (!(next < value)) {
+        stalled = { from: value, to: next };
+        break;
+      }
       current = result.model;
       value = next;
       blocks = blocks ? compose(blocks, result.report.blocks) : result.report.blocks;
@@ -210,7 +214,14 @@ export async function pruneToTarget(
     if (history.length === 0) {
       throw new PruneError(
         "unsupported-graph",
-        "nothing could be pruned towards the target (no prunable unit left, or none allowed)",
+        "nothing could be pruned towards the target (no prunable unit left, or none allowed)" +
+          (stalled
+            ? metric === "latency"
+              ? `; the latency model estimates the first step at ${stalled.to.toFixed(3)} ms ` +
+                `against ${stalled.from.toFixed(3)} ms now (no saving: its table may be flat ` +
+                `for these units; profile again with a larger --profile-budget)`
+              : `; the first step gives ${stalled.to} against ${stalled.from}`
+            : ""),
       );
     }
     const final: PruneReport = {
