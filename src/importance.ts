@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { ComputeCore } from "./core/mod.ts";
+import { type ComputeCore, Float32Bytes } from "./core/mod.ts";
 import type { Factor } from "./analysis/factors.ts";
 import type { AttentionGroup, EmbeddingGroup, MlpGroup } from "./analysis/groups.ts";
 import type { TensorTouch } from "./analysis/trace.ts";
@@ -256,6 +256,8 @@ function computeAxisScores(core: ComputeCore, touch: TensorTouch, p: 1 | 2): Pro
   const dims = tensorDims(t);
   const data = t.dataType === DataType.FLOAT16
     ? float16Bits(tensorRawBytes(t))
+    : t.dataType === DataType.FLOAT
+    ? new Float32Bytes(tensorRawBytes(t))
     : tensorToFloat32(t);
   return core.channelLpScores(data, dims, touch.axis, p);
 }

@@ -2,7 +2,7 @@
 // GPU path against the CPU path. Run: XDG_RUNTIME_DIR=/tmp deno test -A tests/core_test.ts
 // With PRUNE_VIT_REQUIRE_GPU=1 a missing WebGPU adapter fails the GPU test instead of ignoring it.
 import assert from "node:assert/strict";
-import { type ComputeCore, createCore, gpuDispatchCount } from "../src/core/mod.ts";
+import { type ComputeCore, createCore, Float32Bytes, gpuDispatchCount } from "../src/core/mod.ts";
 import { mulberry32 } from "./seeded_random.ts";
 
 // ---------- helpers and references ----------
@@ -109,6 +109,25 @@ const cpu = await createCore({ backend: "cpu" });
 
 Deno.test("cpu: createCore({backend: 'cpu'}) gives the cpu backend", () => {
   assert.equal(cpu.backend, "cpu");
+});
+
+Deno.test("cpu: float32 bytes at any alignment score as their float32 values", async () => {
+  const rand = rng(5);
+  const dims = [6, 10, 7];
+  const values = randomF32(6 * 10 * 7, rand);
+  for (const offset of [0, 1, 2, 3]) {
+    const buffer = new Uint8Array(values.byteLength + offset);
+    buffer.set(new Uint8Array(values.buffer), offset);
+    const bytes = new Float32Bytes(buffer.subarray(offset));
+    for (let axis = 0; axis < dims.length; axis++) {
+      assert.deepEqual(
+        await cpu.channelLpScores(bytes, dims, axis, 2),
+        await cpu.channelLpScores(values, dims, axis, 2),
+      );
+    }
+    assert.deepEqual(bytes.values(), values);
+  }
+  assert.throws(() => new Float32Bytes(new Uint8Array(6)), /whole float32/);
 });
 
 Deno.test("cpu: channelLpScores on f32 matches the reference (all axes, p = 1 and 2)", async () => {
@@ -309,6 +328,14 @@ async function compareCores(g: ComputeCore, c: ComputeCore, seed: number) {
           await c.channelLpScores(f16, dims, axis, p),
           1e-6,
           `f16 ${what}`,
+        );
+        const unaligned = new Uint8Array(f32.byteLength + 1);
+        unaligned.set(new Uint8Array(f32.buffer, f32.byteOffset, f32.byteLength), 1);
+        assertClose(
+          await g.channelLpScores(new Float32Bytes(unaligned.subarray(1)), dims, axis, p),
+          await c.channelLpScores(f32, dims, axis, p),
+          1e-6,
+          `f32 bytes ${what}`,
         );
       }
       const size = [1, 2, 4, 8][axis % 4];

@@ -30,11 +30,34 @@ import * as wasm from "./wasm/prune_core.js";
 export type Backend = "gpu" | "cpu";
 export type Reduce = "sum" | "mean" | "max";
 
+/**
+ * Little-endian float32 values as raw bytes at any alignment (a weight's bytes as stored in the
+ * model): scored without first copying them into an aligned Float32Array.
+ */
+export class Float32Bytes {
+  constructor(readonly bytes: Uint8Array) {
+    if (bytes.length % 4 !== 0) {
+      throw new RangeError(`${bytes.length} bytes are not whole float32 values`);
+    }
+  }
+  get byteLength(): number {
+    return this.bytes.length;
+  }
+  /** The values in an aligned Float32Array (a view when the bytes are aligned, else a copy). */
+  values(): Float32Array {
+    const b = this.bytes.byteOffset % 4 === 0 ? this.bytes : this.bytes.slice();
+    return new Float32Array(b.buffer, b.byteOffset, b.length / 4);
+  }
+}
+
+/** Weights to score: float32 values, float32 bytes, or float16 bit patterns in a Uint16Array. */
+export type ScoreData = Float32Array | Float32Bytes | Uint16Array;
+
 export interface ComputeCore {
   readonly backend: Backend;
-  /** Per-channel Σ|w|^p over every axis except `axis` (no root taken). data: f32 values, or f16 bit patterns in a Uint16Array. Returns dims[axis] scores. */
+  /** Per-channel Σ|w|^p over every axis except `axis` (no root taken). Returns dims[axis] scores. */
   channelLpScores(
-    data: Float32Array | Uint16Array,
+    data: ScoreData,
     dims: number[],
     axis: number,
     p: 1 | 2,
@@ -191,7 +214,7 @@ class CpuCore implements ComputeCore {
   readonly backend: Backend = "cpu";
 
   channelLpScores(
-    data: Float32Array | Uint16Array,
+    data: ScoreData,
     dims: number[],
     axis: number,
     p: 1 | 2,
@@ -199,6 +222,8 @@ class CpuCore implements ComputeCore {
     return Promise.resolve().then(() =>
       data instanceof Uint16Array
         ? wasm.cpu_channel_lp_scores_f16(data, dimsArray(dims), u32("axis", axis), p)
+        : data instanceof Float32Bytes
+        ? wasm.cpu_channel_lp_scores_f32_bytes(data.bytes, dimsArray(dims), u32("axis", axis), p)
         : wasm.cpu_channel_lp_scores_f32(data, dimsArray(dims), u32("axis", axis), p)
     );
   }
@@ -285,7 +310,7 @@ class GpuCore extends CpuCore {
   }
 
   override channelLpScores(
-    data: Float32Array | Uint16Array,
+    data: ScoreData,
     dims: number[],
     axis: number,
     p: 1 | 2,
@@ -295,7 +320,12 @@ class GpuCore extends CpuCore {
     return this.#serial((gpu) =>
       data instanceof Uint16Array
         ? gpu.channel_lp_scores_f16(data, dimsArray(dims), u32("axis", axis), p)
-        : gpu.channel_lp_scores_f32(data, dimsArray(dims), u32("axis", axis), p)
+        : gpu.channel_lp_scores_f32(
+          data instanceof Float32Bytes ? data.values() : data,
+          dimsArray(dims),
+          u32("axis", axis),
+          p,
+        )
     );
   }
 

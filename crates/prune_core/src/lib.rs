@@ -27,6 +27,26 @@ pub fn cpu_channel_lp_scores_f32(
     cpu::channel_lp_scores(data, layout, p, |x| x).map_err(|e| JsError::new(&e))
 }
 
+/// `data` holds little-endian float32 bytes at any alignment (a weight's bytes as stored in the
+/// model, not first copied into an aligned Float32Array).
+#[wasm_bindgen]
+pub fn cpu_channel_lp_scores_f32_bytes(
+    data: &[u8],
+    dims: &[u32],
+    axis: u32,
+    p: u32,
+) -> Result<Vec<f32>, JsError> {
+    if data.len() % 4 != 0 {
+        return Err(JsError::new(&format!(
+            "{} bytes are not whole float32 values",
+            data.len()
+        )));
+    }
+    let values: &[[u8; 4]] = bytemuck::cast_slice(data);
+    let layout = Layout::new(dims, axis, values.len()).map_err(|e| JsError::new(&e))?;
+    cpu::channel_lp_scores(values, layout, p, f32::from_le_bytes).map_err(|e| JsError::new(&e))
+}
+
 /// `data` holds IEEE binary16 bit patterns.
 #[wasm_bindgen]
 pub fn cpu_channel_lp_scores_f16(

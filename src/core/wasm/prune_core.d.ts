@@ -53,6 +53,12 @@ export function cpu_channel_lp_scores_f16(data: Uint16Array | number[], dims: Ui
 
 export function cpu_channel_lp_scores_f32(data: Float32Array | number[], dims: Uint32Array | number[], axis: number, p: number): Float32Array;
 
+/**
+ * `data` holds little-endian float32 bytes at any alignment (a weight's bytes as stored in the
+ * model, not first copied into an aligned Float32Array).
+ */
+export function cpu_channel_lp_scores_f32_bytes(data: Uint8Array | number[], dims: Uint32Array | number[], axis: number, p: number): Float32Array;
+
 export function cpu_gather_axis(bytes: Uint8Array | number[], dims: Uint32Array | number[], element_size: number, axis: number, indices: Uint32Array | number[]): Uint8Array;
 
 export function cpu_group_scores(scores: Float32Array | number[], groups: number, reduce: string): Float32Array;
