@@ -456,23 +456,31 @@ cliTest(
     await withDir(async (dir) => {
       const model = `${dir}/vit.onnx`;
       await Deno.copyFile(new URL("tests/fixtures/fmnist_vit.onnx", ROOT).pathname, model);
-      const r = await cli([
-        model,
-        "-o",
-        `${dir}/out.onnx`,
-        "--target-speedup",
-        "2",
-        "--prune-head-dims",
-        "--round-to",
-        "8",
-        "--latency-batch",
-        "16",
-        "--profile-budget",
-        "5",
-        "--latency-cache",
-        `${dir}/cache`,
-        "--json",
-      ]);
+      const run = (budget: string) =>
+        cli([
+          model,
+          "-o",
+          `${dir}/out.onnx`,
+          "--target-speedup",
+          "2",
+          "--prune-head-dims",
+          "--round-to",
+          "8",
+          "--latency-batch",
+          "16",
+          "--profile-budget",
+          budget,
+          "--latency-cache",
+          `${dir}/cache`,
+          "--json",
+        ]);
+      let r = await run("5");
+      // A 5 s table timed while the other tests load the machine can show no saving for any unit
+      // (the refusal says so); profiled again with more time, it must work.
+      if (r.code !== 0 && /estimates the first step at .* no saving/.test(r.stderr)) {
+        await Deno.remove(`${dir}/cache`, { recursive: true }).catch(() => {});
+        r = await run("20");
+      }
       assert.equal(r.code, 0, r.stderr);
       const { latency, target } = JSON.parse(r.stdout);
       // Both "before" figures are of the original's size (loose bounds: other tests load the
