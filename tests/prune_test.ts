@@ -115,6 +115,21 @@ async function assertDeclaredShapesHold(model: ModelProto) {
 
 const core = await createCore({ backend: "cpu" });
 
+/** Prunes and masks the same channels; asserts onnxruntime gives the same outputs for both (and
+ * that masking changed them, so the check is not vacuous). Returns the pruning result. */
+async function prunedEqualsMasked(original: Uint8Array, options: RunOptions) {
+  const pruned = await pruneModel(decodeModel(original), { ...options, core });
+  const masked = await pruneModel(decodeModel(original), { ...options, core, mask: true });
+  const [yp, ym, yo] = await Promise.all([
+    run(encodeModel(pruned.model)),
+    run(encodeModel(masked.model)),
+    run(original),
+  ]);
+  assert.ok(maxAbsDiff(ym, yo) > 1e-4, "masking changed nothing: the test would be vacuous");
+  assert.ok(maxAbsDiff(yp, ym) <= 1e-4, `pruned differs from masked by ${maxAbsDiff(yp, ym)}`);
+  return pruned;
+}
+
 for (const name of EXPORTS) {
   Deno.test(`${name}: ratio 0 leaves the model byte-identical`, async () => {
     const original = await fixture(name);
@@ -127,15 +142,7 @@ for (const name of EXPORTS) {
   for (const [mode, options] of Object.entries(MODES)) {
     Deno.test(`${name}: ${mode} — pruned ≡ masked under onnxruntime`, async () => {
       const original = await fixture(name);
-      const pruned = await pruneModel(decodeModel(original), { ...options, core });
-      const masked = await pruneModel(decodeModel(original), { ...options, core, mask: true });
-      const [yp, ym, yo] = await Promise.all([
-        run(encodeModel(pruned.model)),
-        run(encodeModel(masked.model)),
-        run(original),
-      ]);
-      assert.ok(maxAbsDiff(ym, yo) > 1e-4, "masking changed nothing: the test would be vacuous");
-      assert.ok(maxAbsDiff(yp, ym) <= 1e-4, `pruned differs from masked by ${maxAbsDiff(yp, ym)}`);
+      const pruned = await prunedEqualsMasked(original, options);
 
       const report = pruned.report;
       const attention = report.blocks.filter((b) =>
@@ -187,15 +194,7 @@ for (const name of EXPORTS) {
     });
     const original = encodeModel(one.model);
     const options: RunOptions = { pruneHeadDims: true, headPruningRatio: 0.5, pruningRatio: 0.5 };
-    const pruned = await pruneModel(decodeModel(original), { ...options, core });
-    const masked = await pruneModel(decodeModel(original), { ...options, core, mask: true });
-    const [yp, ym, yo] = await Promise.all([
-      run(encodeModel(pruned.model)),
-      run(encodeModel(masked.model)),
-      run(original),
-    ]);
-    assert.ok(maxAbsDiff(ym, yo) > 1e-4, "masking changed nothing: the test would be vacuous");
-    assert.ok(maxAbsDiff(yp, ym) <= 1e-4, `pruned differs from masked by ${maxAbsDiff(yp, ym)}`);
+    const pruned = await prunedEqualsMasked(original, options);
     const attention = pruned.report.blocks.filter((b) =>
       b.kind === "attention"
     ) as AttentionBlockReport[];
