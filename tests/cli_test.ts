@@ -474,25 +474,32 @@ cliTest(
           `${dir}/cache`,
           "--json",
         ]);
-      let r = await run("5");
-      // A 5 s table timed while the other tests load the machine can show no saving for any unit
-      // (the refusal says so); profiled again with more time, it must work.
-      if (r.code !== 0 && /estimates the first step at .* no saving/.test(r.stderr)) {
+      const check = async (budget: string) => {
         await Deno.remove(`${dir}/cache`, { recursive: true }).catch(() => {});
-        r = await run("20");
+        const r = await run(budget);
+        assert.equal(r.code, 0, r.stderr);
+        const { latency, target } = JSON.parse(r.stdout);
+        // Both "before" figures are of the original's size (loose bounds: other tests load the
+        // machine; these bounds cannot tell the original from a model pruned ×1.3, which is why
+        // the CLI measures it before pruning starts). How close estimates come is the benchmark's
+        // job.
+        const ratio = latency.estimated.before / latency.measured.before;
+        assert.ok(ratio > 0.5 && ratio < 2, JSON.stringify(latency));
+        assert.equal(latency.estimated.after, target.reached);
+        assert.ok(
+          latency.measured.after > 0 && target.reached < target.before,
+          JSON.stringify(target),
+        );
+      };
+      // A 5 s table timed while the other tests load the machine can be too noisy: no saving
+      // for any unit (the refusal says so), or a whole model timed far off its blocks. Each
+      // check must then hold on a second run profiled with 20 s.
+      try {
+        await check("5");
+      } catch (e) {
+        console.error(`timed with a 5 s table: ${e instanceof Error ? e.message : e}; again`);
+        await check("20");
       }
-      assert.equal(r.code, 0, r.stderr);
-      const { latency, target } = JSON.parse(r.stdout);
-      // Both "before" figures are of the original's size (loose bounds: other tests load the
-      // machine; these bounds cannot tell the original from a model pruned ×1.3, which is why the
-      // CLI measures it before pruning starts). How close estimates come is the benchmark's job.
-      const ratio = latency.estimated.before / latency.measured.before;
-      assert.ok(ratio > 0.5 && ratio < 2, JSON.stringify(latency));
-      assert.equal(latency.estimated.after, target.reached);
-      assert.ok(
-        latency.measured.after > 0 && target.reached < target.before,
-        JSON.stringify(target),
-      );
     });
   },
   { engine: true },
