@@ -129,14 +129,15 @@ def save_streaming(model, fills, path, location, seed=1):
     """Writes every initializer to one data file, tensor by tensor (new ones generated there)."""
     rng = np.random.default_rng(seed)
     data = os.path.join(os.path.dirname(path), location)
-    by_name = {t.name: t for t in model.graph.initializer}
-    values = {}
+    sources = {src for how, src in fills.values() if how == "copy"}
+    values = {}  # originals that copies are made from
     with open(data + ".tmp", "wb") as f:
         for t in model.graph.initializer:
             how = fills.get(t.name)
             if how is None:
                 arr = numpy_helper.to_array(t)
-                values[t.name] = arr
+                if t.name in sources:
+                    values[t.name] = arr
                 if arr.nbytes < 1024:
                     continue  # small ones stay in the model file, as onnx.save does
             elif how[0] == "copy":
@@ -161,9 +162,6 @@ def save_streaming(model, fills, path, location, seed=1):
                          ("length", str(arr.nbytes))):
                 e = t.external_data.add()
                 e.key, e.value = k, v
-            if how is None and t.name not in {s for _, s in fills.values()}:
-                values.pop(t.name)
-    assert all(t.name in by_name for t in model.graph.initializer)
     onnx.save(model, path + ".tmp")
     os.replace(data + ".tmp", data)
     os.replace(path + ".tmp", path)

@@ -269,8 +269,6 @@ class CpuCore implements ComputeCore {
   dispose(): void {}
 }
 
-/** GPU ops run one call at a time (WebGPU error scopes are per device); aggregate and groupScores
- * are inherited from the wasm CPU path. */
 /**
  * Where "auto" sends a call to the GPU, measured on an H100 against this wasm CPU path
  * (`scripts/bench/gpu_threshold.ts`, bench/RESULTS.md): scores are faster on the GPU from about
@@ -282,6 +280,8 @@ class CpuCore implements ComputeCore {
  */
 const GPU_FROM_BYTES = { scoresF16: 16 * 2 ** 20, scoresF32: 40 * 2 ** 20 } as const;
 
+/** GPU ops run one call at a time (WebGPU error scopes are per device); aggregate and groupScores
+ * are inherited from the wasm CPU path. */
 class GpuCore extends CpuCore {
   override readonly backend: Backend = "gpu";
   #gpu: wasm.GpuCore | null;
