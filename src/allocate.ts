@@ -110,7 +110,7 @@ export function unitCost(
   let params = 0, macs = 0;
   for (const t of group.members) {
     if (seen.has(t.ref.name)) continue;
-    if (!t.factors.flatMap((f) => f.leaves()).includes(factor)) continue;
+    if (!t.factors.flatMap((f) => f.atoms()).includes(factor)) continue;
     seen.add(t.ref.name);
     const n = tensorNumel(t.ref.tensor);
     params += n;

@@ -9,7 +9,7 @@
 import type { NodeProto, TensorProto } from "./graph/graph.ts";
 import { type ComputeCore, gatherAxisNow } from "./core/mod.ts";
 import { deferRawData, deferredRawData } from "./onnx/external_data.ts";
-import { type Use, writeConstant } from "./graph/graph.ts";
+import { type Graph, type Use, writeConstant } from "./graph/graph.ts";
 import {
   elementSize,
   float32ToTensorBytes,
@@ -19,7 +19,7 @@ import {
   tensorRawBytes,
   tensorToNumbers,
 } from "./onnx/tensor.ts";
-import type { TensorTouch, Trace } from "./analysis/trace.ts";
+import type { ShapeTouch, TensorTouch, Trace } from "./analysis/trace.ts";
 import { dimSources, type ShapeElement, shapeElement } from "./analysis/shape_values.ts";
 import { keptAxisIndices, type Plan, sizeRatio } from "./plan.ts";
 import { attrInt } from "./graph/graph.ts";
@@ -191,7 +191,39 @@ function rewriteShapes(trace: Trace, plan: Plan, stats: ApplyStats) {
     e.values.set(index, value);
     edits.set(key, e);
   };
+  // Elements set to a new value outright (positions along segmented axes), by use.
+  const replaced = new Map<string, { use: Use; values: Map<number, number> }>();
+  const splitSizes = new Map<NodeProto, number[]>();
   for (const touch of trace.shapeTouches) {
+    if (touch.renumber) {
+      const value = renumbered(plan, touch.renumber);
+      if (value === undefined) continue;
+      if (touch.attribute === "num_outputs") {
+        const sizes = splitSizes.get(touch.use.node) ?? [];
+        sizes[touch.index] = value;
+        splitSizes.set(touch.use.node, sizes);
+        continue;
+      }
+      if (touch.attribute) {
+        const a = touch.use.node.attribute!.find((x) => x.name === touch.attribute)!;
+        a.ints![touch.index] = value;
+        stats.shapeValuesRewritten++;
+        continue;
+      }
+      const path = deepestPath(shapeElement(trace, touch.use, touch.index));
+      if (path) privatize(trace, path);
+      const element = shapeElement(trace, touch.use, touch.index);
+      if (element.kind === "const" && !element.piece) {
+        if (element.value !== value) edit(element.use, element.index, value);
+        continue;
+      }
+      // Computed at run time from the fused width, which no longer splits evenly: a constant.
+      const key = useKey(touch.use);
+      const r = replaced.get(key) ?? { use: touch.use, values: new Map() };
+      r.values.set(touch.index, value);
+      replaced.set(key, r);
+      continue;
+    }
     const ratio = sizeRatio(plan, touch.factors);
     // Unchanged when neither the axis nor a run-time size the element reads changes.
     if (ratio.num === ratio.den && !touch.attribute) {
@@ -223,6 +255,14 @@ function rewriteShapes(trace: Trace, plan: Plan, stats: ApplyStats) {
     graph.rewire(element.piece, name);
     stats.shapeValuesRewritten++;
   }
+  for (const [node, sizes] of splitSizes) {
+    spellOutSplit(graph, node, sizes, trace.opset);
+    stats.shapeValuesRewritten += sizes.length;
+  }
+  for (const { use, values } of replaced.values()) {
+    replaceVector(trace, use, values);
+    stats.shapeValuesRewritten += values.size;
+  }
   for (const { use, values } of edits.values()) {
     const ref = graph.constant(use.node.input[use.inputIndex])!;
     const old = tensorToNumbers(ref.tensor);
@@ -242,6 +282,64 @@ function rewriteShapes(trace: Trace, plan: Plan, stats: ApplyStats) {
 }
 
 type Ratio = { num: number; den: number };
+
+/** New value of a position along a segmented axis; undefined when nothing on the axis goes. */
+function renumbered(plan: Plan, r: NonNullable<ShapeTouch["renumber"]>): number | undefined {
+  const kept = keptAxisIndices(plan, r.axis);
+  if (!kept) return undefined;
+  let count = 0;
+  for (const k of kept) if (k >= r.from && k < r.to) count++;
+  return r.negative ? -count : count;
+}
+
+/**
+ * A Split into `num_outputs` equal parts whose parts stop being equal gets its sizes spelled out:
+ * the `split` attribute before opset 13, an input from then on.
+ */
+function spellOutSplit(graph: Graph, node: NodeProto, sizes: number[], opset: number): void {
+  node.attribute = (node.attribute ?? []).filter((x) => x.name !== "num_outputs");
+  if (opset < 13) {
+    node.attribute.push({ name: "split", type: 7, ints: sizes });
+    return;
+  }
+  const name = graph.addInitializer(
+    makeTensor(
+      `${node.name || node.output[0]}_sizes`,
+      7,
+      [sizes.length],
+      numbersToTensorBytes(sizes, 7),
+    ),
+  );
+  node.input[1] = name;
+}
+
+/**
+ * Replaces the shape vector read at `use` by a constant: its elements known from the graph, with
+ * `values` at their indices. Refused when another element depends on run-time sizes.
+ */
+function replaceVector(trace: Trace, use: Use, values: Map<number, number>): void {
+  const graph = trace.graph;
+  const name = use.node.input[use.inputIndex];
+  const where = `${use.node.opType} "${use.node.name}"`;
+  const known = graph.constantInts(name) ?? trace.shapes.get(name)?.values;
+  if (!known) throw new Error(`${where}: value of "${name}" unknown`);
+  const next = known.map((v, i) => {
+    const value = values.get(i);
+    if (value !== undefined) return value;
+    if (shapeElement(trace, use, i).kind !== "const") {
+      throw new Error(`${where}: element ${i} of "${name}" depends on run-time sizes`);
+    }
+    return v;
+  });
+  const type = graph.constant(name)?.tensor.dataType ?? 7;
+  const tensor = makeTensor(
+    `${name}_pruned`,
+    type,
+    [next.length],
+    numbersToTensorBytes(next, type),
+  );
+  graph.rewire(use, graph.addInitializer(tensor));
+}
 
 function isUnchanged(r: Ratio): boolean {
   return r.num === r.den;

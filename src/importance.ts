@@ -50,11 +50,13 @@ function isGradient(c: Criterion): c is GradientCriterion {
 
 /**
  * Cell of each element of the touched axis, cells laid out over `cells` (major → minor); leaves
- * of the axis not in a cell are summed into it. Undefined when a cell factor is not on the axis.
+ * of the axis not in a cell are summed into it. Undefined when a cell factor is not on the axis;
+ * on a segmented axis (a fused q | k | v weight), -1 for elements of segments without the cells.
  */
 export function channelCells(touch: TensorTouch, cells: Factor[][]): Int32Array | undefined {
   const cellSizes = cells.map((alts) => alts[0].size);
   const leaves = touch.factors.flatMap((f) => f.leaves());
+  if (leaves.some((l) => l.segments())) return segmentedCells(leaves, cells);
   const where = cells.map((alts) => leaves.findIndex((l) => alts.includes(l)));
   if (where.some((w) => w < 0)) return undefined;
   const sizes = leaves.map((l) => l.size);
@@ -72,6 +74,36 @@ export function channelCells(touch: TensorTouch, cells: Factor[][]): Int32Array 
     out[i] = cell;
   }
   return out;
+}
+
+/** Coordinates (factor → index) of every element of an axis made of `leaves`, in order. */
+function coordinates(leaves: Factor[]): Map<Factor, number>[] {
+  let all: Map<Factor, number>[] = [new Map()];
+  for (const leaf of leaves) {
+    const segments = leaf.segments();
+    const own = segments
+      ? segments.flatMap((s) => coordinates(s.leaves()))
+      : Array.from({ length: leaf.size }, (_, i) => new Map([[leaf, i]]));
+    all = all.flatMap((a) => own.map((b) => new Map([...a, ...b])));
+  }
+  return all;
+}
+
+function segmentedCells(leaves: Factor[], cells: Factor[][]): Int32Array | undefined {
+  const cellSizes = cells.map((alts) => alts[0].size);
+  const roots = cells.map((alts) => alts.map((f) => f.root()));
+  let found = false;
+  const out = Int32Array.from(coordinates(leaves), (coords) => {
+    let cell = 0;
+    for (let c = 0; c < cells.length; c++) {
+      const k = roots[c].map((f) => coords.get(f)).find((v) => v !== undefined);
+      if (k === undefined) return -1;
+      cell = cell * cellSizes[c] + k;
+    }
+    found = true;
+    return cell;
+  });
+  return found ? out : undefined;
 }
 
 /**
@@ -95,7 +127,7 @@ function gateCellSums(
     const where = channelCells(touch, cells);
     if (!where || where.length !== g.channels) continue;
     seen.add(x);
-    for (let i = 0; i < where.length; i++) out[where[i]] += g[field][i];
+    for (let i = 0; i < where.length; i++) if (where[i] >= 0) out[where[i]] += g[field][i];
   }
   return seen.size ? out : undefined;
 }
@@ -184,7 +216,7 @@ export async function groupChannelScores(
         for (let i = 0; i < local.length; i++) local[i] *= weight[i];
       }
     } else if (activation) continue;
-    for (let i = 0; i < local.length; i++) sum[where[i]] += local[i];
+    for (let i = 0; i < local.length; i++) if (where[i] >= 0) sum[where[i]] += local[i];
     count++;
   }
   // No consumer with statistics (a channel read only by Q·Kᵀ): magnitude decides.

@@ -279,7 +279,7 @@ async function planMlp(
 
 /** Kept count of a factor under the plan. */
 export function keptCount(plan: Plan, factor: Factor): number {
-  return plan.get(factor.root())?.length ?? factor.root().size;
+  return keptOf(plan, factor)?.length ?? factor.root().size;
 }
 
 /** New size / old size of a list of factors (channel factors only change). */
@@ -292,16 +292,40 @@ export function sizeRatio(plan: Plan, factors: Factor[]): { num: number; den: nu
   return { num, den };
 }
 
+/**
+ * Kept indices (ascending) of one factor in its own numbering, or null when all stay: the plan's
+ * own entry, or those of its parts — segments side by side, refinements in mixed radix.
+ */
+function keptOf(plan: Plan, factor: Factor): number[] | null {
+  const r = factor.root();
+  const own = plan.get(r);
+  if (own) return own;
+  const children = r.children();
+  if (children) return keptAxisIndices(plan, children);
+  const segments = r.segments();
+  if (!segments) return null;
+  const parts = segments.map((s) => keptOf(plan, s));
+  if (parts.every((k) => k === null)) return null;
+  const out: number[] = [];
+  let offset = 0;
+  segments.forEach((s, i) => {
+    for (const k of parts[i] ?? range(s.root().size)) out.push(offset + k);
+    offset += s.root().size;
+  });
+  return out;
+}
+
 /** Kept indices along an axis made of `factors` (mixed radix, major → minor). */
 export function keptAxisIndices(plan: Plan, factors: Factor[]): number[] | null {
   const leaves = factors.flatMap((f) => f.leaves());
-  if (!leaves.some((l) => plan.has(l))) return null;
+  const kept = leaves.map((l) => keptOf(plan, l));
+  if (kept.every((k) => k === null)) return null;
   let indices = [0];
-  for (const leaf of leaves) {
-    const keep = plan.get(leaf) ?? range(leaf.size);
+  leaves.forEach((leaf, i) => {
+    const keep = kept[i] ?? range(leaf.size);
     const next: number[] = [];
     for (const p of indices) for (const k of keep) next.push(p * leaf.size + k);
     indices = next;
-  }
+  });
   return indices;
 }

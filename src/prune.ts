@@ -593,7 +593,7 @@ function groupReport(g: Group, trace: Trace): GroupReport {
     : [g.channels];
   const tensors: GroupReport["tensors"] = [];
   for (const t of trace.tensorTouches) {
-    if (!t.factors.flatMap((f) => f.leaves()).some((l) => factors.includes(l))) continue;
+    if (!t.factors.flatMap((f) => f.atoms()).some((l) => factors.includes(l))) continue;
     if (tensors.some((x) => x.name === t.ref.name && x.axis === t.axis)) continue;
     tensors.push({ name: t.ref.name, axis: t.axis, role: t.role });
   }

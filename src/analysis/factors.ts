@@ -8,6 +8,12 @@
  * Ops that couple channels of two tensors unify their factors (union-find). A channel factor that
  * reaches an op the analysis cannot follow is blocked, with the reason.
  *
+ * A factor can also be cut into *segments* laid side by side along its axis (a sum, where
+ * refinement is a product): a fused q | k | v or gate | up projection whose output a Split or
+ * Slice takes apart. Each segment is a factor of its own (q's channels are later refined into
+ * heads × dims, v's may keep other dims); for the product structure of an axis the segmented
+ * factor stays one opaque leaf, and `atoms()` reaches inside.
+ *
  * @module
  */
 
@@ -21,6 +27,7 @@ export class Factor {
   readonly origin: string;
   #parent: Factor | null = null;
   #children: Factor[] | null = null;
+  #segments: Factor[] | null = null;
   #blocked: string | null = null;
 
   constructor(size: number, channel: boolean, origin: string) {
@@ -39,11 +46,23 @@ export class Factor {
     return this.root().#children;
   }
 
-  /** The unrefined factors this one stands for, in order. */
+  /** The unrefined factors this one stands for, in order (a segmented factor is one leaf). */
   leaves(): Factor[] {
     const r = this.root();
     const kids = r.#children;
     return kids ? kids.flatMap((k) => k.leaves()) : [r];
+  }
+
+  /** Pieces of the class laid side by side along its axis (major first), or null. */
+  segments(): Factor[] | null {
+    return this.root().#segments;
+  }
+
+  /** Every factor this one is made of, inside segments too: the channels it touches. */
+  atoms(): Factor[] {
+    const r = this.root();
+    const parts = r.#children ?? r.#segments;
+    return parts ? parts.flatMap((k) => k.atoms()) : [r];
   }
 
   blockedReason(): string | null {
@@ -54,13 +73,14 @@ export class Factor {
   block(reason: string): void {
     const r = this.root();
     if (!r.#blocked) r.#blocked = reason;
-    for (const k of r.#children ?? []) k.block(reason);
+    for (const k of r.#children ?? r.#segments ?? []) k.block(reason);
   }
 
   /** Splits this (leaf) class into factors of the given sizes, major to minor. */
   refine(sizes: number[]): Factor[] {
     const r = this.root();
     if (r.#children) throw new Error("refine() of a refined factor");
+    if (r.#segments) throw new Error("refine() of a segmented factor");
     const product = sizes.reduce((a, b) => a * b, 1);
     if (product !== r.size) throw new Error(`refine ${r.size} into ${sizes}`);
     r.#children = sizes.map((s) => new Factor(s, r.channel, r.origin));
@@ -68,14 +88,37 @@ export class Factor {
     return r.#children;
   }
 
+  /** Cuts this (unrefined, unsegmented) class into consecutive segments of the given sizes. */
+  segment(sizes: number[]): Factor[] {
+    const r = this.root();
+    if (r.#children || r.#segments) throw new Error("segment() of a refined or segmented factor");
+    if (sizes.reduce((a, b) => a + b, 0) !== r.size) {
+      throw new Error(`segment ${r.size} into ${sizes}`);
+    }
+    r.#segments = sizes.map((s) => new Factor(s, r.channel, r.origin));
+    if (r.#blocked) { for (const k of r.#segments) k.block(r.#blocked); }
+    return r.#segments;
+  }
+
   /** Joins two classes; false when their structure cannot agree. */
   static unify(a: Factor, b: Factor): boolean {
     const ra = a.root(), rb = b.root();
     if (ra === rb) return true;
     if (ra.size !== rb.size) return false;
-    if (ra.#children && rb.#children && !unifyLists(ra.#children, rb.#children)) return false;
-    // Keep the refined one as representative so its children stay reachable.
-    const [keep, drop] = ra.#children ? [ra, rb] : [rb, ra];
+    const sa = ra.#segments, sb = rb.#segments;
+    if (sa || sb) {
+      // A product and a sum of the same channels cannot both describe them.
+      if (ra.#children || rb.#children) return false;
+      if (sa && sb) {
+        if (sa.length !== sb.length) return false;
+        if (sa.some((s, i) => s.root().size !== sb[i].root().size)) return false;
+        if (!sa.every((s, i) => Factor.unify(s, sb[i]))) return false;
+      }
+    } else if (ra.#children && rb.#children && !unifyLists(ra.#children, rb.#children)) {
+      return false;
+    }
+    // Keep the refined (or segmented) one as representative so its parts stay reachable.
+    const [keep, drop] = ra.#children || sa ? [ra, rb] : [rb, ra];
     if (!keep.channel && drop.channel) {
       // A channel factor must not lose its channel nature by joining a plain one.
       (keep as { channel: boolean }).channel = true;
@@ -117,6 +160,8 @@ export function unifyLists(a: Factor[], b: Factor[]): boolean {
     if (fa.size === fb.size) {
       if (!Factor.unify(fa, fb)) return false;
       i++, j++;
+    } else if (fa.segments() || fb.segments()) {
+      return false;
     } else if (fa.size > fb.size) {
       if (fa.size % fb.size !== 0) return false;
       const parts = fa.refine([fb.size, fa.size / fb.size]);
@@ -152,7 +197,7 @@ export function regroup(axes: Factor[][], outDims: number[], origin: string): Fa
         q++;
       } else {
         const need = dim / size;
-        if (!Number.isInteger(need) || f.size % need !== 0) return null;
+        if (!Number.isInteger(need) || f.size % need !== 0 || f.segments()) return null;
         const [head, tail] = f.refine([need, f.size / need]);
         axis.push(head);
         size *= need;

@@ -62,11 +62,25 @@ function channelLeaves(list: Factor[]): Factor[] {
   return list.flatMap((f) => f.leaves()).filter((f) => f.channel && f.size > 1);
 }
 
+/**
+ * The atoms of each stretch of an axis that one segment of its factors covers (one part for an
+ * axis without segments): q, k and v of a fused projection apart.
+ */
+function segmentParts(list: Factor[]): Factor[][] {
+  let parts: Factor[][] = [[]];
+  for (const leaf of list.flatMap((f) => f.leaves())) {
+    const own = leaf.segments()?.flatMap((s) => segmentParts([s])) ?? [[leaf]];
+    parts = parts.flatMap((p) => own.map((o) => [...p, ...o]));
+  }
+  return parts;
+}
+
 function nodeName(node: NodeProto): string {
   return node.name || node.output[0];
 }
 
-type Heads = { heads: Factor[]; qk?: Factor; v?: Factor };
+/** `qkSplit`: the Q/K dims of a head are regrouped (interleaved rotary pairs), why they stay. */
+type Heads = { heads: Factor[]; qk?: Factor; v?: Factor; qkSplit?: string };
 
 /** Ops between the attention scores and P·V (scaling, masking, softmax, casts). */
 const SCORE_PATH = new Set(["Softmax", "Div", "Mul", "Add", "Sub", "Where", "Cast", "Dropout"]);
@@ -130,22 +144,30 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
     const contracted = [...new Set(channelLeaves(m.contracted))];
     const columns = [...new Set(channelLeaves(m.rightColumns))];
     if (heads.length === 0 && contracted.length === 0 && columns.length === 0) continue;
-    if (heads.length < 1 || heads.length > 2 || contracted.length > 1 || columns.length > 1) {
+    if (heads.length < 1 || heads.length > 2) {
       problems.push(`MatMul "${nodeName(m.node)}": head layout not recognised`);
       continue;
     }
     const key = heads.map((h) => h.id).join(",");
     const entry = byHead.get(key) ?? { heads };
-    if (contracted.length === 1) entry.qk = contracted[0].root();
-    if (columns.length === 1 && contracted.length === 0) entry.v = columns[0].root();
+    if (contracted.length >= 1) entry.qk = contracted[0].root();
+    if (contracted.length > 1) {
+      entry.qkSplit = `MatMul "${nodeName(m.node)}": the Q/K dims of each head are regrouped ` +
+        `(${contracted.map((f) => f.size).join(" × ")}, as interleaved rotary pairs are)`;
+    }
+    if (columns.length >= 1 && contracted.length === 0) entry.v = columns[0].root();
+    if (columns.length > 1 && contracted.length === 0) {
+      entry.qkSplit ??= `MatMul "${nodeName(m.node)}": the dims of each head are regrouped ` +
+        `(${columns.map((f) => f.size).join(" × ")}, as interleaved rotary pairs are)`;
+    }
     byHead.set(key, entry);
   }
   const weightTouches = trace.tensorTouches.filter((t) => t.role !== "operand");
-  const leavesOfTouch = (t: TensorTouch) => t.factors.flatMap((f) => f.leaves());
+  const leavesOfTouch = (t: TensorTouch) => t.factors.flatMap((f) => f.atoms());
   const groups: { order: number; group: Group }[] = [];
   const order = (node: NodeProto) => trace.graph.nodes.indexOf(node);
   const attentionFactors = new Set<Factor>();
-  for (const { heads: headFactors, qk, v } of byHead.values()) {
+  for (const { heads: headFactors, qk, v, qkSplit } of byHead.values()) {
     if (!qk || !v) {
       problems.push(`heads of size ${headFactors.map((h) => h.size)} without both Q·Kᵀ and P·V`);
       continue;
@@ -158,12 +180,10 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
     let heads = headFactors[0], kvGroups: Factor | null = null;
     if (headFactors.length === 2) {
       const [a, b] = headFactors;
-      const onlyA = members.some((t) =>
-        leavesOfTouch(t).includes(a) && !leavesOfTouch(t).includes(b)
-      );
-      const onlyB = members.some((t) =>
-        leavesOfTouch(t).includes(b) && !leavesOfTouch(t).includes(a)
-      );
+      // Per segment: a fused q | k | v weight carries both, its k and v segments one.
+      const only = (x: Factor, y: Factor) =>
+        members.some((t) => segmentParts(t.factors).some((p) => p.includes(x) && !p.includes(y)));
+      const onlyA = only(a, b), onlyB = only(b, a);
       if (onlyA === onlyB) {
         problems.push(`attention with heads ${a.size}×${b.size}: query/KV grouping not recognised`);
         continue;
@@ -174,7 +194,8 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
     const linears = [...new Set(members.map((t) => t.linear!))];
     const first = producers.sort((a, b) => order(a) - order(b))[0] ?? linears[0];
     for (const f of [heads, qk, v, ...(kvGroups ? [kvGroups] : [])]) attentionFactors.add(f);
-    let dimsBlocked = qk.blockedReason() ?? v.blockedReason();
+    const qkBlocked = qkSplit ?? qk.blockedReason();
+    let dimsBlocked = qkBlocked ?? v.blockedReason();
     if (!dimsBlocked && qk.size !== v.size) dimsBlocked = "Q/K and V head sizes differ";
     groups.push({
       order: order(first),
@@ -189,7 +210,7 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
         linears,
         headsBlocked: heads.blockedReason(),
         kvGroupsBlocked: kvGroups?.blockedReason() ?? null,
-        qkBlocked: qk.blockedReason(),
+        qkBlocked,
         vBlocked: v.blockedReason(),
         dimsBlocked,
       },
@@ -211,18 +232,20 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
   }
   const seen = new Set<Factor>();
   for (const linear of trace.linears) {
-    const leaves = linear.out.leaves();
-    if (leaves.length !== 1) continue;
-    const channels = leaves[0];
+    // One channel factor, or a fused layer's segments that all stand for the same channels
+    // (gate | up of a gated MLP).
+    const atoms = [...new Set(linear.out.atoms())];
+    if (atoms.length !== 1) continue;
+    const channels = atoms[0];
     if (seen.has(channels) || attentionFactors.has(channels)) continue;
     const members = weightTouches.filter((t) =>
-      t.factors.length > 0 && t.factors.flatMap((f) => f.leaves()).includes(channels)
+      t.factors.length > 0 && t.factors.flatMap((f) => f.atoms()).includes(channels)
     );
     const consumers = members.filter((t) => t.role === "weight-in");
     if (consumers.length === 0) continue;
     // One channel factor per weight axis (plain factors such as patch merging's copies aside).
     const channelCount = (t: TensorTouch) =>
-      t.factors.flatMap((f) => f.leaves()).filter((l) => l.channel && l.size > 1).length;
+      new Set(t.factors.flatMap((f) => f.atoms()).filter((l) => l.channel && l.size > 1)).size;
     if (members.some((t) => channelCount(t) !== 1)) continue;
     // Hidden channels are produced from one input (fc1, or gate and up of a gated MLP); channels
     // produced by layers of several blocks are the residual stream, pruned as one model-wide group.
@@ -233,7 +256,7 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
     if (inputs.size !== 1 || linear.node.opType === "Conv" || linear.node.opType === "Gather") {
       const scales = trace.tensorTouches.filter((t) =>
         t.role === "operand" && t.use.node.opType.endsWith("LayerNormalization") &&
-        t.use.inputIndex === 1 && t.factors.flatMap((f) => f.leaves()).includes(channels)
+        t.use.inputIndex === 1 && t.factors.flatMap((f) => f.atoms()).includes(channels)
       );
       groups.push({
         order: order(linear.node),

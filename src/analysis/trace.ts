@@ -35,8 +35,15 @@ export interface ShapeTouch {
   index: number;
   /** The element scales by new / old size of these factors. */
   factors: Factor[];
-  /** For split sizes / slice bounds carried in attributes instead of inputs. */
+  /** For split sizes / slice bounds carried in attributes instead of inputs; "num_outputs" for
+   * a Split into equal parts, which gets explicit sizes when the parts stop being equal. */
   attribute?: string;
+  /**
+   * A position along a segmented axis (a Slice bound, a Split size): the element becomes the
+   * number of kept channels of `axis` in [from, to) — negated for a bound counted from the end —
+   * instead of scaling with `factors`.
+   */
+  renumber?: { axis: Factor[]; from: number; to: number; negative?: boolean };
 }
 
 /** An activation × activation MatMul (attention scores and context). */

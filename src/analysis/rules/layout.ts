@@ -9,12 +9,13 @@ import type { Use } from "../../graph/graph.ts";
 import { attrInts } from "../../graph/graph.ts";
 import { tensorDims } from "../../onnx/tensor.ts";
 import { attrInt } from "../../graph/graph.ts";
-import type { Factor } from "../factors.ts";
+import { Factor } from "../factors.ts";
 import { hasChannel, leavesOf, regroup, sizeOf } from "../factors.ts";
 import type { Rule, TraceContext } from "../trace.ts";
 import { blockList, nodeLabel } from "../trace.ts";
 import { couple, normAxis, plain } from "./couple.ts";
 import { checkShapeElement, shapeElement } from "../shape_values.ts";
+import { selectSegment } from "../segments.ts";
 
 /** Reshape, Flatten, Squeeze, Unsqueeze: same elements, new axes. */
 export const reshape: Rule = (ctx, node) => {
@@ -81,29 +82,44 @@ export const transpose: Rule = (ctx, node) => {
 };
 
 /**
- * Selecting the range [start, start+length) of an axis: allowed when the range covers whole
- * blocks of the trailing factors, i.e. it only picks values of the leading factors (which are
- * then blocked: they index q/k/v, not channels one could drop). Returns the output axis and the
- * trailing factors whose size scales the bounds, or null.
+ * Selecting the range [start, start+length) of an axis. Where the range covers whole blocks of
+ * the trailing factors it only picks values of the leading factors (which are then blocked: they
+ * index q/k/v, not channels one could drop) and the bounds scale with the trailing factors.
+ * Otherwise, where the range lies inside one factor (a fused q | k | v or gate | up projection
+ * taken apart by Split or Slice), that factor is cut into segments and the range's segment is
+ * selected: the bounds then count the kept channels before them (`renumber`).
  */
 function selectRange(
   axis: Factor[],
   start: number,
   length: number,
   label: string,
-): { out: Factor[]; trailing: Factor[] } | null {
+): { out: Factor[]; trailing: Factor[]; segmented: boolean } | null {
+  // An empty range (partial RoPE's pass-through part when the rotary dim is the whole head).
+  if (length === 0) return { out: plain(0, label), trailing: [], segmented: false };
   const leaves = leavesOf(axis).filter((f) => f.root().size !== 1);
-  for (let j = 0; j <= leaves.length; j++) {
+  for (let j = 0; j < leaves.length; j++) {
     const trailing = leaves.slice(j);
     const m = sizeOf(trailing);
     if (start % m === 0 && length % m === 0) {
       const leading = leaves.slice(0, j);
-      if (length / m === sizeOf(leading)) return { out: axis, trailing }; // whole axis
+      if (length / m === sizeOf(leading)) return { out: axis, trailing, segmented: false }; // all
       blockList(leading, `${label}: selects a block of these channels`);
-      return { out: [...plain(length / m, label), ...trailing], trailing };
+      return { out: [...plain(length / m, label), ...trailing], trailing, segmented: false };
     }
   }
-  return null;
+  for (let p = 0; p < leaves.length; p++) {
+    const inner = sizeOf(leaves.slice(p + 1));
+    const block = leaves[p].root().size * inner;
+    const within = Math.floor(start / block) === Math.floor((start + length - 1) / block);
+    if (start % inner !== 0 || length % inner !== 0 || !within) continue;
+    const segment = selectSegment(leaves[p], (start % block) / inner, length / inner);
+    if (!segment) break;
+    blockList(leaves.slice(0, p), `${label}: selects a block of these channels`);
+    return { out: [segment, ...leaves.slice(p + 1)], trailing: [], segmented: true };
+  }
+  blockList(leaves, `${label}: selects a range that is not one block or segment of these channels`);
+  return { out: plain(length, label), trailing: [], segmented: false };
 }
 
 export const split: Rule = (ctx, node) => {
@@ -116,6 +132,13 @@ export const split: Rule = (ctx, node) => {
   }
   let start = 0;
   const fromInput = node.input[1] ? { node, inputIndex: 1 } : undefined;
+  // Where the sizes are: an input, the "split" attribute (opset < 13), or equal parts.
+  const sizesAt = (i: number) =>
+    fromInput
+      ? { use: fromInput, index: i }
+      : attrInts(node, "split")
+      ? { use: { node, inputIndex: -1 }, index: i, attribute: "split" }
+      : { use: { node, inputIndex: -1 }, index: i, attribute: "num_outputs" };
   node.output.forEach((out, i) => {
     const size = sizes[i]!;
     const outAxes = [...axes];
@@ -125,16 +148,12 @@ export const split: Rule = (ctx, node) => {
         blockList(axes[axis], `${label}: split does not follow channel blocks`);
       } else {
         outAxes[axis] = sel.out;
-        if (sel.out !== axes[axis]) {
-          if (fromInput) ctx.touchShape({ use: fromInput, index: i, factors: sel.trailing });
-          else if (attrInts(node, "split")) {
-            ctx.touchShape({
-              use: { node, inputIndex: -1 },
-              index: i,
-              factors: sel.trailing,
-              attribute: "split",
-            });
-          }
+        if (sel.segmented) {
+          const renumber = { axis: axes[axis], from: start, to: start + size };
+          ctx.touchShape({ ...sizesAt(i), factors: sel.out, renumber });
+        } else if (sel.out !== axes[axis]) {
+          const at = sizesAt(i);
+          if (at.attribute !== "num_outputs") ctx.touchShape({ ...at, factors: sel.trailing });
         }
       }
     } else {
@@ -185,8 +204,32 @@ export const slice: Rule = (ctx, node) => {
       return blockList(axes[axis], `${label}: bounds in attributes are not rewritten`);
     }
     const end = ends[k];
+    const endsInside = end < size && end > -size;
+    if (sel.segmented) {
+      const to = start + outDims[axis];
+      const bound = (value: number, at: number) =>
+        value < 0
+          ? { axis: axes[axis], from: at, to: size, negative: true }
+          : { axis: axes[axis], from: 0, to: at };
+      const factors = sel.out;
+      ctx.touchShape({
+        use: { node, inputIndex: 1 },
+        index: k,
+        factors,
+        renumber: bound(starts[k], start),
+      });
+      if (endsInside) {
+        ctx.touchShape({
+          use: { node, inputIndex: 2 },
+          index: k,
+          factors,
+          renumber: bound(end, to),
+        });
+      }
+      return;
+    }
     ctx.touchShape({ use: { node, inputIndex: 1 }, index: k, factors: sel.trailing });
-    if (end < size && end > -size) {
+    if (endsInside) {
       ctx.touchShape({ use: { node, inputIndex: 2 }, index: k, factors: sel.trailing });
     }
   });
@@ -227,11 +270,30 @@ export const concat: Rule = (ctx, node) => {
   const base = ctx.axesOf(first!)!;
   for (let i = 0; i < outDims.length; i++) {
     if (i === axis) {
+      // Empty pieces add nothing.
+      const pieces = node.input.filter((n) => ctx.dims(n)?.[i] !== 0);
+      if (pieces.length === 1 && ctx.axesOf(pieces[0])) {
+        outAxes[i] = ctx.axesOf(pieces[0])![i];
+        continue;
+      }
       // Copies of the same channels side by side (Swin's patch merging joins four spatial
       // slices of one tensor) form the axis [copy, channels…]; anything else is refused.
       const lists = node.input.map((n) => ctx.axesOf(n)?.[i]);
       const sizes = node.input.map((n) => ctx.dims(n)?.[i]);
-      const copies = lists.every((l) => l && hasChannel(l)) && sizes.every((d) => d === sizes[0]);
+      const channels = lists.every((l) => l && hasChannel(l));
+      const single = lists.map((l) => l && leavesOf(l).filter((f) => f.root().size !== 1));
+      const same = single.every((l) => l?.length === 1 && l[0].root() === single[0]![0].root());
+      if (channels && !same && single.every((l) => l?.length === 1)) {
+        // Different channels side by side (RoPE's rotate_half puts x's second half before its
+        // first): one factor made of those segments.
+        const parts = single.map((l) => l![0].root().size);
+        const joined = new Factor(parts.reduce((a, b) => a + b, 0), true, label);
+        joined.segment(parts)
+          .forEach((segment, k) => Factor.unify(segment, single[k]![0]));
+        outAxes[i] = [joined];
+        continue;
+      }
+      const copies = channels && sizes.every((d) => d === sizes[0]);
       if (copies) {
         for (const l of lists.slice(1)) couple(lists[0]!, l!, label);
         outAxes[i] = [...plain(lists.length, label), ...lists[0]!];
