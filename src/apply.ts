@@ -23,12 +23,16 @@ import type { ShapeTouch, TensorTouch, Trace } from "./analysis/trace.ts";
 import { dimSources, type ShapeElement, shapeElement } from "./analysis/shape_values.ts";
 import { keptAxisIndices, type Plan, sizeRatio } from "./plan.ts";
 import { attrInt } from "./graph/graph.ts";
+import { zeroPointBytes } from "./analysis/quantization.ts";
+import { rewritePackedWeights } from "./rewrite/quantized.ts";
 
 /** What the rewrite changed, for reports and tests. */
 export interface ApplyStats {
   tensorsSliced: number;
   shapeValuesRewritten: number;
   scalarsFrozen: number;
+  /** Block-quantized layers whose kept input channels were re-quantized (not exact). */
+  requantized?: string[];
 }
 
 function useKey(use: Use): string {
@@ -72,14 +76,25 @@ export async function maskPlan(core: ComputeCore, trace: Trace, plan: Plan): Pro
   return stats;
 }
 
-function zeroOthers(bytes: Uint8Array, dims: number[], size: number, axis: number, kept: number[]) {
+/** Sets the channels not kept to zero, or to the bytes `zero` holds there (zero points). */
+function zeroOthers(
+  bytes: Uint8Array,
+  dims: number[],
+  size: number,
+  axis: number,
+  kept: number[],
+  zero?: Uint8Array,
+) {
   const out = bytes.slice();
   const keep = new Set(kept);
   const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1) * size;
   const outer = dims.slice(0, axis).reduce((a, b) => a * b, 1);
   for (let o = 0; o < outer; o++) {
     for (let c = 0; c < dims[axis]; c++) {
-      if (!keep.has(c)) out.fill(0, (o * dims[axis] + c) * inner, (o * dims[axis] + c + 1) * inner);
+      if (keep.has(c)) continue;
+      const from = (o * dims[axis] + c) * inner, to = from + inner;
+      if (zero) out.set(zero.subarray(from, to), from);
+      else out.fill(0, from, to);
     }
   }
   return out;
@@ -93,9 +108,15 @@ async function sliceConstants(
   mode: "slice" | "mask" = "slice",
 ) {
   const graph = trace.graph;
+  // Block-quantized weights are cut with their scales and zero points, layer by layer.
+  const packed = trace.tensorTouches.filter((t) => t.quant?.packed);
+  const { rewritten, requantized } = rewritePackedWeights(graph, plan, packed, mode);
+  if (requantized.length) stats.requantized = requantized;
+  stats.tensorsSliced += rewritten;
   // All touches of one use (a weight has an output and an input axis) are applied together.
   const byUse = new Map<string, { use: Use; touches: TensorTouch[] }>();
   for (const t of trace.tensorTouches) {
+    if (t.quant?.packed) continue;
     const key = useKey(t.use);
     const entry = byUse.get(key) ?? { use: t.use, touches: [] };
     if (!entry.touches.some((x) => x.axis === t.axis)) entry.touches.push(t);
@@ -151,9 +172,11 @@ async function sliceConstants(
         continue;
       }
       let bytes = tensorRawBytes(tensor);
+      const quant = trace.tensorTouches.find((t) => t.ref.tensor === tensor && t.quant)?.quant;
+      const zero = mode === "mask" && quant ? zeroPointBytes(tensor, quant) : undefined;
       for (const [axis, kept] of cuts) {
         if (mode === "mask") {
-          bytes = zeroOthers(bytes, dims, size, axis, kept);
+          bytes = zeroOthers(bytes, dims, size, axis, kept, zero);
           continue;
         }
         bytes = await core.gatherAxis(bytes, dims, size, axis, Uint32Array.from(kept));

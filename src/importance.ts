@@ -16,6 +16,7 @@ import { DataType } from "./onnx/proto.ts";
 import { deferredRawData } from "./onnx/external_data.ts";
 import type { ChannelStats } from "./calibration/stats.ts";
 import type { GateStats } from "./calibration/gradients.ts";
+import { dequantize } from "./analysis/quantization.ts";
 
 /**
  * L1/L2 group magnitude, or a data-aware criterion over calibration statistics of each consumer
@@ -285,6 +286,11 @@ async function axisScores(
 
 function computeAxisScores(core: ComputeCore, touch: TensorTouch, p: 1 | 2): Promise<Float32Array> {
   const t = touch.ref.tensor;
+  if (touch.quant) {
+    // Quantized weights are scored on their real values, scale × (q − zero point).
+    const { data, dims } = dequantize(t, touch.quant);
+    return core.channelLpScores(data, dims, touch.axis, p);
+  }
   const dims = tensorDims(t);
   const data = t.dataType === DataType.FLOAT16
     ? float16Bits(tensorRawBytes(t))

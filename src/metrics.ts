@@ -9,13 +9,16 @@
  * initialised LayerNorm weights — into one initializer and `Identity` copies; each copy was a
  * parameter of its own in PyTorch). Integer tensors (shape vectors, indices) and float scalars /
  * one-element tensors (the attention scale, GELU's `√2`, epsilons: exporter constants, not
- * parameters) are not counted, so a genuine one-element `nn.Parameter` is missed. Tensors of
+ * parameters) are not counted, so a genuine one-element `nn.Parameter` is missed. The integer
+ * weights of quantized layers (DequantizeLinear inputs, MatMulInteger and onnxruntime's
+ * quantized MatMuls, MatMulNBits' K × N packed values) count one parameter per value. Tensors of
  * subgraphs (`If`/`Loop` bodies) are counted too.
  *
  * **MACs** ({@link countMacs}) follow the fvcore / thop convention of counting one MAC per
  * multiply-accumulate of the matrix products only, at batch 1:
  *
- * - `MatMul` (also `MatMulInteger`, `QLinearMatMul`, com.microsoft `FusedMatMul`):
+ * - `MatMul` (also `MatMulInteger`, `QLinearMatMul`, com.microsoft `FusedMatMul`,
+ *   `DynamicQuantizeMatMul`, `MatMulIntegerToFloat`, `MatMulNBits`):
  *   `numel(output) × K`. This includes the activation × activation products of attention
  *   (`Q·Kᵀ` and `attn·V`); pass `{ attention: false }` to leave them out.
  * - `Gemm`: `M × N × K` (the bias add is not counted).
@@ -91,6 +94,33 @@ function countGraphParams(graph: GraphProto): number {
     }
     for (const g of subgraphs(node)) total += countGraphParams(g);
   }
+  return total + quantizedParams(graph);
+}
+
+/** Integer weights of quantized layers (not float, so not counted above): one per value. */
+function quantizedParams(graph: GraphProto): number {
+  const inits = new Map((graph.initializer ?? []).map((t) => [t.name ?? "", t]));
+  const seen = new Set<string>();
+  let total = 0;
+  const count = (name: string | null | undefined) => {
+    const t = name ? inits.get(name) : undefined;
+    if (!t || seen.has(name!) || isFloatType(t.dataType ?? 0)) return;
+    seen.add(name!);
+    const n = numel(tensorDims(t));
+    if (n > 1) total += n;
+  };
+  for (const node of graph.node ?? []) {
+    const op = node.opType ?? "", ms = node.domain === "com.microsoft";
+    const ins = node.input ?? [];
+    if (op === "DequantizeLinear") count(ins[0]);
+    else if (op === "MatMulInteger" && !node.domain) count(ins[1]);
+    else if (ms && (op === "DynamicQuantizeMatMul" || op === "MatMulIntegerToFloat")) count(ins[1]);
+    else if (ms && op === "MatMulNBits" && ins[1] && !seen.has(ins[1])) {
+      // Packed values: K × N weights, whatever the bits per value.
+      seen.add(ins[1]);
+      total += attrInt(node, "K", 0) * attrInt(node, "N", 0);
+    }
+  }
   return total;
 }
 
@@ -127,6 +157,14 @@ export interface MacOptions {
   /** Count MatMuls whose two operands are both activations (Q·Kᵀ, attn·V). Default true. */
   attention?: boolean;
 }
+
+/** onnxruntime's MatMuls: FusedMatMul, and those with quantized weights (input 1). */
+const QUANTIZED_MATMULS = new Set([
+  "FusedMatMul",
+  "DynamicQuantizeMatMul",
+  "MatMulIntegerToFloat",
+  "MatMulNBits",
+]);
 
 /** MACs split by kind; `total` is their sum. */
 export interface MacBreakdown {
@@ -184,7 +222,7 @@ export function macsBreakdown(model: ModelProto, shapes: ShapeMap): MacBreakdown
     const std = domain === "" || domain === "ai.onnx";
     if (
       (std && (op === "MatMul" || op === "MatMulInteger" || op === "QLinearMatMul")) ||
-      (domain === "com.microsoft" && op === "FusedMatMul")
+      (domain === "com.microsoft" && QUANTIZED_MATMULS.has(op))
     ) {
       const [a, w] = op === "QLinearMatMul" ? [ins[0], ins[3]] : [ins[0], ins[1]];
       const aShape = shapeOf(node, a);

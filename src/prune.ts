@@ -277,6 +277,12 @@ async function pruneWithCore(
       // The trace accepted something the rewrite cannot express: refuse, nothing is written.
       throw new PruneError("unsupported-graph", `cannot rewrite the graph: ${e.message ?? e}`);
     });
+  if (applied.requantized?.length) {
+    notes.push(
+      `re-quantized (kept input channels are not whole blocks; not exact): ` +
+        applied.requantized.join(", "),
+    );
+  }
   if (!options.dryRun && !options.mask && updates.length) {
     const compensated = applyCompensation(graph, updates);
     notes.push(`compensated ${compensated} layers (${options.compensation})`);

@@ -12,6 +12,7 @@ import { type ConstantRef, type Graph, subgraphNames, type Use } from "../graph/
 import type { ProbedTensor } from "../runtime/probe.ts";
 import { Factor, hasChannel, leavesOf } from "./factors.ts";
 import { tensorDims } from "../onnx/tensor.ts";
+import type { Dequantization } from "./quantization.ts";
 import { RULES } from "./rules/mod.ts";
 import { REDUCTIONS } from "./rules/normalization.ts";
 
@@ -25,6 +26,8 @@ export interface TensorTouch {
   role: "weight-out" | "weight-in" | "operand";
   /** The linear layer node, for weight roles. */
   linear?: NodeProto;
+  /** The constant holds quantized integers: how they map to real values. */
+  quant?: Dequantization;
 }
 
 /** A shape vector element that must hold the new size of an axis. */

@@ -127,6 +127,7 @@ export function elementwiseRules(): Record<string, Rule> {
       "CastLike",
       "com.microsoft:FastGelu",
       "com.microsoft:QuickGelu",
+      "com.microsoft:Gelu",
     ]
   ) rules[op] = passThrough;
   for (

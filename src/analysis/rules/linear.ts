@@ -11,8 +11,10 @@ import { tensorDims } from "../../onnx/tensor.ts";
 import { Factor } from "../factors.ts";
 import type { Linear, TraceContext } from "../trace.ts";
 import { nodeLabel } from "../trace.ts";
+import type { Dequantization } from "../quantization.ts";
+import { dequantizedConstant, touchQuantParams } from "./quantized.ts";
 
-/** A constant weight seen through Identity and 2-D Transpose nodes. */
+/** A constant weight seen through Identity, 2-D Transpose and DequantizeLinear nodes. */
 interface WeightSource {
   ref: ConstantRef;
   /** True when the stored tensor is the transpose of what the node consumes. */
@@ -20,17 +22,21 @@ interface WeightSource {
   /** The use that reads the constant: a copy made on write is wired there (under the
    * Transpose, when there is one, so the layout stays right). */
   use?: Use;
+  /** The stored tensor holds quantized integers (QDQ). */
+  quant?: Dequantization;
 }
 
 function weightSource(graph: Graph, name: string): WeightSource | undefined {
   const ref = graph.constant(name);
   if (ref) return { ref, transposed: false };
+  const dq = dequantizedConstant(graph, name);
+  if (dq) return { ref: dq.ref, transposed: false, use: dq.use, quant: dq.quant };
   const node = graph.producer(name);
   if (node?.opType === "Transpose") {
     const inner = weightSource(graph, node.input[0]);
     if (inner && tensorDims(inner.ref.tensor).length === 2) {
       return {
-        ref: inner.ref,
+        ...inner,
         transposed: !inner.transposed,
         use: inner.use ?? { node, inputIndex: 0 },
       };
@@ -82,6 +88,7 @@ export function linearRule(ctx: TraceContext, node: NodeProto): boolean {
     factors: [out],
     role: "weight-out" as const,
     linear: node,
+    ...(w.quant ? { quant: w.quant } : {}),
   };
   ctx.touchTensor(weightOut);
   const input = inAxes ? inAxes[inAxes.length - 1] : [];
@@ -93,20 +100,38 @@ export function linearRule(ctx: TraceContext, node: NodeProto): boolean {
       factors: input,
       role: "weight-in",
       linear: node,
+      ...(w.quant ? { quant: w.quant } : {}),
     });
     // The input's other axes do not reach the output through the weight.
   }
+  if (w.quant) {
+    const dq = w.use!.node;
+    touchQuantParams(
+      ctx,
+      w.quant,
+      { scale: { node: dq, inputIndex: 1 }, zeroPoint: { node: dq, inputIndex: 2 } },
+      (axis) => axis === nAxis ? [out] : inAxes ? input : undefined,
+    );
+  }
   if (isGemm && node.input[2]) {
-    const bias = graph.constant(node.input[2]);
+    const dqBias = dequantizedConstant(graph, node.input[2]);
+    const bias = graph.constant(node.input[2]) ?? dqBias?.ref;
+    if (dqBias?.quant.axis === 0) {
+      touchQuantParams(ctx, dqBias.quant, {
+        scale: { node: dqBias.use.node, inputIndex: 1 },
+        zeroPoint: { node: dqBias.use.node, inputIndex: 2 },
+      }, () => [out]);
+    }
     if (bias) {
       const bdims = tensorDims(bias.tensor);
       if (bdims.length > 0 && bdims[bdims.length - 1] === wdims[nAxis]) {
         ctx.touchTensor({
-          use: { node, inputIndex: 2 },
+          use: dqBias?.use ?? { node, inputIndex: 2 },
           ref: bias,
           axis: bdims.length - 1,
           factors: [out],
           role: "operand",
+          ...(dqBias ? { quant: dqBias.quant } : {}),
         });
       }
     } else out.block(`${nodeLabel(node)}: bias is not a constant`);

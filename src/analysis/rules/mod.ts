@@ -11,14 +11,18 @@ import { linearRule } from "./linear.ts";
 import { activationMatMul } from "./matmul.ts";
 import { normalizationRules } from "./normalization.ts";
 import { sourceRule } from "./sources.ts";
+import { quantizedRules, quantizedSource } from "./quantized.ts";
 
 export const RULES = {
   /** Nodes where channels are born; true when the node needs no further rule. */
-  source: (ctx: TraceContext, node: NodeProto) => linearRule(ctx, node) || sourceRule(ctx, node),
+  source: (ctx: TraceContext, node: NodeProto) =>
+    linearRule(ctx, node) || quantizedSource(ctx, node) ||
+    sourceRule(ctx, node),
   byOp: {
     ...elementwiseRules(),
     ...layoutRules(),
     ...normalizationRules(),
+    ...quantizedRules(),
     MatMul: activationMatMul,
   } as Record<string, Rule>,
 };
