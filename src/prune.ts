@@ -19,6 +19,7 @@ import { type ProbedTensor, probeTensors } from "./runtime/probe.ts";
 import { type Trace, traceGraph } from "./analysis/trace.ts";
 import { findGroups, type Group } from "./analysis/groups.ts";
 import { interfaceChanges } from "./analysis/interfaces.ts";
+import { subgraphHint } from "./analysis/subgraphs.ts";
 import { type GroupDecision, makePlan } from "./plan.ts";
 import { applyPlan, type ApplyStats, maskPlan } from "./apply.ts";
 import { unfuseQkv } from "./rewrite/unfuse_qkv.ts";
@@ -504,7 +505,7 @@ function checkSomethingToPrune(
           ? `attention is fused into an ${fused.opType} op (node "${fused.name}"), which this ` +
             `version does not prune: export or optimize the model without attention fusion`
           : "no attention block was recognised in this graph (looked for Q·Kᵀ and P·V MatMuls " +
-            "fed by linear layers), so heads cannot be pruned",
+            `fed by linear layers), so heads cannot be pruned${subgraphHint(graph)}`,
       );
     }
     const blocked = attention.map((g) => {
@@ -532,7 +533,9 @@ function checkSomethingToPrune(
   if (mlpRatio > 0 && mlp.length === 0 && !(options.pruneNumHeads || options.pruneHeadDims)) {
     throw new PruneError(
       "unsupported-graph",
-      "no MLP block (linear → activation → linear) was recognised in this graph",
+      `no MLP block (linear → activation → linear) was recognised in this graph${
+        subgraphHint(graph)
+      }`,
     );
   }
 }

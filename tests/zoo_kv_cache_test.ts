@@ -271,3 +271,48 @@ Deno.test("kv cache, GPT-2 (fused c_attn + Split): pruned ≡ masked, or refused
     assert.ok(e.message.length > 20);
   }
 });
+
+Deno.test("kv cache, merged decoder: refused naming the If node that holds the layers", async () => {
+  const bytes = await read("kv_llama_merged.onnx");
+  for (const options of [{ pruneNumHeads: true, headPruningRatio: 0.5 }, { pruningRatio: 0.5 }]) {
+    await assert.rejects(
+      () => pruneModel(decodeModel(bytes), { ...options, core }),
+      (e: Error) => {
+        assert.ok(e instanceof PruneError);
+        assert.match(e.message, /inside the subgraphs of If node "optimum::if"/);
+        assert.match(e.message, /decoder exported with past/);
+        return true;
+      },
+    );
+  }
+});
+
+Deno.test("kv cache, CLI: --json lists the graph inputs and outputs that change", async () => {
+  const entry = new URL("../mod.ts", import.meta.url).pathname;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      entry,
+      new URL("kv_llama_gqa.onnx", ZOO).pathname,
+      "--prune-num-heads",
+      "--head-pruning-ratio",
+      "0.5",
+      "--gqa-policy",
+      "kv-groups",
+      "--dry-run",
+      "--json",
+    ],
+    env: { ONNXRUNTIME_NODE_INSTALL: "skip", NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const report = JSON.parse(new TextDecoder().decode(out.stdout));
+  const names = report.interfaces.map((c: { kind: string; name: string }) => `${c.kind} ${c.name}`);
+  assert.equal(names.length, 8);
+  assert.ok(names.includes("input past_key_values.0.key"));
+  assert.ok(names.includes("output present.1.value"));
+  const present = report.interfaces.find((c: { name: string }) => c.name === "present.0.key");
+  assert.deepEqual(present.after, ["batch_size", 1, "past_sequence_length + sequence_length", 8]);
+});
