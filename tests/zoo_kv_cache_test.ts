@@ -15,6 +15,7 @@ import { createCore } from "../src/core/mod.ts";
 import { formatReport } from "../src/format_report.ts";
 import { PruneError } from "../src/errors.ts";
 import { seededFloats } from "./helpers/onnx_builders.ts";
+import { chooseDims } from "../src/runtime/symbolic_dims.ts";
 
 const ZOO = new URL("./fixtures/zoo/", import.meta.url);
 const core = await createCore({ backend: "cpu" });
@@ -261,15 +262,44 @@ Deno.test("kv cache: a cache input no output returns keeps its heads, with the r
   assert.ok(r.report.params.after < r.report.params.before);
 });
 
-Deno.test("kv cache, GPT-2 (fused c_attn + Split): pruned ≡ masked, or refused with a reason", async () => {
+Deno.test("kv cache, GPT-2: MLP channels pruned ≡ masked with the cache fed", async () => {
+  const r = await cacheCheck("kv_gpt2.onnx", { pruningRatio: 0.5 });
+  assert.ok(r.difference <= 1e-4, `|pruned − masked| ${r.difference}`);
+  assert.ok(r.effect > 1e-5);
+});
+
+Deno.test("kv cache, GPT-2 (fused c_attn + Split): heads pruned ≡ masked, or refused", async () => {
+  // The heads come out of one fused projection by a Split: they prune once a split can select
+  // segments of a channel factor; until then the run must refuse, never write a wrong model.
   try {
     const r = await cacheCheck("kv_gpt2.onnx", { pruneNumHeads: true, headPruningRatio: 0.5 });
     assert.ok(r.difference <= 1e-4, `|pruned − masked| ${r.difference}`);
     assert.ok(r.effect > 1e-5);
+    assert.ok((r.report.interfaces ?? []).some((c) => c.name === "present.0.key"));
   } catch (e) {
     if (!(e instanceof PruneError)) throw e;
-    assert.ok(e.message.length > 20);
+    assert.match(e.message, /no attention block|Split node|cannot be pruned/);
   }
+});
+
+Deno.test("symbolic dims: a total length is past + new; sums of names are summed", () => {
+  const dims = (...names: string[]) => names.map((n) => ({ dimParam: n }));
+  const chosen = chooseDims(
+    [
+      dims("batch_size", "sequence_length"),
+      dims("batch_size", "total_sequence_length"),
+      dims("batch_size", "kv_heads_fixed", "past_sequence_length", "head"),
+      dims("batch", "past_sequence_length + 1"),
+    ],
+    { past_sequence_length: 5 },
+    1,
+    8,
+  );
+  assert.equal(chosen.get("total_sequence_length")!.size, 13);
+  assert.equal(chosen.get("past_sequence_length + 1")!.size, 6);
+  assert.equal(chosen.get("batch_size")!.size, 1);
+  assert.equal(chosen.get("sequence_length")!.size, 8);
+  assert.equal(chosen.get("past_sequence_length")!.how, "given");
 });
 
 Deno.test("kv cache, merged decoder: refused naming the If node that holds the layers", async () => {
