@@ -509,7 +509,9 @@ function frozenTensor(node: NodeProto, dims: number[], values: number[]): Tensor
 }
 
 function updateDeclaredShapes(trace: Trace, plan: Plan) {
-  const entries = [...trace.graph.proto.valueInfo!, ...trace.graph.proto.output!];
+  // Graph inputs too: a KV cache fed back by the runtime loses the heads the model loses.
+  const inputs = trace.graph.proto.input.filter((v) => trace.graph.isGraphInput(v.name ?? ""));
+  const entries = [...trace.graph.proto.valueInfo!, ...trace.graph.proto.output!, ...inputs];
   for (const vi of entries) {
     const axes = trace.axes.get(vi.name!);
     const dims = vi.type?.tensorType?.shape?.dim;

@@ -131,6 +131,16 @@ export function formatReport(report: PruneReport, options: FormatReportOptions =
     out.push(...table(["kind", "block", "size", "coupled tensors [axis]", ""], rows));
   }
 
+  if (report.interfaces?.length) {
+    out.push("");
+    out.push(`graph inputs/outputs that change shape (${report.interfaces.length}):`);
+    const dims = (d: (number | string)[]) => `[${d.join(", ")}]`;
+    const rows = report.interfaces.map((
+      c,
+    ) => [c.kind, c.name, `${dims(c.before)} → ${dims(c.after)}`]);
+    out.push(...table(["", "tensor", "shape"], rows).slice(1));
+  }
+
   if (report.skipped.length > 0) {
     out.push("");
     out.push(`skipped (${report.skipped.length}):`);

@@ -18,6 +18,8 @@ import { Graph, type GraphProto } from "./graph/graph.ts";
 import { type ProbedTensor, probeTensors } from "./runtime/probe.ts";
 import { type Trace, traceGraph } from "./analysis/trace.ts";
 import { findGroups, type Group } from "./analysis/groups.ts";
+import { interfaceChanges } from "./analysis/interfaces.ts";
+import { subgraphHint } from "./analysis/subgraphs.ts";
 import { type GroupDecision, makePlan } from "./plan.ts";
 import { applyPlan, type ApplyStats, maskPlan } from "./apply.ts";
 import { unfuseQkv } from "./rewrite/unfuse_qkv.ts";
@@ -268,6 +270,8 @@ async function pruneWithCore(
   const updates = stats
     ? planCompensation(trace, plan, stats, options.compensation ?? "none", options.ridge ?? 0.01)
     : [];
+  // Read before the rewrite changes the declared shapes.
+  const interfaces = interfaceChanges(trace, plan);
   const applied = options.dryRun
     ? emptyStats()
     : options.mask
@@ -299,6 +303,7 @@ async function pruneWithCore(
     skipped: skippedGroups(groups, options),
     notes,
     groups: groups.map((g) => groupReport(g, trace)),
+    ...(interfaces.length ? { interfaces } : {}),
   };
   return { model, report, stats: applied };
 }
@@ -506,12 +511,12 @@ function checkSomethingToPrune(
           ? `attention is fused into an ${fused.opType} op (node "${fused.name}"), which this ` +
             `version does not prune: export or optimize the model without attention fusion`
           : "no attention block was recognised in this graph (looked for Q·Kᵀ and P·V MatMuls " +
-            "fed by linear layers), so heads cannot be pruned",
+            `fed by linear layers), so heads cannot be pruned${subgraphHint(graph)}`,
       );
     }
     const blocked = attention.map((g) => {
       if (g.kind !== "attention") return null;
-      if (options.pruneNumHeads) return g.headsBlocked;
+      if (options.pruneNumHeads) return headsBlockedUnder(g, options);
       if (!separate) return g.dimsBlocked;
       const qk = (options.qkPruningRatio ?? 0) > 0 ? g.qkBlocked : "not asked";
       const v = (options.vPruningRatio ?? 0) > 0 ? g.vBlocked : "not asked";
@@ -534,7 +539,9 @@ function checkSomethingToPrune(
   if (mlpRatio > 0 && mlp.length === 0 && !(options.pruneNumHeads || options.pruneHeadDims)) {
     throw new PruneError(
       "unsupported-graph",
-      "no MLP block (linear → activation → linear) was recognised in this graph",
+      `no MLP block (linear → activation → linear) was recognised in this graph${
+        subgraphHint(graph)
+      }`,
     );
   }
 }
@@ -641,11 +648,19 @@ function skippedGroups(groups: Group[], options: RunOptions): { name: string; re
       out.push({ name: g.name, reason: g.blocked });
     }
     if (g.kind === "attention") {
-      if (options.pruneNumHeads && g.headsBlocked) {
-        out.push({ name: g.name, reason: g.headsBlocked });
-      }
+      const headsBlocked = headsBlockedUnder(g, options);
+      if (options.pruneNumHeads && headsBlocked) out.push({ name: g.name, reason: headsBlocked });
       if (options.pruneHeadDims && g.dimsBlocked) out.push({ name: g.name, reason: g.dimsBlocked });
     }
   }
   return out;
+}
+
+/** Why the heads a run would remove cannot go: whole KV heads under the "kv-groups" policy. */
+function headsBlockedUnder(g: Group, options: RunOptions): string | null {
+  if (g.kind !== "attention") return null;
+  if (options.gqaPolicy === "kv-groups" && g.kvGroups) {
+    return g.kvGroupsBlocked && `KV heads: ${g.kvGroupsBlocked}`;
+  }
+  return g.headsBlocked;
 }

@@ -1,5 +1,6 @@
 import type { TargetReport } from "./target.ts";
 import type { Fidelity } from "./evaluate.ts";
+import type { InterfaceChange } from "./analysis/interfaces.ts";
 
 /** What a pruning run did, as printed by the CLI and returned by `prune()`. */
 export interface PruneReport {
@@ -15,6 +16,9 @@ export interface PruneReport {
   notes: string[];
   /** Every prunable group the analysis found, with the tensors coupled to it. */
   groups: GroupReport[];
+  /** Graph inputs and outputs whose shapes change (a KV cache loses the removed heads): the
+   * runtime that feeds and allocates them must use the new shapes. Absent when none change. */
+  interfaces?: InterfaceChange[];
   /** Pruning to a target: the goal, what was reached, and every step. */
   target?: TargetReport;
   /** With a latency model: estimated and measured latency (ms) before and after. */

@@ -15,6 +15,7 @@ import { tensorDims } from "../onnx/tensor.ts";
 import type { Dequantization } from "./quantization.ts";
 import { RULES } from "./rules/mod.ts";
 import { REDUCTIONS } from "./rules/normalization.ts";
+import { seedGraphInputs, settleBoundary } from "./interfaces.ts";
 
 /** A constant input of a node whose `axis` carries the channels in `factors`. */
 export interface TensorTouch {
@@ -192,6 +193,7 @@ export function traceGraph(
 
 function propagate(ctx: TraceContext): void {
   const { trace, graph } = ctx;
+  const boundary = seedGraphInputs(ctx);
   for (const node of graph.nodes) {
     if (RULES.source(ctx, node)) continue;
     // If/Loop/Scan bodies may read outer tensors: channels read there cannot follow a pruning.
@@ -210,11 +212,7 @@ function propagate(ctx: TraceContext): void {
     if (rule) rule(ctx, node);
     else ctx.blockInputs(node, `${nodeLabel(node)}: no propagation rule for ${node.opType}`);
   }
-  for (const out of graph.outputNames) {
-    for (const axis of trace.axes.get(out) ?? []) {
-      blockList(axis, `reaches graph output "${out}"`);
-    }
-  }
+  settleBoundary(ctx, boundary);
 }
 
 export function anyChannel(axes: Factor[][] | undefined): boolean {

@@ -10,6 +10,7 @@ import type { ModelProto } from "../onnx/proto.ts";
 import { encodeModel } from "../onnx/model_io.ts";
 import { createSession, loadOrt, ORT_ELEMENT_TYPES, type OrtTensor } from "./ort.ts";
 import { staticShapes, StaticShapeUnknown } from "./static_shapes.ts";
+import { chooseDims, describeDims, type DimChoice } from "./symbolic_dims.ts";
 
 /** Concrete facts about one tensor from a probe run. */
 export interface ProbedTensor {
@@ -93,6 +94,7 @@ function inputShape(
   name: string,
   dims: { dimValue?: unknown; dimParam?: string | null }[] | undefined,
   options: ProbeOptions,
+  chosen?: Map<string, DimChoice>,
 ): number[] {
   const given = options.inputShapes?.[name];
   if (given) return given;
@@ -106,7 +108,7 @@ function inputShape(
     const v = d.dimValue == null ? 0 : toNumber(d.dimValue as number);
     if (v > 0) return v;
     const param = d.dimParam ?? "";
-    const named = param ? options.dimValues?.[param] : undefined;
+    const named = param ? options.dimValues?.[param] ?? chosen?.get(param)?.size : undefined;
     if (named !== undefined) return named;
     if (axis === 0) return options.batch ?? 1;
     // Other symbolic dims (a sequence length): a small size that any position table allows.
@@ -138,6 +140,13 @@ export async function probeTensors(
   }
   const opts = options;
   const result = new Map<string, ProbedTensor>();
+  // Symbolic dims get sizes that agree with each other (total sequence = past + new).
+  const chosen = chooseDims(
+    realInputs.map((i) => i.type?.tensorType?.shape?.dim ?? []),
+    opts.dimValues ?? {},
+    opts.batch ?? 1,
+    opts.otherDims ?? 8,
+  );
 
   if (opts.method !== "run") {
     const dims = new Map<string, number[]>();
@@ -145,7 +154,7 @@ export async function probeTensors(
       const tt = input.type?.tensorType;
       dims.set(
         input.name ?? "",
-        inputShape(input.name ?? "", tt?.shape ? (tt.shape.dim ?? []) : undefined, opts),
+        inputShape(input.name ?? "", tt?.shape ? (tt.shape.dim ?? []) : undefined, opts, chosen),
       );
     }
     try {
@@ -172,7 +181,7 @@ export async function probeTensors(
         `graph input "${name}" is not a tensor of a supported element type`,
       );
     }
-    const dims = inputShape(name, tt.shape ? (tt.shape.dim ?? []) : undefined, opts);
+    const dims = inputShape(name, tt.shape ? (tt.shape.dim ?? []) : undefined, opts, chosen);
     result.set(name, { dims });
     if (type === "float16") {
       // onnxruntime-node under Deno cannot read float16 input buffers: feed float32, cast inside.
@@ -241,7 +250,12 @@ export async function probeTensors(
       "probe-failed",
       `onnxruntime cannot run the model on synthetic inputs (${
         Object.entries(feeds).map(([k, v]) => `${k}: [${v.dims}]`).join(", ")
-      }): ${firstLine(e)}. If a symbolic input dim needs another size, give it (--dim NAME=N)`,
+      }): ${firstLine(e)}. ${
+        chosen.size
+          ? `Symbolic dims were sized ${describeDims(chosen.values())}; if one needs another ` +
+            `size, give it (--dim NAME=N)`
+          : "The inputs have no symbolic dims to resize"
+      }`,
     );
   } finally {
     await session.release?.();
