@@ -343,9 +343,14 @@ async function loads(model: ModelProto | Uint8Array): Promise<void> {
   } catch {
     return; // not encodable as one protobuf: the shape check alone
   }
-  const session = await createSession(bytes, { graphOptimizationLevel: "disabled" }).catch((e) => {
-    throw new Error((e instanceof Error ? e.message : String(e)).split("\n")[0]);
-  });
+  const open = (level: "disabled" | "basic") =>
+    createSession(bytes, { graphOptimizationLevel: level }).catch((e) => {
+      throw new Error((e instanceof Error ? e.message : String(e)).split("\n")[0]);
+    });
+  // With optimisations off, onnxruntime 1.30 mis-types a float16 → float16 Cast whose input it
+  // computes in float32 (the float16 converter writes such Casts); its basic level removes them
+  // first, as every session a user opens does.
+  const session = await open("disabled").catch((e) => open("basic").catch(() => Promise.reject(e)));
   await session.release?.();
 }
 
