@@ -30,7 +30,7 @@ import { gateReader, type GateStats } from "./calibration/gradients.ts";
 import type { OrtTensor } from "./runtime/ort.ts";
 import { type ComputeCore, createCore } from "./core/mod.ts";
 import { countMacs, countParams } from "./metrics.ts";
-import type { Metric, UnitKind } from "./allocate.ts";
+import { headUnits, type Metric, type UnitKind } from "./allocate.ts";
 
 type Batches = AsyncIterable<Record<string, OrtTensor>> | Iterable<Record<string, OrtTensor>>;
 
@@ -291,7 +291,7 @@ async function pruneWithCore(
     backend: core.backend,
     blocks: decisions.map(blockReport),
     skipped: skippedGroups(groups, options),
-    notes,
+    notes: [...notes, ...decisions.flatMap((d) => d.note ? [d.note] : [])],
     groups: groups.map((g) => groupReport(g, trace)),
   };
   return { model, report, stats: applied };
@@ -510,7 +510,10 @@ function checkSomethingToPrune(
     }
     const blocked = attention.map((g) => {
       if (g.kind !== "attention") return null;
-      if (options.pruneNumHeads) return g.headsBlocked;
+      if (options.pruneNumHeads) {
+        const one = headUnits(g, options.gqaPolicy ?? "query-heads").factor.size === 1;
+        return g.headsBlocked ?? (one ? `"${g.name}" has one head` : null);
+      }
       if (!separate) return g.dimsBlocked;
       const qk = (options.qkPruningRatio ?? 0) > 0 ? g.qkBlocked : "not asked";
       const v = (options.vPruningRatio ?? 0) > 0 ? g.vBlocked : "not asked";
