@@ -206,11 +206,11 @@ async function pruneWithCore(
       linear.out.block(`ignored by option (${linear.node.name})`);
     }
   }
-  const { groups } = findGroups(trace);
+  const { groups, problems } = findGroups(trace);
 
   const notes: string[] = [];
   options = chooseHeadMode(groups, options, notes);
-  checkSomethingToPrune(graph, groups, options, headPruningRatio, pruningRatio);
+  checkSomethingToPrune(graph, groups, problems, options, headPruningRatio, pruningRatio);
   if (embeddingPruningRatio > 0) {
     const embedding = groups.filter((g) => g.kind === "embedding");
     const open = embedding.filter((g) => !(g.kind === "embedding" && g.blocked));
@@ -293,6 +293,7 @@ async function pruneWithCore(
     skipped: skippedGroups(groups, options),
     notes: [...notes, ...decisions.flatMap((d) => d.note ? [d.note] : [])],
     groups: groups.map((g) => groupReport(g, trace)),
+    ...(problems.length ? { problems } : {}),
   };
   return { model, report, stats: applied };
 }
@@ -478,10 +479,21 @@ const FUSED_ATTENTION = new Set([
   "PackedMultiHeadAttention",
 ]);
 
+/** The candidate MatMuls the analysis saw and what stopped each: the first few, and a count. */
+function seen(problems: string[]): string {
+  if (problems.length === 0) {
+    return ": no MatMul of two activations computed from linear layers was found";
+  }
+  const more = problems.length > 3 ? `; and ${problems.length - 3} more` : "";
+  return `. ${problems.length} candidate${problems.length === 1 ? "" : "s"} seen: ` +
+    problems.slice(0, 3).join("; ") + more;
+}
+
 /** Asking for a kind of pruning the graph has no room for is an error, with the reasons. */
 function checkSomethingToPrune(
   graph: Graph,
   groups: Group[],
+  problems: string[],
   options: RunOptions,
   headRatio: number,
   mlpRatio: number,
@@ -505,7 +517,7 @@ function checkSomethingToPrune(
           ? `attention is fused into an ${fused.opType} op (node "${fused.name}"), which this ` +
             `version does not prune: export or optimize the model without attention fusion`
           : "no attention block was recognised in this graph (looked for Q·Kᵀ and P·V MatMuls " +
-            "fed by linear layers), so heads cannot be pruned",
+            "fed by linear layers), so heads cannot be pruned" + seen(problems),
       );
     }
     const blocked = attention.map((g) => {

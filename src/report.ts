@@ -15,6 +15,9 @@ export interface PruneReport {
   notes: string[];
   /** Every prunable group the analysis found, with the tensors coupled to it. */
   groups: GroupReport[];
+  /** MatMuls of two activations that no attention block accounts for, each naming the node and
+   * the rule that stopped it (absent when there are none). */
+  problems?: string[];
   /** Pruning to a target: the goal, what was reached, and every step. */
   target?: TargetReport;
   /** With a latency model: estimated and measured latency (ms) before and after. */
