@@ -13,6 +13,7 @@ import { DECODED_FROM, decodeModel, encodeModel } from "./onnx/model_io.ts";
 import { deferredRawData, hasExternalData } from "./onnx/external_data.ts";
 import { createSession } from "./runtime/ort.ts";
 import { skeleton } from "./runtime/skeleton.ts";
+import { symbolicDimSizes } from "./runtime/symbolic_dims.ts";
 import { tensorDims, tensorRawBytes } from "./onnx/tensor.ts";
 import { Graph, type GraphProto } from "./graph/graph.ts";
 import { type ProbedTensor, probeTensors } from "./runtime/probe.ts";
@@ -287,7 +288,11 @@ async function pruneWithCore(
   });
   const report: PruneReport = {
     params: { before: params0, after: countParams(model) },
-    macs: { before: macs0, after: countMacs(model, shapeMap(model, after)) },
+    macs: {
+      before: macs0,
+      after: countMacs(model, shapeMap(model, after)),
+      ...sizedAt(symbolicDimSizes(model, before)),
+    },
     backend: core.backend,
     blocks: decisions.map(blockReport),
     skipped: skippedGroups(groups, options),
@@ -296,6 +301,11 @@ async function pruneWithCore(
     ...(problems.length ? { problems } : {}),
   };
   return { model, report, stats: applied };
+}
+
+/** MACs of a model with symbolic input dims hold at the sizes they were counted at. */
+function sizedAt(sizes: Record<string, number>): { at?: Record<string, number> } {
+  return Object.keys(sizes).length ? { at: sizes } : {};
 }
 
 function emptyStats(): ApplyStats {

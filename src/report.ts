@@ -4,7 +4,9 @@ import type { Fidelity } from "./evaluate.ts";
 /** What a pruning run did, as printed by the CLI and returned by `prune()`. */
 export interface PruneReport {
   params: { before: number; after: number };
-  macs: { before: number; after: number };
+  /** `at`: the sizes of the symbolic input dims the MACs were counted at (absent when the
+   * inputs have static shapes). */
+  macs: { before: number; after: number; at?: Record<string, number> };
   backend: "gpu" | "cpu";
   blocks: BlockReport[];
   /** Groups found but left alone, each with the reason. */

@@ -2,8 +2,8 @@
  * Every refusal says where and why: an attention block the analysis cannot follow is refused
  * with the candidate MatMuls and the rule that stopped each (and listed in the report's
  * `problems` when something else is pruned); RoPE refusals say RoPE; a squeeze-excitation inside
- * a convolutional stem is not taken for the embedding width. Small graphs built here, and the
- * zoo's exports.
+ * a convolutional stem is not taken for the embedding width; MACs of a model with symbolic dims
+ * say at what size they were counted. Small graphs built here, and the zoo's exports.
  */
 import assert from "node:assert/strict";
 import { createCore } from "../src/core/mod.ts";
@@ -11,6 +11,7 @@ import { DataType, type ModelProto, onnx } from "../src/onnx/proto.ts";
 import { decodeModel, encodeModel } from "../src/onnx/model_io.ts";
 import { float32ToTensorBytes, makeTensor, numbersToTensorBytes } from "../src/onnx/tensor.ts";
 import { pruneModel, type RunOptions } from "../src/prune.ts";
+import { formatReport } from "../src/format_report.ts";
 import { maskingCheck } from "../src/verify.ts";
 import { seededFloats } from "./helpers/onnx_builders.ts";
 
@@ -202,4 +203,19 @@ Deno.test("a squeeze-excitation in a convolutional stem is not the embedding wid
   });
   assert.ok(effect > 1e-5, "vacuous");
   assert.ok(difference <= 1e-5, `pruned differs from masked by ${difference}`);
+});
+
+Deno.test("MACs of a model with symbolic dims say at what size they were counted", async () => {
+  const bytes = await Deno.readFile(new URL("float16_bert.onnx", ZOO));
+  const { report } = await pruneModel(decodeModel(bytes), {
+    pruningRatio: 0.5,
+    dimValues: { sequence: 16 },
+    core,
+  });
+  assert.deepEqual(report.macs.at, { batch: 1, sequence: 16 });
+  assert.match(formatReport(report), /^MACs .* at batch=1, sequence=16$/m);
+  // Static inputs: no sizes to state.
+  const fixed = await pruneModel(attentionModel("Identity"), { pruningRatio: 0.5, core });
+  assert.equal(fixed.report.macs.at, undefined);
+  assert.doesNotMatch(formatReport(fixed.report), / at /);
 });
