@@ -101,9 +101,11 @@ export function formatReport(report: PruneReport, options: FormatReportOptions =
     `(${ratio(v.before, v.after)})`,
   ]);
   const w = [0, 1, 2, 3].map((i) => Math.max(...cells.map((c) => c[i].length)));
+  const at = Object.entries(report.macs.at ?? {}).map(([k, v]) => `${k}=${v}`).join(", ");
   for (const c of cells) {
     out.push(
-      `${c[0].padEnd(w[0])}  ${c[1].padStart(w[1])} ${c[2]} ${c[3].padStart(w[3])}  ${c[4]}`,
+      `${c[0].padEnd(w[0])}  ${c[1].padStart(w[1])} ${c[2]} ${c[3].padStart(w[3])}  ${c[4]}` +
+        (c[0] === "MACs" && at ? `  at ${at}` : ""),
     );
   }
 

@@ -39,6 +39,8 @@ export interface GroupDecision {
   /** Kept V dims, when Q/K and V dims were pruned separately. */
   keptVDims?: number[];
   keptChannels?: number[];
+  /** Why this group was left (partly) as it is although asked to prune it. */
+  note?: string;
 }
 
 export interface PlanSettings {
@@ -175,8 +177,14 @@ async function planAttention(
   const decision: GroupDecision = { group, ratio };
   const byKvGroups = !!group.kvGroups && s.gqaPolicy === "kv-groups";
   const headsBlocked = byKvGroups ? group.kvGroupsBlocked : group.headsBlocked;
-  const wantHeads = s.pruneNumHeads && (counts ? (counts.heads ?? 0) > 0 : ratio > 0) &&
-    !headsBlocked && !s.headsFixed?.(group);
+  const askHeads = s.pruneNumHeads && (counts ? (counts.heads ?? 0) > 0 : ratio > 0);
+  // A block's last head cannot go: a one-head block keeps it, and the others are still pruned.
+  const oneHead = headUnits(group, s.gqaPolicy).factor.size === 1;
+  if (askHeads && oneHead && !headsBlocked) {
+    const what = byKvGroups ? "KV head" : "head";
+    decision.note = `attention block "${group.name}" has one ${what}, which stays`;
+  }
+  const wantHeads = askHeads && !oneHead && !headsBlocked && !s.headsFixed?.(group);
   const wantDims = s.pruneHeadDims && (counts ? (counts.dims ?? 0) > 0 : ratio > 0) &&
     !group.dimsBlocked;
   const separate = isSeparate(s);

@@ -13,6 +13,7 @@ import { DECODED_FROM, decodeModel, encodeModel } from "./onnx/model_io.ts";
 import { deferredRawData, hasExternalData } from "./onnx/external_data.ts";
 import { createSession } from "./runtime/ort.ts";
 import { skeleton } from "./runtime/skeleton.ts";
+import { symbolicDimSizes } from "./runtime/symbolic_dims.ts";
 import { tensorDims, tensorRawBytes } from "./onnx/tensor.ts";
 import { Graph, type GraphProto } from "./graph/graph.ts";
 import { type ProbedTensor, probeTensors } from "./runtime/probe.ts";
@@ -32,7 +33,7 @@ import { gateReader, type GateStats } from "./calibration/gradients.ts";
 import type { OrtTensor } from "./runtime/ort.ts";
 import { type ComputeCore, createCore } from "./core/mod.ts";
 import { countMacs, countParams } from "./metrics.ts";
-import type { Metric, UnitKind } from "./allocate.ts";
+import { headUnits, type Metric, type UnitKind } from "./allocate.ts";
 
 type Batches = AsyncIterable<Record<string, OrtTensor>> | Iterable<Record<string, OrtTensor>>;
 
@@ -208,11 +209,11 @@ async function pruneWithCore(
       linear.out.block(`ignored by option (${linear.node.name})`);
     }
   }
-  const { groups } = findGroups(trace);
+  const { groups, problems } = findGroups(trace);
 
   const notes: string[] = [];
   options = chooseHeadMode(groups, options, notes);
-  checkSomethingToPrune(graph, groups, options, headPruningRatio, pruningRatio);
+  checkSomethingToPrune(graph, groups, problems, options, headPruningRatio, pruningRatio);
   if (embeddingPruningRatio > 0) {
     const embedding = groups.filter((g) => g.kind === "embedding");
     const open = embedding.filter((g) => !(g.kind === "embedding" && g.blocked));
@@ -297,15 +298,25 @@ async function pruneWithCore(
   });
   const report: PruneReport = {
     params: { before: params0, after: countParams(model) },
-    macs: { before: macs0, after: countMacs(model, shapeMap(model, after)) },
+    macs: {
+      before: macs0,
+      after: countMacs(model, shapeMap(model, after)),
+      ...sizedAt(symbolicDimSizes(model, before)),
+    },
     backend: core.backend,
     blocks: decisions.map(blockReport),
     skipped: skippedGroups(groups, options),
-    notes,
+    notes: [...notes, ...decisions.flatMap((d) => d.note ? [d.note] : [])],
     groups: groups.map((g) => groupReport(g, trace)),
     ...(interfaces.length ? { interfaces } : {}),
+    ...(problems.length ? { problems } : {}),
   };
   return { model, report, stats: applied };
+}
+
+/** MACs of a model with symbolic input dims hold at the sizes they were counted at. */
+function sizedAt(sizes: Record<string, number>): { at?: Record<string, number> } {
+  return Object.keys(sizes).length ? { at: sizes } : {};
 }
 
 function emptyStats(): ApplyStats {
@@ -354,9 +365,14 @@ async function loads(model: ModelProto | Uint8Array): Promise<void> {
   } catch {
     return; // not encodable as one protobuf: the shape check alone
   }
-  const session = await createSession(bytes, { graphOptimizationLevel: "disabled" }).catch((e) => {
-    throw new Error((e instanceof Error ? e.message : String(e)).split("\n")[0]);
-  });
+  const open = (level: "disabled" | "basic") =>
+    createSession(bytes, { graphOptimizationLevel: level }).catch((e) => {
+      throw new Error((e instanceof Error ? e.message : String(e)).split("\n")[0]);
+    });
+  // With optimisations off, onnxruntime 1.30 mis-types a float16 → float16 Cast whose input it
+  // computes in float32 (the float16 converter writes such Casts); its basic level removes them
+  // first, as every session a user opens does.
+  const session = await open("disabled").catch((e) => open("basic").catch(() => Promise.reject(e)));
   await session.release?.();
 }
 
@@ -484,10 +500,21 @@ const FUSED_ATTENTION = new Set([
   "PackedMultiHeadAttention",
 ]);
 
+/** The candidate MatMuls the analysis saw and what stopped each: the first few, and a count. */
+function seen(problems: string[]): string {
+  if (problems.length === 0) {
+    return ": no MatMul of two activations computed from linear layers was found";
+  }
+  const more = problems.length > 3 ? `; and ${problems.length - 3} more` : "";
+  return `. ${problems.length} candidate${problems.length === 1 ? "" : "s"} seen: ` +
+    problems.slice(0, 3).join("; ") + more;
+}
+
 /** Asking for a kind of pruning the graph has no room for is an error, with the reasons. */
 function checkSomethingToPrune(
   graph: Graph,
   groups: Group[],
+  problems: string[],
   options: RunOptions,
   headRatio: number,
   mlpRatio: number,
@@ -511,12 +538,17 @@ function checkSomethingToPrune(
           ? `attention is fused into an ${fused.opType} op (node "${fused.name}"), which this ` +
             `version does not prune: export or optimize the model without attention fusion`
           : "no attention block was recognised in this graph (looked for Q·Kᵀ and P·V MatMuls " +
-            `fed by linear layers), so heads cannot be pruned${subgraphHint(graph)}`,
+            `fed by linear layers), so heads cannot be pruned${seen(problems)}${
+              subgraphHint(graph)
+            }`,
       );
     }
     const blocked = attention.map((g) => {
       if (g.kind !== "attention") return null;
-      if (options.pruneNumHeads) return headsBlockedUnder(g, options);
+      if (options.pruneNumHeads) {
+        const one = headUnits(g, options.gqaPolicy ?? "query-heads").factor.size === 1;
+        return headsBlockedUnder(g, options) ?? (one ? `"${g.name}" has one head` : null);
+      }
       if (!separate) return g.dimsBlocked;
       const qk = (options.qkPruningRatio ?? 0) > 0 ? g.qkBlocked : "not asked";
       const v = (options.vPruningRatio ?? 0) > 0 ? g.vBlocked : "not asked";

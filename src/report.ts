@@ -5,7 +5,9 @@ import type { InterfaceChange } from "./analysis/interfaces.ts";
 /** What a pruning run did, as printed by the CLI and returned by `prune()`. */
 export interface PruneReport {
   params: { before: number; after: number };
-  macs: { before: number; after: number };
+  /** `at`: the sizes of the symbolic input dims the MACs were counted at (absent when the
+   * inputs have static shapes). */
+  macs: { before: number; after: number; at?: Record<string, number> };
   backend: "gpu" | "cpu";
   blocks: BlockReport[];
   /** Groups found but left alone, each with the reason. */
@@ -19,6 +21,9 @@ export interface PruneReport {
   /** Graph inputs and outputs whose shapes change (a KV cache loses the removed heads): the
    * runtime that feeds and allocates them must use the new shapes. Absent when none change. */
   interfaces?: InterfaceChange[];
+  /** MatMuls of two activations that no attention block accounts for, each naming the node and
+   * the rule that stopped it (absent when there are none). */
+  problems?: string[];
   /** Pruning to a target: the goal, what was reached, and every step. */
   target?: TargetReport;
   /** With a latency model: estimated and measured latency (ms) before and after. */

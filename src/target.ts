@@ -227,7 +227,7 @@ export async function pruneToTarget(
     const final: PruneReport = {
       ...report,
       params: { before: first.report.params.before, after: report.params.after },
-      macs: { before: first.report.macs.before, after: report.macs.after },
+      macs: { ...first.report.macs, after: report.macs.after },
       blocks: blocks ?? report.blocks,
       notes: [
         ...report.notes,

@@ -9,11 +9,12 @@
 import { decodeModel, encodeModel } from "./onnx/model_io.ts";
 import type { ModelProto } from "./onnx/proto.ts";
 import { pruneModel, type PruneResult, type RunOptions } from "./prune.ts";
-import { createSession, loadOrt, type OrtTensor } from "./runtime/ort.ts";
+import { createSession, loadOrt, type OrtTensor, ortToFloat64Array } from "./runtime/ort.ts";
+import { FLOAT32_SUFFIX, withFloat32Inputs } from "./runtime/float32_inputs.ts";
 
 /** Outcome of {@link maskingCheck}. */
 export interface MaskingCheck {
-  /** Largest |pruned − masked| over the first output. */
+  /** Largest |pruned − masked| over the first output (float16 outputs compared in float32). */
   difference: number;
   /** Largest |masked − original|: how much the removed channels mattered (0 = vacuous check). */
   effect: number;
@@ -22,7 +23,8 @@ export interface MaskingCheck {
 
 /**
  * Inputs for every graph input: floats from a sine, token ids cycling below 50, attention masks
- * of ones, token types of zeros; symbolic dims are 2 (batch) and 8 (others).
+ * of ones, token types of zeros; symbolic dims are 2 (batch) and 8 (others). A float16 input is
+ * fed as float32 under the name {@link withFloat32Inputs} gives it.
  */
 export async function syntheticFeeds(model: ModelProto): Promise<Record<string, OrtTensor>> {
   const ort = await loadOrt();
@@ -34,7 +36,8 @@ export async function syntheticFeeds(model: ModelProto): Promise<Record<string, 
       d.dimValue ? Number(d.dimValue) : i === 0 ? 2 : 8
     );
     const n = dims.reduce((a, b) => a * b, 1);
-    const name = input.name!;
+    const half = input.type?.tensorType?.elemType === 10;
+    const name = half ? `${input.name}${FLOAT32_SUFFIX}` : input.name!;
     if (input.type?.tensorType?.elemType === 7) {
       const value = (i: number) =>
         /mask/i.test(name) ? 1 : /type/i.test(name) ? 0 : (i * 7) % 50 + 1;
@@ -52,10 +55,10 @@ export async function syntheticFeeds(model: ModelProto): Promise<Record<string, 
 export async function maskingCheck(bytes: Uint8Array, options: RunOptions): Promise<MaskingCheck> {
   const feeds = await syntheticFeeds(decodeModel(bytes));
   const run = async (model: Uint8Array) => {
-    const session = await createSession(model);
+    const session = await createSession(encodeModel(withFloat32Inputs(decodeModel(model))));
     try {
       const out = await session.run(feeds);
-      return out[session.outputNames[0]].data as Float32Array;
+      return ortToFloat64Array(out[session.outputNames[0]]);
     } finally {
       await session.release?.();
     }

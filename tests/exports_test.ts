@@ -29,8 +29,9 @@ const MODES: Record<string, RunOptions> = {
 
 /** Cells the tool refuses, with the reason it gives: RoPE rotates pairs of dims of every head. */
 const REFUSED: Record<string, RegExp> = {
-  "llama_gqa.onnx dims": /no attention block can be pruned \(.*combined with untracked/,
-  "llama_gqa_dynamo.onnx dims": /no attention block can be pruned \(.*combined with untracked/,
+  "llama_gqa.onnx dims": /no attention block can be pruned \(rotary position embedding \(RoPE/,
+  "llama_gqa_dynamo.onnx dims":
+    /no attention block can be pruned \(rotary position embedding \(RoPE/,
 };
 
 const core = await createCore({ backend: "cpu" });

@@ -176,6 +176,6 @@ Deno.test("quantized scores come from dequantized values, not the raw integers",
 Deno.test("quantized Llama head dims under RoPE are refused with the node named", async () => {
   await assert.rejects(
     () => check("quant_nbits_llama_b16.onnx", "dims"),
-    /no attention block can be pruned \(Mul node "[^"]+"/,
+    /no attention block can be pruned \(rotary position embedding \(RoPE, \w+ node "[^"]+"/,
   );
 });

@@ -8,6 +8,8 @@
 import type { NodeProto } from "../graph/graph.ts";
 import { Factor } from "./factors.ts";
 import type { ActivationMatMul, TensorTouch, Trace } from "./trace.ts";
+import { ropeNode, ropeReason } from "./rope.ts";
+import { whyNotAttention } from "./why.ts";
 
 export interface AttentionGroup {
   kind: "attention";
@@ -79,8 +81,16 @@ function nodeName(node: NodeProto): string {
   return node.name || node.output[0];
 }
 
-/** `qkSplit`: the Q/K dims of a head are regrouped (interleaved rotary pairs), why they stay. */
-type Heads = { heads: Factor[]; qk?: Factor; v?: Factor; qkSplit?: string };
+/** Heads found so far, with the Q·Kᵀ and P·V MatMuls that carry them; `qkSplit`: the dims of a
+ * head are regrouped (interleaved rotary pairs), why they stay. */
+type Heads = {
+  heads: Factor[];
+  qk?: Factor;
+  v?: Factor;
+  qkNode?: NodeProto;
+  pvNode?: NodeProto;
+  qkSplit?: string;
+};
 
 /** Ops between the attention scores and P·V (scaling, masking, softmax, casts). */
 const SCORE_PATH = new Set(["Softmax", "Div", "Mul", "Add", "Sub", "Where", "Cast", "Dropout"]);
@@ -125,13 +135,43 @@ function singleHeadBlocks(trace: Trace): { blocks: Heads[]; matmuls: Set<NodePro
     const [head, qkDim] = qk.refine([1, qk.size]);
     const vDim = qk === v ? qkDim : v.refine([1, v.size])[1];
     if (qk !== v) Factor.unify(head, v.children()![0]);
-    blocks.push({ heads: [head.root()], qk: qkDim, v: vDim });
+    blocks.push({
+      heads: [head.root()],
+      qk: qkDim,
+      v: vDim,
+      qkNode: m.node,
+      pvNode: context.node,
+    });
     matmuls.add(m.node).add(context.node);
   }
   return { blocks, matmuls };
 }
 
-/** Finds attention and MLP groups, in graph order. */
+/**
+ * Activation × activation MatMuls fed by linear layers that no attention block accounts for and
+ * no problem names yet, each with the reason (where their operands' channels stopped).
+ */
+function unexplainedMatMuls(
+  trace: Trace,
+  used: Set<NodeProto>,
+  single: Set<NodeProto>,
+  problems: string[],
+): string[] {
+  const linears = new Set(trace.linears.map((l) => l.node));
+  const out: string[] = [];
+  for (const node of trace.graph.nodes) {
+    if (node.opType !== "MatMul" || node.domain || linears.has(node)) continue;
+    if (used.has(node) || single.has(node)) continue;
+    if (node.input.some((n) => !n || trace.graph.constant(n))) continue;
+    const label = `MatMul "${nodeName(node)}"`;
+    if (problems.some((p) => p.startsWith(label))) continue;
+    const why = whyNotAttention(trace, node);
+    if (why) out.push(`${label}: ${why.join("; ") || "head layout not recognised"}`);
+  }
+  return out;
+}
+
+/** Finds attention and MLP groups, in graph order, and the problems that kept MatMuls out. */
 export function findGroups(trace: Trace): { groups: Group[]; problems: string[] } {
   const problems: string[] = [];
   const single = singleHeadBlocks(trace);
@@ -145,17 +185,30 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
     const columns = [...new Set(channelLeaves(m.rightColumns))];
     if (heads.length === 0 && contracted.length === 0 && columns.length === 0) continue;
     if (heads.length < 1 || heads.length > 2) {
-      problems.push(`MatMul "${nodeName(m.node)}": head layout not recognised`);
+      const seen = `${heads.length} head, ${contracted.length} contracted and ` +
+        `${columns.length} column channel factors`;
+      const why = whyNotAttention(trace, m.node)?.join("; ");
+      problems.push(
+        `MatMul "${nodeName(m.node)}": head layout not recognised (${seen})${
+          why ? `: ${why}` : ""
+        }`,
+      );
       continue;
     }
     const key = heads.map((h) => h.id).join(",");
     const entry = byHead.get(key) ?? { heads };
-    if (contracted.length >= 1) entry.qk = contracted[0].root();
+    if (contracted.length >= 1) {
+      entry.qk = contracted[0].root();
+      entry.qkNode ??= m.node;
+    }
     if (contracted.length > 1) {
       entry.qkSplit = `MatMul "${nodeName(m.node)}": the Q/K dims of each head are regrouped ` +
         `(${contracted.map((f) => f.size).join(" × ")}, as interleaved rotary pairs are)`;
     }
-    if (columns.length >= 1 && contracted.length === 0) entry.v = columns[0].root();
+    if (columns.length >= 1 && contracted.length === 0) {
+      entry.v = columns[0].root();
+      entry.pvNode ??= m.node;
+    }
     if (columns.length > 1 && contracted.length === 0) {
       entry.qkSplit ??= `MatMul "${nodeName(m.node)}": the dims of each head are regrouped ` +
         `(${columns.map((f) => f.size).join(" × ")}, as interleaved rotary pairs are)`;
@@ -167,11 +220,20 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
   const groups: { order: number; group: Group }[] = [];
   const order = (node: NodeProto) => trace.graph.nodes.indexOf(node);
   const attentionFactors = new Set<Factor>();
-  for (const { heads: headFactors, qk, v, qkSplit } of byHead.values()) {
+  const used = new Set<NodeProto>();
+  for (const { heads: headFactors, qk, v, qkNode, pvNode, qkSplit } of byHead.values()) {
     if (!qk || !v) {
-      problems.push(`heads of size ${headFactors.map((h) => h.size)} without both Q·Kᵀ and P·V`);
+      const [found, missing] = qk ? [qkNode, "P·V"] : [pvNode, "Q·Kᵀ"];
+      const why = found ? whyNotAttention(trace, found)?.join("; ") : undefined;
+      problems.push(
+        `MatMul "${found ? nodeName(found) : "?"}": heads of size ` +
+          `${headFactors.map((h) => h.size).join("×")} with no ${missing} on the same heads` +
+          (why ? ` (${why})` : ""),
+      );
+      if (found) used.add(found);
       continue;
     }
+    for (const n of [qkNode, pvNode]) if (n) used.add(n);
     const members = weightTouches.filter((t) =>
       headFactors.some((h) => leavesOfTouch(t).includes(h))
     );
@@ -185,7 +247,12 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
         members.some((t) => segmentParts(t.factors).some((p) => p.includes(x) && !p.includes(y)));
       const onlyA = only(a, b), onlyB = only(b, a);
       if (onlyA === onlyB) {
-        problems.push(`attention with heads ${a.size}×${b.size}: query/KV grouping not recognised`);
+        problems.push(
+          `MatMul "${
+            qkNode ? nodeName(qkNode) : "?"
+          }": attention with heads ${a.size}×${b.size}: ` +
+            `query/KV grouping not recognised`,
+        );
         continue;
       }
       [kvGroups, heads] = onlyA ? [a, b] : [b, a];
@@ -194,7 +261,13 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
     const linears = [...new Set(members.map((t) => t.linear!))];
     const first = producers.sort((a, b) => order(a) - order(b))[0] ?? linears[0];
     for (const f of [heads, qk, v, ...(kvGroups ? [kvGroups] : [])]) attentionFactors.add(f);
-    const qkBlocked = qkSplit ?? qk.blockedReason();
+    let qkBlocked = qk.blockedReason();
+    // Under RoPE the first blocked op is some Mul by cos: say what the structure is instead.
+    const rope = qkBlocked && qkNode
+      ? qkNode.input.slice(0, 2).map((t) => ropeNode(trace.graph, t)).find((n) => n)
+      : undefined;
+    if (rope) qkBlocked = ropeReason(rope);
+    qkBlocked ??= qkSplit ?? null;
     let dimsBlocked = qkBlocked ?? v.blockedReason();
     if (!dimsBlocked && qk.size !== v.size) dimsBlocked = "Q/K and V head sizes differ";
     groups.push({
@@ -216,6 +289,7 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
       },
     });
   }
+  problems.push(...unexplainedMatMuls(trace, used, single.matmuls, problems));
   // Channels a LayerNorm normalises stay exact only as the embedding width.
   const normalized = new Map<Factor, string>();
   for (const { factors, reason } of trace.normalized) {
@@ -253,7 +327,11 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
       members.filter((t) => t.role === "weight-out").map((t) => t.linear!.input[0]),
     );
     seen.add(channels);
-    if (inputs.size !== 1 || linear.node.opType === "Conv" || linear.node.opType === "Gather") {
+    const source = linear.node.opType === "Conv" || linear.node.opType === "Gather";
+    // A convolution of traced channels made once (a squeeze-excitation's squeeze, a conv stem's
+    // inner layer) is no residual width and no transformer MLP: no group.
+    if (inputs.size === 1 && source && channelLeaves(linear.input).length > 0) continue;
+    if (inputs.size !== 1 || source) {
       const scales = trace.tensorTouches.filter((t) =>
         t.role === "operand" && t.use.node.opType.endsWith("LayerNormalization") &&
         t.use.inputIndex === 1 && t.factors.flatMap((f) => f.atoms()).includes(channels)
@@ -285,5 +363,11 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
     });
   }
   groups.sort((a, b) => a.order - b.order);
+  // In graph order: the first MatMul stopped is usually where the cause is.
+  const at = (p: string) => {
+    const name = /^MatMul "([^"]*)"/.exec(p)?.[1];
+    return trace.graph.nodes.findIndex((n) => nodeName(n) === name);
+  };
+  problems.sort((a, b) => at(a) - at(b));
   return { groups: groups.map((g) => g.group), problems };
 }

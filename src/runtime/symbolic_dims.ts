@@ -3,10 +3,14 @@
  * agree with each other: a decoder with a KV cache names its attention mask's length
  * `past_sequence_length + sequence_length` (Optimum) or `total_sequence_length`
  * (onnxruntime-genai), and a run with that length unequal to past + new fails deep inside the
- * graph. A dim spelled as a sum is the sum of its terms; a "total" length is past + new.
+ * graph. A dim spelled as a sum is the sum of its terms; a "total" length is past + new. Counts
+ * that depend on these sizes (MACs) are true only at them, and the report says which.
  *
  * @module
  */
+import type { ModelProto } from "../onnx/proto.ts";
+import { toNumber } from "../onnx/proto.ts";
+import type { ProbedTensor } from "./probe.ts";
 
 /** How a symbolic dim got its size (for messages that name the dims). */
 export interface DimChoice {
@@ -78,4 +82,29 @@ export function describeDims(choices: Iterable<DimChoice>): string {
   return [...choices].map((c) =>
     `${c.name}=${c.size}${c.how === "default" || c.how === "sum" ? ` (${c.how})` : ""}`
   ).join(", ");
+}
+
+/**
+ * Size of every symbolic (or unknown) graph input dim in the probed shapes, keyed by its
+ * `dim_param` name, or `input[axis]` when it has none; empty for a model with static inputs.
+ *
+ * @example symbolicDimSizes(model, await probeTensors(model)) // { batch: 1, sequence: 8 }
+ */
+export function symbolicDimSizes(
+  model: ModelProto,
+  probed: Map<string, ProbedTensor>,
+): Record<string, number> {
+  const graph = model.graph!;
+  const weights = new Set((graph.initializer ?? []).map((t) => t.name));
+  const sizes: Record<string, number> = {};
+  for (const input of graph.input ?? []) {
+    if (weights.has(input.name)) continue;
+    const dims = probed.get(input.name ?? "")?.dims;
+    (input.type?.tensorType?.shape?.dim ?? []).forEach((d, axis) => {
+      if (d.dimValue != null && toNumber(d.dimValue as number) > 0) return;
+      const size = dims?.[axis];
+      if (size !== undefined) sizes[d.dimParam || `${input.name}[${axis}]`] ??= size;
+    });
+  }
+  return sizes;
 }
