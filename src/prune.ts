@@ -210,7 +210,7 @@ async function pruneWithCore(
 
   const notes: string[] = [];
   options = chooseHeadMode(groups, options, notes);
-  checkSomethingToPrune(graph, groups, options, headPruningRatio, pruningRatio);
+  checkSomethingToPrune(trace, groups, options, headPruningRatio, pruningRatio);
   if (embeddingPruningRatio > 0) {
     const embedding = groups.filter((g) => g.kind === "embedding");
     const open = embedding.filter((g) => !(g.kind === "embedding" && g.blocked));
@@ -464,7 +464,8 @@ async function calibrationStats(
   return { stats, gates: reader.stats };
 }
 
-/** Fused attention ops (onnxruntime's contrib ops, ONNX's Attention from opset 23). */
+/** Fused attention ops (onnxruntime's contrib ops, ONNX's Attention from opset 23); those the
+ * trace reads are attention blocks (analysis/rules/fused_attention.ts). */
 const FUSED_ATTENTION = new Set([
   "Attention",
   "MultiHeadAttention",
@@ -475,7 +476,7 @@ const FUSED_ATTENTION = new Set([
 
 /** Asking for a kind of pruning the graph has no room for is an error, with the reasons. */
 function checkSomethingToPrune(
-  graph: Graph,
+  trace: Trace,
   groups: Group[],
   options: RunOptions,
   headRatio: number,
@@ -493,10 +494,14 @@ function checkSomethingToPrune(
     : headRatio > 0;
   if ((options.pruneNumHeads || options.pruneHeadDims) && wanted) {
     if (attention.length === 0) {
-      const fused = graph.nodes.find((n) => FUSED_ATTENTION.has(n.opType));
+      const read = new Set(trace.fusedAttention.map((a) => a.node));
+      const fused = trace.graph.nodes.find((n) => FUSED_ATTENTION.has(n.opType) && !read.has(n));
+      const refused = trace.fusedAttention.flatMap((a) => "refused" in a ? [a.refused] : []);
       throw new PruneError(
         "unsupported-graph",
-        fused
+        refused.length
+          ? `no attention block can be pruned${why(refused)}`
+          : fused
           ? `attention is fused into an ${fused.opType} op (node "${fused.name}"), which this ` +
             `version does not prune: export or optimize the model without attention fusion`
           : "no attention block was recognised in this graph (looked for Q·Kᵀ and P·V MatMuls " +
@@ -505,7 +510,11 @@ function checkSomethingToPrune(
     }
     const blocked = attention.map((g) => {
       if (g.kind !== "attention") return null;
-      if (options.pruneNumHeads) return g.headsBlocked;
+      if (options.pruneNumHeads) {
+        // Whole KV heads go under "kv-groups": those are what must be free.
+        const kv = g.kvGroups && options.gqaPolicy === "kv-groups";
+        return kv ? g.kvGroupsBlocked ?? g.headsBlocked : g.headsBlocked;
+      }
       if (!separate) return g.dimsBlocked;
       const qk = (options.qkPruningRatio ?? 0) > 0 ? g.qkBlocked : "not asked";
       const v = (options.vPruningRatio ?? 0) > 0 ? g.vBlocked : "not asked";
