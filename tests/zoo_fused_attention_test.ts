@@ -177,3 +177,15 @@ Deno.test("GroupQueryAttention with a KV cache: KV heads refused, naming the cac
     /past key\/value "past_key_values\.0\.key"/,
   );
 });
+
+Deno.test("MACs of the fused ops: Attention and MultiHeadAttention count as the same block", async () => {
+  const [fused, mha] = [
+    await pruneModel(decodeModel(await read("fused_bert_attention")), { ...HEADS, core }),
+    await pruneModel(decodeModel(await read("fused_bert_mha")), { ...HEADS, core }),
+  ];
+  assert.deepEqual(fused.report.macs, mha.report.macs);
+  // Per block: the q|k|v projection (8·32·96) and Q·Kᵀ + P·V (8·8·(32 + 32)), twice.
+  const mlpAndOut = 2 * (8 * 32 * 32 + 2 * 8 * 32 * 64);
+  assert.equal(fused.report.macs.before, mlpAndOut + 2 * (8 * 32 * 96 + 8 * 8 * 64));
+  assert.ok(fused.report.macs.after < fused.report.macs.before);
+});
