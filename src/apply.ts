@@ -58,6 +58,7 @@ export async function applyPlan(
     stats.scalarsFrozen++;
   }
   updateDeclaredShapes(trace, plan);
+  for (const rewrite of trace.attributeRewrites) rewrite((f) => sizeRatio(plan, f).num);
   // Copies made on write and frozen scalars can leave originals unused: drop those only.
   trace.graph.removeNewlyDead(deadBefore);
   return stats;

@@ -195,6 +195,40 @@ function constantDerived(graph: GraphProto): Set<string> {
   return consts;
 }
 
+const FUSED_ATTENTION = new Set(["Attention", "MultiHeadAttention", "GroupQueryAttention"]);
+
+/**
+ * onnxruntime's fused attention ops: Q·Kᵀ and P·V over S queries and T keys (past included),
+ * B·S·T·(Q width + V width); `Attention` also projects its input by its packed q|k|v weight.
+ */
+function fusedAttentionMacs(
+  node: NodeProto,
+  shapeOf: (node: NodeProto, tensor: string | null | undefined) => number[],
+): { projection: number; products: number } {
+  const ins = node.input ?? [], outs = node.output ?? [];
+  const out = shapeOf(node, outs[0]);
+  const [batch, queries, vWidth] = [out[0], out[1], out[out.length - 1]];
+  const last = (t: string) => shapeOf(node, t)[shapeOf(node, t).length - 1];
+  let qWidth = vWidth, keys = queries, projection = 0;
+  if (node.opType === "Attention") {
+    const w = shapeOf(node, ins[1]);
+    const sizes = (node.attribute ?? []).find((a) => a.name === "qkv_hidden_sizes")?.ints;
+    qWidth = sizes?.length ? toNumber(sizes[0] as number) : w[1] / 3;
+    projection = batch * queries * w[0] * w[1];
+    if (outs[1]) keys = shapeOf(node, outs[1])[3];
+  } else if (node.opType === "MultiHeadAttention") {
+    const q = shapeOf(node, ins[0]);
+    qWidth = q.length === 5 ? q[2] * q[4] : q[q.length - 1];
+    const k = ins[1] ? shapeOf(node, ins[1]) : undefined;
+    keys = outs[1] ? shapeOf(node, outs[1])[2] : k ? (k.length === 4 ? k[2] : k[1]) : queries;
+  } else {
+    // GroupQueryAttention: one head size for Q and V; keys = past + new when there is a cache.
+    if (ins[1]) qWidth = last(ins[0]);
+    if (outs[1]) keys = shapeOf(node, outs[1])[2];
+  }
+  return { projection, products: batch * queries * keys * (qWidth + vWidth) };
+}
+
 /**
  * MACs at batch 1 split by kind (see the module doc for the convention). `shapes` must hold
  * the shapes of the tensors the counted nodes read and write (from {@link tensorShapes}); a
@@ -243,6 +277,10 @@ export function macsBreakdown(model: ModelProto, shapes: ShapeMap): MacBreakdown
       const w = shapeOf(node, op === "QLinearConv" ? ins[3] : ins[1]);
       const out = shapeOf(node, node.output?.[0]);
       b.conv += numel(out) * numel(w.slice(1));
+    } else if (domain === "com.microsoft" && FUSED_ATTENTION.has(op)) {
+      const m = fusedAttentionMacs(node, shapeOf);
+      b.matmul += m.projection;
+      b.attention += m.products;
     } else if (std && op === "ConvTranspose") {
       const x = shapeOf(node, ins[0]);
       const w = shapeOf(node, ins[1]);

@@ -213,7 +213,7 @@ async function pruneWithCore(
 
   const notes: string[] = [];
   options = chooseHeadMode(groups, options, notes);
-  checkSomethingToPrune(graph, groups, problems, options, headPruningRatio, pruningRatio);
+  checkSomethingToPrune(trace, groups, problems, options, headPruningRatio, pruningRatio);
   if (embeddingPruningRatio > 0) {
     const embedding = groups.filter((g) => g.kind === "embedding");
     const open = embedding.filter((g) => !(g.kind === "embedding" && g.blocked));
@@ -491,7 +491,8 @@ async function calibrationStats(
   return { stats, gates: reader.stats };
 }
 
-/** Fused attention ops (onnxruntime's contrib ops, ONNX's Attention from opset 23). */
+/** Fused attention ops (onnxruntime's contrib ops, ONNX's Attention from opset 23); those the
+ * trace reads are attention blocks (analysis/rules/fused_attention.ts). */
 const FUSED_ATTENTION = new Set([
   "Attention",
   "MultiHeadAttention",
@@ -512,7 +513,7 @@ function seen(problems: string[]): string {
 
 /** Asking for a kind of pruning the graph has no room for is an error, with the reasons. */
 function checkSomethingToPrune(
-  graph: Graph,
+  trace: Trace,
   groups: Group[],
   problems: string[],
   options: RunOptions,
@@ -531,15 +532,19 @@ function checkSomethingToPrune(
     : headRatio > 0;
   if ((options.pruneNumHeads || options.pruneHeadDims) && wanted) {
     if (attention.length === 0) {
-      const fused = graph.nodes.find((n) => FUSED_ATTENTION.has(n.opType));
+      const read = new Set(trace.fusedAttention.map((a) => a.node));
+      const fused = trace.graph.nodes.find((n) => FUSED_ATTENTION.has(n.opType) && !read.has(n));
+      const refused = trace.fusedAttention.flatMap((a) => "refused" in a ? [a.refused] : []);
       throw new PruneError(
         "unsupported-graph",
-        fused
+        refused.length
+          ? `no attention block can be pruned${why(refused)}`
+          : fused
           ? `attention is fused into an ${fused.opType} op (node "${fused.name}"), which this ` +
             `version does not prune: export or optimize the model without attention fusion`
           : "no attention block was recognised in this graph (looked for Q·Kᵀ and P·V MatMuls " +
             `fed by linear layers), so heads cannot be pruned${seen(problems)}${
-              subgraphHint(graph)
+              subgraphHint(trace.graph)
             }`,
       );
     }
@@ -572,7 +577,7 @@ function checkSomethingToPrune(
     throw new PruneError(
       "unsupported-graph",
       `no MLP block (linear → activation → linear) was recognised in this graph${
-        subgraphHint(graph)
+        subgraphHint(trace.graph)
       }`,
     );
   }

@@ -23,7 +23,6 @@ const REFUSED: [string, RunOptions, RegExp][] = [
   ["e7b_gather_transpose", MLP, /ReduceSum node "gsum"/],
   ["e8_if_capture", MLP, /If node "branch": read inside a subgraph/],
   ["a5_qk_v_dims_differ", DIMS, /Q\/K and V head sizes differ/],
-  ["a6_fused_attention", HEADS, /fused into an Attention op \(node "fused_attention"\)/],
 ];
 
 const EQUIVALENT: [string, RunOptions][] = [
@@ -36,6 +35,8 @@ const EQUIVALENT: [string, RunOptions][] = [
   ["a2_value_floats_bias", DIMS],
   ["a3_shared_concat_target", { ...HEADS, layerRatios: { "b1_": 0 } }],
   ["a5_qk_v_dims_differ", HEADS],
+  ["a6_fused_attention", HEADS],
+  ["a6_fused_attention", DIMS],
 ];
 
 for (const [name, options, reason] of REFUSED) {

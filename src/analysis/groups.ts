@@ -178,6 +178,12 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
   // Heads are keyed by their factors: [H], or [G, R] for grouped-query attention.
   const byHead = new Map<string, Heads>();
   for (const b of single.blocks) byHead.set(String(b.heads[0].id), b);
+  // A fused attention op says what its heads and dims are.
+  for (const a of trace.fusedAttention) {
+    if ("refused" in a) continue;
+    const heads = a.heads.map((h) => h.root());
+    byHead.set(heads.map((h) => h.id).join(","), { heads, qk: a.qk.root(), v: a.v.root() });
+  }
   for (const m of trace.matmuls) {
     if (single.matmuls.has(m.node)) continue;
     const heads = [...new Set(m.batch.flatMap(channelLeaves).map((f) => f.root()))];

@@ -69,6 +69,21 @@ export interface Linear {
   input: Factor[];
 }
 
+/**
+ * An attention op that computes the whole block (onnxruntime's fused Attention ops), or the
+ * reason its layout could not be read.
+ */
+export type FusedAttention = {
+  node: NodeProto;
+  /** Head factors: [H], or [KV heads, query heads per KV head] for grouped-query attention. */
+  heads: Factor[];
+  qk: Factor;
+  v: Factor;
+} | { node: NodeProto; refused: string };
+
+/** Rewrites a node's attributes once the plan is known, given the kept size of a factor list. */
+export type AttributeRewrite = (keptSize: (factors: Factor[]) => number) => void;
+
 export interface Trace {
   graph: Graph;
   /** Version of the default ONNX domain the model imports (op semantics change with it). */
@@ -81,6 +96,10 @@ export interface Trace {
   matmuls: ActivationMatMul[];
   /** Channels a LayerNorm normalises: prunable only as the embedding width. */
   normalized: { factors: Factor[]; reason: string }[];
+  /** Fused attention ops: attention blocks besides those found from Q·Kᵀ and P·V. */
+  fusedAttention: FusedAttention[];
+  /** Attributes that encode head counts and sizes (num_heads, the scale), rewritten on apply. */
+  attributeRewrites: AttributeRewrite[];
 }
 
 /** What a rule sees and may do. */
@@ -177,6 +196,8 @@ export function traceGraph(
     shapeTouches: [],
     matmuls: [],
     normalized: [],
+    fusedAttention: [],
+    attributeRewrites: [],
   };
   const ctx = new TraceContext(trace);
   pendingBlocks = [];

@@ -122,7 +122,7 @@ function inputShape(
  * input and node output. Inputs are synthesised from the graph input types: a symbolic or
  * unknown first dim becomes `options.batch` (1); any other symbolic dim takes its size from
  * `options.dimValues` (by name) or `options.inputShapes`, else `options.otherDims` (8). Float
- * inputs get small deterministic values, integer and bool inputs zeros. A plain number array
+ * inputs get small deterministic values, integer and bool inputs zeros (attention masks ones). A plain number array
  * is taken as the shape of the first graph input. Throws PruneError("probe-failed") when
  * onnxruntime cannot run the model.
  */
@@ -200,6 +200,12 @@ export async function probeTensors(
       continue;
     }
     feeds[name] = makeFeed(ort, type, dims);
+    // An all-zero attention mask hides every position: onnxruntime-genai's graphs turn it into a
+    // sequence length of -1, which GroupQueryAttention refuses. Ones attend everywhere.
+    if (/attention_mask/i.test(name) && type !== "bool") {
+      const data = feeds[name].data as unknown as { fill: (v: number | bigint) => void };
+      data.fill(type === "int64" || type === "uint64" ? 1n : 1);
+    }
   }
 
   // A shallow copy of the model whose graph lists every node output as a graph output.

@@ -6,6 +6,7 @@
 import type { NodeProto } from "../../graph/graph.ts";
 import type { Rule, TraceContext } from "../trace.ts";
 import { elementwiseRules } from "./elementwise.ts";
+import { fusedAttentionRule } from "./fused_attention.ts";
 import { layoutRules } from "./layout.ts";
 import { linearRule } from "./linear.ts";
 import { activationMatMul } from "./matmul.ts";
@@ -16,8 +17,8 @@ import { quantizedRules, quantizedSource } from "./quantized.ts";
 export const RULES = {
   /** Nodes where channels are born; true when the node needs no further rule. */
   source: (ctx: TraceContext, node: NodeProto) =>
-    linearRule(ctx, node) || quantizedSource(ctx, node) ||
-    sourceRule(ctx, node),
+    linearRule(ctx, node) || quantizedSource(ctx, node) || sourceRule(ctx, node) ||
+    fusedAttentionRule(ctx, node),
   byOp: {
     ...elementwiseRules(),
     ...layoutRules(),
