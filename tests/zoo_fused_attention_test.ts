@@ -103,16 +103,17 @@ Deno.test("GroupQueryAttention with rotary embedding: head dims refused, the nod
   );
 });
 
-Deno.test("GroupQueryAttention on a packed q|k|v input: heads refused with the reason, MLP prunes", async () => {
-  const bytes = await read("fused_llama_gqa_packed_prefill");
-  await assert.rejects(
-    () => pruneModel(decodeModel(bytes), { ...HEADS, core }),
-    (e: Error) => {
-      assert.match(e.message, /GroupQueryAttention node ".*": packed query input/);
-      assert.doesNotMatch(e.message, /does not prune/);
-      return true;
-    },
-  );
+Deno.test("GroupQueryAttention on a packed q|k|v input: heads, KV heads and MLP ≡ masked", async () => {
+  for (const gqaPolicy of ["query-heads", "kv-groups"] as const) {
+    const pruned = await exact("fused_llama_gqa_packed_prefill", { ...HEADS, gqaPolicy });
+    const [gqa] = opAttributes(pruned.model, "GroupQueryAttention", ["num_heads", "kv_num_heads"]);
+    assert.deepEqual(
+      gqa,
+      gqaPolicy === "kv-groups"
+        ? { num_heads: 2, kv_num_heads: 1 }
+        : { num_heads: 2, kv_num_heads: 2 },
+    );
+  }
   await exact("fused_llama_gqa_packed_prefill", MLP);
 });
 

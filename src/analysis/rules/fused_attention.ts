@@ -13,7 +13,8 @@
  * - `GroupQueryAttention`: q, k, v given 3-D. Its rotary embedding (do_rotary) forbids head-dim
  *   pruning; onnxruntime also needs a head size that is a multiple of 16, so dims stay.
  *
- * What cannot be followed (a packed query of unequal Q|K|V parts, unequal qkv_hidden_sizes,
+ * A packed GroupQueryAttention query (Q | K | V of unequal sizes) is read as segments. What
+ * cannot be followed (unequal qkv_hidden_sizes,
  * per-head inputs the analysis does not track) blocks with the node and the reason.
  *
  * @module
@@ -271,21 +272,25 @@ function groupQueryAttention(ctx: TraceContext, node: NodeProto): void {
     return refuse(ctx, node, `query layout not recognised`);
   }
   const groups = new Factor(kvN, false, label), perGroup = new Factor(n / kvN, false, label);
-  if (!k || !v) {
-    // Q | K | V packed in one input: parts of unequal sizes, not a product of factors.
-    return refuse(
-      ctx,
-      node,
-      `packed query input (Q of ${n} heads, K and V of ${kvN} in one tensor) is not followed`,
-    );
-  }
-  const dim = new Factor(qDims[2] / n, false, label);
+  const packed = !k || !v;
+  const dim = new Factor(qDims[2] / (packed ? n + 2 * kvN : n), false, label);
+  if (!Number.isInteger(dim.size)) return refuse(ctx, node, `query layout not recognised`);
   const heads = [groups, perGroup];
   // One head size for Q, K and V.
   const b: Block = { ctx, node, label, heads, qk: dim, v: dim };
-  projected(b, 0, [groups, perGroup, dim], "query");
-  projected(b, 1, [groups, dim], "key");
-  projected(b, 2, [groups, dim], "value");
+  if (packed) {
+    // Q | K | V in one input: the segments Q [KV heads, query heads, dim], K and V [KV heads, dim].
+    const all = new Factor(qDims[2], false, label);
+    const [sq, sk, sv] = all.segment([n, kvN, kvN].map((h) => h * dim.size));
+    couple([sq], [groups, perGroup, dim], `${label} (packed query)`);
+    couple([sk], [groups, dim], `${label} (packed key)`);
+    couple([sv], [groups, dim], `${label} (packed value)`);
+    projected(b, 0, [all], "packed query");
+  } else {
+    projected(b, 0, [groups, perGroup, dim], "query");
+    projected(b, 1, [groups, dim], "key");
+    projected(b, 2, [groups, dim], "value");
+  }
   dim.block(
     attrInt(node, "do_rotary", 0)
       ? `${label}: rotary embedding inside the op (do_rotary) rotates pairs of head dims`
