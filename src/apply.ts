@@ -20,6 +20,7 @@ import {
   tensorToNumbers,
 } from "./onnx/tensor.ts";
 import type { TensorTouch, Trace } from "./analysis/trace.ts";
+import type { Factor } from "./analysis/factors.ts";
 import { dimSources, type ShapeElement, shapeElement } from "./analysis/shape_values.ts";
 import { keptAxisIndices, type Plan, sizeRatio } from "./plan.ts";
 import { attrInt } from "./graph/graph.ts";
@@ -65,10 +66,20 @@ export async function applyPlan(
  * this is the reference the pruned model is checked against. Zeroing the consumers matters where
  * a removed channel's producer is shared (a query head of grouped-query attention reads a V head
  * that other query heads keep).
+ *
+ * A removed head is silenced by its value and output-projection weights; the other constants
+ * along its head axis (biases, per-head score terms, gates) are left as they are, since zeroing
+ * a gate that a normalisation then divides by would turn the head's scores into 0/0.
  */
-export async function maskPlan(core: ComputeCore, trace: Trace, plan: Plan): Promise<ApplyStats> {
+export async function maskPlan(
+  core: ComputeCore,
+  trace: Trace,
+  plan: Plan,
+  heads: Set<Factor> = new Set(),
+): Promise<ApplyStats> {
   const stats: ApplyStats = { tensorsSliced: 0, shapeValuesRewritten: 0, scalarsFrozen: 0 };
-  await sliceConstants(core, trace, plan, stats, "mask");
+  const operandPlan: Plan = new Map([...plan].filter(([f]) => !heads.has(f)));
+  await sliceConstants(core, trace, plan, stats, "mask", operandPlan);
   return stats;
 }
 
@@ -91,6 +102,7 @@ async function sliceConstants(
   plan: Plan,
   stats: ApplyStats,
   mode: "slice" | "mask" = "slice",
+  operandPlan: Plan = plan,
 ) {
   const graph = trace.graph;
   // All touches of one use (a weight has an output and an input axis) are applied together.
@@ -106,7 +118,7 @@ async function sliceConstants(
   for (const { use, touches } of byUse.values()) {
     const cuts: [number, number[]][] = [];
     for (const t of touches) {
-      const kept = keptAxisIndices(plan, t.factors);
+      const kept = keptAxisIndices(t.role === "operand" ? operandPlan : plan, t.factors);
       if (kept) cuts.push([t.axis, kept]);
     }
     if (cuts.length === 0) continue;

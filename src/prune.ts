@@ -18,6 +18,7 @@ import { Graph, type GraphProto } from "./graph/graph.ts";
 import { type ProbedTensor, probeTensors } from "./runtime/probe.ts";
 import { type Trace, traceGraph } from "./analysis/trace.ts";
 import { findGroups, type Group } from "./analysis/groups.ts";
+import type { Factor } from "./analysis/factors.ts";
 import { type GroupDecision, makePlan } from "./plan.ts";
 import { applyPlan, type ApplyStats, maskPlan } from "./apply.ts";
 import { unfuseQkv } from "./rewrite/unfuse_qkv.ts";
@@ -271,7 +272,7 @@ async function pruneWithCore(
   const applied = options.dryRun
     ? emptyStats()
     : options.mask
-    ? await maskPlan(core, trace, plan)
+    ? await maskPlan(core, trace, plan, headFactors(groups))
     : await applyPlan(core, trace, plan).catch((e) => {
       if (e instanceof PruneError) throw e;
       // The trace accepted something the rewrite cannot express: refuse, nothing is written.
@@ -295,6 +296,13 @@ async function pruneWithCore(
     groups: groups.map((g) => groupReport(g, trace)),
   };
   return { model, report, stats: applied };
+}
+
+/** The (query and KV) head factors of the attention groups. */
+function headFactors(groups: Group[]): Set<Factor> {
+  return new Set(
+    groups.flatMap((g) => g.kind === "attention" ? [g.heads, g.kvGroups ?? g.heads] : []),
+  );
 }
 
 function emptyStats(): ApplyStats {

@@ -14,6 +14,7 @@ import { Factor, hasChannel, leavesOf } from "./factors.ts";
 import { tensorDims } from "../onnx/tensor.ts";
 import { RULES } from "./rules/mod.ts";
 import { REDUCTIONS } from "./rules/normalization.ts";
+import { traceParameterOperands } from "./parameter_terms.ts";
 
 /** A constant input of a node whose `axis` carries the channels in `factors`. */
 export interface TensorTouch {
@@ -114,7 +115,7 @@ export class TraceContext {
 }
 
 /** Ops whose rule reads the data input (input 0) and treats the others as shapes or indices. */
-const DATA_FIRST = new Set([
+export const DATA_FIRST = new Set([
   "Reshape",
   "Flatten",
   "Squeeze",
@@ -123,7 +124,9 @@ const DATA_FIRST = new Set([
   "Split",
   "Slice",
   "Gather",
+  "GatherND",
   "Expand",
+  "Resize",
   "LayerNormalization",
   ...REDUCTIONS,
   "Pad",
@@ -192,6 +195,7 @@ function propagate(ctx: TraceContext): void {
     }
     const tracked = node.input.some((n) => n && trace.axes.has(n));
     if (!tracked) continue;
+    traceParameterOperands(ctx, node);
     if (DATA_FIRST.has(node.opType) && !trace.axes.has(node.input[0])) {
       ctx.blockInputs(node, `${nodeLabel(node)}: channels reach a shape or index input`);
       continue;

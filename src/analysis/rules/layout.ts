@@ -54,7 +54,7 @@ function sameLeaves(a: Factor[], b: Factor[]): boolean {
  * blocked when its value cannot be followed; a size read at run time from another tensor's axis
  * couples that axis with this one.
  */
-function followShapeElement(
+export function followShapeElement(
   ctx: TraceContext,
   use: Use,
   index: number,

@@ -6,10 +6,12 @@
 import type { NodeProto } from "../../graph/graph.ts";
 import type { Rule, TraceContext } from "../trace.ts";
 import { elementwiseRules } from "./elementwise.ts";
+import { gatherND } from "./gather_nd.ts";
 import { layoutRules } from "./layout.ts";
 import { linearRule } from "./linear.ts";
 import { activationMatMul } from "./matmul.ts";
 import { normalizationRules } from "./normalization.ts";
+import { resize } from "./resize.ts";
 import { sourceRule } from "./sources.ts";
 
 export const RULES = {
@@ -20,5 +22,7 @@ export const RULES = {
     ...layoutRules(),
     ...normalizationRules(),
     MatMul: activationMatMul,
+    GatherND: gatherND,
+    Resize: resize,
   } as Record<string, Rule>,
 };
