@@ -213,7 +213,9 @@ function rewriteShapes(trace: Trace, plan: Plan, stats: ApplyStats) {
     const where = `${touch.use.node.opType} "${touch.use.node.name}"`;
     if (touch.attribute) {
       const a = touch.use.node.attribute!.find((x) => x.name === touch.attribute)!;
-      a.ints![touch.index] = scaled(Number(a.ints![touch.index]), ratio, where);
+      // A scalar attribute (a depthwise convolution's group) or one element of a list.
+      if (a.type === 2) a.i = scaled(Number(a.i), ratio, where);
+      else a.ints![touch.index] = scaled(Number(a.ints![touch.index]), ratio, where);
       stats.shapeValuesRewritten++;
       continue;
     }

@@ -7,7 +7,9 @@
  */
 import type { NodeProto } from "../graph/graph.ts";
 import { Factor } from "./factors.ts";
-import type { ActivationMatMul, TensorTouch, Trace } from "./trace.ts";
+import type { ActivationMatMul, Linear, TensorTouch, Trace } from "./trace.ts";
+import { attrInts } from "../graph/graph.ts";
+import { tensorDims } from "../onnx/tensor.ts";
 
 export interface AttentionGroup {
   kind: "attention";
@@ -117,6 +119,16 @@ function singleHeadBlocks(trace: Trace): { blocks: Heads[]; matmuls: Set<NodePro
   return { blocks, matmuls };
 }
 
+/**
+ * A 1×1 convolution with unit strides is a linear layer over the channels of every position (an
+ * MLP written over NCHW); a larger kernel (a patch embedding, a convolutional stem) is not.
+ */
+function isPointwise(linear: Linear): boolean {
+  const dims = tensorDims(linear.weight.ref.tensor);
+  const strides = attrInts(linear.node, "strides") ?? [];
+  return dims.slice(2).every((d) => d === 1) && strides.every((s) => s === 1);
+}
+
 /** Finds attention and MLP groups, in graph order. */
 export function findGroups(trace: Trace): { groups: Group[]; problems: string[] } {
   const problems: string[] = [];
@@ -138,6 +150,11 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
     const entry = byHead.get(key) ?? { heads };
     if (contracted.length === 1) entry.qk = contracted[0].root();
     if (columns.length === 1 && contracted.length === 0) entry.v = columns[0].root();
+    // V · Pᵀ (channels-first maps): the value channels are the rows of the left operand.
+    const rows = [...new Set(channelLeaves(m.leftRows ?? []))];
+    if (columns.length === 0 && contracted.length === 0 && rows.length === 1) {
+      entry.v = rows[0].root();
+    }
     byHead.set(key, entry);
   }
   const weightTouches = trace.tensorTouches.filter((t) => t.role !== "operand");
@@ -230,7 +247,9 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
       members.filter((t) => t.role === "weight-out").map((t) => t.linear!.input[0]),
     );
     seen.add(channels);
-    if (inputs.size !== 1 || linear.node.opType === "Conv" || linear.node.opType === "Gather") {
+    const stem = (linear.node.opType === "Conv" && !isPointwise(linear)) ||
+      linear.node.opType === "Gather";
+    if (inputs.size !== 1 || stem) {
       const scales = trace.tensorTouches.filter((t) =>
         t.role === "operand" && t.use.node.opType.endsWith("LayerNormalization") &&
         t.use.inputIndex === 1 && t.factors.flatMap((f) => f.leaves()).includes(channels)

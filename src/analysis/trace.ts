@@ -47,6 +47,9 @@ export interface ActivationMatMul {
   batch: Factor[][];
   /** Last axis of the second operand (the value channels for attention · V). */
   rightColumns: Factor[];
+  /** Second-to-last axis of the first operand (the value channels for V · attentionᵀ, the
+   * context of attention written over channels-first maps). */
+  leftRows?: Factor[];
 }
 
 /** A linear layer: MatMul/Gemm with a constant weight. */

@@ -5,6 +5,7 @@
  */
 import type { NodeProto } from "../../graph/graph.ts";
 import type { Rule, TraceContext } from "../trace.ts";
+import { batchNorm } from "./batch_norm.ts";
 import { elementwiseRules } from "./elementwise.ts";
 import { gatherND } from "./gather_nd.ts";
 import { layoutRules } from "./layout.ts";
@@ -23,6 +24,7 @@ export const RULES = {
     ...normalizationRules(),
     MatMul: activationMatMul,
     GatherND: gatherND,
+    BatchNormalization: batchNorm,
     Resize: resize,
   } as Record<string, Rule>,
 };

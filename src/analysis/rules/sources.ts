@@ -12,6 +12,7 @@ import { isFloatType, tensorDims } from "../../onnx/tensor.ts";
 import { Factor } from "../factors.ts";
 import type { TraceContext } from "../trace.ts";
 import { blockList, nodeLabel } from "../trace.ts";
+import { groupedConv } from "./depthwise.ts";
 
 /** Conv with a constant weight [Cout, Cin/group, k…]: output axis 1 carries fresh channels. */
 function convRule(ctx: TraceContext, node: NodeProto): boolean {
@@ -21,10 +22,7 @@ function convRule(ctx: TraceContext, node: NodeProto): boolean {
   if (!ref || !outDims) return false;
   const label = node.name || node.output[0];
   const inAxes = ctx.axesOf(node.input[0]);
-  if (attrInt(node, "group", 1) !== 1) {
-    if (inAxes) ctx.blockInputs(node, `${nodeLabel(node)}: grouped convolution`);
-    return true;
-  }
+  if (attrInt(node, "group", 1) !== 1) return groupedConv(ctx, node);
   const wdims = tensorDims(ref.tensor);
   const out = new Factor(wdims[0], true, label);
   ctx.setAxes(
