@@ -41,6 +41,10 @@ const FILES: Record<string, Partial<Record<keyof typeof MODES, RegExp>>> = {
   "terms_xcit_timm_dynamo.onnx": {},
   // The bias is a softmax over the heads of its table: removing a head changes the others.
   "terms_mixed_heads.onnx": { heads: /Softmax node "\/Softmax": channels along the normalised/ },
+  // The table goes through CumSum, which no rule follows: the refusal says so.
+  "terms_unfollowed.onnx": {
+    heads: /computed from parameters through CumSum node "\/CumSum", which no rule follows/,
+  },
 };
 
 async function read(file: string): Promise<Uint8Array> {

@@ -16,7 +16,7 @@ import { subgraphNames } from "../graph/graph.ts";
 import { tensorDims } from "../onnx/tensor.ts";
 import { Factor } from "./factors.ts";
 import { RULES } from "./rules/mod.ts";
-import { DATA_FIRST, type Rule, type Trace, type TraceContext } from "./trace.ts";
+import { DATA_FIRST, nodeLabel, type Rule, type Trace, type TraceContext } from "./trace.ts";
 
 /** Nodes one term may take; larger constant subgraphs are left untracked. */
 const MAX_NODES = 256;
@@ -27,9 +27,12 @@ export function dataInputs(node: NodeProto): number[] {
   return node.input.flatMap((name, i) => name ? [i] : []);
 }
 
-/** Per trace: tensors known not to be computed from parameters only, and node order. */
-const notParameters = new WeakMap<Trace, Set<string>>();
+/** Per trace: tensors that are not traced from parameters (with why, when they are computed
+ * from parameters but cannot be followed), and node order. */
+const notParameters = new WeakMap<Trace, Map<string, string>>();
 const orders = new WeakMap<Trace, Map<NodeProto, number>>();
+/** Per trace: tensors traced as terms of parameters. */
+const terms = new WeakMap<Trace, Set<string>>();
 
 /**
  * Traces the untracked data inputs of `node` that are computed from parameters only, so that
@@ -45,6 +48,15 @@ export function traceParameterOperands(ctx: TraceContext, node: NodeProto): void
 }
 
 /**
+ * Why a tensor computed from parameters was left untracked (an op no rule follows on the way),
+ * as words to append to a refusal; empty when it is not computed from parameters only.
+ */
+export function untrackedTerm(trace: Trace, name: string): string {
+  const why = notParameters.get(trace)?.get(name);
+  return why ? ` (computed from parameters through ${why})` : "";
+}
+
+/**
  * The nodes between the parameters and `name`, in graph order, or undefined when a graph input
  * (or anything else that varies at run time) reaches it through a data input. Tracked tensors
  * (already traced) and shape reads are where the walk stops.
@@ -52,28 +64,45 @@ export function traceParameterOperands(ctx: TraceContext, node: NodeProto): void
 function parameterSubgraph(ctx: TraceContext, name: string): NodeProto[] | undefined {
   const trace = ctx.trace;
   let bad = notParameters.get(trace);
-  if (!bad) notParameters.set(trace, bad = new Set());
+  if (!bad) notParameters.set(trace, bad = new Map());
   if (bad.has(name)) return undefined;
   const nodes = new Set<NodeProto>();
   const seen = new Set<string>();
+  let blocker = "";
   const stack = [name];
   while (stack.length) {
     const t = stack.pop()!;
     if (seen.has(t)) continue;
     seen.add(t);
-    if (t !== name && ctx.axesOf(t)) continue;
+    if (t !== name && ctx.axesOf(t)) {
+      // A term traced before is shared; anything else tracked is an activation.
+      if (terms.get(trace)?.has(t)) continue;
+      bad.set(name, "");
+      return undefined;
+    }
     if (ctx.graph.constant(t)) continue;
     const producer = ctx.graph.producer(t);
     if (producer?.opType === "Shape" || producer?.opType === "Size") continue;
     // Run-time values, and ops no rule follows, end the walk: the term stays untracked.
     const varies = !producer || subgraphNames(producer).length > 0 ||
-      producer.input.every((x) => !x) || bad.has(t) || !ruleOf(producer);
-    if (varies || nodes.size >= MAX_NODES) {
-      bad.add(name);
+      producer.input.every((x) => !x) || (bad.has(t) && !bad.get(t));
+    if (varies) {
+      bad.set(name, "");
       return undefined;
     }
+    if (nodes.size >= MAX_NODES) {
+      bad.set(name, `more than ${MAX_NODES} nodes`);
+      return undefined;
+    }
+    // Walked on, to tell a term of parameters from one that also reads the inputs.
+    blocker ||= bad.get(t) ||
+      (ruleOf(producer) ? "" : `${nodeLabel(producer)}, which no rule follows`);
     nodes.add(producer);
     for (const i of dataInputs(producer)) stack.push(producer.input[i]);
+  }
+  if (blocker) {
+    bad.set(name, blocker);
+    return undefined;
   }
   let order = orders.get(trace);
   if (!order) orders.set(trace, order = new Map(ctx.graph.nodes.map((n, i) => [n, i])));
@@ -110,6 +139,9 @@ function traceNodes(ctx: TraceContext, nodes: NodeProto[]): void {
       ? ctx.axesOf(node.input[0])
       : node.input.some((n) => n && ctx.axesOf(n));
     if (!handled && rule && ready) rule(ctx, node);
+    let traced = terms.get(ctx.trace);
+    if (!traced) terms.set(ctx.trace, traced = new Set());
+    for (const o of node.output) if (o && ctx.axesOf(o)) traced.add(o);
     // A product of parameters is not attention.
     ctx.trace.matmuls.splice(matmuls);
     for (const name of seeded) ctx.trace.axes.delete(name);
