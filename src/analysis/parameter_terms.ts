@@ -91,7 +91,8 @@ function parameterSubgraph(ctx: TraceContext, name: string): NodeProto[] | undef
       return undefined;
     }
     if (nodes.size >= MAX_NODES) {
-      bad.set(name, `more than ${MAX_NODES} nodes`);
+      // Too far to tell (and to trace): left untracked, no claim made about it.
+      bad.set(name, "");
       return undefined;
     }
     // Walked on, to tell a term of parameters from one that also reads the inputs.
