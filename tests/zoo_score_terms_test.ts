@@ -115,3 +115,18 @@ Deno.test("BEiT (Hugging Face): the bias table resized at run time is sliced, an
   const resize = pruned.graph!.node!.find((n) => n.opType === "Resize")!;
   assert.equal(constantDims(pruned, resize.input![0])?.[1], 2);
 });
+
+Deno.test("ConViT (dynamo): a class token folded to a constant and concatenated follows the embedding width", async () => {
+  const model = decodeModel(await read("terms_convit_timm_dynamo.onnx"));
+  const concat = model.graph!.node!.find((n) => n.opType === "Concat" && n.name === "node_cat")!;
+  const token = concat.input!.find((n) => constantDims(model, n))!;
+  assert.deepEqual(constantDims(model, token), [1, 1, 32]);
+  const { model: pruned } = await pruneModel(model, {
+    embeddingPruningRatio: 0.25,
+    verifyRun: true,
+    core,
+  });
+  const after = pruned.graph!.node!.find((n) => n.name === "node_cat")!;
+  const kept = after.input!.map((n) => constantDims(pruned, n)).find((d) => d);
+  assert.deepEqual(kept, [1, 1, 24]);
+});

@@ -28,7 +28,12 @@ export const resize: Rule = (ctx, node) => {
   const listed = attrInts(node, "axes")?.map((a) => normAxis(a, axes.length)) ??
     axes.map((_, i) => i);
   const scalesRef = scalesName ? ctx.graph.constant(scalesName) : undefined;
-  const scales = scalesRef ? tensorToNumbers(scalesRef.tensor) : undefined;
+  let scales: number[] | undefined;
+  try {
+    scales = scalesRef ? tensorToNumbers(scalesRef.tensor) : undefined;
+  } catch {
+    scales = undefined; // unreadable: no axis counts as copied by its scale
+  }
   const crop = attr(node, "coordinate_transformation_mode") === "tf_crop_and_resize";
   const bySizes = !!sizesName;
   const out: Factor[][] = axes.map((axis, i) => {
