@@ -43,6 +43,8 @@ const FILES: Record<string, { mlps: number; refused?: Partial<Record<string, Reg
   "mlp_conv_hardsigmoid.onnx": { mlps: 2 },
   "mlp_conv_hardsigmoid_dynamo.onnx": { mlps: 2 },
   "mlp_conv_bn_hardsigmoid.onnx": { mlps: 2 },
+  // Two depthwise filters per hidden channel: fc2 reads [channels, 2].
+  "mlp_dwconv_multiplier.onnx": { mlps: 2 },
 };
 
 async function read(file: string): Promise<Uint8Array> {
