@@ -20,6 +20,7 @@ import {
   tensorToNumbers,
 } from "./onnx/tensor.ts";
 import type { ShapeTouch, TensorTouch, Trace } from "./analysis/trace.ts";
+import type { Factor } from "./analysis/factors.ts";
 import { dimSources, type ShapeElement, shapeElement } from "./analysis/shape_values.ts";
 import { keptAxisIndices, type Plan, sizeRatio } from "./plan.ts";
 import { attrInt } from "./graph/graph.ts";
@@ -70,10 +71,20 @@ export async function applyPlan(
  * this is the reference the pruned model is checked against. Zeroing the consumers matters where
  * a removed channel's producer is shared (a query head of grouped-query attention reads a V head
  * that other query heads keep).
+ *
+ * A removed head is silenced by its value and output-projection weights; the other constants
+ * along its head axis (biases, per-head score terms, gates) are left as they are, since zeroing
+ * a gate that a normalisation then divides by would turn the head's scores into 0/0.
  */
-export async function maskPlan(core: ComputeCore, trace: Trace, plan: Plan): Promise<ApplyStats> {
+export async function maskPlan(
+  core: ComputeCore,
+  trace: Trace,
+  plan: Plan,
+  heads: Set<Factor> = new Set(),
+): Promise<ApplyStats> {
   const stats: ApplyStats = { tensorsSliced: 0, shapeValuesRewritten: 0, scalarsFrozen: 0 };
-  await sliceConstants(core, trace, plan, stats, "mask");
+  const operandPlan: Plan = new Map([...plan].filter(([f]) => !heads.has(f)));
+  await sliceConstants(core, trace, plan, stats, "mask", operandPlan);
   return stats;
 }
 
@@ -107,6 +118,7 @@ async function sliceConstants(
   plan: Plan,
   stats: ApplyStats,
   mode: "slice" | "mask" = "slice",
+  operandPlan: Plan = plan,
 ) {
   const graph = trace.graph;
   // Block-quantized weights are cut with their scales and zero points, layer by layer.
@@ -128,7 +140,7 @@ async function sliceConstants(
   for (const { use, touches } of byUse.values()) {
     const cuts: [number, number[]][] = [];
     for (const t of touches) {
-      const kept = keptAxisIndices(plan, t.factors);
+      const kept = keptAxisIndices(t.role === "operand" ? operandPlan : plan, t.factors);
       if (kept) cuts.push([t.axis, kept]);
     }
     if (cuts.length === 0) continue;
@@ -257,7 +269,9 @@ function rewriteShapes(trace: Trace, plan: Plan, stats: ApplyStats) {
     const where = `${touch.use.node.opType} "${touch.use.node.name}"`;
     if (touch.attribute) {
       const a = touch.use.node.attribute!.find((x) => x.name === touch.attribute)!;
-      a.ints![touch.index] = scaled(Number(a.ints![touch.index]), ratio, where);
+      // A scalar attribute (a depthwise convolution's group) or one element of a list.
+      if (a.type === 2) a.i = scaled(Number(a.i), ratio, where);
+      else a.ints![touch.index] = scaled(Number(a.ints![touch.index]), ratio, where);
       stats.shapeValuesRewritten++;
       continue;
     }

@@ -21,6 +21,7 @@ import { type Trace, traceGraph } from "./analysis/trace.ts";
 import { findGroups, type Group } from "./analysis/groups.ts";
 import { interfaceChanges } from "./analysis/interfaces.ts";
 import { subgraphHint } from "./analysis/subgraphs.ts";
+import type { Factor } from "./analysis/factors.ts";
 import { type GroupDecision, makePlan } from "./plan.ts";
 import { applyPlan, type ApplyStats, maskPlan } from "./apply.ts";
 import { unfuseQkv } from "./rewrite/unfuse_qkv.ts";
@@ -276,7 +277,7 @@ async function pruneWithCore(
   const applied = options.dryRun
     ? emptyStats()
     : options.mask
-    ? await maskPlan(core, trace, plan)
+    ? await maskPlan(core, trace, plan, headFactors(groups))
     : await applyPlan(core, trace, plan).catch((e) => {
       if (e instanceof PruneError) throw e;
       // The trace accepted something the rewrite cannot express: refuse, nothing is written.
@@ -317,6 +318,13 @@ async function pruneWithCore(
 /** MACs of a model with symbolic input dims hold at the sizes they were counted at. */
 function sizedAt(sizes: Record<string, number>): { at?: Record<string, number> } {
   return Object.keys(sizes).length ? { at: sizes } : {};
+}
+
+/** The (query and KV) head factors of the attention groups. */
+function headFactors(groups: Group[]): Set<Factor> {
+  return new Set(
+    groups.flatMap((g) => g.kind === "attention" ? [g.heads, g.kvGroups ?? g.heads] : []),
+  );
 }
 
 function emptyStats(): ApplyStats {

@@ -7,9 +7,11 @@
  */
 import type { NodeProto } from "../graph/graph.ts";
 import { Factor } from "./factors.ts";
-import type { ActivationMatMul, TensorTouch, Trace } from "./trace.ts";
+import type { ActivationMatMul, Linear, TensorTouch, Trace } from "./trace.ts";
 import { ropeNode, ropeReason } from "./rope.ts";
 import { whyNotAttention } from "./why.ts";
+import { attrInts } from "../graph/graph.ts";
+import { tensorDims } from "../onnx/tensor.ts";
 
 export interface AttentionGroup {
   kind: "attention";
@@ -171,6 +173,16 @@ function unexplainedMatMuls(
   return out;
 }
 
+/**
+ * A 1×1 convolution with unit strides is a linear layer over the channels of every position (an
+ * MLP written over NCHW); a larger kernel (a patch embedding, a convolutional stem) is not.
+ */
+function isPointwise(linear: Linear): boolean {
+  const dims = tensorDims(linear.weight.ref.tensor);
+  const strides = attrInts(linear.node, "strides") ?? [];
+  return dims.slice(2).every((d) => d === 1) && strides.every((s) => s === 1);
+}
+
 /** Finds attention and MLP groups, in graph order, and the problems that kept MatMuls out. */
 export function findGroups(trace: Trace): { groups: Group[]; problems: string[] } {
   const problems: string[] = [];
@@ -218,6 +230,12 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
     if (columns.length > 1 && contracted.length === 0) {
       entry.qkSplit ??= `MatMul "${nodeName(m.node)}": the dims of each head are regrouped ` +
         `(${columns.map((f) => f.size).join(" × ")}, as interleaved rotary pairs are)`;
+    }
+    // V · Pᵀ (channels-first maps): the value channels are the rows of the left operand.
+    const rows = [...new Set(channelLeaves(m.leftRows ?? []))];
+    if (columns.length === 0 && contracted.length === 0 && rows.length === 1) {
+      entry.v = rows[0].root();
+      entry.pvNode ??= m.node;
     }
     byHead.set(key, entry);
   }
@@ -333,7 +351,8 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
       members.filter((t) => t.role === "weight-out").map((t) => t.linear!.input[0]),
     );
     seen.add(channels);
-    const source = linear.node.opType === "Conv" || linear.node.opType === "Gather";
+    const source = (linear.node.opType === "Conv" && !isPointwise(linear)) ||
+      linear.node.opType === "Gather";
     // A convolution of traced channels made once (a squeeze-excitation's squeeze, a conv stem's
     // inner layer) is no residual width and no transformer MLP: no group.
     if (inputs.size === 1 && source && channelLeaves(linear.input).length > 0) continue;

@@ -16,6 +16,7 @@ import type { Dequantization } from "./quantization.ts";
 import { RULES } from "./rules/mod.ts";
 import { REDUCTIONS } from "./rules/normalization.ts";
 import { seedGraphInputs, settleBoundary } from "./interfaces.ts";
+import { traceParameterOperands } from "./parameter_terms.ts";
 
 /** A constant input of a node whose `axis` carries the channels in `factors`. */
 export interface TensorTouch {
@@ -57,6 +58,9 @@ export interface ActivationMatMul {
   batch: Factor[][];
   /** Last axis of the second operand (the value channels for attention · V). */
   rightColumns: Factor[];
+  /** Second-to-last axis of the first operand (the value channels for V · attentionᵀ, the
+   * context of attention written over channels-first maps). */
+  leftRows?: Factor[];
 }
 
 /** A linear layer: MatMul/Gemm with a constant weight. */
@@ -144,7 +148,7 @@ export class TraceContext {
 }
 
 /** Ops whose rule reads the data input (input 0) and treats the others as shapes or indices. */
-const DATA_FIRST = new Set([
+export const DATA_FIRST = new Set([
   "Reshape",
   "Flatten",
   "Squeeze",
@@ -153,7 +157,9 @@ const DATA_FIRST = new Set([
   "Split",
   "Slice",
   "Gather",
+  "GatherND",
   "Expand",
+  "Resize",
   "LayerNormalization",
   ...REDUCTIONS,
   "Pad",
@@ -225,6 +231,7 @@ function propagate(ctx: TraceContext): void {
     }
     const tracked = node.input.some((n) => n && trace.axes.has(n));
     if (!tracked) continue;
+    traceParameterOperands(ctx, node);
     if (DATA_FIRST.has(node.opType) && !trace.axes.has(node.input[0])) {
       ctx.blockInputs(node, `${nodeLabel(node)}: channels reach a shape or index input`);
       continue;

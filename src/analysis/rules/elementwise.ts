@@ -11,6 +11,7 @@ import type { Factor } from "../factors.ts";
 import type { Rule } from "../trace.ts";
 import { blockList, nodeLabel } from "../trace.ts";
 import { alignedAxis, couple, normAxis, plain } from "./couple.ts";
+import { untrackedTerm } from "../parameter_terms.ts";
 
 /** One input → one output of the same shape. */
 export const passThrough: Rule = (ctx, node) => {
@@ -57,7 +58,8 @@ export const broadcast: Rule = (ctx, node) => {
     });
     const list = merged ?? plain(outDims[axis], label);
     if (untracked.length) {
-      blockList(list, `${label}: combined with untracked tensor "${untracked[0]}"`);
+      const why = untrackedTerm(ctx.trace, untracked[0]);
+      blockList(list, `${label}: combined with untracked tensor "${untracked[0]}"${why}`);
     }
     // Recorded even on plain axes: they may join a channel class later in the pass.
     for (const c of constants) {

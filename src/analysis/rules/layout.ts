@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Use } from "../../graph/graph.ts";
+import type { NodeProto, Use } from "../../graph/graph.ts";
 import { attrInts } from "../../graph/graph.ts";
 import { tensorDims } from "../../onnx/tensor.ts";
 import { attrInt } from "../../graph/graph.ts";
@@ -55,7 +55,7 @@ function sameLeaves(a: Factor[], b: Factor[]): boolean {
  * blocked when its value cannot be followed; a size read at run time from another tensor's axis
  * couples that axis with this one.
  */
-function followShapeElement(
+export function followShapeElement(
   ctx: TraceContext,
   use: Use,
   index: number,
@@ -266,8 +266,10 @@ export const concat: Rule = (ctx, node) => {
   if (!outDims) return ctx.blockInputs(node, `${label}: output shape unknown`);
   const axis = normAxis(attrInt(node, "axis", 0), outDims.length);
   const outAxes: Factor[][] = outDims.map((d) => plain(d, label));
-  const first = node.input.find((n) => ctx.axesOf(n));
-  const base = ctx.axesOf(first!)!;
+  const inputAxes = new Map(node.input.map((n, i) => [n, concatInputAxes(ctx, node, i)]));
+  const axesOf = (n: string) => inputAxes.get(n);
+  const first = node.input.find((n) => axesOf(n));
+  const base = axesOf(first!)!;
   for (let i = 0; i < outDims.length; i++) {
     if (i === axis) {
       // Empty pieces add nothing.
@@ -278,7 +280,7 @@ export const concat: Rule = (ctx, node) => {
       }
       // Copies of the same channels side by side (Swin's patch merging joins four spatial
       // slices of one tensor) form the axis [copy, channels…]; anything else is refused.
-      const lists = node.input.map((n) => ctx.axesOf(n)?.[i]);
+      const lists = node.input.map((n) => axesOf(n)?.[i]);
       const sizes = node.input.map((n) => ctx.dims(n)?.[i]);
       const channels = lists.every((l) => l && hasChannel(l));
       const single = lists.map((l) => l && leavesOf(l).filter((f) => f.root().size !== 1));
@@ -304,13 +306,31 @@ export const concat: Rule = (ctx, node) => {
     }
     outAxes[i] = base[i];
     for (const n of node.input) {
-      const a = ctx.axesOf(n);
+      const a = axesOf(n);
       if (a && a !== base) couple(base[i], a[i], label);
       else if (!a) blockList(base[i], `${label}: concatenated with untracked tensor "${n}"`);
     }
   }
   ctx.setAxes(node.output[0], outAxes);
 };
+
+/**
+ * Axes of a Concat input: tracked ones, or for a constant (a class token the exporter folded)
+ * plain factors recorded as touches of this use, so that it is sliced with what it meets.
+ */
+function concatInputAxes(ctx: TraceContext, node: NodeProto, inputIndex: number) {
+  const name = node.input[inputIndex];
+  const tracked = ctx.axesOf(name);
+  const ref = tracked ? undefined : ctx.graph.constant(name);
+  if (!ref) return tracked;
+  const axes = tensorDims(ref.tensor).map((d) => plain(d, nodeLabel(node)));
+  axes.forEach((factors, axis) => {
+    if (factors[0].size > 1) {
+      ctx.touchTensor({ use: { node, inputIndex }, ref, axis, factors, role: "operand" });
+    }
+  });
+  return axes;
+}
 
 /**
  * Expand broadcasts size-1 axes (repeat_kv in grouped-query attention expands each KV head over

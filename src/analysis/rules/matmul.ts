@@ -37,5 +37,5 @@ export const activationMatMul: Rule = (ctx, node) => {
   }
   const out = [...batch, a[ra - 2], b[rb - 1]];
   ctx.setAxes(node.output[0], out);
-  ctx.trace.matmuls.push({ node, contracted, batch, rightColumns: b[rb - 1] });
+  ctx.trace.matmuls.push({ node, contracted, batch, rightColumns: b[rb - 1], leftRows: a[ra - 2] });
 };

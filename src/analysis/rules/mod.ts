@@ -5,12 +5,15 @@
  */
 import type { NodeProto } from "../../graph/graph.ts";
 import type { Rule, TraceContext } from "../trace.ts";
+import { batchNorm } from "./batch_norm.ts";
 import { elementwiseRules } from "./elementwise.ts";
 import { fusedAttentionRule } from "./fused_attention.ts";
+import { gatherND } from "./gather_nd.ts";
 import { layoutRules } from "./layout.ts";
 import { linearRule } from "./linear.ts";
 import { activationMatMul } from "./matmul.ts";
 import { normalizationRules } from "./normalization.ts";
+import { resize } from "./resize.ts";
 import { sourceRule } from "./sources.ts";
 import { quantizedRules, quantizedSource } from "./quantized.ts";
 
@@ -25,5 +28,8 @@ export const RULES = {
     ...normalizationRules(),
     ...quantizedRules(),
     MatMul: activationMatMul,
+    GatherND: gatherND,
+    BatchNormalization: batchNorm,
+    Resize: resize,
   } as Record<string, Rule>,
 };

@@ -56,7 +56,8 @@ export const reduction: Rule = (ctx, node) => {
   const last = axes.length - 1;
   const statistic = ["ReduceMean", "ReduceSumSquare", "ReduceL2"].includes(node.opType);
   if (statistic && keep && reduced.size === 1 && reduced.has(last)) {
-    ctx.trace.normalized.push({ factors: axes[last], reason: `${label}: normalised axis` });
+    const why = node.opType === "ReduceL2" ? L2_NORM : "normalised axis";
+    ctx.trace.normalized.push({ factors: axes[last], reason: `${label}: ${why}` });
   } else {
     for (const i of reduced) blockList(axes[i], `${label}: reduction over tracked channels`);
   }
@@ -94,6 +95,22 @@ export const skipLayerNorm: Rule = (ctx, node) => {
   }
 };
 
+/** Why channels under an L2 norm (cosine attention's q and k) are not removed one by one. */
+const L2_NORM = "an L2 norm over these channels (cosine attention normalises q and k so): " +
+  "removing some changes the norm of the rest";
+
+/** LpNormalization: x / ‖x‖ₚ along one axis; its channels are normalised like a LayerNorm's. */
+export const lpNormalization: Rule = (ctx, node) => {
+  const axes = ctx.axesOf(node.input[0])!;
+  const axis = normAxis(attrInt(node, "axis", -1), axes.length);
+  const label = nodeLabel(node);
+  if (axis === axes.length - 1) {
+    const why = attrInt(node, "p", 2) === 2 ? L2_NORM : "normalised axis";
+    ctx.trace.normalized.push({ factors: axes[axis], reason: `${label}: ${why}` });
+  } else blockList(axes[axis], `${label}: normalised axis`);
+  ctx.setAxes(node.output[0], axes);
+};
+
 /** The Reduce* ops. */
 export const REDUCTIONS = [
   "ReduceMean",
@@ -110,6 +127,7 @@ export const REDUCTIONS = [
 export function normalizationRules(): Record<string, Rule> {
   const rules: Record<string, Rule> = {
     LayerNormalization: layerNorm,
+    LpNormalization: lpNormalization,
     "com.microsoft:SimplifiedLayerNormalization": layerNorm,
     SimplifiedLayerNormalization: layerNorm,
   };

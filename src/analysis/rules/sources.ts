@@ -1,8 +1,8 @@
 /**
  * Other places where channels are born, besides linear layers: convolutions (a ViT's patch
- * embedding), embedding tables (a Gather from a constant table by token ids), and constants
- * broadcast by Expand (class and distillation tokens) — each axis of such a constant is tracked
- * so that it is sliced with whatever channels it meets.
+ * embedding) and embedding tables (a Gather from a constant table by token ids). Constants that
+ * meet channels through other ops (class tokens broadcast by Expand, position-bias tables) are
+ * traced where they meet them (`../parameter_terms.ts`).
  *
  * @module
  */
@@ -12,6 +12,7 @@ import { isFloatType, tensorDims } from "../../onnx/tensor.ts";
 import { Factor } from "../factors.ts";
 import type { TraceContext } from "../trace.ts";
 import { blockList, nodeLabel } from "../trace.ts";
+import { groupedConv } from "./depthwise.ts";
 
 /** Conv with a constant weight [Cout, Cin/group, k…]: output axis 1 carries fresh channels. */
 function convRule(ctx: TraceContext, node: NodeProto): boolean {
@@ -21,10 +22,7 @@ function convRule(ctx: TraceContext, node: NodeProto): boolean {
   if (!ref || !outDims) return false;
   const label = node.name || node.output[0];
   const inAxes = ctx.axesOf(node.input[0]);
-  if (attrInt(node, "group", 1) !== 1) {
-    if (inAxes) ctx.blockInputs(node, `${nodeLabel(node)}: grouped convolution`);
-    return true;
-  }
+  if (attrInt(node, "group", 1) !== 1) return groupedConv(ctx, node);
   const wdims = tensorDims(ref.tensor);
   const out = new Factor(wdims[0], true, label);
   ctx.setAxes(
@@ -83,29 +81,7 @@ function embeddingRule(ctx: TraceContext, node: NodeProto): boolean {
   return true;
 }
 
-/**
- * A constant broadcast by Expand (a class token) or gathered by constant indices (Swin's relative
- * position bias table, when the exporter did not fold it): the constant gets tracked axes, plain
- * for now, recorded as touches so they are sliced if they turn out to be channels (heads).
- */
-function seededConstant(ctx: TraceContext, node: NodeProto): boolean {
-  if (node.domain || ctx.axesOf(node.input[0])) return false;
-  const gathered = node.opType === "Gather" && !!ctx.graph.constant(node.input[1]);
-  if (node.opType !== "Expand" && !gathered) return false;
-  const ref = ctx.graph.constant(node.input[0]);
-  if (!ref) return false;
-  const label = node.name || node.output[0];
-  const axes = tensorDims(ref.tensor).map((d) => [new Factor(d, false, label)]);
-  ctx.setAxes(node.input[0], axes);
-  axes.forEach((factors, axis) => {
-    if (factors[0].size > 1) {
-      ctx.touchTensor({ use: { node, inputIndex: 0 }, ref, axis, factors, role: "operand" });
-    }
-  });
-  return false; // the op's own rule follows
-}
-
 /** Runs the source rules; true when the node was fully handled. */
 export function sourceRule(ctx: TraceContext, node: NodeProto): boolean {
-  return convRule(ctx, node) || embeddingRule(ctx, node) || seededConstant(ctx, node);
+  return convRule(ctx, node) || embeddingRule(ctx, node);
 }
