@@ -21,6 +21,7 @@ import { type Trace, traceGraph } from "./analysis/trace.ts";
 import { findGroups, type Group } from "./analysis/groups.ts";
 import { interfaceChanges } from "./analysis/interfaces.ts";
 import { subgraphHint } from "./analysis/subgraphs.ts";
+import { uniqueScopeNames } from "./graph/scopes.ts";
 import { type GroupDecision, makePlan } from "./plan.ts";
 import { applyPlan, type ApplyStats, maskPlan } from "./apply.ts";
 import { unfuseQkv } from "./rewrite/unfuse_qkv.ts";
@@ -147,6 +148,8 @@ export async function pruneModel(
     if (t.rawData?.length) tensorRawBytes(t);
   }
   const original = options.evaluation ? encodeModel(model) : undefined;
+  // The analysis keys tensors by name: a name the bodies of control flow reuse is made unique.
+  uniqueScopeNames(model.graph as GraphProto);
   const before = await probeTensors(model, { dimValues: options.dimValues });
   const params0 = countParams(model);
   const macs0 = countMacs(model, shapeMap(model, before));
