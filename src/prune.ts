@@ -298,7 +298,7 @@ async function pruneWithCore(
   const after = options.dryRun ? before : await verify(model, options, () => {
     const given = (model as ModelProto & { [DECODED_FROM]?: Uint8Array })[DECODED_FROM];
     return given && !hasExternalData(model) ? given : undefined;
-  });
+  }, before);
   const report: PruneReport = {
     params: { before: params0, after: countParams(model) },
     macs: {
@@ -337,11 +337,19 @@ async function verify(
   model: ModelProto,
   options: RunOptions,
   input: () => Uint8Array | undefined,
+  before: Map<string, ProbedTensor>,
 ): Promise<Map<string, ProbedTensor>> {
   const method = options.verifyRun ? "run" : "auto";
   let shapes: Map<string, ProbedTensor>;
   try {
     shapes = await probeTensors(model, { dimValues: options.dimValues, method });
+    // An If branch whose shapes were worked out before must still work out.
+    for (const body of new Graph(model.graph as GraphProto).bodies) {
+      for (const node of body.nodes) {
+        const lost = node.output.find((o) => before.has(o) && !shapes.has(o));
+        if (lost) throw new Error(`the ${body.attribute} of "${body.owner.name}" no longer runs`);
+      }
+    }
     if (!options.verifyRun) await loads(model);
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);

@@ -142,13 +142,14 @@ export async function probeTensors(
   const opts = options;
   if (hasBranches(model)) {
     // Every branch's tensors: one probe with every If on its then-branch, one on its else-branch.
+    // A branch that cannot run on these inputs leaves its tensors without shapes (the trace then
+    // stops at them); when neither can, the model is probed as it is.
     const merged = new Map<string, ProbedTensor>();
     for (const which of [0, 1] as const) {
-      for (const [name, t] of await probeTensors(inlineBranches(model, which), opts)) {
-        if (!merged.has(name)) merged.set(name, t);
-      }
+      const shapes = await probeTensors(inlineBranches(model, which), opts).catch(() => undefined);
+      for (const [name, t] of shapes ?? []) if (!merged.has(name)) merged.set(name, t);
     }
-    return merged;
+    if (merged.size) return merged;
   }
   const result = new Map<string, ProbedTensor>();
   // Symbolic dims get sizes that agree with each other (total sequence = past + new).
