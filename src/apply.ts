@@ -466,7 +466,7 @@ function scaleElement(
  */
 function scalarsToFreeze(trace: Trace, plan: Plan): { output: string; tensor: TensorProto }[] {
   const out: { output: string; tensor: TensorProto }[] = [];
-  for (const node of trace.graph.nodes) {
+  for (const node of trace.graph.allNodes()) {
     if (node.opType !== "Cast" || ![1, 10, 11, 16].includes(attrInt(node, "to", 0))) continue;
     const input = trace.shapes.get(node.input[0]);
     if (!input || input.dims.reduce((a, b) => a * b, 1) > 8) continue;
@@ -526,7 +526,14 @@ function frozenTensor(node: NodeProto, dims: number[], values: number[]): Tensor
 function updateDeclaredShapes(trace: Trace, plan: Plan) {
   // Graph inputs too: a KV cache fed back by the runtime loses the heads the model loses.
   const inputs = trace.graph.proto.input.filter((v) => trace.graph.isGraphInput(v.name ?? ""));
-  const entries = [...trace.graph.proto.valueInfo!, ...trace.graph.proto.output!, ...inputs];
+  // And what the bodies of control-flow nodes declare (an If's branch outputs).
+  const bodies = trace.graph.bodies.flatMap((b) => [...b.proto.valueInfo, ...b.proto.output]);
+  const entries = [
+    ...trace.graph.proto.valueInfo!,
+    ...trace.graph.proto.output!,
+    ...inputs,
+    ...bodies,
+  ];
   for (const vi of entries) {
     const axes = trace.axes.get(vi.name!);
     const dims = vi.type?.tensorType?.shape?.dim;

@@ -22,6 +22,7 @@ import { findGroups, type Group } from "./analysis/groups.ts";
 import { interfaceChanges } from "./analysis/interfaces.ts";
 import { subgraphHint } from "./analysis/subgraphs.ts";
 import type { Factor } from "./analysis/factors.ts";
+import { uniqueScopeNames } from "./graph/scopes.ts";
 import { type GroupDecision, makePlan } from "./plan.ts";
 import { applyPlan, type ApplyStats, maskPlan } from "./apply.ts";
 import { unfuseQkv } from "./rewrite/unfuse_qkv.ts";
@@ -148,6 +149,8 @@ export async function pruneModel(
     if (t.rawData?.length) tensorRawBytes(t);
   }
   const original = options.evaluation ? encodeModel(model) : undefined;
+  // The analysis keys tensors by name: a name the bodies of control flow reuse is made unique.
+  uniqueScopeNames(model.graph as GraphProto);
   const before = await probeTensors(model, { dimValues: options.dimValues });
   const params0 = countParams(model);
   const macs0 = countMacs(model, shapeMap(model, before));
@@ -296,7 +299,7 @@ async function pruneWithCore(
   const after = options.dryRun ? before : await verify(model, options, () => {
     const given = (model as ModelProto & { [DECODED_FROM]?: Uint8Array })[DECODED_FROM];
     return given && !hasExternalData(model) ? given : undefined;
-  });
+  }, before);
   const report: PruneReport = {
     params: { before: params0, after: countParams(model) },
     macs: {
@@ -342,11 +345,19 @@ async function verify(
   model: ModelProto,
   options: RunOptions,
   input: () => Uint8Array | undefined,
+  before: Map<string, ProbedTensor>,
 ): Promise<Map<string, ProbedTensor>> {
   const method = options.verifyRun ? "run" : "auto";
   let shapes: Map<string, ProbedTensor>;
   try {
     shapes = await probeTensors(model, { dimValues: options.dimValues, method });
+    // An If branch whose shapes were worked out before must still work out.
+    for (const body of new Graph(model.graph as GraphProto).bodies) {
+      for (const node of body.nodes) {
+        const lost = node.output.find((o) => before.has(o) && !shapes.has(o));
+        if (lost) throw new Error(`the ${body.attribute} of "${body.owner.name}" no longer runs`);
+      }
+    }
     if (!options.verifyRun) await loads(model);
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);

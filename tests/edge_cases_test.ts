@@ -21,7 +21,8 @@ const REFUSED: [string, RunOptions, RegExp][] = [
   ["e6_reshape_as", MLP, /Reshape node "view_as": target dim 2 is read from an untracked tensor/],
   ["e7_gather_1d_index", MLP, /ReduceMean node "gmean"/],
   ["e7b_gather_transpose", MLP, /ReduceSum node "gsum"/],
-  ["e8_if_capture", MLP, /If node "branch": read inside a subgraph/],
+  // The branches are traced: the reduction over the channels inside them is what stops them.
+  ["e8_if_capture", MLP, /Reduce(Mean|Max) node "inner_(mean|max)": reduction over tracked/],
   ["a5_qk_v_dims_differ", DIMS, /Q\/K and V head sizes differ/],
 ];
 

@@ -302,21 +302,6 @@ Deno.test("symbolic dims: a total length is past + new; sums of names are summed
   assert.equal(chosen.get("past_sequence_length")!.how, "given");
 });
 
-Deno.test("kv cache, merged decoder: refused naming the If node that holds the layers", async () => {
-  const bytes = await read("kv_llama_merged.onnx");
-  for (const options of [{ pruneNumHeads: true, headPruningRatio: 0.5 }, { pruningRatio: 0.5 }]) {
-    await assert.rejects(
-      () => pruneModel(decodeModel(bytes), { ...options, core }),
-      (e: Error) => {
-        assert.ok(e instanceof PruneError);
-        assert.match(e.message, /inside the subgraphs of If node "optimum::if"/);
-        assert.match(e.message, /decoder exported with past/);
-        return true;
-      },
-    );
-  }
-});
-
 Deno.test("kv cache, CLI: --json lists the graph inputs and outputs that change", async () => {
   const entry = new URL("../mod.ts", import.meta.url).pathname;
   const out = await new Deno.Command(Deno.execPath(), {

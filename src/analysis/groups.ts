@@ -92,6 +92,8 @@ type Heads = {
   qkNode?: NodeProto;
   pvNode?: NodeProto;
   qkSplit?: string;
+  /** Every activation MatMul on these heads (the branches of an If each have theirs). */
+  nodes?: NodeProto[];
 };
 
 /** Ops between the attention scores and P·V (scaling, masking, softmax, casts). */
@@ -161,7 +163,7 @@ function unexplainedMatMuls(
 ): string[] {
   const linears = new Set(trace.linears.map((l) => l.node));
   const out: string[] = [];
-  for (const node of trace.graph.nodes) {
+  for (const node of trace.graph.allNodes()) {
     if (node.opType !== "MatMul" || node.domain || linears.has(node)) continue;
     if (used.has(node) || single.has(node)) continue;
     if (node.input.some((n) => !n || trace.graph.constant(n))) continue;
@@ -215,6 +217,7 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
     }
     const key = heads.map((h) => h.id).join(",");
     const entry = byHead.get(key) ?? { heads };
+    (entry.nodes ??= []).push(m.node);
     if (contracted.length >= 1) {
       entry.qk = contracted[0].root();
       entry.qkNode ??= m.node;
@@ -242,10 +245,11 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
   const weightTouches = trace.tensorTouches.filter((t) => t.role !== "operand");
   const leavesOfTouch = (t: TensorTouch) => t.factors.flatMap((f) => f.atoms());
   const groups: { order: number; group: Group }[] = [];
-  const order = (node: NodeProto) => trace.graph.nodes.indexOf(node);
+  const everyNode = trace.graph.allNodes();
+  const order = (node: NodeProto) => everyNode.indexOf(node);
   const attentionFactors = new Set<Factor>();
   const used = new Set<NodeProto>();
-  for (const { heads: headFactors, qk, v, qkNode, pvNode, qkSplit } of byHead.values()) {
+  for (const { heads: headFactors, qk, v, qkNode, pvNode, qkSplit, nodes } of byHead.values()) {
     if (!qk || !v) {
       const [found, missing] = qk ? [qkNode, "P·V"] : [pvNode, "Q·Kᵀ"];
       const why = found ? whyNotAttention(trace, found)?.join("; ") : undefined;
@@ -257,7 +261,7 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
       if (found) used.add(found);
       continue;
     }
-    for (const n of [qkNode, pvNode]) if (n) used.add(n);
+    for (const n of [qkNode, pvNode, ...(nodes ?? [])]) if (n) used.add(n);
     const members = weightTouches.filter((t) =>
       headFactors.some((h) => leavesOfTouch(t).includes(h))
     );
@@ -391,7 +395,7 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
   // In graph order: the first MatMul stopped is usually where the cause is.
   const at = (p: string) => {
     const name = /^MatMul "([^"]*)"/.exec(p)?.[1];
-    return trace.graph.nodes.findIndex((n) => nodeName(n) === name);
+    return everyNode.findIndex((n) => nodeName(n) === name);
   };
   problems.sort((a, b) => at(a) - at(b));
   return { groups: groups.map((g) => g.group), problems };

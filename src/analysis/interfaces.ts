@@ -43,6 +43,9 @@ export function seedGraphInputs(ctx: TraceContext): Boundary {
   const boundary: Boundary = { inputs: [], outputs: new Set() };
   const forward = (name: string, depth: number, visit: (name: string) => boolean): void => {
     if (visit(name) || depth > 3) return;
+    // A branch's output is its If's output.
+    const owner = graph.bodyOutput(name);
+    if (owner) forward(owner.owner.output[owner.index], depth, visit);
     for (const use of graph.consumers(name)) {
       // A Concat of one tensor is a copy (a cache appended to an empty one).
       const copy = use.node.opType === "Concat" && use.node.input.length === 1;

@@ -1,11 +1,11 @@
 /**
- * Models whose layers sit inside control flow: a merged decoder (Optimum) holds the whole
- * decoder twice, as the two branches of an `If` on `use_cache_branch`. The trace follows the
- * main graph only, so such a model is refused with the node named instead of "nothing found".
+ * Models whose layers sit inside control flow the trace does not follow: the body of a `Loop` or
+ * `Scan` runs many times over carried state (the branches of an `If` are traced, see
+ * `branches.ts`). Such a model is refused with the node named instead of "nothing found".
  *
  * @module
  */
-import type { Graph, NodeProto } from "../graph/graph.ts";
+import { type Graph, ifBranches, type NodeProto } from "../graph/graph.ts";
 
 type Body = { node?: { opType?: string | null; attribute?: unknown[] | null }[] | null };
 
@@ -23,10 +23,11 @@ function holdsLayers(g: Body, depth = 0): boolean {
   return false;
 }
 
-/** The first node of the main graph whose subgraphs (If branches, Loop/Scan bodies) hold
- * linear layers, or undefined. */
+/** The first node whose untraced subgraphs (Loop/Scan bodies, at any depth of If branches)
+ * hold linear layers, or undefined. */
 export function layersInSubgraph(graph: Graph): NodeProto | undefined {
-  return graph.nodes.find((node) =>
+  return graph.allNodes().find((node) =>
+    !ifBranches(node) &&
     node.attribute.some((a) => [a.g, ...(a.graphs ?? [])].some((s) => s && holdsLayers(s as Body)))
   );
 }
@@ -35,8 +36,7 @@ export function layersInSubgraph(graph: Graph): NodeProto | undefined {
 export function subgraphHint(graph: Graph): string {
   const node = layersInSubgraph(graph);
   if (!node) return "";
-  return `: the layers are inside the subgraphs of ${node.opType} node "${
+  return `: the layers are inside the body of ${node.opType} node "${
     node.name || node.output[0]
-  }" (a merged decoder holds its no-cache and cache graphs as the two branches of an If), ` +
-    `which this version does not trace; prune the decoder exported with past, not merged`;
+  }", which runs over carried state and which this version does not trace`;
 }

@@ -17,6 +17,7 @@ import { RULES } from "./rules/mod.ts";
 import { REDUCTIONS } from "./rules/normalization.ts";
 import { seedGraphInputs, settleBoundary } from "./interfaces.ts";
 import { traceParameterOperands } from "./parameter_terms.ts";
+import { traceBranches } from "./branches.ts";
 
 /** A constant input of a node whose `axis` carries the channels in `factors`. */
 export interface TensorTouch {
@@ -219,10 +220,17 @@ export function traceGraph(
 }
 
 function propagate(ctx: TraceContext): void {
-  const { trace, graph } = ctx;
   const boundary = seedGraphInputs(ctx);
-  for (const node of graph.nodes) {
+  propagateNodes(ctx, ctx.graph.nodes);
+  settleBoundary(ctx, boundary);
+}
+
+/** The pass over one node list (the main graph's, or a branch body's). */
+function propagateNodes(ctx: TraceContext, nodes: NodeProto[]): void {
+  const { trace } = ctx;
+  for (const node of nodes) {
     if (RULES.source(ctx, node)) continue;
+    if (traceBranches(ctx, node, propagateNodes)) continue;
     // If/Loop/Scan bodies may read outer tensors: channels read there cannot follow a pruning.
     for (const name of subgraphNames(node)) {
       for (const axis of trace.axes.get(name) ?? []) {
@@ -240,7 +248,6 @@ function propagate(ctx: TraceContext): void {
     if (rule) rule(ctx, node);
     else ctx.blockInputs(node, `${nodeLabel(node)}: no propagation rule for ${node.opType}`);
   }
-  settleBoundary(ctx, boundary);
 }
 
 export function anyChannel(axes: Factor[][] | undefined): boolean {

@@ -18,26 +18,51 @@ export interface Use {
   inputIndex: number;
 }
 
-/** Graph with producer/consumer maps over the main graph (subgraphs are left untouched). */
+/** A subgraph of a node (an If branch, a Loop or Scan body). */
+export interface Body {
+  owner: NodeProto;
+  /** The attribute that holds it ("then_branch", "else_branch", "body"). */
+  attribute: string;
+  proto: GraphProto;
+  nodes: NodeProto[];
+}
+
+/**
+ * Graph with producer/consumer maps. `nodes` are the main graph's; the nodes of subgraphs are
+ * indexed too (producers, consumers, constants): names are unique across scopes (see
+ * `uniqueScopeNames`), and a body reads outer tensors by name.
+ */
 export class Graph {
   readonly proto: GraphProto;
   readonly nodes: NodeProto[];
+  /** Every subgraph, outer ones first. */
+  readonly bodies: Body[] = [];
   readonly #producer = new Map<string, NodeProto>();
   readonly #consumers = new Map<string, Use[]>();
   readonly #initializers = new Map<string, TensorProto>();
   readonly #names = new Set<string>();
+  /** The node list each node sits in (the main graph's or a body's). */
+  readonly #listOf = new Map<NodeProto, NodeProto[]>();
+  /** Outputs of bodies: which output of the owner node each one becomes. */
+  readonly #bodyOutputs = new Map<string, { owner: NodeProto; index: number }>();
   readonly outputNames: Set<string>;
 
   constructor(graph: GraphProto) {
     this.proto = graph;
     this.nodes = graph.node as NodeProto[];
+    this.outputNames = new Set(graph.output.map((o) => o.name as string));
+    this.#index(graph);
+  }
+
+  #index(graph: GraphProto): void {
     for (const t of graph.initializer as TensorProto[]) {
       this.#initializers.set(t.name ?? "", t);
       this.#names.add(t.name ?? "");
     }
     for (const v of graph.input) this.#names.add(v.name as string);
-    this.outputNames = new Set(graph.output.map((o) => o.name as string));
-    for (const node of this.nodes) {
+    const nodes = graph.node as NodeProto[];
+    for (const node of nodes) {
+      this.#listOf.set(node, nodes);
       if (node.name) this.#names.add(node.name);
       for (const out of node.output) {
         if (out) this.#producer.set(out, node);
@@ -50,6 +75,45 @@ export class Graph {
         uses.push({ node, inputIndex });
       });
     }
+    for (const owner of nodes) {
+      for (const a of owner.attribute) {
+        for (const sub of [a.g, ...(a.graphs ?? [])]) {
+          if (!sub) continue;
+          const proto = sub as GraphProto;
+          this.bodies.push({
+            owner,
+            attribute: a.name ?? "",
+            proto,
+            nodes: proto.node as NodeProto[],
+          });
+          // An If's outputs are its branch's outputs, one for one (a Loop's are not).
+          if (owner.opType === "If") {
+            proto.output.forEach((o, index) =>
+              this.#bodyOutputs.set(o.name ?? "", { owner, index })
+            );
+          }
+          this.#index(proto);
+        }
+      }
+    }
+  }
+
+  /** The owner node's output that a body output becomes (If branches), or undefined. */
+  bodyOutput(name: string): { owner: NodeProto; index: number } | undefined {
+    return this.#bodyOutputs.get(name);
+  }
+
+  /** Every node, a body's nodes just before the node that holds the body (trace order). */
+  allNodes(): NodeProto[] {
+    const out: NodeProto[] = [];
+    const visit = (nodes: NodeProto[]) => {
+      for (const node of nodes) {
+        for (const b of this.bodies) if (b.owner === node) visit(b.nodes);
+        out.push(node);
+      }
+    };
+    visit(this.nodes);
+    return out;
   }
 
   producer(tensor: string): NodeProto | undefined {
@@ -129,7 +193,9 @@ export class Graph {
     const clone = onnx.NodeProto.decode(onnx.NodeProto.encode(node).finish());
     if (clone.name) clone.name = this.uniqueName(`${clone.name}_pruned`);
     clone.output = clone.output.map((o) => o ? this.uniqueName(`${o}_pruned`) : o);
-    this.nodes.splice(this.nodes.indexOf(before), 0, clone);
+    const list = this.#listOf.get(before) ?? this.nodes;
+    list.splice(list.indexOf(before), 0, clone);
+    this.#listOf.set(clone, list);
     for (const o of clone.output) if (o) this.#producer.set(o, clone);
     clone.input.forEach((name, inputIndex) => {
       if (!name) return;
@@ -151,7 +217,8 @@ export class Graph {
     for (let j = 1; j < path.length; j++) {
       const use = path[j];
       const output = use.node.output[0];
-      shared ||= this.consumers(output).length > 1 || this.outputNames.has(output);
+      shared ||= this.consumers(output).length > 1 || this.outputNames.has(output) ||
+        this.#bodyOutputs.has(output);
       if (!shared) {
         out.push(use);
         continue;
@@ -183,7 +250,7 @@ export class Graph {
     const root = ref.home === "initializer" ? ref.name : ref.node!.output[0];
     let count = 0;
     const visit = (name: string) => {
-      if (this.outputNames.has(name)) count++;
+      if (this.outputNames.has(name) || this.#bodyOutputs.has(name)) count++;
       for (const use of this.consumers(name)) {
         if (use.node.opType === "Identity") visit(use.node.output[0]);
         else count++;
@@ -271,7 +338,8 @@ export class Graph {
 
   /** Rewrites the declared shape of a tensor (value_info, graph inputs) after it was resized. */
   setDeclaredDims(name: string, dims: number[]): void {
-    for (const vi of [...this.proto.valueInfo, ...this.proto.input]) {
+    const bodies = this.bodies.flatMap((b) => [...b.proto.valueInfo, ...b.proto.input]);
+    for (const vi of [...this.proto.valueInfo, ...this.proto.input, ...bodies]) {
       const shape = vi.name === name ? vi.type?.tensorType?.shape : undefined;
       if (!shape?.dim || shape.dim.length !== dims.length) continue;
       shape.dim.forEach((d, i) => {
@@ -279,6 +347,14 @@ export class Graph {
       });
     }
   }
+}
+
+/** The then- and else-branch bodies of an If node, or undefined for any other node. */
+export function ifBranches(node: NodeProto): [GraphProto, GraphProto] | undefined {
+  if (node.opType !== "If" || (node.domain && node.domain !== "ai.onnx")) return undefined;
+  const body = (name: string) => node.attribute.find((a) => a.name === name)?.g as GraphProto;
+  const then = body("then_branch"), otherwise = body("else_branch");
+  return then && otherwise ? [then, otherwise] : undefined;
 }
 
 /** Every tensor name read by the nodes of a node's subgraphs (recursively). */

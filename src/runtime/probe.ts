@@ -11,6 +11,7 @@ import { encodeModel } from "../onnx/model_io.ts";
 import { createSession, loadOrt, ORT_ELEMENT_TYPES, type OrtTensor } from "./ort.ts";
 import { staticShapes, StaticShapeUnknown } from "./static_shapes.ts";
 import { chooseDims, describeDims, type DimChoice } from "./symbolic_dims.ts";
+import { hasBranches, inlineBranches } from "./branches.ts";
 
 /** Concrete facts about one tensor from a probe run. */
 export interface ProbedTensor {
@@ -139,6 +140,17 @@ export async function probeTensors(
     options = first ? { inputShapes: { [first]: options } } : {};
   }
   const opts = options;
+  if (hasBranches(model)) {
+    // Every branch's tensors: one probe with every If on its then-branch, one on its else-branch.
+    // A branch that cannot run on these inputs leaves its tensors without shapes (the trace then
+    // stops at them); when neither can, the model is probed as it is.
+    const merged = new Map<string, ProbedTensor>();
+    for (const which of [0, 1] as const) {
+      const shapes = await probeTensors(inlineBranches(model, which), opts).catch(() => undefined);
+      for (const [name, t] of shapes ?? []) if (!merged.has(name)) merged.set(name, t);
+    }
+    if (merged.size) return merged;
+  }
   const result = new Map<string, ProbedTensor>();
   // Symbolic dims get sizes that agree with each other (total sequence = past + new).
   const chosen = chooseDims(
