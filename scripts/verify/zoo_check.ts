@@ -1,0 +1,155 @@
+/**
+ * The zoo check: every export of tests/fixtures/zoo/index.json (or the files given) × every
+ * mode (heads, head dims, Q/K≠V, MLP, embedding), pruned and compared with the masked original
+ * on every floating-point output.
+ *
+ *   deno run -A scripts/verify/zoo_check.ts                    # the whole zoo
+ *   deno run -A scripts/verify/zoo_check.ts a.onnx b.onnx      # these files
+ *   deno run -A scripts/verify/zoo_check.ts --only hf_bert     # exports whose name starts so
+ *   … --json out/zoo.json --markdown out/zoo.md               # results, the table
+ *   … --write-expected                                        # tests/fixtures/zoo/expected.json
+ *   … --readme                                                # the table into README.md
+ *
+ * Prints one line per cell and the markdown table; exits 1 if any cell is wrong, vacuous,
+ * unpruned without a word, or an error (refusals are not failures: they name node and rule).
+ */
+import { parseArgs } from "node:util";
+import { encodeModel, readModelFile } from "../../src/onnx/model_io.ts";
+import { createCore } from "../../src/core/mod.ts";
+import { type Cell, checkCell, formatCell, MODE_TITLES, MODES } from "./zoo_modes.ts";
+
+const ROOT = new URL("../../", import.meta.url);
+const ZOO = new URL("tests/fixtures/zoo/", ROOT);
+const EXPECTED = new URL("expected.json", ZOO);
+const README = new URL("README.md", ROOT);
+const BEGIN = "<!-- zoo table: begin (scripts/verify/zoo_check.ts --readme) -->";
+const END = "<!-- zoo table: end -->";
+
+interface Entry {
+  file?: string;
+  family?: string;
+  exporter?: string;
+  failed?: string;
+}
+
+const { values, positionals } = parseArgs({
+  args: Deno.args,
+  allowPositionals: true,
+  options: {
+    only: { type: "string", multiple: true },
+    mode: { type: "string", multiple: true },
+    json: { type: "string" },
+    markdown: { type: "string" },
+    "write-expected": { type: "boolean" },
+    readme: { type: "boolean" },
+  },
+});
+
+const modes = values.mode?.length ? values.mode : Object.keys(MODES);
+for (const m of modes) {
+  if (!MODES[m]) {
+    console.error(`--mode ${m}: unknown mode (one of ${Object.keys(MODES).join(", ")})`);
+    Deno.exit(2);
+  }
+}
+
+/** Exports to check: name → file URL (and the index's description). */
+const exports = new Map<string, { url: URL; entry: Entry }>();
+if (positionals.length) {
+  for (const f of positionals) {
+    const name = f.split("/").pop()!.replace(/\.onnx$/, "");
+    exports.set(name, { url: new URL(f, `file://${Deno.cwd()}/`), entry: {} });
+  }
+} else {
+  let index: Record<string, Entry>;
+  try {
+    index = JSON.parse(await Deno.readTextFile(new URL("index.json", ZOO)));
+  } catch (e) {
+    console.error(
+      `tests/fixtures/zoo/index.json: ${e instanceof Error ? e.message : e} ` +
+        `(build it with scripts/fixtures/make_zoo.py, or give files)`,
+    );
+    Deno.exit(2);
+  }
+  for (const [name, entry] of Object.entries(index)) {
+    if (values.only?.length && !values.only.some((o) => name.startsWith(o))) continue;
+    if (entry.failed || !entry.file) {
+      console.log(`skip ${name}: the export failed (${entry.failed ?? "no file"})`);
+      continue;
+    }
+    exports.set(name, { url: new URL(entry.file, ZOO), entry });
+  }
+}
+
+const core = await createCore({ backend: "cpu" });
+const results: Record<string, Record<string, Cell>> = {};
+let failures = 0;
+for (const [name, { url }] of exports) {
+  let bytes: Uint8Array;
+  try {
+    bytes = encodeModel(await readModelFile(url.pathname));
+  } catch (e) {
+    console.log(`FAIL ${name}: ${e instanceof Error ? e.message : e}`);
+    failures++;
+    continue;
+  }
+  results[name] = {};
+  for (const mode of modes) {
+    const cell = await checkCell(bytes, mode, { core });
+    results[name][mode] = cell;
+    const bad = !["exact", "refused", "runs"].includes(cell.outcome);
+    if (bad) failures++;
+    console.log(`${bad ? "FAIL" : "ok  "} ${name} ${mode}: ${formatCell(cell)}`);
+  }
+}
+
+const table = [
+  `| export | ${modes.map((m) => MODE_TITLES[m]).join(" | ")} |`,
+  `| --- | ${modes.map(() => "---").join(" | ")} |`,
+  ...Object.entries(results).map(([name, cells]) =>
+    `| ${name} | ${modes.map((m) => formatCell(cells[m])).join(" | ")} |`
+  ),
+].join("\n");
+const cells = Object.values(results).flatMap((r) => Object.values(r));
+const count = (o: string) => cells.filter((c) => c.outcome === o).length;
+const full =
+  Object.values(results).filter((r) => ["heads", "mlp"].every((m) => r[m]?.outcome === "exact"))
+    .length;
+const summary = `${Object.keys(results).length} exports, ${cells.length} cells: ` +
+  `${count("exact")} exact, ${count("runs")} pruned not mask-exact (LayerNorm), ` +
+  `${count("refused")} refused, ${failures} failed; heads and MLP both exact in ${full} exports`;
+console.log(`\n${table}\n\n${summary}`);
+
+if (values.json) {
+  await Deno.writeTextFile(values.json, JSON.stringify({ summary, results }, null, 2) + "\n");
+}
+if (values.markdown) await Deno.writeTextFile(values.markdown, `${table}\n\n${summary}\n`);
+if (values["write-expected"]) {
+  // Merged into the file: exports not checked in this run keep their expectations.
+  let expected: Record<string, Record<string, string>> = {};
+  try {
+    expected = JSON.parse(await Deno.readTextFile(EXPECTED));
+  } catch { /* first run */ }
+  for (const [name, r] of Object.entries(results)) {
+    expected[name] = Object.fromEntries(
+      Object.entries(r).filter(([, c]) => ["exact", "refused", "runs"].includes(c.outcome))
+        .map(([m, c]) => [m, c.outcome]),
+    );
+  }
+  const sorted = Object.fromEntries(Object.entries(expected).sort(([a], [b]) => a < b ? -1 : 1));
+  await Deno.writeTextFile(EXPECTED, JSON.stringify(sorted, null, 2) + "\n");
+  console.log(`wrote ${EXPECTED.pathname.split("/").slice(-4).join("/")} (failed cells left out)`);
+}
+if (values.readme) {
+  const readme = await Deno.readTextFile(README);
+  const [at, end] = [readme.indexOf(BEGIN), readme.indexOf(END)];
+  if (at < 0 || end < at) {
+    console.error(`README.md: no "${BEGIN}" … "${END}" markers to put the table between`);
+    Deno.exit(2);
+  }
+  await Deno.writeTextFile(
+    README,
+    `${readme.slice(0, at + BEGIN.length)}\n\n${table}\n\n${summary}\n\n${readme.slice(end)}`,
+  );
+}
+Deno.exit(failures ? 1 : 0);
