@@ -1,0 +1,62 @@
+/**
+ * The zoo (`fixtures/zoo/`, built by `scripts/fixtures/make_zoo.py`): every export × mode held to
+ * `fixtures/zoo/expected.json` (written by `scripts/verify/zoo_check.ts --write-expected`,
+ * reviewed by hand). "exact": pruned ≡ masked on every floating-point output, something pruned,
+ * the check not vacuous; "refused": a PruneError whose message names a node, tensor or graph
+ * input/output of the model; "runs": the embedding width pruned under a LayerNorm and onnxruntime
+ * runs the result. An export with no expectations yet is skipped with a note.
+ */
+import assert from "node:assert/strict";
+import { createCore } from "../src/core/mod.ts";
+import { decodeModel } from "../src/onnx/model_io.ts";
+import { checkCell, formatCell, MODES } from "../scripts/verify/zoo_modes.ts";
+
+const ZOO = new URL("./fixtures/zoo/", import.meta.url);
+const expected: Record<string, Record<string, string>> = JSON.parse(
+  await Deno.readTextFile(new URL("expected.json", ZOO)),
+);
+const files = [...Deno.readDirSync(ZOO)].map((e) => e.name).filter((n) => n.endsWith(".onnx"))
+  .sort();
+const unlisted = files.map((f) => f.replace(/\.onnx$/, "")).filter((n) => !expected[n]);
+if (unlisted.length) {
+  console.log(
+    `zoo: no expectations for ${unlisted.join(", ")} (skipped; ` +
+      `scripts/verify/zoo_check.ts --write-expected adds them)`,
+  );
+}
+
+const core = await createCore({ backend: "cpu" });
+
+/** Every name a refusal could point at: nodes, their outputs, weights, graph inputs/outputs. */
+function graphNames(bytes: Uint8Array): Set<string> {
+  const g = decodeModel(bytes).graph!;
+  return new Set([
+    ...(g.node ?? []).flatMap((n) => [n.name ?? "", ...(n.output ?? [])]),
+    ...(g.initializer ?? []).map((t) => t.name ?? ""),
+    ...(g.input ?? []).map((v) => v.name ?? ""),
+    ...(g.output ?? []).map((v) => v.name ?? ""),
+  ].filter((n) => n));
+}
+
+for (const [name, modes] of Object.entries(expected)) {
+  for (const [mode, want] of Object.entries(modes)) {
+    Deno.test(`zoo ${name} ${mode}: ${want}`, async () => {
+      assert.ok(MODES[mode], `expected.json: unknown mode "${mode}"`);
+      const bytes = await Deno.readFile(new URL(`${name}.onnx`, ZOO));
+      const cell = await checkCell(bytes, mode, { core });
+      assert.equal(cell.outcome, want, `${name} ${mode}: ${formatCell(cell)}`);
+      if (want === "refused") {
+        const quoted = [...(cell.message ?? "").matchAll(/"([^"]+)"/g)].map((m) => m[1]);
+        const names = graphNames(bytes);
+        assert.ok(
+          quoted.some((q) => names.has(q)),
+          `the refusal names no node of the model: ${cell.message}`,
+        );
+      }
+      if (want === "exact") {
+        assert.ok(cell.params!.after < cell.params!.before);
+        assert.ok(cell.difference! <= cell.tolerance! && cell.effect! > 1e-5);
+      }
+    });
+  }
+}
