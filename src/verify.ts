@@ -24,6 +24,8 @@ export interface OutputCheck {
   effect: number;
   /** The pruned output's shape differs from the original's (e.g. a KV cache with fewer heads). */
   reshaped: boolean;
+  /** Which of the three models gave NaN or ±Inf in this output. */
+  nonFinite: ("pruned" | "masked" | "original")[];
 }
 
 /** Outcome of {@link maskingCheck}. */
@@ -59,9 +61,11 @@ function isPastName(name: string): boolean {
 
 /**
  * Sizes of every symbolic input dim, consistent across inputs: the batch (the first dim, or a
- * dim named like "batch") is 2, a cache length (a name with "past" or "cache") 4, a dim named
- * like a total ("total_sequence_length", "past_sequence_length + sequence_length", "past + 1")
- * the sum of its parts (a total alone: past + new), any other 8. `dimValues` overrides by name.
+ * dim named like "batch") is 2, a cache length (a name with "past" or "cache") 4, a dim named as
+ * a sum ("past_sequence_length + sequence_length", "past + 1") the sum of its parts, and where a
+ * cache exists, a total ("total_sequence_length", or a dim only attention masks have, as the
+ * dynamo exporter's "s53") the cache length plus the new tokens'; any other 8. `dimValues`
+ * overrides by name.
  */
 export function syntheticDims(
   model: ModelProto,
@@ -69,38 +73,40 @@ export function syntheticDims(
 ): Record<string, number> {
   const graph = model.graph!;
   const weights = new Set((graph.initializer ?? []).map((t) => t.name));
-  const named: [string, number][] = [];
+  const uses = new Map<string, { axis: number; input: string }[]>();
   for (const input of (graph.input ?? []).filter((i) => !weights.has(i.name))) {
-    (input.type?.tensorType?.shape?.dim ?? []).forEach((d, i) => {
-      if (d.dimParam) named.push([d.dimParam, i]);
+    (input.type?.tensorType?.shape?.dim ?? []).forEach((d, axis) => {
+      if (!d.dimParam) return;
+      if (!uses.has(d.dimParam)) uses.set(d.dimParam, []);
+      uses.get(d.dimParam)!.push({ axis, input: input.name ?? "" });
     });
   }
+  const hasPast = [...uses.keys()].some(isPastName);
+  const isBatch = (name: string) =>
+    /batch/i.test(name) || (uses.get(name)?.[0]?.axis === 0 && !isPastName(name));
+  const maskOnly = (name: string) =>
+    uses.get(name)!.every((u) => /mask/i.test(u.input) && u.axis > 0);
   const sizes: Record<string, number> = {};
-  const totals: string[] = [];
-  const hasPast = named.some(([n]) => isPastName(n));
-  const base = (name: string, axis: number): number => {
-    if (name in dimValues) return dimValues[name];
-    if (/batch/i.test(name) || (axis === 0 && !isPastName(name))) return BATCH;
-    if (isPastName(name)) return PAST;
-    return SEQUENCE;
-  };
-  for (const [name, axis] of named) {
-    if (name in sizes) continue;
+  const sums: string[] = [], totals: string[] = [];
+  for (const name of uses.keys()) {
     if (name in dimValues) sizes[name] = dimValues[name];
-    else if (/\+/.test(name)) {
-      sizes[name] = name.split("+").map((p) => p.trim()).reduce((sum, part) => {
-        const n = Number(part);
-        return sum + (Number.isFinite(n) && part !== "" ? n : base(part, 1));
-      }, 0);
-    } else if (/total/i.test(name) && hasPast) totals.push(name);
-    else sizes[name] = base(name, axis);
+    else if (/\+/.test(name)) sums.push(name);
+    else if (isBatch(name)) sizes[name] = BATCH;
+    else if (isPastName(name)) sizes[name] = PAST;
+    else if (hasPast && (/total/i.test(name) || maskOnly(name))) totals.push(name);
+    else sizes[name] = SEQUENCE;
   }
-  // A total length alone is the cache length plus the new tokens' (the other non-batch dim).
-  const past = Object.entries(sizes).find(([n]) => isPastName(n))?.[1] ?? PAST;
+  const part = (p: string) =>
+    /^\d+$/.test(p) ? Number(p) : sizes[p] ?? dimValues[p] ?? (isPastName(p) ? PAST : SEQUENCE);
+  for (const name of sums) {
+    sizes[name] = name.split("+").map((p) => p.trim()).reduce((sum, p) => sum + part(p), 0);
+  }
+  // The new tokens: a non-mask input's sequence dim.
+  const past = [...uses.keys()].filter(isPastName).map((n) => sizes[n])[0] ?? PAST;
   const fresh =
-    Object.entries(sizes).find(([n, v]) =>
-      !isPastName(n) && !/batch/i.test(n) && !/\+/.test(n) && v !== BATCH
-    )?.[1] ?? SEQUENCE;
+    [...uses.keys()].filter((n) =>
+      n in sizes && !isPastName(n) && !isBatch(n) && !/\+/.test(n) && !maskOnly(n)
+    ).map((n) => sizes[n])[0] ?? SEQUENCE;
   for (const name of totals) sizes[name] = past + fresh;
   return sizes;
 }
@@ -263,7 +269,9 @@ export async function maskingCheck(
       if (!reshaped) d = Math.max(d, Math.abs(vp[i] - vm[i]));
       e = Math.max(e, Math.abs(vo[i] - vm[i]));
     }
-    outputs.push({ name, type, difference: d, effect: e, reshaped });
+    const nonFinite = ([["pruned", vp], ["masked", vm], ["original", vo]] as const)
+      .filter(([, v]) => v.some((x) => !Number.isFinite(x))).map(([which]) => which);
+    outputs.push({ name, type, difference: d, effect: e, reshaped, nonFinite });
     if (reshaped) continue;
     difference = Math.max(difference, d);
     effect = Math.max(effect, e);

@@ -56,6 +56,20 @@ Deno.test("synthetic dims: batch 2, cache 4, new tokens 8, totals the sum of the
   assert.equal(given.past_seq_len, 4); // another name: its own default
 });
 
+Deno.test("synthetic dims: a dim only attention masks have is the total where a cache exists", () => {
+  const dynamo = inputsOnly([
+    ["input_ids", 7, ["batch_size", "sequence_length"]],
+    ["attention_mask", 7, ["batch_size", "s53"]],
+    ["past_key_values.0.key", 1, ["batch_size", 2, "past_sequence_length", 8]],
+  ]);
+  assert.equal(syntheticDims(dynamo).s53, 12);
+  const noCache = inputsOnly([
+    ["input_ids", 7, ["batch", "s0"]],
+    ["attention_mask", 7, ["batch", "s1"]],
+  ]);
+  assert.deepEqual(syntheticDims(noCache), { batch: 2, s0: 8, s1: 8 });
+});
+
 Deno.test("synthetic feeds: every input dtype, ids below 50, masks of ones, positions after the cache", async () => {
   const feeds = await syntheticFeeds(DECODER);
   assert.deepEqual(

@@ -50,6 +50,10 @@ export interface Cell {
   message?: string;
   skipped?: string[];
   notes?: string[];
+  /** Inputs whose shape the pruning changed (fed zeros), outputs whose shape it changed (not
+   * compared): a KV cache. */
+  zeroedInputs?: string[];
+  reshapedOutputs?: string[];
 }
 
 const TOLERANCE = 1e-4, TOLERANCE_F16 = 2e-2, MIN_EFFECT = 1e-5;
@@ -114,8 +118,16 @@ export async function checkCell(
     params: report.params,
     skipped: report.skipped.map((s) => `${s.name}: ${s.reason}`),
     notes: report.notes,
+    zeroedInputs: check.zeroedInputs,
+    reshapedOutputs: check.outputs.filter((o) => o.reshaped).map((o) => o.name),
   };
-  if (report.params.after >= report.params.before || cell.blocks!.pruned === 0) {
+  // NaN from the reference side makes the oracle unusable: an error, not a wrong prune.
+  const reference = check.outputs.find((o) => o.nonFinite.some((w) => w !== "pruned"));
+  if (reference) {
+    const which = reference.nonFinite.includes("original") ? "original" : "masked";
+    cell.outcome = "error";
+    cell.message = `the ${which} model gives NaN or Inf in output "${reference.name}"`;
+  } else if (report.params.after >= report.params.before || cell.blocks!.pruned === 0) {
     cell.outcome = "unpruned";
   } else if (!(check.difference <= tolerance)) {
     // Embedding width under a normalisation over it: not mask-exact by construction; the
