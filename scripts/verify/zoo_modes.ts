@@ -5,6 +5,7 @@
  * @module
  */
 import { PruneError } from "../../src/errors.ts";
+import { decodeModel } from "../../src/onnx/model_io.ts";
 import type { ModelProto } from "../../src/onnx/proto.ts";
 import type { RunOptions } from "../../src/prune.ts";
 import type { PruneReport } from "../../src/report.ts";
@@ -44,6 +45,8 @@ export interface Cell {
   /** Blocks of the mode's kind pruned, of those found (a partial prune says which stayed). */
   blocks?: { pruned: number; found: number };
   params?: { before: number; after: number };
+  /** Refusals: the message quotes a node, tensor or graph input/output of the model. */
+  namesNode?: boolean;
   /** Q/K≠V: only V dims went (Q/K dims kept, e.g. under RoPE; `skipped` says why). */
   vOnly?: boolean;
   /** Refusals and errors: the message; otherwise the groups skipped and the notes. */
@@ -91,6 +94,18 @@ async function runs(model: ModelProto): Promise<string | undefined> {
   }
 }
 
+/** Does `message` quote (in "…") a node, node output, weight or graph input/output of the model? */
+export function namesNode(bytes: Uint8Array, message: string): boolean {
+  const g = decodeModel(bytes).graph!;
+  const names = new Set([
+    ...(g.node ?? []).flatMap((n) => [n.name ?? "", ...(n.output ?? [])]),
+    ...(g.initializer ?? []).map((t) => t.name ?? ""),
+    ...(g.input ?? []).map((v) => v.name ?? ""),
+    ...(g.output ?? []).map((v) => v.name ?? ""),
+  ]);
+  return [...message.matchAll(/"([^"]+)"/g)].some((m) => names.has(m[1]));
+}
+
 /** Prunes `bytes` in `mode` and classifies the result (never throws for the model's sake). */
 export async function checkCell(
   bytes: Uint8Array,
@@ -103,7 +118,8 @@ export async function checkCell(
     check = await maskingCheck(bytes, options);
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
-    return { outcome: e instanceof PruneError ? "refused" : "error", message };
+    if (!(e instanceof PruneError)) return { outcome: "error", message };
+    return { outcome: "refused", message, namesNode: namesNode(bytes, message) };
   }
   const { report } = check.pruned;
   const tolerance = check.float16 ? TOLERANCE_F16 : TOLERANCE;
@@ -166,7 +182,7 @@ function cellText(cell: Cell): string {
     case "runs":
       return `pruned, not mask-exact (LayerNorm)${partial}`;
     case "refused":
-      return `refused: ${shorten(cell.message ?? "")}`;
+      return `refused${cell.namesNode ? "" : " (no node named)"}: ${shorten(cell.message ?? "")}`;
     case "unpruned":
       return `✗ nothing pruned${cell.skipped?.length ? `: ${shorten(cell.skipped[0])}` : ""}`;
     case "wrong":
