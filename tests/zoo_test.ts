@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { createCore } from "../src/core/mod.ts";
-import { checkCell, formatCell, MODES } from "../scripts/verify/zoo_modes.ts";
+import { checkCell, formatCell, MODES, namesNode } from "../scripts/verify/zoo_modes.ts";
 
 const ZOO = new URL("./fixtures/zoo/", import.meta.url);
 const expected: Record<string, Record<string, string>> = JSON.parse(
@@ -50,3 +50,11 @@ for (const [name, modes] of Object.entries(expected)) {
     });
   }
 }
+
+Deno.test("zoo: a refusal names a node when it quotes one of the model's, or one derived from it", async () => {
+  const bytes = await read("timm_vit");
+  assert.ok(namesNode(bytes, 'block "/blocks/blocks.0/attn/qkv/MatMul" is fused'));
+  assert.ok(namesNode(bytes, 'attention block "/blocks/blocks.0/attn/qkv/MatMul_q" computes'));
+  assert.ok(!namesNode(bytes, "no attention block was recognised in this graph"));
+  assert.ok(!namesNode(bytes, 'node "/blocks/blocks.9/attn/qkv/MatMul" is fused'));
+});

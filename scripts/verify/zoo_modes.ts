@@ -94,7 +94,8 @@ async function runs(model: ModelProto): Promise<string | undefined> {
   }
 }
 
-/** Does `message` quote (in "…") a node, node output, weight or graph input/output of the model? */
+/** Does `message` quote (in "…") a node, node output, weight or graph input/output of the model
+ * (or a node derived from one, named with a suffix)? */
 export function namesNode(bytes: Uint8Array, message: string): boolean {
   const g = decodeModel(bytes).graph!;
   const names = new Set([
@@ -103,7 +104,10 @@ export function namesNode(bytes: Uint8Array, message: string): boolean {
     ...(g.input ?? []).map((v) => v.name ?? ""),
     ...(g.output ?? []).map((v) => v.name ?? ""),
   ]);
-  return [...message.matchAll(/"([^"]+)"/g)].some((m) => names.has(m[1]));
+  // A node the tool derived ("…/qkv/MatMul_q" from splitting a fused qkv) names its origin.
+  const known = (q: string): boolean =>
+    names.has(q) || (q.includes("_") && known(q.slice(0, q.lastIndexOf("_"))));
+  return [...message.matchAll(/"([^"]+)"/g)].some((m) => known(m[1]));
 }
 
 /** Prunes `bytes` in `mode` and classifies the result (never throws for the model's sake). */
