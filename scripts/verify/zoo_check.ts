@@ -119,14 +119,19 @@ const table = [
 ].join("\n");
 const cells = Object.values(results).flatMap((r) => Object.values(r));
 const count = (o: string) => cells.filter((c) => c.outcome === o).length;
+// The issue's measure: heads, head dims (unless refused for RoPE) and MLP all exact.
 const full =
-  Object.values(results).filter((r) => ["heads", "mlp"].every((m) => r[m]?.outcome === "exact"))
-    .length;
+  Object.values(results).filter((r) =>
+    r.heads?.outcome === "exact" && r.mlp?.outcome === "exact" &&
+    (r.dims?.outcome === "exact" ||
+      (r.dims?.outcome === "refused" && /RoPE|rotary/i.test(r.dims.message ?? "")))
+  ).length;
 const unnamed = cells.filter((c) => c.outcome === "refused" && !c.namesNode).length;
 const summary = `${Object.keys(results).length} exports, ${cells.length} cells: ` +
   `${count("exact")} exact, ${count("runs")} pruned not mask-exact (LayerNorm), ` +
   `${count("refused")} refused, ${failures} failed (${unnamed} of them refusals naming no node)` +
-  `; heads and MLP both exact in ${full} exports`;
+  `; ${full} of ${Object.keys(results).length} prune fully (heads, MLP, head dims unless ` +
+  `refused for RoPE, all exact)`;
 console.log(`\n${table}\n\n${summary}`);
 
 if (values.json) {
