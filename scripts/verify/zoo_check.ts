@@ -6,6 +6,7 @@
  *   deno run -A scripts/verify/zoo_check.ts                    # the whole zoo
  *   deno run -A scripts/verify/zoo_check.ts a.onnx b.onnx      # these files
  *   deno run -A scripts/verify/zoo_check.ts --only hf_bert     # exports whose name starts so
+ *   … --mode heads --dim past_sequence_length=4               # some modes; a symbolic dim's size
  *   … --json out/zoo.json --markdown out/zoo.md               # results, the table
  *   … --write-expected                                        # tests/fixtures/zoo/expected.json
  *   … --readme                                                # the table into README.md
@@ -39,12 +40,24 @@ const { values, positionals } = parseArgs({
   options: {
     only: { type: "string", multiple: true },
     mode: { type: "string", multiple: true },
+    dim: { type: "string", multiple: true },
     json: { type: "string" },
     markdown: { type: "string" },
     "write-expected": { type: "boolean" },
     readme: { type: "boolean" },
   },
 });
+
+/** --dim NAME=N: a symbolic dim's size, for the tool's probe and the oracle's inputs alike. */
+const dimValues: Record<string, number> = {};
+for (const d of values.dim ?? []) {
+  const m = /^(.+)=(\d+)$/.exec(d);
+  if (!m) {
+    console.error(`--dim ${d}: expected NAME=N (e.g. --dim past_sequence_length=4)`);
+    Deno.exit(2);
+  }
+  dimValues[m[1]] = Number(m[2]);
+}
 
 const modes = values.mode?.length ? values.mode : Object.keys(MODES);
 for (const m of modes) {
@@ -102,7 +115,10 @@ for (const [name, { url }] of exports) {
   }
   results[name] = {};
   for (const mode of modes) {
-    const cell = await checkCell(bytes, mode, { core });
+    const cell = await checkCell(bytes, mode, {
+      core,
+      ...(values.dim?.length ? { dimValues } : {}),
+    });
     results[name][mode] = cell;
     const bad = !passes(cell);
     if (bad) failures++;
