@@ -49,7 +49,15 @@ export interface FeedOptions {
   dimValues?: Record<string, number>;
   /** Inputs given as they are (by graph input name) instead of synthetic ones. */
   feeds?: Record<string, OrtTensor>;
+  /** onnxruntime session options of {@link maskingCheck}'s runs. Default: graph optimisations
+   * off, so each op computes its own semantics (with them on, QDQ pairs become integer kernels
+   * whose float rounding differs with the width of the sum). */
+  sessionOptions?: SessionOptions;
 }
+
+/** onnxruntime session options. */
+export type SessionOptions = NonNullable<Parameters<typeof createSession>[1]>;
+const ORACLE_SESSION: SessionOptions = { graphOptimizationLevel: "disabled" };
 
 const BATCH = 2, SEQUENCE = 8, PAST = 4;
 const FLOAT_TYPES = new Set(["float32", "float16", "float64", "bfloat16"]);
@@ -206,6 +214,7 @@ async function zerosLike(t: OrtTensor): Promise<OrtTensor> {
 export async function runOutputs(
   model: ModelProto,
   feeds: Record<string, OrtTensor>,
+  sessionOptions: SessionOptions = {},
 ): Promise<Map<string, { tensor: OrtTensor; type: string }>> {
   const ort = await loadOrt();
   const io = withFloat32Io(model);
@@ -216,7 +225,7 @@ export async function runOutputs(
       ? new ort.Tensor("float32", Float32Array.from(ortToFloat64Array(t)), t.dims as number[])
       : t;
   }
-  const session = await createSession(encodeModel(io.model));
+  const session = await createSession(encodeModel(io.model), sessionOptions);
   try {
     const out = await session.run(wrappedFeeds);
     return new Map(session.outputNames.map((n) => {
@@ -238,17 +247,21 @@ const originals = new WeakMap<
 async function originalOutputs(
   bytes: Uint8Array,
   feeds: Record<string, OrtTensor>,
+  sessionOptions: SessionOptions,
   synthetic: boolean,
 ): Promise<Map<string, { tensor: OrtTensor; type: string }>> {
-  if (!synthetic) return runOutputs(decodeModel(bytes), feeds);
+  if (!synthetic) return runOutputs(decodeModel(bytes), feeds, sessionOptions);
   // Synthetic values follow from name, type and dims (zeros where a shape changed: "z").
-  const key = Object.entries(feeds).map(([n, t]) =>
-    `${n}:${t.type}:${t.dims.join("x")}:${ortToFloat64Array(t).some((v) => v !== 0) ? "" : "z"}`
-  ).join(";");
+  const key =
+    Object.entries(feeds).map(([n, t]) =>
+      `${n}:${t.type}:${t.dims.join("x")}:${ortToFloat64Array(t).some((v) => v !== 0) ? "" : "z"}`
+    ).join(";") + JSON.stringify(sessionOptions);
   let byFeeds = originals.get(bytes);
   if (!byFeeds) originals.set(bytes, byFeeds = new Map());
   let outputs = byFeeds.get(key);
-  if (!outputs) byFeeds.set(key, outputs = await runOutputs(decodeModel(bytes), feeds));
+  if (!outputs) {
+    byFeeds.set(key, outputs = await runOutputs(decodeModel(bytes), feeds, sessionOptions));
+  }
   return outputs;
 }
 
@@ -278,9 +291,10 @@ export async function maskingCheck(
     feedsOriginal[name] = await zerosLike(t);
     feedsPruned[name] = await zerosLike(p);
   }
-  const yp = await runOutputs(pruned.model, feedsPruned);
-  const ym = await runOutputs(masked.model, feedsOriginal);
-  const yo = await originalOutputs(bytes, feedsOriginal, !feedOptions.feeds);
+  const session = feedOptions.sessionOptions ?? ORACLE_SESSION;
+  const yp = await runOutputs(pruned.model, feedsPruned, session);
+  const ym = await runOutputs(masked.model, feedsOriginal, session);
+  const yo = await originalOutputs(bytes, feedsOriginal, session, !feedOptions.feeds);
   const outputs: OutputCheck[] = [];
   let difference = 0, effect = 0;
   for (const [name, { tensor: m, type }] of ym) {

@@ -144,7 +144,7 @@ const full =
   ).length;
 const unnamed = cells.filter((c) => c.outcome === "refused" && !c.namesNode).length;
 const summary = `${Object.keys(results).length} exports, ${cells.length} cells: ` +
-  `${count("exact")} exact, ${count("runs")} pruned not mask-exact (LayerNorm), ` +
+  `${count("exact")} exact, ${count("runs")} pruned not mask-exact (LayerNorm, re-quantized), ` +
   `${count("refused")} refused, ${failures} failed (${unnamed} of them refusals naming no node)` +
   `; ${full} of ${Object.keys(results).length} prune fully (heads, MLP, head dims unless ` +
   `refused for RoPE, all exact)`;
