@@ -11,7 +11,8 @@ import { createCore } from "../src/core/mod.ts";
 import { checkCell, formatCell, MODES, namesNode } from "../scripts/verify/zoo_modes.ts";
 
 const ZOO = new URL("./fixtures/zoo/", import.meta.url);
-const expected: Record<string, Record<string, string>> = JSON.parse(
+/** Per export: mode → outcome, and the sizes of symbolic dims it needs ("dimValues"). */
+const expected: Record<string, Record<string, unknown>> = JSON.parse(
   await Deno.readTextFile(new URL("expected.json", ZOO)),
 );
 const onnxFiles = [...Deno.readDirSync(ZOO)].map((e) => e.name)
@@ -33,12 +34,13 @@ function read(name: string): Promise<Uint8Array> {
   return files.get(name)!;
 }
 
-for (const [name, modes] of Object.entries(expected)) {
+for (const [name, { dimValues, ...modes }] of Object.entries(expected)) {
+  const dims = dimValues ? { dimValues: dimValues as Record<string, number> } : {};
   for (const [mode, want] of Object.entries(modes)) {
     Deno.test(`zoo ${name} ${mode}: ${want}`, async () => {
       assert.ok(MODES[mode], `expected.json: unknown mode "${mode}"`);
       const bytes = await read(name);
-      const cell = await checkCell(bytes, mode, { core });
+      const cell = await checkCell(bytes, mode, { core, ...dims });
       assert.equal(cell.outcome, want, `${name} ${mode}: ${formatCell(cell)}`);
       if (want === "refused") {
         assert.ok(cell.namesNode, `the refusal names no node of the model: ${cell.message}`);

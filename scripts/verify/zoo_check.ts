@@ -11,6 +11,9 @@
  *   … --write-expected                                        # tests/fixtures/zoo/expected.json
  *   … --readme                                                # the table into README.md
  *
+ * An export whose module's metadata (index.json) has "dimValues" ({ name: size }) is checked with
+ * those symbolic dim sizes; --write-expected keeps them in expected.json for the tests.
+ *
  * Prints one line per cell and the markdown table; exits 1 if any cell is wrong, vacuous,
  * unpruned without a word, an error, or a refusal that names no node (a refusal that names one
  * is not a failure). --write-expected leaves failed cells out.
@@ -29,6 +32,9 @@ const END = "<!-- zoo table: end -->";
 
 interface Entry {
   file?: string;
+  /** Sizes of symbolic dims the export needs (e.g. a static KV buffer's length), from its
+   * module's metadata; kept in expected.json for the tests. */
+  dimValues?: Record<string, number>;
   family?: string;
   exporter?: string;
   failed?: string;
@@ -104,7 +110,7 @@ function passes(cell: Cell): boolean {
 const core = await createCore({ backend: "cpu" });
 const results: Record<string, Record<string, Cell>> = {};
 let failures = 0;
-for (const [name, { url }] of exports) {
+for (const [name, { url, entry }] of exports) {
   let bytes: Uint8Array;
   try {
     bytes = encodeModel(await readModelFile(url.pathname));
@@ -115,9 +121,10 @@ for (const [name, { url }] of exports) {
   }
   results[name] = {};
   for (const mode of modes) {
+    const dims = { ...entry.dimValues, ...dimValues };
     const cell = await checkCell(bytes, mode, {
       core,
-      ...(values.dim?.length ? { dimValues } : {}),
+      ...(Object.keys(dims).length ? { dimValues: dims } : {}),
     });
     results[name][mode] = cell;
     const bad = !passes(cell);
@@ -156,15 +163,18 @@ if (values.json) {
 if (values.markdown) await Deno.writeTextFile(values.markdown, `${table}\n\n${summary}\n`);
 if (values["write-expected"]) {
   // Merged into the file: exports not checked in this run keep their expectations.
-  let expected: Record<string, Record<string, string>> = {};
+  let expected: Record<string, Record<string, unknown>> = {};
   try {
     expected = JSON.parse(await Deno.readTextFile(EXPECTED));
   } catch { /* first run */ }
   for (const [name, r] of Object.entries(results)) {
-    expected[name] = Object.fromEntries(
-      Object.entries(r).filter(([, c]) => passes(c))
-        .map(([m, c]) => [m, c.outcome]),
-    );
+    const dims = exports.get(name)?.entry.dimValues;
+    expected[name] = {
+      ...(dims ? { dimValues: dims } : {}),
+      ...Object.fromEntries(
+        Object.entries(r).filter(([, c]) => passes(c)).map(([m, c]) => [m, c.outcome]),
+      ),
+    };
   }
   const sorted = Object.fromEntries(Object.entries(expected).sort(([a], [b]) => a < b ? -1 : 1));
   await Deno.writeTextFile(EXPECTED, JSON.stringify(sorted, null, 2) + "\n");
