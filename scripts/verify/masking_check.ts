@@ -4,7 +4,8 @@
  *
  *   deno run -A scripts/verify/masking_check.ts model.onnx [more.onnx …]
  *
- * Prints one line per (model, mode) and exits 1 if any fails. Compares the first output.
+ * Prints one line per (model, mode) and exits 1 if any fails. Compares every float output;
+ * scripts/verify/zoo_check.ts adds the Q/K≠V and embedding modes and the README table.
  */
 import { encodeModel, readModelFile } from "../../src/onnx/model_io.ts";
 import type { RunOptions } from "../../src/prune.ts";
