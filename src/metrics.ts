@@ -249,7 +249,47 @@ export function macsBreakdown(model: ModelProto, shapes: ShapeMap): MacBreakdown
     }
     return s;
   };
-  for (const node of graph.node ?? []) {
+  addNodes(graph.node ?? [], b, consts, shapeOf);
+  b.total = b.matmul + b.attention + b.gemm + b.conv + b.convTranspose;
+  return b;
+}
+
+type ShapeOf = (node: NodeProto, tensor: string | null | undefined) => number[];
+
+/**
+ * Adds the MACs of a node list. An `If` adds its larger branch (a merged decoder runs one of
+ * them; the count is what a run can cost); a branch whose tensors have no shapes adds nothing.
+ */
+function addNodes(nodes: NodeProto[], b: MacBreakdown, consts: Set<string>, shapeOf: ShapeOf) {
+  for (const node of nodes) {
+    if (node.opType === "If" && !node.domain) {
+      const branches = (node.attribute ?? []).filter((a) => a.g).map((a) => {
+        const own: MacBreakdown = {
+          ...b,
+          matmul: 0,
+          attention: 0,
+          gemm: 0,
+          conv: 0,
+          convTranspose: 0,
+        };
+        const inner = new Set([...consts, ...(a.g!.initializer ?? []).map((t) => t.name ?? "")]);
+        try {
+          addNodes(a.g!.node ?? [], own, inner, shapeOf);
+        } catch (e) {
+          if (!(e instanceof PruneError)) throw e;
+          return undefined;
+        }
+        return own;
+      }).filter((x) => x) as MacBreakdown[];
+      const sum = (x: MacBreakdown) => x.matmul + x.attention + x.gemm + x.conv + x.convTranspose;
+      const largest = branches.sort((x, y) => sum(y) - sum(x))[0];
+      if (largest) {
+        for (const k of ["matmul", "attention", "gemm", "conv", "convTranspose"] as const) {
+          b[k] += largest[k];
+        }
+      }
+      continue;
+    }
     const domain = node.domain ?? "";
     const op = node.opType ?? "";
     const ins = node.input ?? [];
@@ -287,8 +327,6 @@ export function macsBreakdown(model: ModelProto, shapes: ShapeMap): MacBreakdown
       b.convTranspose += numel(x) * numel(w.slice(1));
     }
   }
-  b.total = b.matmul + b.attention + b.gemm + b.conv + b.convTranspose;
-  return b;
 }
 
 /**
