@@ -1,0 +1,85 @@
+/**
+ * Regression tests of failures found by probing the tool from outside: inputs that hung it, that
+ * it read whole, that made it write a wrong model with exit code 0, or that left files behind.
+ * Each case ends in a correct result or a clear error, quickly and in bounded memory.
+ */
+import assert from "node:assert/strict";
+import { parseCliArgs, UsageError } from "../src/cli.ts";
+import { readModelFile, writeModelFile } from "../src/onnx/model_io.ts";
+import type { ModelProto } from "../src/onnx/proto.ts";
+import { PruneError } from "../src/errors.ts";
+import { buildMlpModel } from "./helpers/onnx_builders.ts";
+
+async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "prune-vit-reliability-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function weights(m: ModelProto): Uint8Array {
+  return m.graph!.initializer!.find((t) => t.name === "W")!.rawData!;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+async function rejectsWith(p: Promise<unknown>, code: string, ...parts: (string | RegExp)[]) {
+  await assert.rejects(p, (e: unknown) => {
+    assert.ok(e instanceof PruneError, `a PruneError, got ${e}`);
+    assert.equal(e.code, code, e.message);
+    for (const part of parts) {
+      if (typeof part === "string") assert.ok(e.message.includes(part), e.message);
+      else assert.match(e.message, part);
+    }
+    return true;
+  });
+}
+
+Deno.test("concurrent writes of one output with external data leave a model with its own data", async () => {
+  await inTempDir(async (dir) => {
+    // Writers of different sizes: their renames interleave.
+    const models = [64, 128, 256, 64, 512, 128].map((n, i) => {
+      const m = buildMlpModel(n, 64);
+      weights(m).fill(i);
+      return m;
+    });
+    const out = `${dir}/out.onnx`;
+    for (let round = 0; round < 20; round++) {
+      await Promise.all(
+        models.map((m) => writeModelFile(m, out, { externalData: { sizeThreshold: 100 } })),
+      );
+      const back = await readModelFile(out);
+      const w = weights(back);
+      assert.ok(
+        models.some((m) => sameBytes(w, weights(m))),
+        `round ${round}: the model's weights are no run's`,
+      );
+      // Only the data file of the model in place remains.
+      const data = [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith(".data"));
+      assert.equal(data.length, 1, data.map((e) => e.name).join(", "));
+    }
+  });
+});
+
+Deno.test("a target share above 100% (or a fractional count) is a usage error", () => {
+  for (const value of ["150%", "101%", "100%", "1.5", "1", "2.5"]) {
+    for (const option of ["--target-params", "--target-macs"]) {
+      assert.throws(
+        () => parseCliArgs(["m.onnx", option, value]),
+        (e: unknown) => e instanceof UsageError && e.message.includes(option),
+        `${option} ${value}`,
+      );
+    }
+  }
+  // Shares below 100% and whole counts stay valid.
+  for (const value of ["50%", "0.5", "25M", "1.2G", "300000"]) {
+    const parsed = parseCliArgs(["m.onnx", "--target-params", value]);
+    assert.ok(parsed !== "help" && parsed !== "version" && parsed.target?.params! > 0);
+  }
+});
+
+export { rejectsWith };
