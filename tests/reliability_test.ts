@@ -9,6 +9,15 @@ import { readModelFile, writeModelFile } from "../src/onnx/model_io.ts";
 import type { ModelProto } from "../src/onnx/proto.ts";
 import { PruneError } from "../src/errors.ts";
 import { buildMlpModel } from "./helpers/onnx_builders.ts";
+import { loadCalibration } from "../src/calibration/inputs.ts";
+import { encodeNpy } from "../src/calibration/npy.ts";
+import { prune } from "../src/prune.ts";
+import { createCore } from "../src/core/mod.ts";
+import { decodeModel } from "../src/onnx/model_io.ts";
+import { loadOrt } from "../src/runtime/ort.ts";
+
+const FIXTURES = new URL("./fixtures/", import.meta.url);
+const core = await createCore({ backend: "cpu" });
 
 async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "prune-vit-reliability-" });
@@ -79,6 +88,51 @@ Deno.test("a target share above 100% (or a fractional count) is a usage error", 
   for (const value of ["50%", "0.5", "25M", "1.2G", "300000"]) {
     const parsed = parseCliArgs(["m.onnx", "--target-params", value]);
     assert.ok(parsed !== "help" && parsed !== "version" && parsed.target?.params! > 0);
+  }
+});
+
+Deno.test("NaN calibration data is refused, naming the file or the batch", async () => {
+  const bytes = await Deno.readFile(new URL("fmnist_vit.onnx", FIXTURES));
+  const images = new Float32Array(8 * 28 * 28).map((_, i) => (i % 17) / 17);
+  images[3 * 784 + 100] = NaN;
+  await inTempDir(async (dir) => {
+    const file = `${dir}/calib.npy`;
+    await Deno.writeFile(
+      file,
+      encodeNpy({ dtype: "float32", shape: [8, 1, 28, 28], data: images }),
+    );
+    const batches = await loadCalibration({ files: [file] }, decodeModel(bytes), {
+      batchSize: 4,
+      samples: 8,
+    });
+    await rejectsWith(
+      (async () => {
+        for await (const _ of batches) { /* read every batch */ }
+      })(),
+      "bad-calibration",
+      file,
+      /not finite/,
+    );
+  });
+  // Batches handed over by a library caller: the statistics are checked, batch by batch.
+  const ort = await loadOrt();
+  const feeds = [0, 1].map((b) => ({
+    input: new ort.Tensor("float32", images.slice(b * 4 * 784, (b + 1) * 4 * 784), [4, 1, 28, 28]),
+  }));
+  for (
+    const options of [
+      { compensation: "bias" as const },
+      { compensation: "reweight" as const },
+      { criterion: "wanda" as const },
+      { criterion: "flap" as const },
+    ]
+  ) {
+    await rejectsWith(
+      prune(bytes, { pruningRatio: 0.5, ...options, calibration: feeds, core }),
+      "bad-calibration",
+      "calibration batch 1",
+      /not finite/,
+    );
   }
 });
 
