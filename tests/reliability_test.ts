@@ -6,14 +6,14 @@
 import assert from "node:assert/strict";
 import { parseCliArgs, UsageError } from "../src/cli.ts";
 import { readModelFile, writeModelFile } from "../src/onnx/model_io.ts";
-import type { ModelProto } from "../src/onnx/proto.ts";
+import { DataType, type ModelProto, onnx } from "../src/onnx/proto.ts";
 import { PruneError } from "../src/errors.ts";
 import { buildMlpModel } from "./helpers/onnx_builders.ts";
 import { loadCalibration } from "../src/calibration/inputs.ts";
 import { encodeNpy } from "../src/calibration/npy.ts";
 import { prune } from "../src/prune.ts";
 import { createCore } from "../src/core/mod.ts";
-import { decodeModel } from "../src/onnx/model_io.ts";
+import { decodeModel, encodeModel } from "../src/onnx/model_io.ts";
 import { loadOrt } from "../src/runtime/ort.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url);
@@ -134,6 +134,72 @@ Deno.test("NaN calibration data is refused, naming the file or the batch", async
       /not finite/,
     );
   }
+});
+
+/** Settles `p`, or fails after `seconds` (a hang is a failure, not a stuck test). */
+async function within<T>(seconds: number, p: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hang = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still running after ${seconds} s`)), seconds * 1000);
+  });
+  try {
+    return await Promise.race([p, hang]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A model whose zero-element initializer E has its (empty) data in `location`. */
+function modelWithExternal(location: string): Uint8Array {
+  const m = buildMlpModel();
+  m.graph!.initializer!.push(onnx.TensorProto.create({
+    name: "E",
+    dataType: DataType.FLOAT,
+    dims: [0],
+    dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+    externalData: [{ key: "location", value: location }, { key: "length", value: "0" }],
+  }));
+  return encodeModel(m);
+}
+
+Deno.test("a FIFO as external data is refused at open time, naming it (it would block)", async () => {
+  await inTempDir(async (dir) => {
+    const made = await new Deno.Command("mkfifo", { args: [`${dir}/pipe`] }).output();
+    assert.equal(made.code, 0);
+    await Deno.writeFile(`${dir}/m.onnx`, modelWithExternal("pipe"));
+    await rejectsWith(
+      within(20, readModelFile(`${dir}/m.onnx`)),
+      "bad-external-data",
+      "'pipe'",
+      "FIFO",
+    );
+  });
+});
+
+Deno.test("a directory as external data is refused at open time, naming it", async () => {
+  await inTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/sub`);
+    await Deno.writeFile(`${dir}/m.onnx`, modelWithExternal("sub"));
+    await rejectsWith(readModelFile(`${dir}/m.onnx`), "bad-external-data", "'sub'", "directory");
+  });
+});
+
+Deno.test("a model file that cannot be one is refused from its size or first bytes", async () => {
+  await inTempDir(async (dir) => {
+    // 20 MB of text: refused from its first bytes.
+    const text = `${dir}/notes.onnx`;
+    await Deno.writeFile(text, new Uint8Array(20 << 20).fill(0x41));
+    await rejectsWith(readModelFile(text), "not-onnx", text, "does not start like");
+    const made = await new Deno.Command("mkfifo", { args: [`${dir}/pipe.onnx`] }).output();
+    assert.equal(made.code, 0);
+    await rejectsWith(within(20, readModelFile(`${dir}/pipe.onnx`)), "not-onnx", "FIFO");
+    // Sparse: no disk space and nothing read.
+    const huge = `${dir}/huge.onnx`;
+    const f = await Deno.open(huge, { write: true, create: true });
+    await f.truncate(3 * 2 ** 30);
+    f.close();
+    await rejectsWith(within(20, readModelFile(huge)), "not-onnx", huge, "2 GiB");
+  });
 });
 
 export { rejectsWith };

@@ -5,7 +5,7 @@
  * @module
  */
 import { PruneError } from "../errors.ts";
-import { readWhole, writeAll, type WriteTo, writeWhole } from "./file_io.ts";
+import { readInto, readWhole, writeAll, type WriteTo, writeWhole } from "./file_io.ts";
 import { withFolderLock } from "./folder_lock.ts";
 import { cleanLeftovers, tempPath, trackTemp, untrackTemp } from "./temp_files.ts";
 import { type ModelProto, onnx, scanWire, type TensorProto } from "./proto.ts";
@@ -15,6 +15,7 @@ import {
   deferredRawData,
   EXTERNAL_ORIGIN,
   hasExternalData,
+  kindOf,
   loadExternalData,
   MODEL_SOURCE,
   type ModelWithSource,
@@ -170,8 +171,10 @@ export function encodeModel(model: ModelProto): Uint8Array {
 export async function readModelFile(path: string): Promise<ModelProto> {
   let bytes: Uint8Array;
   try {
+    await checkModelFile(path);
     bytes = await readWhole(path);
   } catch (e) {
+    if (e instanceof PruneError) throw e;
     if (e instanceof Deno.errors.NotFound) {
       throw new PruneError("not-found", `${path}: no such file`);
     }
@@ -192,6 +195,46 @@ export async function readModelFile(path: string): Promise<ModelProto> {
     writable: true,
   });
   return model;
+}
+
+/** Files at least this large are looked at before they are read whole. */
+const HEAD_CHECKED_ABOVE = 16 << 20;
+
+/**
+ * Looks at a model file before reading it whole: a regular file (a FIFO would block), under
+ * protobuf's 2 GiB limit, and starting with fields a ModelProto can have.
+ */
+async function checkModelFile(path: string): Promise<void> {
+  const info = await Deno.stat(path);
+  if (info.isDirectory) {
+    throw new PruneError("not-onnx", `${path}: is a directory, expected an .onnx file`);
+  }
+  if (!info.isFile) {
+    throw new PruneError("not-onnx", `${path}: is ${kindOf(info)}, expected an .onnx file`);
+  }
+  if (info.size >= TWO_GIB) {
+    throw new PruneError(
+      "not-onnx",
+      `${path}: not an ONNX model: the file has ${info.size} bytes, and a model in one protobuf ` +
+        `file is below 2 GiB (larger models keep their tensors in external data files)`,
+    );
+  }
+  if (info.size < HEAD_CHECKED_ABOVE) return; // read whole: decodeModel says what is wrong
+  using file = await Deno.open(path);
+  const head = new Uint8Array(Math.min(info.size, 4096));
+  const n = await readInto(file, head);
+  const scan = scanWire(head, 0, n);
+  const badWire = scan.fields.find(([f, wt]) =>
+    MODEL_WIRE[f] !== undefined && MODEL_WIRE[f] !== wt
+  );
+  if (scan.status === "invalid" || badWire) {
+    throw new PruneError(
+      "not-onnx",
+      `${path}: not an ONNX model: the file does not start like a protobuf ModelProto ` +
+        `(${badWire ? `field ${badWire[0]} has wire type ${badWire[1]}` : "bad field tag"} in ` +
+        `its first ${n} bytes). Is this really a .onnx file?`,
+    );
+  }
 }
 
 /** Options of {@link writeModelFile}. */
