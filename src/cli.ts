@@ -22,6 +22,7 @@ import { ProgressBar } from "./calibration/progress.ts";
 import type { RunOptions } from "./prune.ts";
 import { formatReport } from "./format_report.ts";
 import { readModelFile, writeModelFile } from "./onnx/model_io.ts";
+import { tempPath, trackTemp, untrackTemp } from "./onnx/temp_files.ts";
 import type { ModelProto } from "./onnx/proto.ts";
 import type { PruneReport } from "./report.ts";
 import { pruneModel } from "./prune.ts";
@@ -656,7 +657,8 @@ async function* reopen<T>(open: () => Promise<AsyncIterable<T>>): AsyncGenerator
 
 /** Writes a text file through a temporary file and a rename: never half a file. */
 async function writeTextAtomic(file: string, text: string): Promise<void> {
-  const temp = `${file}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  const temp = tempPath(file);
+  trackTemp(temp);
   try {
     await Deno.writeTextFile(temp, text);
     await Deno.rename(temp, file);
@@ -664,6 +666,8 @@ async function writeTextAtomic(file: string, text: string): Promise<void> {
     await Deno.remove(temp).catch(() => {});
     const why = e instanceof Error ? e.message : String(e);
     throw new PruneError("output-dir", `cannot write ${file}: ${why}`);
+  } finally {
+    untrackTemp(temp);
   }
 }
 

@@ -202,4 +202,57 @@ Deno.test("a model file that cannot be one is refused from its size or first byt
   });
 });
 
+/** Starts a slow write of `output` and waits until its temp file exists. */
+async function slowWrite(output: string): Promise<Deno.ChildProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("./helpers/write_slowly.ts", import.meta.url).pathname, output],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const dir = output.slice(0, output.lastIndexOf("/"));
+  await within(
+    60,
+    (async () => {
+      while (![...Deno.readDirSync(dir)].some((e) => e.name.endsWith(".tmp"))) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })(),
+  );
+  return child;
+}
+
+const temps = (dir: string) =>
+  [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.endsWith(".tmp"));
+
+for (const [signal, code] of [["SIGTERM", 143], ["SIGINT", 130]] as const) {
+  Deno.test(`${signal} during a write removes its temp files`, async () => {
+    await inTempDir(async (dir) => {
+      const child = await slowWrite(`${dir}/out.onnx`);
+      child.kill(signal);
+      const status = await within(60, child.status);
+      await child.stderr.cancel();
+      assert.equal(status.code, code);
+      assert.deepEqual(temps(dir), []);
+      assert.deepEqual([...Deno.readDirSync(dir)], [], "nothing written");
+    });
+  });
+}
+
+Deno.test("temp files of a killed run are removed by the next write into the folder", async () => {
+  await inTempDir(async (dir) => {
+    const child = await slowWrite(`${dir}/out.onnx`);
+    child.kill("SIGKILL");
+    await within(60, child.status);
+    await child.stderr.cancel();
+    const left = temps(dir);
+    assert.ok(left.length > 0, "SIGKILL leaves the temp file");
+    const result = await writeModelFile(buildMlpModel(), `${dir}/other.onnx`);
+    assert.deepEqual(
+      result.leftovers.removed.map((p) => p.slice(dir.length + 1)).sort(),
+      left.sort(),
+    );
+    assert.deepEqual(temps(dir), []);
+  });
+});
+
 export { rejectsWith };
