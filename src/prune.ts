@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { checkAttributes } from "./graph/check_attributes.ts";
 import { PruneError } from "./errors.ts";
 import type { PruneOptions } from "./options.ts";
 import type { BlockReport, GroupReport, PruneReport } from "./report.ts";
@@ -138,6 +139,7 @@ export async function pruneModel(
     checkRatio(`ratio of "${name}"`, r);
   }
   if (!model.graph) throw new PruneError("not-onnx", "the model has no graph");
+  checkAttributes(model.graph);
 
   // Data that does not fill its dims is an invalid model, said with the tensor's name (the
   // shape rules read dims only and would not notice).

@@ -11,6 +11,7 @@ import { PruneError } from "../src/errors.ts";
 import { buildMlpModel } from "./helpers/onnx_builders.ts";
 import { loadCalibration } from "../src/calibration/inputs.ts";
 import { encodeNpy } from "../src/calibration/npy.ts";
+import { loadImage } from "../src/calibration/images.ts";
 import { prune } from "../src/prune.ts";
 import { createCore } from "../src/core/mod.ts";
 import { decodeModel, encodeModel } from "../src/onnx/model_io.ts";
@@ -253,6 +254,126 @@ Deno.test("temp files of a killed run are removed by the next write into the fol
     );
     assert.deepEqual(temps(dir), []);
   });
+});
+
+Deno.test("attributes of the wrong type or out of range are refused naming the node", async () => {
+  const bytes = await Deno.readFile(new URL("timm_vit.onnx", FIXTURES));
+  const cases: [string, (m: ModelProto) => string][] = [
+    ["Softmax axis -4294967297", (m) => {
+      const n = m.graph!.node!.find((n) => n.opType === "Softmax")!;
+      n.attribute!.find((a) => a.name === "axis")!.i = -4294967297;
+      return n.name!;
+    }],
+    ["Transpose perm as FLOATS", (m) => {
+      const n = m.graph!.node!.filter((n) => n.opType === "Transpose").at(-1)!;
+      const a = n.attribute!.find((a) => a.name === "perm")!;
+      a.type = 6;
+      a.floats = (a.ints ?? []).map(Number);
+      a.ints = [];
+      return n.name!;
+    }],
+    ["Transpose perm not a permutation", (m) => {
+      const n = m.graph!.node!.find((n) => n.opType === "Transpose")!;
+      n.attribute!.find((a) => a.name === "perm")!.ints = [0, 0, 1];
+      return n.name!;
+    }],
+  ];
+  for (const [what, edit] of cases) {
+    const model = decodeModel(bytes);
+    const node = edit(model);
+    await rejectsWith(
+      prune(encodeModel(model), { pruningRatio: 0.5, pruneNumHeads: true, core }),
+      "bad-attribute",
+      `"${node}"`,
+    ).catch((e) => {
+      throw new Error(`${what}: ${e.message}`);
+    });
+  }
+});
+
+function crc32(bytes: Uint8Array): number {
+  let c = ~0;
+  for (const b of bytes) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return ~c >>> 0;
+}
+
+/** A real gray PNG of `side` × `side` black pixels (it compresses to almost nothing). */
+async function blackPng(side: number): Promise<Uint8Array> {
+  const row = new Uint8Array(1 + side); // filter byte 0, then black pixels
+  const rows = ReadableStream.from((function* () {
+    for (let y = 0; y < side; y++) yield row;
+  })());
+  const idat = new Uint8Array(
+    await new Response(rows.pipeThrough(new CompressionStream("deflate"))).arrayBuffer(),
+  );
+  const chunk = (type: string, data: Uint8Array) => {
+    const out = new Uint8Array(12 + data.length);
+    const view = new DataView(out.buffer);
+    view.setUint32(0, data.length);
+    out.set(new TextEncoder().encode(type), 4);
+    out.set(data, 8);
+    view.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
+    return out;
+  };
+  const ihdr = new Uint8Array(13);
+  new DataView(ihdr.buffer).setUint32(0, side);
+  new DataView(ihdr.buffer).setUint32(4, side);
+  ihdr.set([8, 0, 0, 0, 0], 8); // 8-bit gray
+  const parts = [
+    new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", ihdr),
+    chunk("IDAT", idat),
+    chunk("IEND", new Uint8Array()),
+  ];
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  parts.reduce((at, p) => (out.set(p, at), at + p.length), 0);
+  return out;
+}
+
+Deno.test("an image that declares too many pixels is refused before it is decoded", async () => {
+  const small = loadImage(await blackPng(64), "small.png");
+  assert.equal(small.width * small.height, 64 * 64);
+  const bomb = await blackPng(10_000); // 100 megapixels in about 100 kB
+  assert.ok(bomb.length < 1_000_000, `${bomb.length} bytes`);
+  assert.throws(
+    () => loadImage(bomb, "bomb.png"),
+    (e: unknown) =>
+      e instanceof PruneError && e.code === "bad-image" && e.message.includes("bomb.png") &&
+      e.message.includes("10000 × 10000"),
+  );
+  // A JPEG's frame header says the same.
+  const jpeg = new Uint8Array([
+    0xff,
+    0xd8,
+    0xff,
+    0xe0,
+    0x00,
+    0x04,
+    0x00,
+    0x00, // SOI, APP0 of 2 bytes
+    0xff,
+    0xc0,
+    0x00,
+    0x0b,
+    0x08,
+    0x75,
+    0x30,
+    0x75,
+    0x30,
+    0x01,
+    0x01,
+    0x11,
+    0x00, // SOF0 30000²
+    0xff,
+    0xd9,
+  ]);
+  assert.throws(
+    () => loadImage(jpeg, "bomb.jpg"),
+    (e: unknown) => e instanceof PruneError && e.message.includes("30000 × 30000"),
+  );
 });
 
 export { rejectsWith };
