@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { loadCheckSkipped } from "./runtime/load_check.ts";
 import { checkAttributes } from "./graph/check_attributes.ts";
 import { PruneError } from "./errors.ts";
 import type { PruneOptions } from "./options.ts";
@@ -297,7 +298,7 @@ async function pruneWithCore(
   const after = options.dryRun ? before : await verify(model, options, () => {
     const given = (model as ModelProto & { [DECODED_FROM]?: Uint8Array })[DECODED_FROM];
     return given && !hasExternalData(model) ? given : undefined;
-  });
+  }, notes);
   const report: PruneReport = {
     params: { before: params0, after: countParams(model) },
     macs: {
@@ -336,12 +337,15 @@ async function verify(
   model: ModelProto,
   options: RunOptions,
   input: () => Uint8Array | undefined,
+  notes: string[],
 ): Promise<Map<string, ProbedTensor>> {
   const method = options.verifyRun ? "run" : "auto";
   let shapes: Map<string, ProbedTensor>;
   try {
     shapes = await probeTensors(model, { dimValues: options.dimValues, method });
-    if (!options.verifyRun) await loads(model);
+    const skipped = options.verifyRun ? undefined : loadCheckSkipped(model);
+    if (skipped) notes.push(skipped);
+    else if (!options.verifyRun) await loads(model);
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);
     const given = input();

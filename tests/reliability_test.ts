@@ -376,4 +376,48 @@ Deno.test("an image that declares too many pixels is refused before it is decode
   );
 });
 
+/** The fixture ViT with a chain of `n` `op` nodes (Add: of a shared zero) in block 0's MLP. */
+async function vitWithChain(n: number, op: "Identity" | "Add"): Promise<Uint8Array> {
+  const m = decodeModel(await Deno.readFile(new URL("timm_vit.onnx", FIXTURES)));
+  const g = m.graph!;
+  const at = g.node!.findIndex((x) => x.name === "/blocks/blocks.0/mlp/fc1/Add");
+  const x = g.node![at].output![0];
+  g.initializer!.push(onnx.TensorProto.create({ name: "zero", dataType: 1, floatData: [0] }));
+  const chain = Array.from({ length: n }, (_, i) =>
+    onnx.NodeProto.create({
+      name: `chain_${i}`,
+      opType: op,
+      input: [i ? `chain_${i - 1}` : x, ...(op === "Add" ? ["zero"] : [])],
+      output: [`chain_${i}`],
+    }));
+  for (const node of g.node!) node.input = node.input!.map((s) => (s === x ? `chain_${n - 1}` : s));
+  g.node = [...g.node!.slice(0, at + 1), ...chain, ...g.node!.slice(at + 1)];
+  return encodeModel(m);
+}
+
+Deno.test("a 20k-node chain inside an MLP prunes (no recursion, no slow load check)", async () => {
+  for (const op of ["Identity", "Add"] as const) {
+    const { report } = await within(
+      120,
+      prune(await vitWithChain(20_000, op), { pruningRatio: 0.5, core }),
+    );
+    assert.ok(report.params.after < report.params.before, op);
+    assert.ok(report.notes.some((n) => n.includes("load check left out")), op);
+  }
+});
+
+Deno.test("a model with 100k tiny initializers prunes, its load check left out with a note", async () => {
+  const m = decodeModel(await Deno.readFile(new URL("timm_vit.onnx", FIXTURES)));
+  m.graph!.initializer = [
+    ...m.graph!.initializer!,
+    ...Array.from(
+      { length: 100_000 },
+      (_, i) =>
+        onnx.TensorProto.create({ name: `tiny_${i}`, dataType: 1, dims: [1], floatData: [i] }),
+    ),
+  ];
+  const { report } = await within(120, prune(encodeModel(m), { pruningRatio: 0.5, core }));
+  assert.ok(report.notes.some((n) => n.includes("load check left out")), report.notes.join("; "));
+});
+
 export { rejectsWith };
