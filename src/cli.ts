@@ -22,6 +22,7 @@ import { ProgressBar } from "./calibration/progress.ts";
 import type { RunOptions } from "./prune.ts";
 import { formatReport } from "./format_report.ts";
 import { readModelFile, writeModelFile } from "./onnx/model_io.ts";
+import { tempPath, trackTemp, untrackTemp } from "./onnx/temp_files.ts";
 import type { ModelProto } from "./onnx/proto.ts";
 import type { PruneReport } from "./report.ts";
 import { pruneModel } from "./prune.ts";
@@ -217,7 +218,25 @@ function parseAmount(option: string, value: string): number {
       `${option}: "${value}" is not a count (e.g. 25M) or a share of the original (0.5 or 50%)`,
     );
   }
-  return n * scale;
+  // A share must leave something to prune; a plain number above 1 is a count, so whole.
+  if (m[2] === "%" && n >= 100) {
+    throw new UsageError(
+      `${option}: ${value} is not below 100% of the original; give a share below 100% (e.g. 50%)`,
+    );
+  }
+  if (m[2] === "" && n >= 1 && !Number.isInteger(n)) {
+    throw new UsageError(
+      `${option}: ${value} is neither a share of the original (below 1, e.g. 0.5 or 50%) nor ` +
+        `a whole count (e.g. 25M)`,
+    );
+  }
+  if (m[2] === "" && n === 1) {
+    throw new UsageError(
+      `${option}: 1 would be the whole original (as a share) or one parameter; give a share ` +
+        `below 1 (e.g. 0.5 or 50%) or a count (e.g. 25M)`,
+    );
+  }
+  return m[2] === "%" || m[2] === "" ? n * scale : Math.round(n * scale);
 }
 
 function parsePositive(option: string, value: string): number {
@@ -638,7 +657,8 @@ async function* reopen<T>(open: () => Promise<AsyncIterable<T>>): AsyncGenerator
 
 /** Writes a text file through a temporary file and a rename: never half a file. */
 async function writeTextAtomic(file: string, text: string): Promise<void> {
-  const temp = `${file}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  const temp = tempPath(file);
+  trackTemp(temp);
   try {
     await Deno.writeTextFile(temp, text);
     await Deno.rename(temp, file);
@@ -646,6 +666,8 @@ async function writeTextAtomic(file: string, text: string): Promise<void> {
     await Deno.remove(temp).catch(() => {});
     const why = e instanceof Error ? e.message : String(e);
     throw new PruneError("output-dir", `cannot write ${file}: ${why}`);
+  } finally {
+    untrackTemp(temp);
   }
 }
 
@@ -674,6 +696,22 @@ async function checkOutput(input: string, output: string): Promise<void> {
     }
   } catch (e) {
     if (e instanceof PruneError) throw e;
+  }
+}
+
+/** Temp files of killed runs found beside the output: said on stderr (stdout may be JSON). */
+function reportLeftovers(found: { removed: string[]; kept: string[] }): void {
+  if (found.removed.length) {
+    console.error(
+      `note: removed ${found.removed.length} temporary file(s) left by interrupted runs: ` +
+        found.removed.join(", "),
+    );
+  }
+  if (found.kept.length) {
+    console.error(
+      `note: temporary file(s) of earlier runs, possibly interrupted, remain: ` +
+        `${found.kept.join(", ")} (remove them if no run is writing there)`,
+    );
   }
 }
 
@@ -760,10 +798,11 @@ export async function main(args: string[]): Promise<number> {
       throw e;
     });
     if (!cli.dryRun) {
-      await writeModelFile(pruned, cli.output, {
+      const { leftovers } = await writeModelFile(pruned, cli.output, {
         inputPath: cli.input,
         ...(cli.externalData !== undefined ? { externalData: cli.externalData } : {}),
       });
+      if (!cli.quiet) reportLeftovers(leftovers);
     }
     if (cli.chart) {
       await writeTextAtomic(cli.chart, architectureChart(report, path.basename(cli.output)));

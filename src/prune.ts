@@ -5,6 +5,8 @@
  *
  * @module
  */
+import { loadCheckSkipped } from "./runtime/load_check.ts";
+import { checkAttributes } from "./graph/check_attributes.ts";
 import { PruneError } from "./errors.ts";
 import type { PruneOptions } from "./options.ts";
 import type { BlockReport, GroupReport, PruneReport } from "./report.ts";
@@ -140,6 +142,7 @@ export async function pruneModel(
     checkRatio(`ratio of "${name}"`, r);
   }
   if (!model.graph) throw new PruneError("not-onnx", "the model has no graph");
+  checkAttributes(model.graph);
 
   // Data that does not fill its dims is an invalid model, said with the tensor's name (the
   // shape rules read dims only and would not notice).
@@ -296,10 +299,16 @@ async function pruneWithCore(
     const compensated = applyCompensation(graph, updates);
     notes.push(`compensated ${compensated} layers (${options.compensation})`);
   }
-  const after = options.dryRun ? before : await verify(model, options, () => {
-    const given = (model as ModelProto & { [DECODED_FROM]?: Uint8Array })[DECODED_FROM];
-    return given && !hasExternalData(model) ? given : undefined;
-  }, before);
+  const after = options.dryRun ? before : await verify(
+    model,
+    options,
+    () => {
+      const given = (model as ModelProto & { [DECODED_FROM]?: Uint8Array })[DECODED_FROM];
+      return given && !hasExternalData(model) ? given : undefined;
+    },
+    before,
+    notes,
+  );
   const report: PruneReport = {
     params: { before: params0, after: countParams(model) },
     macs: {
@@ -346,6 +355,7 @@ async function verify(
   options: RunOptions,
   input: () => Uint8Array | undefined,
   before: Map<string, ProbedTensor>,
+  notes: string[],
 ): Promise<Map<string, ProbedTensor>> {
   const method = options.verifyRun ? "run" : "auto";
   let shapes: Map<string, ProbedTensor>;
@@ -358,7 +368,9 @@ async function verify(
         if (lost) throw new Error(`the ${body.attribute} of "${body.owner.name}" no longer runs`);
       }
     }
-    if (!options.verifyRun) await loads(model);
+    const skipped = options.verifyRun ? undefined : loadCheckSkipped(model);
+    if (skipped) notes.push(skipped);
+    else if (!options.verifyRun) await loads(model);
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);
     const given = input();

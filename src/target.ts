@@ -64,6 +64,12 @@ function goalOf(value: number | undefined, original: number, name: string): numb
   if (!Number.isFinite(value) || value <= 0) {
     throw new PruneError("bad-option", `${name} must be positive, got ${value}`);
   }
+  if (value > 1 && !Number.isInteger(value)) {
+    throw new PruneError(
+      "bad-option",
+      `${name} ${value} is neither a share of the original (below 1) nor a whole count`,
+    );
+  }
   const goal = value <= 1 ? value * original : value;
   if (goal >= original) {
     throw new PruneError(

@@ -385,6 +385,14 @@ Deno.test("readModelFile: missing file", async () => {
 // ---------------------------------------------------------------------------------------------
 // Files and external data
 
+/** The one data file written for `model` in `dir`: `<model>.<hash of the data>.data`. */
+function dataFileOf(dir: string, model: string): string {
+  const found = [...Deno.readDirSync(dir)].map((e) => e.name)
+    .filter((n) => n.startsWith(`${model}.`) && /\.[0-9a-f]{16}\.data$/.test(n));
+  assert.equal(found.length, 1, `one data file of ${model}: ${found}`);
+  return found[0];
+}
+
 Deno.test(
   "write/read inline and with external data",
   withTempDir(async (dir) => {
@@ -396,7 +404,8 @@ Deno.test(
     await writeModelFile(model, `${dir}/ext.onnx`, { externalData: { sizeThreshold: 100 } });
     assert.ok(bytesEqual(enc(model), enc(buildMlpModel(64, 64))), "caller's model unchanged");
     const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
-    assert.deepEqual(names, ["ext.onnx", "ext.onnx.data", "inline.onnx"]);
+    const extData = dataFileOf(dir, "ext.onnx");
+    assert.deepEqual(names, ["ext.onnx", extData, "inline.onnx"]);
     const modelSize = Deno.statSync(`${dir}/ext.onnx`).size;
     assert.ok(modelSize < 4096, `weights went to the data file (model is ${modelSize} B)`);
     const rawExt = decodeModel(Deno.readFileSync(`${dir}/ext.onnx`));
@@ -404,7 +413,7 @@ Deno.test(
     assert.equal(w.dataLocation, onnx.TensorProto.DataLocation.EXTERNAL);
     assert.deepEqual(
       w.externalData!.map((e) => [e.key, e.value]),
-      [["location", "ext.onnx.data"], ["offset", "0"], ["length", String(64 * 64 * 4)]],
+      [["location", extData], ["offset", "0"], ["length", String(64 * 64 * 4)]],
     );
     const b = initializer(rawExt, "b");
     assert.equal(Number(b.externalData!.find((e) => e.key === "offset")!.value) % 64, 0);
@@ -414,12 +423,13 @@ Deno.test(
     assert.ok(bytesEqual(enc(back), enc(model)), "read back equals the original (inline)");
     assert.equal(
       (initializer(back, "W") as TensorWithOrigin)[EXTERNAL_ORIGIN]!.location,
-      "ext.onnx.data",
+      extData,
     );
 
     // Default for a model that came with external data: external again.
     await writeModelFile(back, `${dir}/again.onnx`, { inputPath: `${dir}/ext.onnx` });
-    assert.ok(Deno.statSync(`${dir}/again.onnx.data`).isFile);
+    // The data file is named after its content: the same data, the same name.
+    assert.equal(dataFileOf(dir, "again.onnx"), extData.replace("ext.onnx", "again.onnx"));
     assert.ok(bytesEqual(enc(await readModelFile(`${dir}/again.onnx`)), enc(model)));
     // Explicit custom location and inline override.
     await writeModelFile(back, `${dir}/custom.onnx`, { externalData: { location: "weights.bin" } });
@@ -510,10 +520,11 @@ Deno.test(
       "read from",
     );
     // Output data file would be the input's data file.
+    const inData = dataFileOf(dir, "in.onnx");
     await rejectsWith(
-      writeModelFile(m, `${dir}/out.onnx`, { externalData: { location: "in.onnx.data" } }),
+      writeModelFile(m, `${dir}/out.onnx`, { externalData: { location: inData } }),
       "would-overwrite-input",
-      "in.onnx.data",
+      inData,
     );
     // Writing the data file over the input model.
     await rejectsWith(
@@ -527,7 +538,7 @@ Deno.test(
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [
       "alias.onnx",
       "in.onnx",
-      "in.onnx.data",
+      inData,
     ]);
   }),
 );

@@ -6,6 +6,7 @@
  */
 import { decode as decodePng } from "fast-png";
 import jpeg from "jpeg-js";
+import { jpegSize, MAX_IMAGE_PIXELS, pngSize } from "./image_size.ts";
 import { PruneError } from "../errors.ts";
 
 /** A decoded image: interleaved (HWC) pixels on the 0–255 scale (16-bit PNGs are rescaled). */
@@ -124,6 +125,14 @@ function fromJpeg(bytes: Uint8Array, source: string): DecodedImage {
  * @example const img = loadImage(await Deno.readFile("cat.jpg"), "cat.jpg"); img.channels // 3
  */
 export function loadImage(bytes: Uint8Array, source: string): DecodedImage {
+  const declared = isPng(bytes) ? pngSize(bytes) : isJpeg(bytes) ? jpegSize(bytes) : undefined;
+  if (declared && declared.width * declared.height > MAX_IMAGE_PIXELS) {
+    throw unreadable(
+      source,
+      `the image declares ${declared.width} × ${declared.height} pixels, more than the ` +
+        `${MAX_IMAGE_PIXELS / 1e6} million a calibration image may have; resize it first`,
+    );
+  }
   let img: DecodedImage;
   if (isPng(bytes)) img = fromPng(bytes, source);
   else if (isJpeg(bytes)) img = fromJpeg(bytes, source);

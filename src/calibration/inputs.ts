@@ -240,6 +240,14 @@ function copyConverted(
     else {
       for (let i = 0; i < count; i++) dst[at + i] = f32ToF16Bits(Number(src[from + i]));
     }
+    for (let i = 0; i < count; i++) {
+      if ((dst[at + i] & 0x7c00) === 0x7c00) {
+        throw calErr(
+          `${source}: element ${from + i} is not finite as float16; calibration data must ` +
+            `hold finite numbers`,
+        );
+      }
+    }
     return;
   }
   if (src instanceof BigInt64Array) {
@@ -254,9 +262,17 @@ function copyConverted(
   }
   if (srcType === "float16") {
     for (let i = 0; i < count; i++) dst[at + i] = f16BitsToF32((src as Uint16Array)[from + i]);
-    return;
+  } else {
+    (dst as Float32Array).set((src as Float32Array).subarray(from, from + count), at);
   }
-  (dst as Float32Array).set((src as Float32Array).subarray(from, from + count), at);
+  for (let i = 0; i < count; i++) {
+    if (!Number.isFinite(dst[at + i])) {
+      throw calErr(
+        `${source}: value ${dst[at + i]} (element ${from + i}) is not finite; calibration ` +
+          `data must hold finite numbers`,
+      );
+    }
+  }
 }
 
 function checkDtype(input: CalibrationInput, dtype: NpyDtype, source: string): void {

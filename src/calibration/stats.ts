@@ -105,6 +105,23 @@ export class ChannelStats {
   }
 }
 
+/** Statistics on NaN or infinite activations would rank channels, or refit weights, on
+ * nothing: refused, naming the batch (1-based) and the tensor. */
+function checkFinite(tensor: string, batch: number, ...arrays: ArrayLike<number>[]): void {
+  for (const a of arrays) {
+    for (let i = 0; i < a.length; i++) {
+      if (!Number.isFinite(a[i])) {
+        throw new PruneError(
+          "bad-calibration",
+          `calibration batch ${batch}: the activations at "${tensor}" are not finite (NaN or ` +
+            `infinite; their ${i === 0 ? "first" : `${i + 1}th`} statistic is ${a[i]}): ` +
+            `check the calibration data for NaN, infinite or huge values`,
+        );
+      }
+    }
+  }
+}
+
 /** More outputs of the same run, read batch by batch (gradients, in the same pass). */
 export interface BatchReader {
   outputs: string[];
@@ -245,14 +262,19 @@ export async function collectStats(
           throw new PruneError("bad-calibration", `tensor "${name}" changed width between batches`);
         }
         if (!n) {
+          checkFinite(name, runs, data);
           s.add(data);
           continue;
         }
         const rows = Number((out[n.rows].data as BigInt64Array)[0]);
-        s.addSums(data, out[n.squares].data as Float32Array, rows);
+        const squares = out[n.squares].data as Float32Array;
+        checkFinite(name, runs, data, squares);
+        s.addSums(data, squares, rows);
         if (n.gram && s.gram) {
           const sum = out[n.gramSum ?? n.sum].data as Float32Array;
-          s.addGram(out[n.gram].data as Float32Array, sum, Math.ceil(rows / gramStride));
+          const block = out[n.gram].data as Float32Array;
+          checkFinite(name, runs, block);
+          s.addGram(block, sum, Math.ceil(rows / gramStride));
         }
       }
     }

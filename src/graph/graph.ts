@@ -137,16 +137,24 @@ export class Graph {
    * those seen through Identity nodes. Returns where it is stored so it can be rewritten.
    */
   constant(name: string): ConstantRef | undefined {
-    const init = this.#initializers.get(name);
-    if (init && !this.isGraphInputOverride(name)) {
-      return { tensor: init, home: "initializer", name };
-    }
-    const node = this.#producer.get(name);
-    if (!node) return undefined;
-    if (node.opType === "Identity") return this.constant(node.input[0]);
-    if (node.opType === "Constant") {
-      const tensor = constantNodeTensor(node);
-      return tensor ? { tensor, home: "constant-node", name, node } : undefined;
+    // A loop, not recursion: a chain of 200k Identity nodes is a valid graph. A cycle is not,
+    // and ends the walk after as many steps as there are nodes.
+    for (let steps = 0; steps <= this.#producer.size; steps++) {
+      const init = this.#initializers.get(name);
+      if (init && !this.isGraphInputOverride(name)) {
+        return { tensor: init, home: "initializer", name };
+      }
+      const node = this.#producer.get(name);
+      if (!node) return undefined;
+      if (node.opType === "Identity") {
+        name = node.input[0];
+        continue;
+      }
+      if (node.opType === "Constant") {
+        const tensor = constantNodeTensor(node);
+        return tensor ? { tensor, home: "constant-node", name, node } : undefined;
+      }
+      return undefined;
     }
     return undefined;
   }
@@ -249,14 +257,18 @@ export class Graph {
   constantUseCount(ref: ConstantRef): number {
     const root = ref.home === "initializer" ? ref.name : ref.node!.output[0];
     let count = 0;
-    const visit = (name: string) => {
+    const stack = [root];
+    const seen = new Set<string>();
+    while (stack.length) {
+      const name = stack.pop()!;
+      if (seen.has(name)) continue;
+      seen.add(name);
       if (this.outputNames.has(name) || this.#bodyOutputs.has(name)) count++;
       for (const use of this.consumers(name)) {
-        if (use.node.opType === "Identity") visit(use.node.output[0]);
+        if (use.node.opType === "Identity") stack.push(use.node.output[0]);
         else count++;
       }
-    };
-    visit(root);
+    }
     return count;
   }
 

@@ -124,6 +124,16 @@ function dirname(path: string) {
   return i < 0 ? "." : i === 0 ? "/" : path.slice(0, i);
 }
 
+/** What a file system entry is, in words. */
+export function kindOf(info: Deno.FileInfo): string {
+  if (info.isDirectory) return "a directory";
+  if (info.isFifo) return "a FIFO (named pipe)";
+  if (info.isSocket) return "a socket";
+  if (info.isCharDevice || info.isBlockDevice) return "a device";
+  if (info.isSymlink) return "a symbolic link";
+  return "not a regular file";
+}
+
 function parseEntries(t: TensorProto, file: string): ExternalOrigin {
   const entries = (t.externalData ?? []).map((e) => ({ key: e.key ?? "", value: e.value ?? "" }));
   const get = (k: string) => entries.find((e) => e.key === k)?.value;
@@ -197,7 +207,17 @@ export async function loadExternalData(model: ModelProto, modelPath: string): Pr
     }
     let fileSize = files.get(real);
     if (fileSize === undefined) {
-      fileSize = (await Deno.stat(real)).size;
+      const info = await Deno.stat(real);
+      // A FIFO would block the read forever, a directory fail later under another name.
+      if (!info.isFile) {
+        throw new PruneError(
+          "bad-external-data",
+          `${modelPath}: external data file '${origin.location}' of ${label(t)} is ${
+            kindOf(info)
+          }, not a regular file (${real})`,
+        );
+      }
+      fileSize = info.size;
       files.set(real, fileSize);
     }
     const length = origin.length >= 0 ? origin.length : fileSize - origin.offset;

@@ -5,7 +5,9 @@
  * @module
  */
 import { PruneError } from "../errors.ts";
-import { readWhole, writeAll, type WriteTo, writeWhole } from "./file_io.ts";
+import { readInto, readWhole, writeAll, type WriteTo, writeWhole } from "./file_io.ts";
+import { withFolderLock } from "./folder_lock.ts";
+import { cleanLeftovers, tempPath, trackTemp, untrackTemp } from "./temp_files.ts";
 import { type ModelProto, onnx, scanWire, type TensorProto } from "./proto.ts";
 import {
   allTensors,
@@ -13,6 +15,7 @@ import {
   deferredRawData,
   EXTERNAL_ORIGIN,
   hasExternalData,
+  kindOf,
   loadExternalData,
   MODEL_SOURCE,
   type ModelWithSource,
@@ -168,8 +171,10 @@ export function encodeModel(model: ModelProto): Uint8Array {
 export async function readModelFile(path: string): Promise<ModelProto> {
   let bytes: Uint8Array;
   try {
+    await checkModelFile(path);
     bytes = await readWhole(path);
   } catch (e) {
+    if (e instanceof PruneError) throw e;
     if (e instanceof Deno.errors.NotFound) {
       throw new PruneError("not-found", `${path}: no such file`);
     }
@@ -192,14 +197,55 @@ export async function readModelFile(path: string): Promise<ModelProto> {
   return model;
 }
 
+/** Files at least this large are looked at before they are read whole. */
+const HEAD_CHECKED_ABOVE = 16 << 20;
+
+/**
+ * Looks at a model file before reading it whole: a regular file (a FIFO would block), under
+ * protobuf's 2 GiB limit, and starting with fields a ModelProto can have.
+ */
+async function checkModelFile(path: string): Promise<void> {
+  const info = await Deno.stat(path);
+  if (info.isDirectory) {
+    throw new PruneError("not-onnx", `${path}: is a directory, expected an .onnx file`);
+  }
+  if (!info.isFile) {
+    throw new PruneError("not-onnx", `${path}: is ${kindOf(info)}, expected an .onnx file`);
+  }
+  if (info.size >= TWO_GIB) {
+    throw new PruneError(
+      "not-onnx",
+      `${path}: not an ONNX model: the file has ${info.size} bytes, and a model in one protobuf ` +
+        `file is below 2 GiB (larger models keep their tensors in external data files)`,
+    );
+  }
+  if (info.size < HEAD_CHECKED_ABOVE) return; // read whole: decodeModel says what is wrong
+  using file = await Deno.open(path);
+  const head = new Uint8Array(Math.min(info.size, 4096));
+  const n = await readInto(file, head);
+  const scan = scanWire(head, 0, n);
+  const badWire = scan.fields.find(([f, wt]) =>
+    MODEL_WIRE[f] !== undefined && MODEL_WIRE[f] !== wt
+  );
+  if (scan.status === "invalid" || badWire) {
+    throw new PruneError(
+      "not-onnx",
+      `${path}: not an ONNX model: the file does not start like a protobuf ModelProto ` +
+        `(${badWire ? `field ${badWire[0]} has wire type ${badWire[1]}` : "bad field tag"} in ` +
+        `its first ${n} bytes). Is this really a .onnx file?`,
+    );
+  }
+}
+
 /** Options of {@link writeModelFile}. */
 export interface WriteModelOptions {
   /** The file the model was read from: never overwritten (real paths compared). */
   inputPath?: string;
   /**
    * true / {location, sizeThreshold}: tensors ≥ sizeThreshold bytes (default 1024), and those that
-   * were external in the input, go to `location` (default `<output basename>.data`) next to the
-   * output. false: all inline. Default: external if the input had external data or the model
+   * were external in the input, go to `location` next to the output (default
+   * `<output basename>.<hash of the data>.data`: a model never meets another run's data file, and
+   * the data file of the model it replaces is removed). false: all inline. Default: external if the input had external data or the model
    * would exceed 2 GiB.
    */
   externalData?: boolean | { location?: string; sizeThreshold?: number };
@@ -235,15 +281,17 @@ async function realOrPlanned(path: string): Promise<string> {
   return `${dir === "/" ? "" : dir}/${basename(path)}`;
 }
 
-function tmpName(path: string) {
-  const rand = crypto.getRandomValues(new Uint32Array(2)).join("");
-  return `${dirname(path)}/.${basename(path)}.${rand}.tmp`;
-}
-
 function estimateSize(model: ModelProto): number {
   let n = 0;
   for (const t of allTensors(model)) n += tensorDataSize(t);
   return n;
+}
+
+/** What a write found and did besides writing the model. */
+export interface WriteResult {
+  /** Temp files of earlier runs into the same folder that were killed while writing: removed
+   * (their process is gone) or kept (their process cannot be checked on this system). */
+  leftovers: { removed: string[]; kept: string[] };
 }
 
 /**
@@ -256,7 +304,7 @@ export async function writeModelFile(
   model: ModelProto,
   path: string,
   options: WriteModelOptions = {},
-): Promise<void> {
+): Promise<WriteResult> {
   const outReal = await realOrPlanned(path);
   const source = (model as ModelWithSource)[MODEL_SOURCE];
   const protectedFiles = new Map<string, string>();
@@ -279,6 +327,7 @@ export async function writeModelFile(
     }
   };
   refuse(outReal, "output");
+  const keep = async (file: string) => protectedFiles.has(await realOrPlanned(file));
 
   const opt = options.externalData;
   const external = opt === undefined
@@ -294,23 +343,26 @@ export async function writeModelFile(
       );
     }
     const bytes = encodeModel(model);
-    await atomicWrite([{ path, bytes }]);
-    return;
+    return await atomicWrite(path, keep, async (stage) => {
+      stage.place(await stage.write(bytes), path);
+    });
   }
 
   const cfg = typeof opt === "object" ? opt : {};
-  const location = cfg.location ?? `${basename(path)}.data`;
   const threshold = cfg.sizeThreshold ?? 1024;
-  const parts = checkRelativeLocation(location, "(output)", path);
-  const dataPath = `${dirname(path)}/${parts.join("/")}`;
-  const dataReal = await realOrPlanned(dataPath);
-  refuse(dataReal, "external data file");
-  if (dataReal === outReal) {
-    throw new PruneError(
-      "bad-option",
-      `${path}: the external data location '${location}' is the model file itself`,
-    );
-  }
+  const checkLocation = async (location: string) => {
+    const parts = checkRelativeLocation(location, "(output)", path);
+    const dataPath = `${dirname(path)}/${parts.join("/")}`;
+    refuse(await realOrPlanned(dataPath), "external data file");
+    if (await realOrPlanned(dataPath) === outReal) {
+      throw new PruneError(
+        "bad-option",
+        `${path}: the external data location '${location}' is the model file itself`,
+      );
+    }
+    return { parts, dataPath };
+  };
+  if (cfg.location !== undefined) await checkLocation(cfg.location);
 
   // Lay out the data file, then encode with temporary external references; restore afterwards.
   // Tensors read lazily from the input's data file are measured, not read, until written.
@@ -340,114 +392,179 @@ export async function writeModelFile(
     size += length;
   }
   // Streamed tensor by tensor: the data file is never held in memory as a whole. A tensor read
-  // (and cut) when asked for is produced while the one before it is being written.
+  // (and cut) when asked for is produced while the one before it is being written, and hashed
+  // while it is written: the hash names the data file, so a model only ever meets its own data.
+  const digests: Uint8Array[] = [];
   const writeData = async (file: Deno.FsFile) => {
     let at = 0;
-    let writing: Promise<void> = Promise.resolve();
+    let writing: Promise<unknown> = Promise.resolve();
     for (const c of chosen) {
       const bytes = c.t.rawData!;
       await writing;
       if (c.offset > at) await writeAll(file, new Uint8Array(c.offset - at));
-      writing = writeAll(file, bytes);
+      writing = Promise.all([
+        writeAll(file, bytes),
+        crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>).then((d) =>
+          digests.push(new Uint8Array(d))
+        ),
+      ]);
       at = c.offset + c.length;
     }
     await writing;
   };
-  const saved = chosen.map((c) => ({
-    externalData: c.t.externalData,
-    hadLocation: Object.hasOwn(c.t, "dataLocation"),
-    dataLocation: c.t.dataLocation,
-  }));
-  let bytes: Uint8Array;
-  try {
-    for (const c of chosen) {
-      delete c.t.rawData;
-      c.t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
-      c.t.externalData = [
-        { key: "location", value: parts.join("/") },
-        { key: "offset", value: String(c.offset) },
-        { key: "length", value: String(c.length) },
-      ];
+  return await atomicWrite(path, keep, async (stage) => {
+    let location = cfg.location;
+    let dataPath: string | undefined;
+    if (chosen.length) {
+      const dataTemp = await stage.write(writeData);
+      if (location === undefined) location = `${basename(path)}.${await dataHash()}.data`;
+      const checked = await checkLocation(location);
+      dataPath = checked.dataPath;
+      stage.place(dataTemp, dataPath);
     }
-    bytes = encodeModel(model);
-  } finally {
-    chosen.forEach((c, i) => {
-      if (c.own) Object.defineProperty(c.t, "rawData", c.own);
-      else delete c.t.rawData;
-      c.t.externalData = saved[i].externalData ?? [];
-      if (saved[i].hadLocation) c.t.dataLocation = saved[i].dataLocation;
-      else delete c.t.dataLocation;
-    });
+    const bytes = encodeWithLocation(location ?? "");
+    stage.place(await stage.write(bytes), path);
+  });
+
+  async function dataHash(): Promise<string> {
+    const layout = new TextEncoder().encode(chosen.map((c) => `${c.offset}+${c.length}`).join(","));
+    const all = new Uint8Array(layout.length + 32 * digests.length);
+    all.set(layout);
+    digests.forEach((d, i) => all.set(d, layout.length + 32 * i));
+    const d = new Uint8Array(await crypto.subtle.digest("SHA-256", all));
+    return [...d.subarray(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
   }
-  // Data file first, then the model: a reader never sees a model whose data file is missing.
-  await atomicWrite(
-    chosen.length ? [{ path: dataPath, write: writeData }, { path, bytes }] : [{ path, bytes }],
-  );
+
+  function encodeWithLocation(location: string): Uint8Array {
+    const saved = chosen.map((c) => ({
+      externalData: c.t.externalData,
+      hadLocation: Object.hasOwn(c.t, "dataLocation"),
+      dataLocation: c.t.dataLocation,
+    }));
+    try {
+      for (const c of chosen) {
+        delete c.t.rawData;
+        c.t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
+        c.t.externalData = [
+          { key: "location", value: checkRelativeLocation(location, "(output)", path).join("/") },
+          { key: "offset", value: String(c.offset) },
+          { key: "length", value: String(c.length) },
+        ];
+      }
+      return encodeModel(model);
+    } finally {
+      chosen.forEach((c, i) => {
+        if (c.own) Object.defineProperty(c.t, "rawData", c.own);
+        else delete c.t.rawData;
+        c.t.externalData = saved[i].externalData ?? [];
+        if (saved[i].hadLocation) c.t.dataLocation = saved[i].dataLocation;
+        else delete c.t.dataLocation;
+      });
+    }
+  }
+}
+
+/** The files of one write: each written to a temp file first, then put in place together. */
+interface Stage {
+  /** Writes a temp file beside the output; its path. */
+  write(content: Uint8Array | WriteTo): Promise<string>;
+  /** Puts a written temp file at `target` when the write commits (in the order asked). */
+  place(temp: string, target: string): void;
+}
+
+/** Data files that earlier writes of `output` named after their content (`<name>.<hash>.data`). */
+async function formerDataFiles(output: string): Promise<string[]> {
+  const base = basename(output).replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const pattern = new RegExp(`^${base}\\.[0-9a-f]{16}\\.data$`);
+  const out: string[] = [];
+  try {
+    for await (const e of Deno.readDir(dirname(output))) {
+      if (e.isFile && pattern.test(e.name)) out.push(`${dirname(output)}/${e.name}`);
+    }
+  } catch { /* not listable: nothing to clean */ }
+  return out;
 }
 
 /**
- * Writes each file to a temp file in its folder, then renames all. On failure removes the temp
- * files, and any file already renamed into place that did not exist before.
+ * Writes the files of a model through temp files, then, holding the folder's lock, renames them
+ * into place (data file first, the model last: the model's rename is the moment the new pair
+ * appears) and removes the data files of the model it replaced. On failure, or SIGINT/SIGTERM,
+ * the temp files are removed and nothing that existed before is changed.
  */
 async function atomicWrite(
-  files: ({ path: string; bytes: Uint8Array } | { path: string; write: WriteTo })[],
-): Promise<void> {
-  const existed: boolean[] = [];
-  for (const f of files) {
-    let info: Deno.FileInfo | undefined;
-    try {
-      info = await Deno.stat(f.path);
-    } catch { /* does not exist yet */ }
-    if (info?.isDirectory) {
-      throw new PruneError("unwritable", `${f.path}: is a directory; cannot write a file there`);
-    }
-    existed.push(info !== undefined);
-  }
+  output: string,
+  keep: (file: string) => Promise<boolean>,
+  build: (stage: Stage) => Promise<void>,
+): Promise<WriteResult> {
+  const leftovers = await cleanLeftovers(output);
   const temps: string[] = [];
-  const placed: string[] = [];
-  try {
-    for (const f of files) {
-      const tmp = tmpName(f.path);
+  const moves: [string, string][] = [];
+  const fail = (target: string, e: unknown): never => {
+    if (e instanceof PruneError) throw e;
+    if (e instanceof Deno.errors.PermissionDenied) {
+      throw new PruneError("unwritable", `${target}: cannot write here (permission denied)`);
+    }
+    if (e instanceof Deno.errors.NotFound) {
+      throw new PruneError("not-found", `${target}: the output folder does not exist`);
+    }
+    throw new PruneError(
+      "unwritable",
+      `${target}: writing failed (${e instanceof Error ? e.message : e})`,
+    );
+  };
+  const stage: Stage = {
+    async write(content) {
+      const tmp = tempPath(output);
       temps.push(tmp);
+      trackTemp(tmp);
       try {
-        await writeWhole(tmp, "bytes" in f ? f.bytes : f.write);
+        await writeWhole(tmp, content);
       } catch (e) {
-        if (e instanceof Deno.errors.PermissionDenied) {
-          throw new PruneError("unwritable", `${f.path}: cannot write here (permission denied)`);
-        }
-        if (e instanceof Deno.errors.NotFound) {
-          throw new PruneError("not-found", `${f.path}: the output folder does not exist`);
-        }
-        throw new PruneError(
-          "unwritable",
-          `${f.path}: writing failed (${e instanceof Error ? e.message : e})`,
-        );
+        fail(output, e);
+      }
+      return tmp;
+    },
+    place(temp, target) {
+      moves.push([temp, target]);
+    },
+  };
+  try {
+    await build(stage);
+    for (const [, target] of moves) {
+      if ((await Deno.stat(target).catch(() => null))?.isDirectory) {
+        throw new PruneError("unwritable", `${target}: is a directory; cannot write a file there`);
       }
     }
-    for (let i = 0; i < files.length; i++) {
+    await withFolderLock(dirname(output), async () => {
+      const former = await formerDataFiles(output);
+      const placed: string[] = [];
       try {
-        await Deno.rename(temps[i], files[i].path);
+        for (const [temp, target] of moves) {
+          const existed = await Deno.stat(target).then(() => true, () => false);
+          try {
+            await Deno.rename(temp, target);
+          } catch (e) {
+            throw new PruneError(
+              "unwritable",
+              `${target}: cannot replace the file (${e instanceof Error ? e.message : e})`,
+            );
+          }
+          if (!existed) placed.push(target);
+        }
       } catch (e) {
-        throw new PruneError(
-          "unwritable",
-          `${files[i].path}: cannot replace the file (${e instanceof Error ? e.message : e})`,
-        );
+        for (const p of placed) await Deno.remove(p).catch(() => {});
+        throw e;
       }
-      if (!existed[i]) placed.push(files[i].path);
-    }
-  } catch (e) {
+      const kept = new Set(moves.map(([, target]) => target));
+      for (const f of former) {
+        if (!kept.has(f) && !(await keep(f))) await Deno.remove(f).catch(() => {});
+      }
+    });
+  } finally {
     for (const t of temps) {
-      try {
-        await Deno.remove(t);
-      } catch { /* already renamed or never created */ }
+      await Deno.remove(t).catch(() => {});
+      untrackTemp(t);
     }
-    if (placed.length < files.length) {
-      for (const p of placed) {
-        try {
-          await Deno.remove(p);
-        } catch { /* ignore */ }
-      }
-    }
-    throw e;
   }
+  return { leftovers };
 }
