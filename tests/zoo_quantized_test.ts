@@ -71,9 +71,13 @@ async function run(file: string, options: RunOptions): Promise<Check> {
 
 /** Cells pruned exactly: pruned ≡ masked at rounding level, with a real effect. */
 const EXACT = [
-  ...["quant_dynamic_vit", "quant_dynamic_vit_perchannel", "quant_dynamic_bert_perchannel"]
-    .flatMap((f) => ["heads", "dims", "mlp"].map((m) => [f, m])),
-  ["quant_dynamic_bert_fused", "mlp"],
+  ...[
+    "quant_dynamic_vit",
+    "quant_dynamic_vit_perchannel",
+    "quant_dynamic_bert_perchannel",
+    // The optimizer's FusedMatMul carries Q·Kᵀ.
+    "quant_dynamic_bert_fused",
+  ].flatMap((f) => ["heads", "dims", "mlp"].map((m) => [f, m])),
   ...["quant_qdq_vit", "quant_qdq_vit_perchannel", "quant_qdq_bert_perchannel"]
     .flatMap((f) => ["heads", "dims", "mlp"].map((m) => [f, m])),
   // Heads of 16 dims are whole blocks of 16: cut without re-quantizing.

@@ -28,6 +28,7 @@ export const RULES = {
     ...normalizationRules(),
     ...quantizedRules(),
     MatMul: activationMatMul,
+    "com.microsoft:FusedMatMul": activationMatMul,
     GatherND: gatherND,
     BatchNormalization: batchNorm,
     Resize: resize,
