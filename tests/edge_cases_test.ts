@@ -23,7 +23,7 @@ const REFUSED: [string, RunOptions, RegExp][] = [
   ["e7b_gather_transpose", MLP, /ReduceSum node "gsum"/],
   // The branches are traced: the reduction over the channels inside them is what stops them.
   ["e8_if_capture", MLP, /Reduce(Mean|Max) node "inner_(mean|max)": reduction over tracked/],
-  ["a5_qk_v_dims_differ", DIMS, /Q\/K and V head sizes differ/],
+  ["a5_qk_v_dims_differ", DIMS, /Q\/K heads of \d+ dims and V heads of \d+ differ/],
 ];
 
 const EQUIVALENT: [string, RunOptions][] = [

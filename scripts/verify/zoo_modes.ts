@@ -6,7 +6,7 @@
  */
 import { PruneError } from "../../src/errors.ts";
 import { decodeModel } from "../../src/onnx/model_io.ts";
-import type { ModelProto } from "../../src/onnx/proto.ts";
+import type { GraphProto, ModelProto, NodeProto } from "../../src/onnx/proto.ts";
 import type { RunOptions } from "../../src/prune.ts";
 import type { PruneReport } from "../../src/report.ts";
 import { maskingCheck, runOutputs, syntheticFeeds } from "../../src/verify.ts";
@@ -89,13 +89,25 @@ function blockCount(mode: string, report: PruneReport): { pruned: number; found:
 }
 
 /** Does onnxruntime run the model on synthetic inputs? Returns the error message if not. */
-async function runs(model: ModelProto): Promise<string | undefined> {
+async function runs(
+  model: ModelProto,
+  dimValues?: Record<string, number>,
+): Promise<string | undefined> {
   try {
-    await runOutputs(model, await syntheticFeeds(model));
+    await runOutputs(model, await syntheticFeeds(model, { dimValues }));
     return undefined;
   } catch (e) {
     return e instanceof Error ? e.message : String(e);
   }
+}
+
+/** The nodes of a graph and of the bodies of its If / Loop / Scan nodes. */
+function allNodes(g: GraphProto): NodeProto[] {
+  return (g.node ?? []).flatMap((n) => [
+    n,
+    ...(n.attribute ?? []).flatMap((a) => [...(a.g ? [a.g] : []), ...(a.graphs ?? [])])
+      .flatMap(allNodes),
+  ]);
 }
 
 /** Does `message` quote (in "…") a node, node output, weight or graph input/output of the model
@@ -103,7 +115,7 @@ async function runs(model: ModelProto): Promise<string | undefined> {
 export function namesNode(bytes: Uint8Array, message: string): boolean {
   const g = decodeModel(bytes).graph!;
   const names = new Set([
-    ...(g.node ?? []).flatMap((n) => [n.name ?? "", ...(n.output ?? [])]),
+    ...allNodes(g).flatMap((n) => [n.name ?? "", ...(n.output ?? [])]),
     ...(g.initializer ?? []).map((t) => t.name ?? ""),
     ...(g.input ?? []).map((v) => v.name ?? ""),
     ...(g.output ?? []).map((v) => v.name ?? ""),
@@ -159,10 +171,10 @@ export async function checkCell(
     // re-quantized (the report says so; within the quantization grid's error, a fraction of
     // what the removed channels did). Anything else is a wrong model.
     const normalised = mode === "embedding" &&
-      check.pruned.model.graph!.node!.some((n) => NORMALISING.test(n.opType ?? ""));
+      allNodes(check.pruned.model.graph!).some((n) => NORMALISING.test(n.opType ?? ""));
     const requantized = report.notes.some((n) => /re-?quantiz/i.test(n));
     if (normalised) {
-      const failed = await runs(check.pruned.model);
+      const failed = await runs(check.pruned.model, options.dimValues);
       cell.outcome = failed ? "error" : "runs";
       cell.message = failed ?? "pruned, not mask-exact (LayerNorm)";
     } else if (requantized && check.difference < REQUANTIZED * check.effect) {

@@ -297,7 +297,10 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
     if (rope) qkBlocked = ropeReason(rope);
     qkBlocked ??= qkSplit ?? null;
     let dimsBlocked = qkBlocked ?? v.blockedReason();
-    if (!dimsBlocked && qk.size !== v.size) dimsBlocked = "Q/K and V head sizes differ";
+    if (!dimsBlocked && qk.size !== v.size) {
+      dimsBlocked = `attention block "${nodeName(first)}": Q/K heads of ${qk.size} dims and V ` +
+        `heads of ${v.size} differ (prune them with separate Q/K and V ratios)`;
+    }
     groups.push({
       order: order(first),
       group: {
@@ -356,7 +359,7 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
     );
     seen.add(channels);
     const source = (linear.node.opType === "Conv" && !isPointwise(linear)) ||
-      linear.node.opType === "Gather";
+      linear.node.opType === "Gather" || linear.node.opType === "EmbedLayerNormalization";
     // A convolution of traced channels made once (a squeeze-excitation's squeeze, a conv stem's
     // inner layer) is no residual width and no transformer MLP: no group.
     if (inputs.size === 1 && source && channelLeaves(linear.input).length > 0) continue;

@@ -83,5 +83,48 @@ function embeddingRule(ctx: TraceContext, node: NodeProto): boolean {
 
 /** Runs the source rules; true when the node was fully handled. */
 export function sourceRule(ctx: TraceContext, node: NodeProto): boolean {
-  return convRule(ctx, node) || embeddingRule(ctx, node);
+  return convRule(ctx, node) || embeddingRule(ctx, node) || embedLayerNormRule(ctx, node);
+}
+
+/**
+ * onnxruntime's EmbedLayerNormalization (the optimizer's BERT embeddings): word, position and
+ * segment tables [*, H] gathered, summed and layer-normalised in one op. Its output (and the
+ * sum before the norm) carries fresh channels of width H, sliced in every table and in gamma
+ * and beta; normalised, so prunable only as the embedding width.
+ */
+function embedLayerNormRule(ctx: TraceContext, node: NodeProto): boolean {
+  if (node.opType !== "EmbedLayerNormalization" || node.domain !== "com.microsoft") return false;
+  const word = ctx.graph.constant(node.input[2]);
+  const outDims = ctx.dims(node.output[0]);
+  const wdims = word ? tensorDims(word.tensor) : undefined;
+  if (!word || !outDims || wdims?.length !== 2) return false;
+  const label = node.name || node.output[0];
+  const out = new Factor(wdims[1], true, label);
+  const axes = outDims.map((d, i) =>
+    i === outDims.length - 1 ? [out] : [new Factor(d, false, label)]
+  );
+  ctx.setAxes(node.output[0], axes);
+  if (node.output[2]) ctx.setAxes(node.output[2], axes);
+  ctx.trace.normalized.push({ factors: [out], reason: `${nodeLabel(node)}: normalised axis` });
+  const weight = {
+    use: { node, inputIndex: 2 },
+    ref: word,
+    axis: 1,
+    factors: [out],
+    role: "weight-out" as const,
+    linear: node,
+  };
+  ctx.touchTensor(weight);
+  // Position and segment tables [*, H], gamma and beta [H].
+  for (const [inputIndex, axis] of [[3, 1], [4, 1], [5, 0], [6, 0]]) {
+    if (!node.input[inputIndex]) continue;
+    const ref = ctx.graph.constant(node.input[inputIndex]);
+    if (!ref) {
+      out.block(`${nodeLabel(node)}: input ${inputIndex} is not a constant`);
+      continue;
+    }
+    ctx.touchTensor({ use: { node, inputIndex }, ref, axis, factors: [out], role: "operand" });
+  }
+  ctx.trace.linears.push({ node, weight, out, input: [] });
+  return true;
 }
