@@ -218,6 +218,29 @@ async function pruneWithCore(
   }
   const { groups, problems } = findGroups(trace);
 
+  // Q/K and V heads of different sizes have no common dim grid: each loses the ratio of its own.
+  const unequal = groups.some((g) =>
+    g.kind === "attention" && g.qkDim.size !== g.vDim.size && !g.qkBlocked && !g.vBlocked
+  );
+  if (options.pruneHeadDims && !separate && unequal && headPruningRatio > 0) {
+    const result = await pruneWithCore(
+      model,
+      {
+        ...options,
+        qkPruningRatio: headPruningRatio,
+        vPruningRatio: headPruningRatio,
+      },
+      core,
+      probed,
+      params0,
+      macs0,
+      ratios,
+    );
+    result.report.notes.unshift(
+      "Q/K and V heads have different sizes: Q/K dims and V dims each lose the head ratio",
+    );
+    return result;
+  }
   const notes: string[] = [];
   options = chooseHeadMode(groups, options, notes);
   checkSomethingToPrune(trace, groups, problems, options, headPruningRatio, pruningRatio);

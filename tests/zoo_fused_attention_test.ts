@@ -99,7 +99,7 @@ Deno.test("GroupQueryAttention with rotary embedding: head dims refused, the nod
   const bytes = await read("fused_llama_gqa_prefill");
   await assert.rejects(
     () => pruneModel(decodeModel(bytes), { ...DIMS, core }),
-    /GroupQueryAttention node "\/model\/layers\.0\/attn\/GroupQueryAttention": rotary embedding/,
+    /GroupQueryAttention node "\/model\/layers\.0\/attn\/GroupQueryAttention": rotary position embedding \(RoPE\)/,
   );
 });
 
