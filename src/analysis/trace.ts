@@ -51,6 +51,9 @@ export interface ShapeTouch {
    * instead of scaling with `factors`.
    */
   renumber?: { axis: Factor[]; from: number; to: number; negative?: boolean };
+  /** Gather indices along a pruned axis: the vector becomes the new positions of the `picked`
+   * channels that stay. */
+  indices?: { axis: Factor[]; picked: number[] };
 }
 
 /** An activation × activation MatMul (attention scores and context). */
