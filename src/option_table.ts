@@ -57,6 +57,8 @@ export interface OptionSpec {
   readonly surfaces: readonly Surface[];
   /** Page: the value a control starts with. */
   readonly initial?: string | boolean;
+  /** A flag that cannot be given with this one (the page unchecks it). */
+  readonly excludes?: string;
 }
 
 const ALL: readonly Surface[] = ["cli", "service", "page"];
@@ -156,6 +158,7 @@ export const OPTIONS = [
     kind: "flag",
     label: "remove whole heads",
     help: ["remove whole attention heads"],
+    excludes: "prune-head-dims",
     section: "heads",
     surfaces: ALL,
     initial: true,
@@ -165,6 +168,7 @@ export const OPTIONS = [
     kind: "flag",
     label: "remove dims of every head",
     help: ["remove the same number of dims from every head"],
+    excludes: "prune-num-heads",
     section: "heads",
     surfaces: ALL,
   },
@@ -242,7 +246,6 @@ export const OPTIONS = [
     ],
     section: "run",
     surfaces: ALL,
-    initial: "l2",
   },
   {
     name: "calibration",
@@ -326,7 +329,6 @@ export const OPTIONS = [
     ],
     section: "run",
     surfaces: ALL,
-    initial: "local",
   },
   {
     name: "gqa-policy",
@@ -339,7 +341,6 @@ export const OPTIONS = [
     ],
     section: "heads",
     surfaces: ALL,
-    initial: "query-heads",
   },
   {
     name: "backend",
@@ -349,7 +350,6 @@ export const OPTIONS = [
     help: ["compute backend (default auto)"],
     section: "run",
     surfaces: ALL,
-    initial: "auto",
   },
   {
     name: "json",
@@ -518,6 +518,7 @@ export const OPTIONS = [
     name: "external-data",
     kind: "flag",
     label: "external data",
+    excludes: "inline-data",
     help: [
       "write the tensors to OUTPUT.data next to the model (default: when",
       "the input had external data, or the model would pass 2 GB)",
@@ -529,6 +530,7 @@ export const OPTIONS = [
     name: "inline-data",
     kind: "flag",
     label: "inline data",
+    excludes: "external-data",
     help: ["write every tensor inside the model file (at most 2 GB)"],
     section: "output",
     surfaces: CLI,
