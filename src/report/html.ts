@@ -32,7 +32,7 @@ export const REPORT_CSS = `
 .prune-report th { background: #f3f5f7; font-weight: 600; }
 .prune-report td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .prune-report .chart { overflow-x: auto; max-width: 100%; }
-.prune-report .chart svg { max-width: none; }
+.prune-report .chart svg { width: min(100%, 860px); height: auto; }
 .prune-report ul { margin: 4px 0; padding-left: 20px; }
 .prune-report .muted { color: #5f6b76; }
 `;
@@ -61,6 +61,12 @@ function totals(report: PruneReport): string {
   return table(["", "before", "after", "after / before"], rows, [1, 2, 3]) +
     (at ? `\n<p class="muted">MACs counted at ${escapeHtml(at)}</p>` : "");
 }
+
+const METRIC_NAMES: Record<string, string> = {
+  params: "parameters",
+  macs: "MACs",
+  latency: "estimated latency",
+};
 
 function list(items: string[]): string {
   return `<ul>${items.map((i) => `<li>${escapeHtml(i)}</li>`).join("")}</ul>`;
@@ -110,11 +116,13 @@ export function reportHtml(report: PruneReport, options: ReportHtmlOptions = {})
     const unit = t.metric === "latency" ? (v: number) => `${v.toFixed(2)} ms` : humanCount;
     out.push(
       "<h2>Target</h2>",
-      `<p>${escapeHtml(t.metric)} ≤ ${escapeHtml(unit(t.goal))}: reached ${
-        escapeHtml(unit(t.reached))
-      } from ${escapeHtml(unit(t.before))} in ${t.steps.length} step${
-        t.steps.length === 1 ? "" : "s"
-      } (${t.met ? "met" : "not met"})</p>`,
+      `<p>${METRIC_NAMES[t.metric] ?? escapeHtml(t.metric)} ≤ ${
+        escapeHtml(unit(t.goal))
+      }: reached ${escapeHtml(unit(t.reached))} from ${
+        escapeHtml(unit(t.before))
+      } in ${t.steps.length} step${t.steps.length === 1 ? "" : "s"} (${
+        t.met ? "met" : "not met"
+      })</p>`,
     );
   }
   if (report.fidelity) {

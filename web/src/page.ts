@@ -83,6 +83,7 @@ function send(request: Omit<JobRequest, "id" | "surface">): Promise<JobReply> {
 let file: File | undefined;
 let modelSent = false;
 let downloadUrl: string | undefined;
+let runs = 0;
 
 function showError(message: string | undefined) {
   const box = $("error");
@@ -177,12 +178,12 @@ function detectedHtml(report: PruneReport): string {
       a?.dimsBlocked ? `dims fixed: ${a.dimsBlocked}` : "",
       m?.blocked ? `MLP fixed: ${m.blocked}` : "",
     ].filter((x) => x).join("; ");
+    const title = escapeHtml([a?.name, m?.name].filter((x) => x).join(" · "));
+    const heads = a ? `${sizeOf(a, "heads")}${kv !== undefined ? ` (KV ${kv})` : ""}` : undefined;
+    const dims = a ? (qk === v ? `${qk}` : `QK ${qk}, V ${v}`) : undefined;
     rows.push(
-      `<tr>${cell(i)}${cell(a?.name, false)}${
-        cell(a ? `${sizeOf(a, "heads")}${kv !== undefined ? ` (KV ${kv})` : ""}` : undefined)
-      }${cell(a ? (qk === v ? `${qk}` : `QK ${qk}, V ${v}`) : undefined)}${cell(m?.name, false)}${
-        cell(sizeOf(m, "channels"))
-      }${cell(why, false)}</tr>`,
+      `<tr title="${title}">${cell(i)}${cell(a?.name, false)}${cell(heads)}${cell(dims)}` +
+        `${cell(sizeOf(m, "channels"))}${cell(why, false)}</tr>`,
     );
   }
   const totals = `<p>params ${escapeHtml(humanCount(report.params.before))} · MACs ${
@@ -203,7 +204,7 @@ function detectedHtml(report: PruneReport): string {
   }
   return totals +
     `<table class="detected" id="detected-blocks"><thead><tr><th>block</th><th>attention</th>` +
-    `<th>heads</th><th>head dim</th><th>MLP</th><th>MLP width</th><th></th></tr></thead>` +
+    `<th>heads</th><th>head dim</th><th>MLP width</th><th></th></tr></thead>` +
     `<tbody>${rows.join("\n")}</tbody></table>`;
 }
 
@@ -386,6 +387,8 @@ async function prune() {
     showError((e as Error).message);
   } finally {
     button.disabled = false;
+    // Runs so far: what a test (or a script driving the page) waits on.
+    document.body.dataset.runs = String(++runs);
   }
 }
 
