@@ -42,9 +42,24 @@ export interface JobState {
   model?: Uint8Array;
 }
 
+/** Signs that onnxruntime could not be loaded (a page has none, the service cannot read its
+ * wasm): the model needed it, which is said as such rather than as a defect. */
+const NO_ONNXRUNTIME =
+  /Failed to resolve module specifier|Cannot find module|Failed to fetch dynamically imported module|Importing a module script failed|no available backend|Requires read access/;
+
 /** The error as a value that crosses to the other side of a worker. */
 export function jobError(e: unknown): JobError {
   if (e instanceof UsageError) return { kind: "usage", code: "bad-option", message: e.message };
+  const text = e instanceof Error ? e.message : String(e);
+  if (NO_ONNXRUNTIME.test(text)) {
+    return {
+      kind: "model",
+      code: "needs-onnxruntime",
+      message: "the shapes of this model's tensors cannot be worked out from the graph alone, " +
+        "and onnxruntime, which would run it to learn them, is not loaded here: prune it with " +
+        `the command line (onnxruntime said: ${text.split("\n")[0].slice(0, 200)})`,
+    };
+  }
   if (e instanceof PruneError) {
     return {
       kind: e.code === "bad-option" ? "usage" : e.code === "internal" ? "internal" : "model",

@@ -315,11 +315,7 @@ export function createService(limits: ServiceLimits = DEFAULT_LIMITS): Service {
       );
       if (!reply.ok) {
         const e = reply.error;
-        const hint = /onnxruntime/.test(e.message) && e.kind !== "usage"
-          ? " (the service runs without onnxruntime: a model whose shapes cannot be worked out " +
-            "from the graph needs the command line)"
-          : "";
-        throw new HttpError(STATUS_OF_JOB_ERROR[e.kind], e.message + hint, e.code);
+        throw new HttpError(STATUS_OF_JOB_ERROR[e.kind], e.message, e.code);
       }
       if (dryRun) return json(reply.report);
       const model = reply.bytes!;

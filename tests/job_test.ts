@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { prune } from "../mod.ts";
-import { runJob } from "../src/job.ts";
+import { jobError, runJob } from "../src/job.ts";
+import { PruneError } from "../src/errors.ts";
 import { composePage, WORKER_ELEMENT_ID } from "../src/serve/page.ts";
 
 const MODEL = await Deno.readFile(new URL("./fixtures/timm_vit.onnx", import.meta.url));
@@ -67,4 +68,28 @@ Deno.test("the page carries the worker's source exactly, whatever it holds", () 
   assert.ok(m && !m[1].includes("<"), "no < inside the element");
   assert.equal(JSON.parse(m[1]), worker);
   assert.throws(() => composePage("<body></body>", worker), /must hold <!-- worker-source -->/);
+});
+
+Deno.test("job: onnxruntime missing where it runs is the model's need, not a defect", () => {
+  for (
+    const e of [
+      new TypeError("Failed to resolve module specifier 'onnxruntime-web'"),
+      new PruneError(
+        "probe-failed",
+        "onnxruntime cannot load the model: no available backend found",
+      ),
+    ]
+  ) {
+    const error = jobError(e);
+    assert.equal(error.kind, "model");
+    assert.equal(error.code, "needs-onnxruntime");
+    assert.match(error.message, /^the shapes of this model's tensors cannot be worked out/);
+  }
+  assert.deepEqual(jobError(new RangeError("boom")), {
+    kind: "internal",
+    code: "internal",
+    message: "internal error: boom",
+  });
+  assert.equal(jobError(new PruneError("not-onnx", "x")).kind, "model");
+  assert.equal(jobError(new PruneError("bad-option", "x")).kind, "usage");
 });

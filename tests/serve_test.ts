@@ -10,6 +10,7 @@ import { parseCliArgs } from "../src/cli.ts";
 import type { PruneReport } from "../src/report.ts";
 import { type RunningService, startService } from "./helpers/service.ts";
 import { runOnce } from "./helpers/ort_run.ts";
+import { buildMlpModel } from "./helpers/onnx_builders.ts";
 import { decodeModel, encodeModel } from "../src/onnx/model_io.ts";
 import { pruneToTarget } from "../src/target.ts";
 
@@ -170,6 +171,20 @@ Deno.test("service: bad bytes, bad options, wrong routes and oversize bodies get
       400,
       /num-heads: attention block .* has 3 heads in the graph/,
       "a head count the model does not have",
+    );
+    // A model the static shape rules cannot size needs onnxruntime, which the service lacks.
+    const res = await post(
+      service,
+      "/prune?pruning-ratio=0.5",
+      encodeModel(buildMlpModel()).slice(),
+    );
+    assert.equal(res.headers.get("content-type"), "application/json; charset=utf-8");
+    const body = await res.json();
+    assert.equal(res.status, 422);
+    assert.equal(body.code, "needs-onnxruntime");
+    assert.match(
+      body.error,
+      /cannot be worked out from the graph alone.*prune it with the command line/,
     );
     await assertRefused(await post(service, "/nope", SMALL), 404, /POST \/prune/, "route");
     await assertRefused(await fetch(`${service.url}/prune`), 405, /\/prune takes POST/, "method");

@@ -13,6 +13,9 @@ import { chromium, type Page } from "npm:playwright-core@1.65.1";
 import { prune } from "../mod.ts";
 import { startService } from "./helpers/service.ts";
 import { runOnce } from "./helpers/ort_run.ts";
+import { buildMlpModel } from "./helpers/onnx_builders.ts";
+import { encodeModel } from "../src/onnx/model_io.ts";
+import { Buffer } from "node:buffer";
 
 const FIXTURE = new URL("./fixtures/fmnist_vit.onnx", import.meta.url).pathname;
 const PAGE_FILE = new URL("../web/index.html", import.meta.url).href;
@@ -188,6 +191,19 @@ browserTest("the page works as a file, with no server at all", async () => {
     assert.deepEqual(bytes, expected.bytes, "the defaults: whole heads 0.5, MLP 0.3");
     const shot = Deno.env.get("PRUNE_VIT_SCREENSHOT");
     if (shot) await page.screenshot({ path: shot, fullPage: true });
+
+    // A model that needs onnxruntime to be sized is refused, saying so.
+    await page.setInputFiles("#file", {
+      name: "mlp.onnx",
+      mimeType: "application/octet-stream",
+      buffer: Buffer.from(encodeModel(buildMlpModel())),
+    });
+    await page.waitForSelector("#error:not([hidden])", { timeout: 60_000 });
+    assert.match(
+      await page.textContent("#error") ?? "",
+      /^the shapes of this model's tensors cannot be worked out from the graph alone/,
+    );
+    assert.equal(await page.isHidden("#loaded"), true);
     for (const r of requests) assert.ok(/^GET (file:|blob:)/.test(r), r);
   });
 });
