@@ -9,7 +9,7 @@
  * screenshot of the pruned page (the README's).
  */
 import assert from "node:assert/strict";
-import { chromium, type Page } from "npm:playwright-core@1.65.1";
+import { chromium, type Page } from "playwright-core";
 import { prune } from "../mod.ts";
 import { startService } from "./helpers/service.ts";
 import { runOnce } from "./helpers/ort_run.ts";
@@ -191,6 +191,20 @@ browserTest("the page works as a file, with no server at all", async () => {
     assert.deepEqual(bytes, expected.bytes, "the defaults: whole heads 0.5, MLP 0.3");
     const shot = Deno.env.get("PRUNE_VIT_SCREENSHOT");
     if (shot) await page.screenshot({ path: shot, fullPage: true });
+
+    // A file dropped on the page is read as one chosen.
+    const small = await Deno.readFile(new URL("./fixtures/timm_vit.onnx", import.meta.url));
+    // (Page code as text: this file is type-checked without the DOM's types.)
+    await page.evaluate(`(() => {
+      const data = new DataTransfer();
+      data.items.add(new File([new Uint8Array(${JSON.stringify([...small])})], "timm_vit.onnx"));
+      document.getElementById("drop").dispatchEvent(
+        new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }),
+      );
+    })()`);
+    await page.waitForFunction(`document.getElementById("model-name").textContent ===
+      "timm_vit.onnx" && !document.getElementById("loaded").hidden`);
+    assert.ok(await page.locator("#detected-blocks tbody tr").count() > 0);
 
     // A model that needs onnxruntime to be sized is refused, saying so.
     await page.setInputFiles("#file", {
