@@ -12,7 +12,8 @@
  *
  * Nothing touches the disk: the body is read into memory (at most `PRUNE_VIT_MAX_MODEL_MB`),
  * pruned in a worker and sent back. At most `PRUNE_VIT_MAX_JOBS` jobs run at once, each in its
- * own worker (ended at `PRUNE_VIT_TIME_LIMIT_S` seconds), and `PRUNE_VIT_MAX_QUEUE` more wait;
+ * own worker (ended at `PRUNE_VIT_TIME_LIMIT_S` seconds; the body must arrive within
+ * `PRUNE_VIT_BODY_TIME_LIMIT_S`), and `PRUNE_VIT_MAX_QUEUE` more wait;
  * a request beyond that is answered 503 at once. Errors are JSON: `{"error": message, "code"}`.
  * Listens on `PRUNE_VIT_HOST` (default 127.0.0.1) at `PORT` (default 8000).
  *
@@ -31,8 +32,10 @@ import type { PruneReport } from "./report.ts";
 export interface ServiceLimits {
   /** Largest model accepted, in bytes. */
   maxModelBytes: number;
-  /** Longest a job may take (reading the body and pruning), in seconds. */
+  /** Longest a job may prune, in seconds (its worker is ended then). */
   timeLimitSeconds: number;
+  /** Longest the model may take to arrive once its job has a slot, in seconds. */
+  bodyTimeLimitSeconds: number;
   /** Jobs pruning at once (each in its own worker). */
   maxJobs: number;
   /** Requests waiting for a job slot; more are refused with 503. */
@@ -43,6 +46,7 @@ export interface ServiceLimits {
 export const DEFAULT_LIMITS: ServiceLimits = {
   maxModelBytes: 512 * 2 ** 20,
   timeLimitSeconds: 120,
+  bodyTimeLimitSeconds: 60,
   maxJobs: 2,
   maxQueue: 32,
 };
@@ -192,6 +196,14 @@ function tooLarge(max: number): HttpError {
   );
 }
 
+function bodyTooSlow(): HttpError {
+  return new HttpError(
+    408,
+    "the model took too long to arrive (PRUNE_VIT_BODY_TIME_LIMIT_S)",
+    "body-time-limit",
+  );
+}
+
 /** The body's length as the client declares it (NaN when it does not). */
 function declaredLength(req: Request): number {
   return Number(req.headers.get("content-length") ?? NaN);
@@ -233,15 +245,13 @@ async function readBody(req: Request, max: number, deadline: number): Promise<Ui
   } catch (e) {
     if (e instanceof HttpError) throw e;
     if (Date.now() >= deadline) {
-      throw new HttpError(408, "the model took too long to arrive", "time-limit");
+      throw bodyTooSlow();
     }
     throw new HttpError(400, `the request body could not be read: ${(e as Error).message}`, "body");
   } finally {
     clearTimeout(late);
   }
-  if (Date.now() >= deadline) {
-    throw new HttpError(408, "the model took too long to arrive", "time-limit");
-  }
+  if (Date.now() >= deadline) throw bodyTooSlow();
   if (length === 0) {
     throw new HttpError(400, "the request body is empty: send the model's .onnx bytes", "no-body");
   }
@@ -306,11 +316,14 @@ export function createService(limits: ServiceLimits = DEFAULT_LIMITS): Service {
     if (declaredLength(req) > limits.maxModelBytes) throw tooLarge(limits.maxModelBytes);
     const release = await slots.acquire(req.signal);
     try {
-      const deadline = Date.now() + limits.timeLimitSeconds * 1000;
-      const bytes = await readBody(req, limits.maxModelBytes, deadline);
+      const bytes = await readBody(
+        req,
+        limits.maxModelBytes,
+        Date.now() + limits.bodyTimeLimitSeconds * 1000,
+      );
       const reply = await workers.run(
         { bytes, values, surface: "service", dryRun },
-        Math.max(1, deadline - Date.now()),
+        limits.timeLimitSeconds * 1000,
         limits.timeLimitSeconds,
       );
       if (!reply.ok) {
@@ -400,7 +413,8 @@ export function createService(limits: ServiceLimits = DEFAULT_LIMITS): Service {
 }
 
 /** Limits from the environment (`PRUNE_VIT_MAX_MODEL_MB`, `PRUNE_VIT_TIME_LIMIT_S`,
- * `PRUNE_VIT_MAX_JOBS`, `PRUNE_VIT_MAX_QUEUE`); a bad value is an error naming the variable. */
+ * `PRUNE_VIT_BODY_TIME_LIMIT_S`, `PRUNE_VIT_MAX_JOBS`, `PRUNE_VIT_MAX_QUEUE`); a bad value is an
+ * error naming the variable. */
 export function limitsFromEnv(env: (name: string) => string | undefined): ServiceLimits {
   const read = (name: string, fallback: number, kind: "number" | "count" | "count or 0") => {
     const text = env(name)?.trim();
@@ -427,6 +441,11 @@ export function limitsFromEnv(env: (name: string) => string | undefined): Servic
       read("PRUNE_VIT_MAX_MODEL_MB", DEFAULT_LIMITS.maxModelBytes / 2 ** 20, "number") * 2 ** 20,
     ),
     timeLimitSeconds: read("PRUNE_VIT_TIME_LIMIT_S", DEFAULT_LIMITS.timeLimitSeconds, "number"),
+    bodyTimeLimitSeconds: read(
+      "PRUNE_VIT_BODY_TIME_LIMIT_S",
+      DEFAULT_LIMITS.bodyTimeLimitSeconds,
+      "number",
+    ),
     maxJobs: read("PRUNE_VIT_MAX_JOBS", DEFAULT_LIMITS.maxJobs, "count"),
     maxQueue: read("PRUNE_VIT_MAX_QUEUE", DEFAULT_LIMITS.maxQueue, "count or 0"),
   };

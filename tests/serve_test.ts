@@ -239,7 +239,7 @@ Deno.test("service: 20 clients at once all get the library's model; memory stays
   }
 });
 
-Deno.test("service: a full queue is answered 503 at once, a job past its time 504", async () => {
+Deno.test("service: a full queue is answered 503 at once, a job past its time 504, a slow body 408", async () => {
   const busy = await startService({ PRUNE_VIT_MAX_JOBS: "1", PRUNE_VIT_MAX_QUEUE: "0" });
   try {
     const answers = await Promise.all(
@@ -255,7 +255,10 @@ Deno.test("service: a full queue is answered 503 at once, a job past its time 50
   } finally {
     await busy.stop();
   }
-  const slow = await startService({ PRUNE_VIT_TIME_LIMIT_S: "0.05" });
+  const slow = await startService({
+    PRUNE_VIT_TIME_LIMIT_S: "0.05",
+    PRUNE_VIT_BODY_TIME_LIMIT_S: "0.5",
+  });
   try {
     await assertRefused(
       await post(slow, "/prune?pruning-ratio=0.5", FMNIST),
@@ -265,6 +268,21 @@ Deno.test("service: a full queue is answered 503 at once, a job past its time 50
     );
     const health = await (await fetch(`${slow.url}/health`)).json();
     assert.deepEqual(health.jobs, { running: 0, waiting: 0 }, "the slot is free again");
+    // A body that trickles in past its limit (0.5 s here) is answered 408.
+    let sent = 0;
+    const trickle = new ReadableStream<Uint8Array>({
+      async pull(c) {
+        await new Promise((r) => setTimeout(r, 100));
+        if (++sent > 15) c.close();
+        else c.enqueue(new Uint8Array(1000));
+      },
+    });
+    await assertRefused(
+      await post(slow, "/prune?pruning-ratio=0.5", trickle),
+      408,
+      /took too long to arrive \(PRUNE_VIT_BODY_TIME_LIMIT_S\)/,
+      "slow body",
+    );
   } finally {
     await slow.stop();
   }
