@@ -79,8 +79,14 @@ async function withPage(fn: (page: Page, requests: string[]) => Promise<void>) {
 async function load(page: Page) {
   await page.waitForSelector("body[data-ready=true]");
   await page.setInputFiles("#file", FIXTURE);
-  await page.waitForSelector("#loaded:not([hidden]), #error:not([hidden])", { timeout: 60_000 });
-  assert.equal(await page.isHidden("#error"), true, await page.textContent("#error") ?? "");
+  await page.waitForSelector("#loaded:not([hidden]), #load-error:not([hidden])", {
+    timeout: 60_000,
+  });
+  assert.equal(
+    await page.isHidden("#load-error"),
+    true,
+    await page.textContent("#load-error") ?? "",
+  );
 }
 
 async function pruneInPage(page: Page) {
@@ -148,6 +154,13 @@ browserTest(
           await page.textContent("#error") ?? "",
           /^pruning-ratio: 1\.5 is out of range \(expected 0 ≤ R < 1\)$/,
         );
+        // Where the user is looking (by the Prune button), and the earlier result is gone.
+        const inView = await page.evaluate(
+          `(() => { const r = document.getElementById("error").getBoundingClientRect();
+            return r.top >= 0 && r.bottom <= innerHeight; })()`,
+        );
+        assert.equal(inView, true, "the message is in view");
+        assert.equal(await page.isHidden("#result"), true);
 
         // A target instead of ratios.
         await page.check('input[name="mode"][value="target"]');
@@ -212,9 +225,9 @@ browserTest("the page works as a file, with no server at all", async () => {
       mimeType: "application/octet-stream",
       buffer: Buffer.from(encodeModel(buildMlpModel())),
     });
-    await page.waitForSelector("#error:not([hidden])", { timeout: 60_000 });
+    await page.waitForSelector("#load-error:not([hidden])", { timeout: 60_000 });
     assert.match(
-      await page.textContent("#error") ?? "",
+      await page.textContent("#load-error") ?? "",
       /^the shapes of this model's tensors cannot be worked out from the graph alone/,
     );
     assert.equal(await page.isHidden("#loaded"), true);

@@ -85,10 +85,17 @@ let modelSent = false;
 let downloadUrl: string | undefined;
 let runs = 0;
 
-function showError(message: string | undefined) {
-  const box = $("error");
-  box.hidden = !message;
-  box.textContent = message ?? "";
+/** A message where the user is looking: under the drop zone while loading, under the Prune
+ * button after it (the previous result is hidden then: it is not what was asked). */
+function showError(message: string | undefined, where: "load" | "prune" = "load") {
+  for (const id of ["load-error", "error"]) {
+    const box = $(id);
+    const here = message !== undefined && id === (where === "load" ? "load-error" : "error");
+    box.hidden = !here;
+    box.textContent = here ? message : "";
+    if (here) box.scrollIntoView({ block: "nearest" });
+  }
+  if (message !== undefined && where === "prune") $("result").hidden = true;
 }
 
 function status(text: string) {
@@ -363,7 +370,7 @@ async function prune() {
     const reply = await run(asked, false);
     if (!reply.ok) {
       $("timing").textContent = "";
-      showError(reply.error.message);
+      showError(reply.error.message, "prune");
       return;
     }
     $("timing").textContent = `pruned in ${(reply.ms / 1000).toFixed(1)} s`;
@@ -384,7 +391,7 @@ async function prune() {
     $("result").hidden = false;
   } catch (e) {
     $("timing").textContent = "";
-    showError((e as Error).message);
+    showError((e as Error).message, "prune");
   } finally {
     button.disabled = false;
     // Runs so far: what a test (or a script driving the page) waits on.
