@@ -41,14 +41,16 @@ function beforeAfter(b: { before: number; after: number }): string {
   return b.before === b.after ? `${b.before}` : `${b.before} → ${b.after}`;
 }
 
-interface Row {
+/** The cells of one block in the report's table. */
+export interface Row {
   block: string;
   heads: string;
   headDim: string;
   mlp: string;
 }
 
-function row(b: BlockReport): Row {
+/** One block's cells: name, heads, head dim, MLP channels (or embedding width). */
+export function row(b: BlockReport): Row {
   if (b.kind === "attention") {
     const headDim = b.vHeadDim
       ? `QK ${beforeAfter(b.headDim)}, V ${beforeAfter(b.vHeadDim)}`

@@ -79,6 +79,10 @@ export interface RunOptions extends PruneOptions {
   separateQkV?: boolean;
   /** Latency-aware ranking (NViT Eq. 6): a unit's score minus η × the latency it saves (ms). */
   latencyEta?: number;
+  /** false: leave out the onnxruntime load check where onnxruntime cannot run (a browser page,
+   * a service without file access); the shapes are still worked out from the graph, and a note
+   * says so. Default true. */
+  loadCheck?: boolean;
 }
 
 /** Result of {@link pruneModel}. */
@@ -391,7 +395,12 @@ async function verify(
         if (lost) throw new Error(`the ${body.attribute} of "${body.owner.name}" no longer runs`);
       }
     }
-    const skipped = options.verifyRun ? undefined : loadCheckSkipped(model);
+    const skipped = options.verifyRun
+      ? undefined
+      : options.loadCheck === false
+      ? "onnxruntime load check left out (onnxruntime is not loaded here); the pruned " +
+        "model's shapes were worked out again from the graph"
+      : loadCheckSkipped(model);
     if (skipped) notes.push(skipped);
     else if (!options.verifyRun) await loads(model);
   } catch (e) {
