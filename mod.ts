@@ -20,19 +20,31 @@
  * @module
  */
 export { prune, pruneModel } from "./src/prune.ts";
-export type { PruneResult, RunOptions } from "./src/prune.ts";
+export type { Batches, GroupRef, PruneResult, RunOptions } from "./src/prune.ts";
 export type { PruneOptions } from "./src/options.ts";
 export type {
   AttentionBlockReport,
   BlockReport,
+  GroupReport,
   MlpBlockReport,
   PruneReport,
 } from "./src/report.ts";
+export type { Compensation } from "./src/compensate.ts";
+export type { Evaluation, Fidelity } from "./src/evaluate.ts";
+export type { Metric, UnitKind } from "./src/allocate.ts";
+export type { ApplyStats } from "./src/apply.ts";
+export type { TargetReport, TargetStep } from "./src/target.ts";
+export type { InterfaceChange } from "./src/analysis/interfaces.ts";
+export type { OrtTensor } from "./src/runtime/ort.ts";
 export { PruneError } from "./src/errors.ts";
 export { decodeModel, encodeModel, readModelFile, writeModelFile } from "./src/onnx/model_io.ts";
-export { createCore } from "./src/core/mod.ts";
-export type { ComputeCore } from "./src/core/mod.ts";
-export { countMacs, countParams } from "./src/metrics.ts";
+export type { WriteModelOptions, WriteResult } from "./src/onnx/model_io.ts";
+export type { ModelProto } from "./src/onnx/proto.ts";
+export { createCore, Float32Bytes } from "./src/core/mod.ts";
+export type { Backend, ComputeCore, CoreOptions, Reduce, ScoreData } from "./src/core/mod.ts";
+export { countMacs, countParams, tensorShapes } from "./src/metrics.ts";
+export type { MacOptions, ShapeMap, ShapeOptions } from "./src/metrics.ts";
+export type { ProbeOptions } from "./src/runtime/probe.ts";
 
 if (import.meta.main) {
   const { main } = await import("./src/cli.ts");

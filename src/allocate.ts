@@ -32,8 +32,11 @@ export interface GroupCounts {
   channels?: number;
 }
 
+/** What one unit of a global ranking removes: a head, a dim of every head (Q, K and V alike, or
+ * Q/K and V apart), an MLP channel, or a channel of the embedding width. */
 export type UnitKind = "heads" | "dims" | "qk" | "v" | "channels" | "embedding";
 export type Ranking = "global" | "flap" | "isomorphic";
+/** What a budget counts: parameters, MACs, or estimated latency (ms). */
 export type Metric = "params" | "macs" | "latency";
 export type GqaPolicy = "query-heads" | "kv-groups";
 

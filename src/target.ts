@@ -41,7 +41,9 @@ export interface LatencyEstimator {
 
 /** One step of a target run. */
 export interface TargetStep {
+  /** Parameters after the step. */
   params: number;
+  /** MACs after the step. */
   macs: number;
   /** Estimated latency after the step (ms), with a latency model. */
   latencyMs?: number;
@@ -49,13 +51,17 @@ export interface TargetStep {
 
 /** The report of a target run. */
 export interface TargetReport {
+  /** What the goal counts. */
   metric: Metric;
   /** Goal in the metric's unit (parameters, MACs, or milliseconds). */
   goal: number;
   /** Value reached, and whether it is at or under the goal. */
   reached: number;
+  /** Whether the value reached is at or under the goal. */
   met: boolean;
+  /** The original model's value. */
   before: number;
+  /** Every step, in order. */
   steps: TargetStep[];
 }
 
