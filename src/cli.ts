@@ -13,6 +13,7 @@ import { parseArgs } from "node:util";
 import * as path from "node:path";
 import denoJson from "../deno.json" with { type: "json" };
 import { PruneError } from "./errors.ts";
+import { permissionMessage, permitted, requirePermission } from "./permissions.ts";
 import { loadCalibration } from "./calibration/inputs.ts";
 import { architectureChart } from "./chart.ts";
 import { pruneToTarget, type TargetOptions } from "./target.ts";
@@ -655,47 +656,88 @@ async function* reopen<T>(open: () => Promise<AsyncIterable<T>>): AsyncGenerator
   yield* await open();
 }
 
-/** Writes a text file through a temporary file and a rename: never half a file. */
-async function writeTextAtomic(file: string, text: string): Promise<void> {
+/**
+ * Writes a text file to a temporary file beside it, to be renamed into place (`commit`) once
+ * the model is written, or removed (`abort`): a failed write stops the run before the model is
+ * written, so a failed run leaves nothing behind.
+ */
+async function stageText(
+  file: string,
+  text: string,
+): Promise<{ commit(): Promise<void>; abort(): Promise<void> }> {
   const temp = tempPath(file);
   trackTemp(temp);
+  const fail = async (e: unknown) => {
+    await Deno.remove(temp).catch(() => {});
+    untrackTemp(temp);
+    const why = e instanceof Error ? e.message : String(e);
+    return new PruneError("output-dir", `cannot write ${file}: ${why}`);
+  };
   try {
     await Deno.writeTextFile(temp, text);
-    await Deno.rename(temp, file);
   } catch (e) {
-    await Deno.remove(temp).catch(() => {});
-    const why = e instanceof Error ? e.message : String(e);
-    throw new PruneError("output-dir", `cannot write ${file}: ${why}`);
-  } finally {
-    untrackTemp(temp);
+    throw await fail(e);
+  }
+  return {
+    async commit() {
+      try {
+        await Deno.rename(temp, file);
+        untrackTemp(temp);
+      } catch (e) {
+        throw await fail(e);
+      }
+    },
+    async abort() {
+      await Deno.remove(temp).catch(() => {});
+      untrackTemp(temp);
+    },
+  };
+}
+
+/** The permissions a run needs for its files, asked for before any work (see permissions.ts). */
+function requireFilePermissions(cli: CliArgs): void {
+  requirePermission({ name: "read", path: cli.input }, `reading the model ${cli.input}`);
+  const outputs = [
+    ...(cli.dryRun ? [] : [[cli.output, "the output"]]),
+    ...(cli.chart ? [[cli.chart, "the chart"]] : []),
+  ];
+  for (const [file, what] of outputs) {
+    const dir = path.dirname(path.resolve(file));
+    // The folder is checked and cleaned of interrupted runs' temporary files, then written.
+    requirePermission({ name: "read", path: dir }, `checking the folder of ${what} ${file}`);
+    requirePermission({ name: "write", path: dir }, `writing ${what} ${file}`);
+  }
+  for (const p of [...cli.calibration.paths, ...cli.evaluate]) {
+    requirePermission({ name: "read", path: p }, `reading the data ${p}`);
+  }
+}
+
+/** Checks a folder to write into before any work: it exists and is a folder. */
+async function checkFolder(file: string, what: string): Promise<void> {
+  const dir = path.dirname(path.resolve(file));
+  let stat;
+  try {
+    stat = await Deno.stat(dir);
+  } catch {
+    throw new PruneError("output-dir", `${what} folder ${path.dirname(file)} does not exist`);
+  }
+  if (!stat.isDirectory) {
+    throw new PruneError("output-dir", `${what} folder ${path.dirname(file)} is not a folder`);
+  }
+  if ((await Deno.stat(file).catch(() => null))?.isDirectory) {
+    throw new PruneError("output-dir", `${what} ${file} is a folder`);
   }
 }
 
 /** Checks the output location before any work: folder exists, output is not the input. */
 async function checkOutput(input: string, output: string): Promise<void> {
-  const dir = path.dirname(path.resolve(output));
-  let stat;
-  try {
-    stat = await Deno.stat(dir);
-  } catch {
-    throw new PruneError("output-dir", `output folder ${path.dirname(output)} does not exist`);
-  }
-  if (!stat.isDirectory) {
-    throw new PruneError("output-dir", `output folder ${path.dirname(output)} is not a folder`);
-  }
+  await checkFolder(output, "output");
   const [ri, ro] = await Promise.all([realOrNull(input), realOrNull(output)]);
   if (ri !== null && ri === ro) {
     throw new PruneError(
       "output-is-input",
       `output ${output} is the input model; refusing to overwrite it`,
     );
-  }
-  try {
-    if ((await Deno.stat(output)).isDirectory) {
-      throw new PruneError("output-dir", `output ${output} is a folder`);
-    }
-  } catch (e) {
-    if (e instanceof PruneError) throw e;
   }
 }
 
@@ -716,15 +758,15 @@ function reportLeftovers(found: { removed: string[]; kept: string[] }): void {
 }
 
 function debug(): boolean {
-  try {
-    return Deno.env.get("PRUNE_VIT_DEBUG") === "1";
-  } catch {
-    return false;
-  }
+  // Asked only where granted: a run without --allow-env must not prompt for it.
+  if (!permitted({ name: "env", variable: "PRUNE_VIT_DEBUG" })) return false;
+  return Deno.env.get("PRUNE_VIT_DEBUG") === "1";
 }
 
 function printError(e: unknown, internal: boolean): void {
   const err = e instanceof Error ? e : new Error(String(e));
+  // A permission Deno refused (Deno names the access and the flag): the user's to give.
+  if (permissionMessage(e)) internal = false;
   if (internal) {
     console.error(`error: internal error: ${err.message}`);
     if (!debug()) console.error("(set PRUNE_VIT_DEBUG=1 to see the stack trace)");
@@ -760,8 +802,11 @@ export async function main(args: string[]): Promise<number> {
     return 1;
   }
 
+  let chart: Awaited<ReturnType<typeof stageText>> | undefined;
   try {
+    requireFilePermissions(cli);
     if (!cli.dryRun) await checkOutput(cli.input, cli.output);
+    if (cli.chart) await checkFolder(cli.chart, "chart");
     const model = await readModelFile(cli.input);
     const { paths, samples, batchSize } = cli.calibration;
     const load = async (paths: string[], quiet: boolean) => {
@@ -797,6 +842,10 @@ export async function main(args: string[]): Promise<number> {
       }
       throw e;
     });
+    // The chart is written first, as a temporary file: if it cannot be, no model is written.
+    if (cli.chart) {
+      chart = await stageText(cli.chart, architectureChart(report, path.basename(cli.output)));
+    }
     if (!cli.dryRun) {
       const { leftovers } = await writeModelFile(pruned, cli.output, {
         inputPath: cli.input,
@@ -804,9 +853,8 @@ export async function main(args: string[]): Promise<number> {
       });
       if (!cli.quiet) reportLeftovers(leftovers);
     }
-    if (cli.chart) {
-      await writeTextAtomic(cli.chart, architectureChart(report, path.basename(cli.output)));
-    }
+    await chart?.commit();
+    chart = undefined;
     if (cli.json) {
       console.log(JSON.stringify(report, null, 2));
     } else if (!cli.quiet) {
@@ -814,6 +862,7 @@ export async function main(args: string[]): Promise<number> {
     }
     return 0;
   } catch (e) {
+    await chart?.abort();
     if (e instanceof PruneError) {
       printError(e, false);
       return 1;

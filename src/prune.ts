@@ -13,7 +13,7 @@ import type { BlockReport, GroupReport, PruneReport } from "./report.ts";
 import type { ModelProto } from "./onnx/proto.ts";
 import { DECODED_FROM, decodeModel, encodeModel } from "./onnx/model_io.ts";
 import { deferredRawData, hasExternalData } from "./onnx/external_data.ts";
-import { createSession } from "./runtime/ort.ts";
+import { createSession, ortIsLoaded } from "./runtime/ort.ts";
 import { skeleton } from "./runtime/skeleton.ts";
 import { symbolicDimSizes } from "./runtime/symbolic_dims.ts";
 import { tensorDims, tensorRawBytes } from "./onnx/tensor.ts";
@@ -39,7 +39,13 @@ import { type ComputeCore, createCore } from "./core/mod.ts";
 import { countMacs, countParams } from "./metrics.ts";
 import { headUnits, type Metric, type UnitKind } from "./allocate.ts";
 
-type Batches = AsyncIterable<Record<string, OrtTensor>> | Iterable<Record<string, OrtTensor>>;
+/** Calibration batches: feeds by graph input name, one record per batch. */
+export type Batches =
+  | AsyncIterable<Record<string, OrtTensor>>
+  | Iterable<Record<string, OrtTensor>>;
+
+/** A group of coupled channels by kind and name, as in {@link GroupReport}. */
+export type GroupRef = Pick<GroupReport, "kind" | "name">;
 
 /** Options of {@link pruneModel} beyond the pruning options. */
 export interface RunOptions extends PruneOptions {
@@ -68,12 +74,15 @@ export interface RunOptions extends PruneOptions {
   budget?: { metric: Metric; amount: number };
   /** With a budget: prune MLP channels (default true) and the embedding width (default false). */
   pruneMlp?: boolean;
+  /** With a budget: prune the embedding width too (default false). */
   pruneEmbedding?: boolean;
   /** Score divisors per kind in the "global" ranking (default NViT's: heads 6, embedding the
    * number of blocks). */
   kindScale?: Partial<Record<UnitKind, number>>;
-  /** Estimated latency saved per unit (latency budgets; from a latency model). */
-  latencyCost?: (group: Group, kind: UnitKind) => number;
+  /** Estimated latency saved per unit (latency budgets; from a latency model). Called with
+   * the analysis' own group record, of which `kind` and `name` are the public part (a method
+   * signature, so a model's cost function may take the full record). */
+  latencyCost?(group: GroupRef, kind: UnitKind): number;
   /** With a budget: Q/K dims and V dims as two kinds of units (q, k and v are first split into
    * separate projections where one fused layer computes them). */
   separateQkV?: boolean;
@@ -83,20 +92,27 @@ export interface RunOptions extends PruneOptions {
 
 /** Result of {@link pruneModel}. */
 export interface PruneResult {
+  /** The pruned model (the object given, changed in place). */
   model: ModelProto;
+  /** What the run did. */
   report: PruneReport;
+  /** What the rewrite changed. */
   stats: ApplyStats;
 }
 
 /**
  * Prunes an ONNX model given as bytes and returns the pruned model's bytes. No file system.
  *
+ * Magnitude criteria need no permission at all; calibration, evaluation and `verifyRun` run
+ * onnxruntime (see the README for the flags each feature needs).
+ *
  * @example
  * ```ts
- * import { prune } from "./mod.ts";
+ * import { prune } from "@prune/vit";
  * const input = await Deno.readFile("vit.onnx");
  * const { bytes, report } = await prune(input, { pruneNumHeads: true, headPruningRatio: 0.5 });
- * console.log(report.params);
+ * console.log(report.params.before, "→", report.params.after);
+ * await Deno.writeFile("vit.pruned.onnx", bytes);
  * ```
  */
 export async function prune(
@@ -120,7 +136,19 @@ function matches(name: string, patterns: string[]): boolean {
   return patterns.some((p) => name === p || name.startsWith(p));
 }
 
-/** Prunes a decoded model in place and returns it with the report. */
+/**
+ * Prunes a decoded model in place and returns it with the report; with `dryRun`, only the
+ * report (what the options would remove), the model unchanged.
+ *
+ * @example
+ * ```ts
+ * import { decodeModel, encodeModel, pruneModel } from "@prune/vit";
+ * const model = decodeModel(await Deno.readFile("vit.onnx"), "vit.onnx");
+ * const { report } = await pruneModel(model, { pruneNumHeads: true, headPruningRatio: 0.5 });
+ * console.log(report.macs.before, "→", report.macs.after);
+ * await Deno.writeFile("vit.pruned.onnx", encodeModel(model));
+ * ```
+ */
 export async function pruneModel(
   model: ModelProto,
   options: RunOptions = {},
@@ -345,10 +373,12 @@ function emptyStats(): ApplyStats {
 
 /**
  * Checks the rewritten model: every tensor's shape worked out again from the graph (each op's
- * rules must hold — inner dims, reshape sizes, broadcasts) and, for a model protobuf can hold
- * inline, loaded by onnxruntime (its checker and type inference); with `verifyRun` one run. When
- * the result does not load, the input is tried too: a model onnxruntime rejects as given is
- * refused as such; otherwise it is a bug of ours, said plainly. Nothing is written either way.
+ * rules must hold — inner dims, reshape sizes, broadcasts); with `verifyRun` one onnxruntime run.
+ * Where the run has loaded onnxruntime anyway (calibration, an op without a shape rule), a model
+ * protobuf can hold inline is also loaded by it (its checker and type inference); a magnitude
+ * prune loads nothing it does not need (no download, no permission). When the result does not
+ * load, the input is tried too: a model onnxruntime rejects as given is refused as such;
+ * otherwise it is a bug of ours, said plainly. Nothing is written either way.
  */
 async function verify(
   model: ModelProto,
@@ -368,12 +398,15 @@ async function verify(
         if (lost) throw new Error(`the ${body.attribute} of "${body.owner.name}" no longer runs`);
       }
     }
-    const skipped = options.verifyRun ? undefined : loadCheckSkipped(model);
-    if (skipped) notes.push(skipped);
-    else if (!options.verifyRun) await loads(model);
+    if (!options.verifyRun && ortIsLoaded()) {
+      const skipped = loadCheckSkipped(model);
+      if (skipped) notes.push(skipped);
+      else await loads(model);
+    }
   } catch (e) {
+    if (e instanceof PruneError && e.code === "permission") throw e;
     const why = e instanceof Error ? e.message : String(e);
-    const given = input();
+    const given = ortIsLoaded() ? input() : undefined;
     const rejected = given ? await loads(given).then(() => undefined, (f) => String(f)) : undefined;
     if (rejected) {
       throw new PruneError("invalid-model", `onnxruntime rejects the model as given: ${rejected}`);
