@@ -25,7 +25,12 @@ const upstream = values.upstream!.replace(/\/$/, "");
 /** A proxy of the npm registry that counts what it serves (tarball URLs point back to it). */
 function countingProxy() {
   const counts = { tarballs: 0, metadata: 0, packages: [] as string[] };
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+  let self = "";
+  const server: Deno.HttpServer = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onListen() {},
+  }, async (req): Promise<Response> => {
     const path = new URL(req.url).pathname;
     const res = await fetch(upstream + path, {
       headers: { accept: req.headers.get("accept") ?? "application/json" },
@@ -37,11 +42,11 @@ function countingProxy() {
       counts.packages.push(decodeURIComponent(path.split("/-/")[1]).replace(/\.tgz$/, ""));
       return new Response(body);
     }
-    const text = (await res.text()).replaceAll(`${upstream}/`, `${self}/`);
+    const text: string = (await res.text()).replaceAll(`${upstream}/`, `${self}/`);
     counts.metadata += new TextEncoder().encode(text).length;
     return new Response(text, { headers: { "content-type": "application/json" } });
   });
-  const self = `http://127.0.0.1:${(server.addr as Deno.NetAddr).port}`;
+  self = `http://127.0.0.1:${(server.addr as Deno.NetAddr).port}`;
   return { url: `${self}/`, counts, close: () => server.shutdown() };
 }
 
