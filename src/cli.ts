@@ -26,7 +26,7 @@ import { readModelFile, writeModelFile } from "./onnx/model_io.ts";
 import { tempPath, trackTemp, untrackTemp } from "./onnx/temp_files.ts";
 import type { ModelProto } from "./onnx/proto.ts";
 import type { PruneReport } from "./report.ts";
-import { pruneModel } from "./prune.ts";
+import { NOTHING_PRUNED, pruneModel } from "./prune.ts";
 
 /** A bad command line: reported as `error: …` with exit code 2. */
 export class UsageError extends Error {
@@ -855,6 +855,11 @@ export async function main(args: string[]): Promise<number> {
     }
     await chart?.commit();
     chart = undefined;
+    const nothing = report.notes.find((n) => n.startsWith(NOTHING_PRUNED));
+    if (nothing && !cli.dryRun) {
+      // Said on stderr too: a copy of the input is rarely what was meant (stdout may be JSON).
+      console.error(`warning: ${nothing}; ${cli.output} is a copy of the input`);
+    }
     if (cli.json) {
       console.log(JSON.stringify(report, null, 2));
     } else if (!cli.quiet) {

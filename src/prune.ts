@@ -12,6 +12,7 @@ import type { PruneOptions } from "./options.ts";
 import type { BlockReport, GroupReport, PruneReport } from "./report.ts";
 import type { ModelProto } from "./onnx/proto.ts";
 import { DECODED_FROM, decodeModel, encodeModel } from "./onnx/model_io.ts";
+import { structuralCopy } from "./onnx/structural_copy.ts";
 import { deferredRawData, hasExternalData } from "./onnx/external_data.ts";
 import { createSession, ortIsLoaded } from "./runtime/ort.ts";
 import { skeleton } from "./runtime/skeleton.ts";
@@ -153,6 +154,14 @@ export async function pruneModel(
   model: ModelProto,
   options: RunOptions = {},
 ): Promise<PruneResult> {
+  if (options.dryRun) {
+    // The real run on a copy sharing the weights' bytes (their cuts deferred, never made): the
+    // report gives the sizes, shapes and checks of the run it stands for.
+    const copy = structuralCopy(model);
+    const dry = { ...options, dryRun: false, evaluation: undefined };
+    const { report, stats } = await pruneModel(copy, dry);
+    return { model, report, stats };
+  }
   const pruningRatio = checkRatio("pruningRatio", options.pruningRatio);
   const headPruningRatio = checkRatio(
     "headPruningRatio",
@@ -193,7 +202,7 @@ export async function pruneModel(
       embeddingPruningRatio,
       roundTo,
     });
-    if (original && options.evaluation && !options.dryRun) {
+    if (original && options.evaluation) {
       result.report.fidelity = await fidelity(
         original,
         encodeModel(result.model),
@@ -228,7 +237,6 @@ async function pruneWithCore(
   const separate = options.separateQkV || options.qkPruningRatio !== undefined ||
     options.vPruningRatio !== undefined;
   if (options.pruneHeadDims && separate) {
-    if (options.dryRun) model = decodeModel(encodeModel(model), "model copy");
     if (await unfuseQkv(core, model, before)) {
       before = await probeTensors(model, { dimValues: options.dimValues });
     }
@@ -303,14 +311,15 @@ async function pruneWithCore(
       return key === undefined ? undefined : options.layerRatios![key];
     },
   });
+  if (![...plan].some(([factor, kept]) => kept.length < factor.size)) {
+    notes.push(nothingPruned(options));
+  }
   const updates = stats
     ? planCompensation(trace, plan, stats, options.compensation ?? "none", options.ridge ?? 0.01)
     : [];
   // Read before the rewrite changes the declared shapes.
   const interfaces = interfaceChanges(trace, plan);
-  const applied = options.dryRun
-    ? emptyStats()
-    : options.mask
+  const applied = options.mask
     ? await maskPlan(core, trace, plan, headFactors(groups))
     : await applyPlan(core, trace, plan).catch((e) => {
       if (e instanceof PruneError) throw e;
@@ -323,11 +332,11 @@ async function pruneWithCore(
         applied.requantized.join(", "),
     );
   }
-  if (!options.dryRun && !options.mask && updates.length) {
+  if (!options.mask && updates.length) {
     const compensated = applyCompensation(graph, updates);
     notes.push(`compensated ${compensated} layers (${options.compensation})`);
   }
-  const after = options.dryRun ? before : await verify(
+  const after = await verify(
     model,
     options,
     () => {
@@ -360,15 +369,32 @@ function sizedAt(sizes: Record<string, number>): { at?: Record<string, number> }
   return Object.keys(sizes).length ? { at: sizes } : {};
 }
 
+/** How the note of a run that removes nothing begins. */
+export const NOTHING_PRUNED = "nothing was pruned";
+
+/** Why a run removes nothing (its output is the input unchanged), as a note. */
+function nothingPruned(options: RunOptions): string {
+  const ratios = [
+    options.pruningRatio,
+    options.headPruningRatio,
+    options.embeddingPruningRatio,
+    options.qkPruningRatio,
+    options.vPruningRatio,
+    ...Object.values(options.layerRatios ?? {}),
+  ];
+  const why = options.budget || ratios.some((r) => (r ?? 0) > 0)
+    ? "the options keep every head, dim and channel (--keep-heads, --ignore, or groups left " +
+      "alone: see the report)"
+    : "no ratio or target was given (--pruning-ratio, --head-pruning-ratio, " +
+      "--embedding-pruning-ratio, --target-params, --target-macs, --target-speedup)";
+  return `${NOTHING_PRUNED}: ${why}; the model is unchanged`;
+}
+
 /** The (query and KV) head factors of the attention groups. */
 function headFactors(groups: Group[]): Set<Factor> {
   return new Set(
     groups.flatMap((g) => g.kind === "attention" ? [g.heads, g.kvGroups ?? g.heads] : []),
   );
-}
-
-function emptyStats(): ApplyStats {
-  return { tensorsSliced: 0, shapeValuesRewritten: 0, scalarsFrozen: 0 };
 }
 
 /**
