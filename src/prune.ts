@@ -296,6 +296,7 @@ async function pruneWithCore(
     shapes: before,
     latencyCost: options.latencyCost,
     latencyEta: options.latencyEta,
+    onNote: (note) => notes.push(note),
     embeddingPruningRatio,
     qkRatio: options.qkPruningRatio === undefined
       ? undefined
@@ -491,13 +492,13 @@ function checkNamedNodes(graph: Graph, options: RunOptions) {
 }
 
 /**
- * A head ratio given without saying what to remove: head dims, Torch-Pruning's default — or
- * whole heads where the dims cannot go (RoPE rotates pairs of dims inside each head).
+ * A head ratio — or a budget (a target) — given without saying what to remove: head dims,
+ * Torch-Pruning's default — or whole heads where the dims cannot go (RoPE rotates pairs of dims
+ * inside each head). With a budget, attention takes part unless the head ratio is set to 0.
  */
 function chooseHeadMode(groups: Group[], options: RunOptions, notes: string[]): RunOptions {
-  if (options.pruneNumHeads || options.pruneHeadDims || !(options.headPruningRatio! > 0)) {
-    return options;
-  }
+  const wanted = options.budget ? options.headPruningRatio !== 0 : options.headPruningRatio! > 0;
+  if (options.pruneNumHeads || options.pruneHeadDims || !wanted) return options;
   const attention = groups.filter((g) => g.kind === "attention");
   if (attention.length === 0) return options;
   const dimsFixed = attention.find((g) => g.kind === "attention" && g.dimsBlocked);
