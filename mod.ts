@@ -4,9 +4,10 @@
  * coupled tensor and shape constant consistent, and returns a smaller dense ONNX model that any
  * ONNX runtime runs.
  *
- * As a library (bytes in, bytes out — no file system needed):
+ * As a library — bytes in, bytes out; a magnitude prune needs no permission at all (calibration,
+ * evaluation and run checks load onnxruntime, which needs `--allow-ffi` or `--allow-read`):
  * ```ts
- * import { prune } from "./mod.ts";
+ * import { prune } from "@prune/vit";
  * const { bytes, report } = await prune(await Deno.readFile("vit.onnx"), {
  *   pruneNumHeads: true,
  *   headPruningRatio: 0.5,
@@ -15,7 +16,8 @@
  * console.log(report.params, report.macs);
  * ```
  *
- * As a command: `deno run -A mod.ts model.onnx -o pruned.onnx --prune-num-heads --head-pruning-ratio 0.5`.
+ * As a command (`-R` reads the model, `-W` writes the output):
+ * `deno run -R -W jsr:@prune/vit model.onnx -o pruned.onnx --prune-num-heads --head-pruning-ratio 0.5`.
  *
  * @module
  */

@@ -6,7 +6,7 @@
  *
  * @example
  * ```ts
- * import { createCore } from "./src/core/mod.ts";
+ * import { createCore } from "@prune/vit";
  *
  * const core = await createCore(); // "gpu" when navigator.gpu gives an adapter, else "cpu"
  * const weight = new Float32Array(768 * 3072); // an MLP weight [in, out]
