@@ -8,11 +8,12 @@ import { decodeModel } from "../src/onnx/model_io.ts";
 import { staticShapes } from "../src/runtime/static_shapes.ts";
 import { tensorDims } from "../src/onnx/tensor.ts";
 
-async function pruneWithNoPermission(model: Uint8Array, options?: object) {
+async function pruneWithNoPermission(model: Uint8Array, options?: object, flags: string[] = []) {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "--no-prompt",
+      ...flags,
       new URL("./helpers/prune_stdin.ts", import.meta.url).pathname,
       ...(options ? [JSON.stringify(options)] : []),
     ],
@@ -68,4 +69,12 @@ Deno.test("without permissions, a feature that needs onnxruntime names itself an
   assert.match(stderr, /--allow-ffi/);
   assert.match(stderr, /--allow-read/);
   assert.doesNotMatch(stderr, /rejects the model/);
+});
+
+Deno.test("with --allow-read alone, the run check uses onnxruntime-web", async () => {
+  const model = await fixture("timm_vit.onnx");
+  const options = { pruningRatio: 0.5, verifyRun: true };
+  const { code, stdout, stderr } = await pruneWithNoPermission(model, options, ["--allow-read"]);
+  assert.equal(code, 0, stderr);
+  assert.ok(stdout.length < model.length);
 });

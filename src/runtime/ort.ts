@@ -11,6 +11,7 @@
 import type * as OrtTypes from "onnxruntime-common";
 import { PruneError } from "../errors.ts";
 import { importOnDemand } from "./on_demand.ts";
+import { permitted } from "../permissions.ts";
 import { DataType, dataTypeName, type TensorProto } from "../onnx/proto.ts";
 import { f16BitsToF32, tensorDims, tensorRawBytes } from "../onnx/tensor.ts";
 
@@ -42,17 +43,8 @@ let ortLoaded: Ort | undefined;
 let backend: "node" | "web" | undefined;
 let nodeError: string | undefined;
 
-/** Whether Deno grants a permission now (asking would prompt, or fail under --no-prompt). */
-function granted(descriptor: Deno.PermissionDescriptor): boolean {
-  try {
-    return Deno.permissions.querySync(descriptor).state === "granted";
-  } catch {
-    return false;
-  }
-}
-
 function envChoice(): string | undefined {
-  if (!granted({ name: "env", variable: "PRUNE_VIT_ORT" })) return undefined;
+  if (!permitted({ name: "env", variable: "PRUNE_VIT_ORT" })) return undefined;
   return Deno.env.get("PRUNE_VIT_ORT")?.toLowerCase();
 }
 
@@ -78,8 +70,15 @@ async function loadWeb(): Promise<Ort> {
 
 async function load(purpose: string): Promise<Ort> {
   const choice = envChoice();
-  const ffi = granted({ name: "ffi" }), read = granted({ name: "read" });
+  const ffi = permitted({ name: "ffi" }), read = permitted({ name: "read" });
   if (!ffi && !read) throw permissionError(purpose);
+  if (!ffi && choice === "node") {
+    throw new PruneError(
+      "permission",
+      `${purpose} needs onnxruntime-node (PRUNE_VIT_ORT=node): run Deno with --allow-ffi`,
+    );
+  }
+  if (!ffi) nodeError = "Deno was not given --allow-ffi";
   if (choice === "web" || !ffi) return loadWeb();
   try {
     const ort = (await importOnDemand("onnxruntime-node")) as Ort;
