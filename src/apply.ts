@@ -29,8 +29,11 @@ import { rewritePackedWeights } from "./rewrite/quantized.ts";
 
 /** What the rewrite changed, for reports and tests. */
 export interface ApplyStats {
+  /** Weights and other constants cut along a pruned axis. */
   tensorsSliced: number;
+  /** Elements of shape vectors (Reshape targets, Split sizes, Slice bounds) rewritten. */
   shapeValuesRewritten: number;
+  /** Scalars computed from run-time shapes (the attention scale) frozen to their values. */
   scalarsFrozen: number;
   /** Block-quantized layers whose kept input channels were re-quantized (not exact). */
   requantized?: string[];

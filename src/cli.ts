@@ -13,6 +13,7 @@ import { parseArgs } from "node:util";
 import * as path from "node:path";
 import denoJson from "../deno.json" with { type: "json" };
 import { PruneError } from "./errors.ts";
+import { permissionMessage, permitted, requirePermission } from "./permissions.ts";
 import { loadCalibration } from "./calibration/inputs.ts";
 import { architectureChart } from "./chart.ts";
 import { pruneToTarget } from "./target.ts";
@@ -24,7 +25,7 @@ import { readModelFile, writeModelFile } from "./onnx/model_io.ts";
 import { tempPath, trackTemp, untrackTemp } from "./onnx/temp_files.ts";
 import type { ModelProto } from "./onnx/proto.ts";
 import type { PruneReport } from "./report.ts";
-import { pruneModel } from "./prune.ts";
+import { NOTHING_PRUNED, pruneModel } from "./prune.ts";
 import { optionHelp, type OptionValues, parseArgsOptions } from "./option_table.ts";
 import {
   parsePositiveInt,
@@ -281,47 +282,89 @@ async function* reopen<T>(open: () => Promise<AsyncIterable<T>>): AsyncGenerator
   yield* await open();
 }
 
-/** Writes a text file through a temporary file and a rename: never half a file. */
-async function writeTextAtomic(file: string, text: string): Promise<void> {
+/**
+ * Writes a text file to a temporary file beside it, to be renamed into place (`commit`) once
+ * the model is written, or removed (`abort`): a failed write stops the run before the model is
+ * written, so a failed run leaves nothing behind.
+ */
+async function stageText(
+  file: string,
+  text: string,
+): Promise<{ commit(): Promise<void>; abort(): Promise<void> }> {
   const temp = tempPath(file);
   trackTemp(temp);
+  const fail = async (e: unknown) => {
+    await Deno.remove(temp).catch(() => {});
+    untrackTemp(temp);
+    const why = e instanceof Error ? e.message : String(e);
+    return new PruneError("output-dir", `cannot write ${file}: ${why}`);
+  };
   try {
     await Deno.writeTextFile(temp, text);
-    await Deno.rename(temp, file);
   } catch (e) {
-    await Deno.remove(temp).catch(() => {});
-    const why = e instanceof Error ? e.message : String(e);
-    throw new PruneError("output-dir", `cannot write ${file}: ${why}`);
-  } finally {
-    untrackTemp(temp);
+    throw await fail(e);
+  }
+  return {
+    async commit() {
+      try {
+        await Deno.rename(temp, file);
+        untrackTemp(temp);
+      } catch (e) {
+        throw await fail(e);
+      }
+    },
+    async abort() {
+      await Deno.remove(temp).catch(() => {});
+      untrackTemp(temp);
+    },
+  };
+}
+
+/** The permissions a run needs for its files, asked for before any work (see permissions.ts). */
+function requireFilePermissions(cli: CliArgs): void {
+  requirePermission({ name: "read", path: cli.input }, `reading the model ${cli.input}`);
+  const outputs = [
+    ...(cli.dryRun ? [] : [[cli.output, "the output"]]),
+    ...(cli.chart ? [[cli.chart, "the chart"]] : []),
+    ...(cli.report ? [[cli.report, "the report"]] : []),
+  ];
+  for (const [file, what] of outputs) {
+    const dir = path.dirname(path.resolve(file));
+    // The folder is checked and cleaned of interrupted runs' temporary files, then written.
+    requirePermission({ name: "read", path: dir }, `checking the folder of ${what} ${file}`);
+    requirePermission({ name: "write", path: dir }, `writing ${what} ${file}`);
+  }
+  for (const p of [...cli.calibration.paths, ...cli.evaluate]) {
+    requirePermission({ name: "read", path: p }, `reading the data ${p}`);
+  }
+}
+
+/** Checks a folder to write into before any work: it exists and is a folder. */
+async function checkFolder(file: string, what: string): Promise<void> {
+  const dir = path.dirname(path.resolve(file));
+  let stat;
+  try {
+    stat = await Deno.stat(dir);
+  } catch {
+    throw new PruneError("output-dir", `${what} folder ${path.dirname(file)} does not exist`);
+  }
+  if (!stat.isDirectory) {
+    throw new PruneError("output-dir", `${what} folder ${path.dirname(file)} is not a folder`);
+  }
+  if ((await Deno.stat(file).catch(() => null))?.isDirectory) {
+    throw new PruneError("output-dir", `${what} ${file} is a folder`);
   }
 }
 
 /** Checks the output location before any work: folder exists, output is not the input. */
 async function checkOutput(input: string, output: string): Promise<void> {
-  const dir = path.dirname(path.resolve(output));
-  let stat;
-  try {
-    stat = await Deno.stat(dir);
-  } catch {
-    throw new PruneError("output-dir", `output folder ${path.dirname(output)} does not exist`);
-  }
-  if (!stat.isDirectory) {
-    throw new PruneError("output-dir", `output folder ${path.dirname(output)} is not a folder`);
-  }
+  await checkFolder(output, "output");
   const [ri, ro] = await Promise.all([realOrNull(input), realOrNull(output)]);
   if (ri !== null && ri === ro) {
     throw new PruneError(
       "output-is-input",
       `output ${output} is the input model; refusing to overwrite it`,
     );
-  }
-  try {
-    if ((await Deno.stat(output)).isDirectory) {
-      throw new PruneError("output-dir", `output ${output} is a folder`);
-    }
-  } catch (e) {
-    if (e instanceof PruneError) throw e;
   }
 }
 
@@ -342,15 +385,15 @@ function reportLeftovers(found: { removed: string[]; kept: string[] }): void {
 }
 
 function debug(): boolean {
-  try {
-    return Deno.env.get("PRUNE_VIT_DEBUG") === "1";
-  } catch {
-    return false;
-  }
+  // Asked only where granted: a run without --allow-env must not prompt for it.
+  if (!permitted({ name: "env", variable: "PRUNE_VIT_DEBUG" })) return false;
+  return Deno.env.get("PRUNE_VIT_DEBUG") === "1";
 }
 
 function printError(e: unknown, internal: boolean): void {
   const err = e instanceof Error ? e : new Error(String(e));
+  // A permission Deno refused (Deno names the access and the flag): the user's to give.
+  if (permissionMessage(e)) internal = false;
   if (internal) {
     console.error(`error: internal error: ${err.message}`);
     if (!debug()) console.error("(set PRUNE_VIT_DEBUG=1 to see the stack trace)");
@@ -386,8 +429,13 @@ export async function main(args: string[]): Promise<number> {
     return 1;
   }
 
+  let chart: Awaited<ReturnType<typeof stageText>> | undefined;
+  let page: Awaited<ReturnType<typeof stageText>> | undefined;
   try {
+    requireFilePermissions(cli);
     if (!cli.dryRun) await checkOutput(cli.input, cli.output);
+    if (cli.chart) await checkFolder(cli.chart, "chart");
+    if (cli.report) await checkFolder(cli.report, "report");
     const model = await readModelFile(cli.input);
     const { paths, samples, batchSize } = cli.calibration;
     const load = async (paths: string[], quiet: boolean) => {
@@ -423,18 +471,13 @@ export async function main(args: string[]): Promise<number> {
       }
       throw e;
     });
-    if (!cli.dryRun) {
-      const { leftovers } = await writeModelFile(pruned, cli.output, {
-        inputPath: cli.input,
-        ...(cli.externalData !== undefined ? { externalData: cli.externalData } : {}),
-      });
-      if (!cli.quiet) reportLeftovers(leftovers);
-    }
+    // The chart and the HTML report are written first, as temporary files: if one cannot be,
+    // no model is written.
     if (cli.chart) {
-      await writeTextAtomic(cli.chart, architectureChart(report, path.basename(cli.output)));
+      chart = await stageText(cli.chart, architectureChart(report, path.basename(cli.output)));
     }
     if (cli.report) {
-      await writeTextAtomic(
+      page = await stageText(
         cli.report,
         reportPage(report, {
           title: path.basename(cli.output),
@@ -443,6 +486,22 @@ export async function main(args: string[]): Promise<number> {
         }),
       );
     }
+    if (!cli.dryRun) {
+      const { leftovers } = await writeModelFile(pruned, cli.output, {
+        inputPath: cli.input,
+        ...(cli.externalData !== undefined ? { externalData: cli.externalData } : {}),
+      });
+      if (!cli.quiet) reportLeftovers(leftovers);
+    }
+    await chart?.commit();
+    chart = undefined;
+    await page?.commit();
+    page = undefined;
+    const nothing = report.notes.find((n) => n.startsWith(NOTHING_PRUNED));
+    if (nothing && !cli.dryRun) {
+      // Said on stderr too: a copy of the input is rarely what was meant (stdout may be JSON).
+      console.error(`warning: ${nothing}; ${cli.output} is a copy of the input`);
+    }
     if (cli.json) {
       console.log(JSON.stringify(report, null, 2));
     } else if (!cli.quiet) {
@@ -450,6 +509,8 @@ export async function main(args: string[]): Promise<number> {
     }
     return 0;
   } catch (e) {
+    await chart?.abort();
+    await page?.abort();
     if (e instanceof PruneError) {
       printError(e, false);
       return 1;

@@ -51,7 +51,9 @@ const NO_ONNXRUNTIME =
 export function jobError(e: unknown): JobError {
   if (e instanceof UsageError) return { kind: "usage", code: "bad-option", message: e.message };
   const text = e instanceof Error ? e.message : String(e);
-  if (NO_ONNXRUNTIME.test(text)) {
+  // The library says a feature needs onnxruntime where permissions keep it out: the same case.
+  const kept = e instanceof PruneError && e.code === "permission" && /needs onnxruntime/.test(text);
+  if (kept || NO_ONNXRUNTIME.test(text)) {
     return {
       kind: "model",
       code: "needs-onnxruntime",

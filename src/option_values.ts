@@ -249,11 +249,13 @@ export function targetFrom(
     throw new UsageError(`${targets.map((t) => s(t)).join(" and ")}: give one target`);
   }
   if (targets.length === 1) {
-    if (v["pruning-ratio"] !== undefined || v["head-pruning-ratio"] !== undefined) {
+    // A head ratio of 0 is allowed: it keeps attention out of the target.
+    const headRatio = v["head-pruning-ratio"];
+    if (v["pruning-ratio"] !== undefined || (headRatio !== undefined && Number(headRatio) !== 0)) {
       throw new UsageError(
         `${s(targets[0])} decides how much to prune: drop ${s("pruning-ratio")} / ${
           s("head-pruning-ratio")
-        }`,
+        } (${s("head-pruning-ratio")} 0 keeps attention out of the target)`,
       );
     }
     target = {

@@ -41,7 +41,9 @@ export interface LatencyEstimator {
 
 /** One step of a target run. */
 export interface TargetStep {
+  /** Parameters after the step. */
   params: number;
+  /** MACs after the step. */
   macs: number;
   /** Estimated latency after the step (ms), with a latency model. */
   latencyMs?: number;
@@ -49,13 +51,17 @@ export interface TargetStep {
 
 /** The report of a target run. */
 export interface TargetReport {
+  /** What the goal counts. */
   metric: Metric;
   /** Goal in the metric's unit (parameters, MACs, or milliseconds). */
   goal: number;
   /** Value reached, and whether it is at or under the goal. */
   reached: number;
+  /** Whether the value reached is at or under the goal. */
   met: boolean;
+  /** The original model's value. */
   before: number;
+  /** Every step, in order. */
   steps: TargetStep[];
 }
 
@@ -173,7 +179,12 @@ export async function pruneToTarget(
         : metric === "macs"
         ? r.macs.after
         : await target.latency!.estimate(m);
-    const before = await measure(model, first.report);
+    // The original's own size: a dry run's "after" is what its options would remove.
+    const before = metric === "params"
+      ? first.report.params.before
+      : metric === "macs"
+      ? first.report.macs.before
+      : await target.latency!.estimate(model);
     const goal = metric === "params"
       ? goalOf(target.params, first.report.params.before, "target params")!
       : metric === "macs"

@@ -146,10 +146,13 @@ export function settleBoundary(ctx: TraceContext, boundary: Boundary): void {
 
 /** A graph input or output whose declared shape the pruning changes. */
 export interface InterfaceChange {
+  /** The graph input's or output's name. */
   name: string;
+  /** Whether it is a graph input or a graph output. */
   kind: "input" | "output";
-  /** Declared dims before and after: sizes, or the symbolic names kept as they are. */
+  /** Declared dims before: sizes, or the symbolic names kept as they are. */
   before: (number | string)[];
+  /** Declared dims after. */
   after: (number | string)[];
   /** Per changed axis, the indices kept (original numbering): which slices of a cache the
    * pruned model reads and writes. */

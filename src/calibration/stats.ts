@@ -243,7 +243,7 @@ export async function collectStats(
       output: outputs,
     }),
   });
-  const session = await createSession(encodeModel(copy));
+  const session = await createSession(encodeModel(copy), {}, "calibration");
   const stats = new Map<string, ChannelStats>();
   let runs = 0;
   try {

@@ -6,7 +6,7 @@
  *
  * @example
  * ```ts
- * import { createCore } from "./src/core/mod.ts";
+ * import { createCore } from "@prune/vit";
  *
  * const core = await createCore(); // "gpu" when navigator.gpu gives an adapter, else "cpu"
  * const weight = new Float32Array(768 * 3072); // an MLP weight [in, out]
@@ -27,7 +27,9 @@
 // @ts-types="./wasm/prune_core.d.ts"
 import * as wasm from "./wasm/prune_core.js";
 
+/** Where the core computes: WebGPU compute shaders, or the CPU inside wasm. */
 export type Backend = "gpu" | "cpu";
+/** How score vectors are combined. */
 export type Reduce = "sum" | "mean" | "max";
 
 /**
@@ -35,11 +37,13 @@ export type Reduce = "sum" | "mean" | "max";
  * model): scored without first copying them into an aligned Float32Array.
  */
 export class Float32Bytes {
+  /** Wraps the bytes (no copy); their length must be a multiple of 4. */
   constructor(readonly bytes: Uint8Array) {
     if (bytes.length % 4 !== 0) {
       throw new RangeError(`${bytes.length} bytes are not whole float32 values`);
     }
   }
+  /** Length in bytes. */
   get byteLength(): number {
     return this.bytes.length;
   }
@@ -53,7 +57,21 @@ export class Float32Bytes {
 /** Weights to score: float32 values, float32 bytes, or float16 bit patterns in a Uint16Array. */
 export type ScoreData = Float32Array | Float32Bytes | Uint16Array;
 
+/**
+ * The compute core: channel scores, their reductions, selection and gathers, on the GPU or the
+ * CPU (both give the same answers).
+ *
+ * @example
+ * ```ts
+ * import { createCore } from "@prune/vit";
+ * const core = await createCore({ backend: "cpu" });
+ * const scores = await core.channelLpScores(new Float32Array([1, 2, 3, 4]), [2, 2], 0, 2);
+ * console.log(scores); // Float32Array [5, 25]
+ * core.dispose();
+ * ```
+ */
 export interface ComputeCore {
+  /** The backend in use. */
   readonly backend: Backend;
   /** Per-channel Σ|w|^p over every axis except `axis` (no root taken). Returns dims[axis] scores. */
   channelLpScores(
@@ -86,7 +104,9 @@ export interface ComputeCore {
   dispose(): void;
 }
 
+/** Options of {@link createCore}. */
 export interface CoreOptions {
+  /** "auto" (default), "gpu" or "cpu"; see {@link createCore}. */
   backend?: "auto" | "gpu" | "cpu";
   /** Caps the bytes per GPU storage binding below the device limit (tests use it to force chunking). */
   gpuChunkBytes?: number;
