@@ -695,12 +695,6 @@ async function stageText(
   };
 }
 
-/** Writes a text file through a temporary file and a rename: never half a file. Files written
- * with the model are staged before it instead (see {@link stageText}). */
-export async function writeTextAtomic(file: string, text: string): Promise<void> {
-  await (await stageText(file, text)).commit();
-}
-
 /** The permissions a run needs for its files, asked for before any work (see permissions.ts). */
 function requireFilePermissions(cli: CliArgs): void {
   requirePermission({ name: "read", path: cli.input }, `reading the model ${cli.input}`);
