@@ -14,7 +14,6 @@ import * as path from "node:path";
 import denoJson from "../deno.json" with { type: "json" };
 import { PruneError } from "./errors.ts";
 import { permissionMessage, permitted, requirePermission } from "./permissions.ts";
-import { NOTHING_PRUNED } from "./prune.ts";
 import { loadCalibration } from "./calibration/inputs.ts";
 import { architectureChart } from "./chart.ts";
 import { pruneToTarget, type TargetOptions } from "./target.ts";
@@ -27,7 +26,7 @@ import { readModelFile, writeModelFile } from "./onnx/model_io.ts";
 import { tempPath, trackTemp, untrackTemp } from "./onnx/temp_files.ts";
 import type { ModelProto } from "./onnx/proto.ts";
 import type { PruneReport } from "./report.ts";
-import { pruneModel } from "./prune.ts";
+import { NOTHING_PRUNED, pruneModel } from "./prune.ts";
 
 /** A bad command line: reported as `error: …` with exit code 2. */
 export class UsageError extends Error {
@@ -98,9 +97,10 @@ options:
                             prune until the model has at most N parameters / MACs (25M, 1.2G,
                             or a share of the original: 0.5, 50%), in --steps steps (default 4),
                             re-scoring the pruned model between steps; ranking by --allocation
-                            (global by default); MLP channels, plus heads or head dims with
-                            their flags (--separate-qk-v: Q/K and V dims ranked apart), plus the
-                            embedding width with --prune-embedding
+                            (global by default: every kind scored per weight); MLP channels and
+                            head dims (or heads with --prune-num-heads; --separate-qk-v: Q/K and
+                            V dims ranked apart; --head-pruning-ratio 0: no attention), plus
+                            the embedding width with --prune-embedding
       --target-speedup S    prune until the latency model says S× faster: one transformer
                             block is timed in onnxruntime over a grid of shapes (cached), within
                             --profile-budget seconds (default 60), at --latency-batch (default 1)
@@ -510,9 +510,12 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
     throw new UsageError(`${targets.map((t) => `--${t}`).join(" and ")}: give one target`);
   }
   if (targets.length === 1) {
-    if (v["pruning-ratio"] !== undefined || v["head-pruning-ratio"] !== undefined) {
+    // --head-pruning-ratio 0 is allowed: it keeps attention out of the target.
+    const headRatio = v["head-pruning-ratio"];
+    if (v["pruning-ratio"] !== undefined || (headRatio !== undefined && Number(headRatio) !== 0)) {
       throw new UsageError(
-        `--${targets[0]} decides how much to prune: drop --pruning-ratio / --head-pruning-ratio`,
+        `--${targets[0]} decides how much to prune: drop --pruning-ratio / --head-pruning-ratio ` +
+          `(--head-pruning-ratio 0 keeps attention out of the target)`,
       );
     }
     target = {

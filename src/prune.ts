@@ -89,10 +89,6 @@ export interface RunOptions extends PruneOptions {
   separateQkV?: boolean;
   /** Latency-aware ranking (NViT Eq. 6): a unit's score minus η × the latency it saves (ms). */
   latencyEta?: number;
-  /** false: leave out the onnxruntime load check where onnxruntime cannot run (a browser page,
-   * a service without file access); the shapes are still worked out from the graph, and a note
-   * says so. Default true. */
-  loadCheck?: boolean;
 }
 
 /** Result of {@link pruneModel}. */
@@ -429,18 +425,15 @@ async function verify(
         if (lost) throw new Error(`the ${body.attribute} of "${body.owner.name}" no longer runs`);
       }
     }
-    const skipped = options.verifyRun
-      ? undefined
-      : options.loadCheck === false
-      ? "onnxruntime load check left out (onnxruntime is not loaded here); the pruned " +
-        "model's shapes were worked out again from the graph"
-      : loadCheckSkipped(model);
-    if (skipped) notes.push(skipped);
-    else if (!options.verifyRun) await loads(model);
+    if (!options.verifyRun && ortIsLoaded()) {
+      const skipped = loadCheckSkipped(model);
+      if (skipped) notes.push(skipped);
+      else await loads(model);
+    }
   } catch (e) {
     if (e instanceof PruneError && e.code === "permission") throw e;
     const why = e instanceof Error ? e.message : String(e);
-    const given = input();
+    const given = ortIsLoaded() ? input() : undefined;
     const rejected = given ? await loads(given).then(() => undefined, (f) => String(f)) : undefined;
     if (rejected) {
       throw new PruneError("invalid-model", `onnxruntime rejects the model as given: ${rejected}`);
@@ -455,10 +448,8 @@ async function verify(
 }
 
 /** Whether onnxruntime loads the model: the pruned one as a skeleton (weights left out), the
- * input as given. Only where onnxruntime is loaded already: a magnitude prune does not fetch it
- * or ask for its permissions for this check (its shapes are worked out from the graph). */
+ * input as given. */
 async function loads(model: ModelProto | Uint8Array): Promise<void> {
-  if (!ortIsLoaded()) return;
   let bytes: Uint8Array;
   try {
     bytes = model instanceof Uint8Array ? model : encodeModel(skeleton(model));

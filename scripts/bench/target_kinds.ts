@@ -43,7 +43,7 @@ async function accuracy(model: Uint8Array): Promise<number> {
 }
 
 const variants: [string, RunOptions][] = [
-  ["MLP channels only (headPruningRatio 0)", { headPruningRatio: 0 }],
+  ["MLP channels only (--head-pruning-ratio 0)", { headPruningRatio: 0 }],
   ["default (head dims and MLP channels)", {}],
   ["head dims, isomorphic", { allocation: "isomorphic" }],
   ["heads (--prune-num-heads) and MLP channels", { pruneNumHeads: true }],
