@@ -122,6 +122,16 @@ function elementwise(
 
 const normAxis = (axis: number, rank: number) => (axis < 0 ? axis + rank : axis);
 
+/** Axes read from a tensor, normalised; outside the rank (or repeated) the model is invalid and
+ * onnxruntime is left to say so — an axis of 2^31 must not index an array. */
+function dataAxes(node: NodeProto, x: Abstract | undefined, rank: number): number[] {
+  const axes = ints(node, x, "the axes").map((a) => normAxis(a, rank));
+  if (axes.some((a) => a < 0 || a >= rank) || new Set(axes).size !== axes.length) {
+    unknown(node, `axes [${x!.values}] for rank ${rank}`);
+  }
+  return axes;
+}
+
 /** Values of a tensor as ints, or unknown. */
 function ints(node: NodeProto, x: Abstract | undefined, what: string): number[] {
   if (!x?.values) unknown(node, `${what} is computed from data`);
@@ -159,13 +169,14 @@ function sliceDims(
     const a = normAxis(a0, data.length), n = data[a], s = steps[i] ?? 1;
     let b = starts[i], e = ends[i];
     if (b < 0) b += n;
-    if (e < 0) e += n;
+    if (e === Infinity) e = s < 0 ? -1 : n;
+    else if (e < 0) e += n;
     if (s > 0) {
       b = Math.min(Math.max(b, 0), n);
       e = Math.min(Math.max(e, 0), n);
       dims[a] = Math.max(0, Math.ceil((e - b) / s));
     } else {
-      b = Math.min(Math.max(b, -1), n - 1);
+      b = Math.min(Math.max(b, 0), n - 1);
       e = Math.min(Math.max(e, -1), n - 1);
       dims[a] = Math.max(0, Math.ceil((e - b) / s));
     }
@@ -265,7 +276,11 @@ type Rule = (node: NodeProto, ins: (Abstract | undefined)[], opset: number) => A
 
 /** A reduction whose axes became an input at `axesInputFrom` (an attribute before). */
 const reduceRule = (axesInputFrom: number): Rule => (node, [x, axes], opset) => [
-  reduce(node, x!, opset >= axesInputFrom && axes ? ints(node, axes, "the axes") : undefined),
+  reduce(
+    node,
+    x!,
+    opset >= axesInputFrom && axes ? dataAxes(node, axes, x!.dims.length) : undefined,
+  ),
 ];
 
 const unary = (f?: (x: number) => number, type?: number): Rule => (node, [x]) => [
@@ -415,10 +430,10 @@ const RULES: Record<string, Rule> = {
     return [{ dims, type: x!.type, values }];
   },
   Squeeze: (node, [x, axesIn], opset) => {
-    const axes = opset >= 13
-      ? (axesIn ? ints(node, axesIn, "the axes") : undefined)
-      : attrInts(node, "axes");
     const r = x!.dims.length;
+    const axes = opset >= 13
+      ? (axesIn ? dataAxes(node, axesIn, r) : undefined)
+      : attrInts(node, "axes");
     const drop = new Set(
       axes ? axes.map((a) => normAxis(a, r)) : x!.dims.flatMap((d, i) => (d === 1 ? [i] : [])),
     );
@@ -427,7 +442,7 @@ const RULES: Record<string, Rule> = {
   Unsqueeze: (node, [x, axesIn], opset) => {
     const axes = opset >= 13 ? ints(node, axesIn, "the axes") : attrInts(node, "axes") ?? [];
     const r = x!.dims.length + axes.length;
-    const set = new Set(axes.map((a) => normAxis(a, r)));
+    const set = new Set(opset >= 13 ? dataAxes(node, axesIn, r) : axes.map((a) => normAxis(a, r)));
     const dims: number[] = [];
     let j = 0;
     for (let i = 0; i < r; i++) dims.push(set.has(i) ? 1 : x!.dims[j++]);
@@ -463,9 +478,8 @@ const RULES: Record<string, Rule> = {
     const r = x!.dims.length;
     const starts = opset >= 10 ? ints(node, s, "the starts") : attrInts(node, "starts")!;
     const ends = opset >= 10 ? ints(node, e, "the ends") : attrInts(node, "ends")!;
-    const axes =
-      (opset >= 10 ? (a ? ints(node, a, "the axes") : undefined) : attrInts(node, "axes")) ??
-        starts.map((_, i) => i);
+    const axes = (opset >= 10 ? (a ? dataAxes(node, a, r) : undefined) : attrInts(node, "axes")) ??
+      starts.map((_, i) => i);
     const steps = opset >= 10 && st ? ints(node, st, "the steps") : starts.map(() => 1);
     const notVector = opset >= 10 && [s, e, a, st].some((v) => v && v.dims.length !== 1);
     if (
@@ -474,10 +488,18 @@ const RULES: Record<string, Rule> = {
       unknown(node, `starts [${starts}], ends [${ends}], axes [${axes}], steps [${steps}]`);
     }
     const big = (v: number) => (v > 2 ** 52 ? 2 ** 52 : v < -(2 ** 52) ? -(2 ** 52) : v);
+    // onnxruntime reads an end of INT32_MAX or INT64_MAX as "to the end" in the step's direction,
+    // also backwards (where the spec would clamp it to the last element). Other ends this large
+    // are not exact as numbers: backwards, the run decides.
+    const end = (v: number, i: number) => {
+      if (v === 2147483647 || v >= 2 ** 63) return Infinity;
+      if (steps[i] < 0 && v > 2 ** 52) unknown(node, `end ${v} with step ${steps[i]}`);
+      return big(v);
+    };
     const { dims, first, step } = sliceDims(
       x!.dims,
       starts.map(big),
-      ends.map(big),
+      ends.map(end),
       axes.map((v) => normAxis(v, r)),
       steps,
     );
@@ -561,9 +583,7 @@ const RULES: Record<string, Rule> = {
   Pad: (node, [x, p, _c, axesIn], opset) => {
     const pads = opset >= 11 ? ints(node, p, "the pads") : attrInts(node, "pads")!;
     const r = x!.dims.length;
-    const axes = axesIn
-      ? ints(node, axesIn, "the axes").map((a) => normAxis(a, r))
-      : x!.dims.map((_, i) => i);
+    const axes = axesIn ? dataAxes(node, axesIn, r) : x!.dims.map((_, i) => i);
     const dims = [...x!.dims];
     axes.forEach((a, i) => (dims[a] += pads[i] + pads[i + axes.length]));
     return [{ dims, type: x!.type }];
