@@ -12,6 +12,7 @@ import type { AttributeProto, ModelProto, NodeProto, TensorProto } from "../onnx
 import { toNumber } from "../onnx/proto.ts";
 import { tensorDims, tensorNumel, tensorRawBytes, tensorToNumbers } from "../onnx/tensor.ts";
 import type { ProbedTensor } from "./probe.ts";
+import { PruneError } from "../errors.ts";
 
 /** Thrown where the graph needs more than these rules know. */
 export class StaticShapeUnknown extends Error {}
@@ -132,6 +133,15 @@ function dataAxes(node: NodeProto, x: Abstract | undefined, rank: number): numbe
   return axes;
 }
 
+/** The most elements a tensor may have at the probe's small input sizes (batch 1, a few tokens):
+ * activations there are far smaller than the weights, so many times the largest weight (and at
+ * least 2^27) is a model asking for a buffer no run can hold — a Range from -2^31, say. */
+function tensorLimit(known: Map<string, Abstract>): number {
+  let largest = 0;
+  for (const x of known.values()) largest = Math.max(largest, numel(x.dims));
+  return Math.max(2 ** 27, 16 * largest);
+}
+
 /** Values of a tensor as ints, or unknown. */
 function ints(node: NodeProto, x: Abstract | undefined, what: string): number[] {
   if (!x?.values) unknown(node, `${what} is computed from data`);
@@ -211,6 +221,9 @@ function matmulDims(node: NodeProto, a: number[], b: number[]): number[] {
 function convDims(node: NodeProto, x: number[], w: number[]): number[] {
   const spatial = x.length - 2;
   const kernel = attrInts(node, "kernel_shape") ?? w.slice(2);
+  if (kernel.join() !== w.slice(2).join()) {
+    unknown(node, `kernel_shape [${kernel}] of weight [${w}]`);
+  }
   const stride = attrInts(node, "strides") ?? new Array(spatial).fill(1);
   const dil = attrInts(node, "dilations") ?? new Array(spatial).fill(1);
   const pads = attrInts(node, "pads") ?? new Array(2 * spatial).fill(0);
@@ -291,12 +304,25 @@ const binary = (f: (a: number, b: number) => number, bool = false): Rule => (nod
 ];
 const same: Rule = (_n, [x]) => [{ dims: x!.dims, type: x!.type }];
 
+/** Integer arithmetic whose result a double does not hold exactly (past 2^53, or past int32 for
+ * int32): onnxruntime wraps around where this would not, so the run decides. */
+const exact = (rule: Rule): Rule => (node, ins, opset) => {
+  const outs = rule(node, ins, opset);
+  for (const x of outs) {
+    const bound = x.type === 6 ? 2 ** 31 : 2 ** 53;
+    if (INTEGER.has(x.type) && x.values?.some((v) => Math.abs(v) >= bound)) {
+      unknown(node, `integer arithmetic past ${x.type === 6 ? "2^31" : "2^53"}`);
+    }
+  }
+  return outs;
+};
+
 const RULES: Record<string, Rule> = {
   Identity: (_n, [x]) => [x!],
-  Add: binary((a, b) => a + b),
-  Sub: binary((a, b) => a - b),
-  Mul: binary((a, b) => a * b),
-  Div: (node, ins) => {
+  Add: exact(binary((a, b) => a + b)),
+  Sub: exact(binary((a, b) => a - b)),
+  Mul: exact(binary((a, b) => a * b)),
+  Div: exact((node, ins) => {
     const integer = INTEGER.has(ins[0]!.type);
     return [
       elementwise(
@@ -306,8 +332,8 @@ const RULES: Record<string, Rule> = {
         (a, b) => integer ? Math.trunc(a / b) : a / b,
       ),
     ];
-  },
-  Pow: binary((a, b) => a ** b),
+  }),
+  Pow: exact(binary((a, b) => a ** b)),
   Mod: (node, ins) => {
     const fmod = attrInt(node, "fmod", 0);
     return [
@@ -321,9 +347,9 @@ const RULES: Record<string, Rule> = {
   },
   Max: (node, ins) => [elementwise(node, ins as Abstract[], ins[0]!.type, Math.max)],
   Min: (node, ins) => [elementwise(node, ins as Abstract[], ins[0]!.type, Math.min)],
-  Sum: (node, ins) => [
+  Sum: exact((node, ins) => [
     elementwise(node, ins as Abstract[], ins[0]!.type, (...x) => x.reduce((a, b) => a + b, 0)),
-  ],
+  ]),
   Equal: binary((a, b) => +(a === b), true),
   Less: binary((a, b) => +(a < b), true),
   Greater: binary((a, b) => +(a > b), true),
@@ -406,6 +432,14 @@ const RULES: Record<string, Rule> = {
     const free = dims.indexOf(-1);
     if (free >= 0) dims[free] = known === 0 ? 0 : numel(x!.dims) / known;
     if (numel(dims) !== numel(x!.dims) || !dims.every(Number.isInteger)) {
+      // A shape vector reshaped to a huge length: onnxruntime's shape inference would spend
+      // minutes and gigabytes propagating its values before failing, so it is not asked.
+      if (x!.values && numel(dims) > VALUE_LIMIT) {
+        throw new PruneError(
+          "invalid-model",
+          `${node.opType} node "${node.name ?? ""}": cannot reshape [${x!.dims}] to [${target}]`,
+        );
+      }
       unknown(node, `cannot reshape [${x!.dims}] to [${target}]`);
     }
     return [{ dims, type: x!.type, values: x!.values }];
@@ -437,6 +471,7 @@ const RULES: Record<string, Rule> = {
     const drop = new Set(
       axes ? axes.map((a) => normAxis(a, r)) : x!.dims.flatMap((d, i) => (d === 1 ? [i] : [])),
     );
+    if ([...drop].some((a) => x!.dims[a] !== 1)) unknown(node, `axes [${axes}] of [${x!.dims}]`);
     return [{ dims: x!.dims.filter((_, i) => !drop.has(i)), type: x!.type, values: x!.values }];
   },
   Unsqueeze: (node, [x, axesIn], opset) => {
@@ -662,6 +697,7 @@ export function staticShapes(
   );
   const known = new Map<string, Abstract>();
   for (const t of graph.initializer ?? []) known.set(t.name ?? "", fromTensor(t));
+  const limit = tensorLimit(known);
   const result = new Map<string, ProbedTensor>();
   for (const input of graph.input ?? []) {
     const dims = inputDims.get(input.name ?? "");
@@ -688,7 +724,7 @@ export function staticShapes(
         outs = RULES[op](node, ins, opset);
       } catch (e) {
         // A malformed node (an input missing, an attribute of the wrong kind): the run says what.
-        if (e instanceof StaticShapeUnknown) throw e;
+        if (e instanceof StaticShapeUnknown || e instanceof PruneError) throw e;
         unknown(node, e instanceof Error ? e.message : String(e));
       }
     } else if (domain === "com.microsoft" && MICROSOFT_SAME[op]) {
@@ -705,6 +741,14 @@ export function staticShapes(
       if (!x) unknown(node, `output ${i} has no static rule`);
       if (!x.dims.every((d) => Number.isInteger(d) && d >= 0)) {
         unknown(node, `output dims [${x.dims}]`);
+      }
+      if (numel(x.dims) > limit) {
+        throw new PruneError(
+          "too-large",
+          `${op} node "${node.name ?? ""}": its output "${name}" would have ${numel(x.dims)} ` +
+            `elements ([${x.dims}]) at the probe's input sizes, far more than any weight of the ` +
+            `model; refused before onnxruntime tries to allocate it`,
+        );
       }
       known.set(name, x);
       const entry: ProbedTensor = { dims: x.dims };
