@@ -7,6 +7,9 @@ import { onnx } from "../src/onnx/proto.ts";
 import type { ModelProto, NodeProto, TensorProto } from "../src/onnx/proto.ts";
 import { probeTensors } from "../src/runtime/probe.ts";
 import { StaticShapeUnknown } from "../src/runtime/static_shapes.ts";
+import { checkAttributes } from "../src/graph/check_attributes.ts";
+import { PruneError } from "../src/errors.ts";
+import { Factor, unifyLists } from "../src/analysis/factors.ts";
 
 function io(name: string, dims: number[], elemType = 1) {
   return onnx.ValueInfoProto.create({
@@ -138,4 +141,139 @@ Deno.test("Slice, Squeeze, Unsqueeze, ReduceSum axes from data outside the rank:
       op,
     );
   }
+});
+
+function one(op: string, inputs: string[], attrs: Record<string, number> = {}): NodeProto {
+  return onnx.NodeProto.create({
+    name: "cut",
+    opType: op,
+    input: inputs,
+    output: ["y"],
+    attribute: Object.entries(attrs).map(([name, i]) => ({ name, type: 2, i })),
+  });
+}
+
+Deno.test("flags other than 0 and 1, and Casts to no data type: refused naming the node", () => {
+  // Found as keepdims = 7 (onnxruntime reads "is 1": off; a shape rule read "not 0": on) and
+  // Cast to = 0 (loads, fails only when run): each gave a written model that does not run.
+  for (
+    const [op, attrs, why] of [
+      ["ReduceMean", { keepdims: 7 }, /'keepdims' = 7 must be 0 or 1/],
+      ["Reshape", { allowzero: 2 }, /'allowzero' = 2 must be 0 or 1/],
+      ["Cast", { to: 0 }, /'to' = 0 is not a data type/],
+      ["Cast", { to: 14 }, /'to' = 14 is not a data type/],
+    ] as const
+  ) {
+    const m = model([one(op, ["x"], attrs)], [], ["x", [1, 4]], "y");
+    assert.throws(
+      () => checkAttributes(m.graph!),
+      (e) =>
+        e instanceof PruneError && new RegExp(`${op} node "cut"`).test(e.message) &&
+        why.test(e.message),
+      op,
+    );
+  }
+  checkAttributes(model([one("Cast", ["x"], { to: 10 })], [], ["x", [1, 4]], "y").graph!);
+});
+
+Deno.test("shape rules that disagreed with onnxruntime hand the node to the run", async () => {
+  // Squeeze of an axis that is not 1 (timm's qkv Squeeze with its axis edited), int64
+  // arithmetic that wraps in onnxruntime (phi3's gate/up split size times INT64_MAX), a Conv
+  // kernel_shape other than its weight's: shapes from the graph went on, the run fails.
+  const cases: [string, ModelProto][] = [
+    ["Squeeze", model([one("Squeeze", ["x", "a"])], [int64s("a", [1n])], ["x", [1, 4]], "y")],
+    [
+      "Mul",
+      model(
+        [one("Shape", ["x"]), one("Mul", ["y0", "big"])].map((n, i) =>
+          Object.assign(n, i === 0 ? { output: ["y0"], name: "shape" } : {})
+        ),
+        [int64s("big", [INT64_MAX])],
+        ["x", [1, 4]],
+        "y",
+      ),
+    ],
+    [
+      "Conv",
+      (() => {
+        const conv = onnx.NodeProto.create({
+          name: "cut",
+          opType: "Conv",
+          input: ["x", "w"],
+          output: ["y"],
+          attribute: [{ name: "kernel_shape", type: 7, ints: [8, 3] }],
+        });
+        const w = onnx.TensorProto.create({
+          name: "w",
+          dims: [2, 3, 3, 3],
+          dataType: 1,
+          rawData: new Uint8Array(4 * 54),
+        });
+        return model([conv], [w], ["x", [1, 3, 8, 8]], "y");
+      })(),
+    ],
+  ];
+  for (const [op, m] of cases) {
+    await assert.rejects(
+      () => probeTensors(m, { method: "static" }),
+      (e) => e instanceof StaticShapeUnknown && new RegExp(`${op} "cut"`).test(e.message),
+      op,
+    );
+    // What the probe says is what the run says: a refusal, or onnxruntime's wrapped values.
+    const run = await probeTensors(m, { method: "run" }).catch((e) => String(e));
+    const auto = await probeTensors(m).catch((e) => String(e));
+    assert.deepEqual(auto, run, op);
+  }
+});
+
+Deno.test("a shape vector reshaped to 2^31 elements, a Range of 2^31: refused before onnxruntime sees them", async () => {
+  // Found as hangs and memory overruns: Reshape(Concat of dims, [2^31]) feeding Shape →
+  // ConstantOfShape made onnxruntime's shape inference run for minutes over gigabytes; a Range
+  // from -2^31 - 1 made its run allocate 16 GB.
+  const reshape = model(
+    [one("Shape", ["x"]), one("Reshape", ["s", "t"])].map((n, i) =>
+      Object.assign(n, i === 0 ? { output: ["s"], name: "shape" } : {})
+    ),
+    [int64s("t", [2n ** 31n])],
+    ["x", [1, 4, 8]],
+    "y",
+  );
+  await assert.rejects(
+    () => probeTensors(reshape),
+    (e) =>
+      e instanceof PruneError && /Reshape node "cut": cannot reshape \[3\] to \[2147483648\]/.test(
+        e.message,
+      ),
+  );
+  const range = model(
+    [one("Range", ["a", "b", "c"])],
+    [int64s("a", [-(2n ** 31n) - 1n]), int64s("b", [8n]), int64s("c", [1n])].map((t) => (
+      Object.assign(t, { dims: [] })
+    )),
+    ["x", [1]],
+    "y",
+  );
+  await assert.rejects(
+    () => probeTensors(range),
+    (e) =>
+      e instanceof PruneError && e.code === "too-large" &&
+      /Range node "cut": its output "y" would have 2147483657 elements/.test(e.message),
+  );
+});
+
+Deno.test("factor lists where one channel class appears twice: no match, not an internal error", () => {
+  // Found as llama's rotate-half Concat with an axis constant edited: the trace refined a
+  // factor it then met again, and failed with "refine() of a refined factor".
+  const a = new Factor(4, true, "a");
+  const [b, c, d, e] = [2, 2, 2, 8].map((s, i) => new Factor(s, true, `b${i}`));
+  assert.equal(unifyLists([a, a], [b, c, d, e]), false);
+});
+
+Deno.test("a graph input of type string is fed strings when the model is run", async () => {
+  // Found as kv_llama's position_ids typed STRING (a Cast reads it, onnxruntime runs it): the
+  // run of the pruned model could not be fed.
+  const m = model([one("Cast", ["x"], { to: 1 })], [], ["x", [2, 3]], "y");
+  m.graph!.input![0].type!.tensorType!.elemType = 8;
+  const ran = await probeTensors(m, { method: "run" });
+  assert.deepEqual(ran.get("y")?.dims, [2, 3]);
 });
