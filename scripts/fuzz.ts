@@ -12,7 +12,7 @@
  * over seed exports of every class (tests/fuzz/seeds.ts, or the --model files given), each
  * case pruned in one of the modes and its output run in onnxruntime, in a child process under a
  * watchdog (--case-seconds, --memory-gib) that turns a hang, a memory overrun or a crash into a
- * finding. Case n uses seed file n mod (number of files).
+ * finding when it happens again in a fresh child. Case n uses seed file n mod (number of files).
  *
  * Prints what happened to how many inputs; a finding prints the command that replays it.
  * Exit code 1 on a finding.
@@ -85,6 +85,7 @@ const watchdog = new Watchdog({
   memoryBytes: Number(args["memory-gib"]) * 2 ** 30,
 });
 const counts = { pruned: 0, refused: 0, finding: 0, skipped: 0 };
+let transient = 0;
 const findings: string[] = [];
 let slowest = { ms: 0, line: "" };
 let lastReport = performance.now();
@@ -96,7 +97,8 @@ const summary = () => {
   return `${inputs} inputs in ${elapsed.toFixed(0)} s (${(inputs / elapsed).toFixed(1)}/s): ` +
     `${counts.pruned} pruned (each output run in onnxruntime), ${counts.refused} refused with a ` +
     `PruneError, ${counts.finding} findings (${counts.skipped} mutations changed nothing, not ` +
-    `counted); slowest case ${slowest.ms.toFixed(0)} ms (${slowest.line})`;
+    `counted; ${transient} cases ended by the watchdog once but not when run again); slowest ` +
+    `case ${slowest.ms.toFixed(0)} ms (${slowest.line})`;
 };
 
 const only = args.only !== undefined;
@@ -110,6 +112,10 @@ for (
   counts[outcome.kind]++;
   if (outcome.ms > slowest.ms) slowest = { ms: outcome.ms, line: replay(file, n) };
   if (outcome.kind === "refused") reason(outcome.message!);
+  if (outcome.transient) {
+    transient++;
+    console.log(`transient: ${replay(file, n)}: ${outcome.transient}; run again: ${outcome.kind}`);
+  }
   if (outcome.kind === "finding" || only) {
     const line = `${outcome.kind}${outcome.watchdog ? ` (${outcome.watchdog})` : ""}: ` +
       `${replay(file, n)} [${outcome.mode}] ${outcome.mutation}: ${outcome.message ?? ""}`;

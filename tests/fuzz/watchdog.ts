@@ -18,8 +18,10 @@ export interface CaseRequest {
 /** A case's outcome with its wall time; hangs, memory and crashes are findings too. */
 export interface WatchedOutcome extends CaseOutcome {
   ms: number;
-  /** "hang", "memory", "crash" where the watchdog ended the case. */
+  /** "hang", "memory", "crash" where the watchdog ended the case (twice: it is run again). */
   watchdog?: "hang" | "memory" | "crash";
+  /** What ended the first try of a case whose second try finished (a machine too busy). */
+  transient?: string;
 }
 
 /** Limits of one case. */
@@ -155,8 +157,17 @@ export class Watchdog {
     return this.#child = child;
   }
 
-  /** Runs one case; never throws for what the case does. */
+  /** Runs one case; never throws for what the case does. A case the watchdog ends is run once
+   * more in a fresh child: only what happens twice is a finding. */
   async run(request: CaseRequest): Promise<WatchedOutcome> {
+    const first = await this.#try(request);
+    if (!first.watchdog) return first;
+    const second = await this.#try(request);
+    if (second.watchdog) return second;
+    return { ...second, transient: `${first.watchdog}: ${first.message}` };
+  }
+
+  async #try(request: CaseRequest): Promise<WatchedOutcome> {
     const child = await this.#ready();
     const t = performance.now();
     await child.send(JSON.stringify(request));
