@@ -705,58 +705,71 @@ export function staticShapes(
     known.set(input.name!, { dims, type: input.type?.tensorType?.elemType ?? FLOAT });
     result.set(input.name!, { dims });
   }
+  // Past a node without a rule the walk goes on where it can, so that the checks on the way (a
+  // shape vector reshaped to billions, a tensor far larger than the weights) see every node
+  // before onnxruntime does; the first node it could not follow is reported at the end.
+  let first: StaticShapeUnknown | undefined;
   for (const node of graph.node ?? []) {
-    const op = node.opType ?? "";
-    const domain = node.domain ?? "";
-    const ins = (node.input ?? []).map((name) => {
-      if (!name) return undefined;
-      const x = known.get(name);
-      if (!x) unknown(node, `input "${name}" not computed`);
-      return x;
-    });
-    let outs: Abstract[];
-    if ((domain === "" || domain === "ai.onnx") && RULES[op]) {
-      if ((node.attribute ?? []).some((a) => a.g || (a.graphs ?? []).length)) {
-        unknown(node, "subgraph");
+    try {
+      const op = node.opType ?? "";
+      const domain = node.domain ?? "";
+      const ins = (node.input ?? []).map((name) => {
+        if (!name) return undefined;
+        const x = known.get(name);
+        if (!x) unknown(node, `input "${name}" not computed`);
+        return x;
+      });
+      let outs: Abstract[];
+      if ((domain === "" || domain === "ai.onnx") && RULES[op]) {
+        if ((node.attribute ?? []).some((a) => a.g || (a.graphs ?? []).length)) {
+          unknown(node, "subgraph");
+        }
+        try {
+          checkAxes(node, ins[0]);
+          outs = RULES[op](node, ins, opset);
+        } catch (e) {
+          // A malformed node (an input missing, an attribute of the wrong kind): the run says what.
+          if (e instanceof StaticShapeUnknown || e instanceof PruneError) throw e;
+          unknown(node, e instanceof Error ? e.message : String(e));
+        }
+      } else if (domain === "com.microsoft" && MICROSOFT_SAME[op]) {
+        // SkipLayerNormalization's 4th output (input + skip + bias) has the input's shape too;
+        // its mean and inverse deviation (2nd, 3rd) are not followed.
+        const x = { dims: ins[0]!.dims, type: ins[0]!.type };
+        outs = (node.output ?? []).map((
+          _,
+          i,
+        ) => (i === 0 || i === 3 ? x : undefined)) as Abstract[];
+      } else {
+        unknown(node, "no static rule for this op");
       }
-      try {
-        checkAxes(node, ins[0]);
-        outs = RULES[op](node, ins, opset);
-      } catch (e) {
-        // A malformed node (an input missing, an attribute of the wrong kind): the run says what.
-        if (e instanceof StaticShapeUnknown || e instanceof PruneError) throw e;
-        unknown(node, e instanceof Error ? e.message : String(e));
-      }
-    } else if (domain === "com.microsoft" && MICROSOFT_SAME[op]) {
-      // SkipLayerNormalization's 4th output (input + skip + bias) has the input's shape too;
-      // its mean and inverse deviation (2nd, 3rd) are not followed.
-      const x = { dims: ins[0]!.dims, type: ins[0]!.type };
-      outs = (node.output ?? []).map((_, i) => (i === 0 || i === 3 ? x : undefined)) as Abstract[];
-    } else {
-      unknown(node, "no static rule for this op");
+      (node.output ?? []).forEach((name, i) => {
+        if (!name) return;
+        const x = outs[i];
+        if (!x) unknown(node, `output ${i} has no static rule`);
+        if (!x.dims.every((d) => Number.isInteger(d) && d >= 0)) {
+          unknown(node, `output dims [${x.dims}]`);
+        }
+        if (numel(x.dims) > limit) {
+          throw new PruneError(
+            "too-large",
+            `${op} node "${node.name ?? ""}": its output "${name}" would have ${numel(x.dims)} ` +
+              `elements ([${x.dims}]) at the probe's input sizes, far more than any weight of the ` +
+              `model; refused before onnxruntime tries to allocate it`,
+          );
+        }
+        known.set(name, x);
+        const entry: ProbedTensor = { dims: x.dims };
+        if (x.values && x.values.length <= maxValues) {
+          entry.values = x.values;
+        }
+        result.set(name, entry);
+      });
+    } catch (e) {
+      if (!(e instanceof StaticShapeUnknown)) throw e;
+      first ??= e;
     }
-    (node.output ?? []).forEach((name, i) => {
-      if (!name) return;
-      const x = outs[i];
-      if (!x) unknown(node, `output ${i} has no static rule`);
-      if (!x.dims.every((d) => Number.isInteger(d) && d >= 0)) {
-        unknown(node, `output dims [${x.dims}]`);
-      }
-      if (numel(x.dims) > limit) {
-        throw new PruneError(
-          "too-large",
-          `${op} node "${node.name ?? ""}": its output "${name}" would have ${numel(x.dims)} ` +
-            `elements ([${x.dims}]) at the probe's input sizes, far more than any weight of the ` +
-            `model; refused before onnxruntime tries to allocate it`,
-        );
-      }
-      known.set(name, x);
-      const entry: ProbedTensor = { dims: x.dims };
-      if (x.values && x.values.length <= maxValues) {
-        entry.values = x.values;
-      }
-      result.set(name, entry);
-    });
   }
+  if (first) throw first;
   return result;
 }
