@@ -277,3 +277,59 @@ Deno.test("a graph input of type string is fed strings when the model is run", a
   const ran = await probeTensors(m, { method: "run" });
   assert.deepEqual(ran.get("y")?.dims, [2, 3]);
 });
+
+Deno.test("the checks on the way see past a node without a shape rule", async () => {
+  // Found in the QDQ ViT: a weight's DequantizeLinear (no static rule) came first, so the walk
+  // stopped there and onnxruntime met the shape vector reshaped to 2^31 - 1 (3 GB and rising).
+  const dq = onnx.NodeProto.create({
+    name: "dq",
+    opType: "Einsum",
+    input: ["x"],
+    output: ["x2"],
+    attribute: [{ name: "equation", type: 3, s: new TextEncoder().encode("ij->ij") }],
+  });
+  const m = model(
+    [dq, one("Shape", ["x"]), one("Reshape", ["s", "t"])].map((n, i) =>
+      Object.assign(n, i === 1 ? { output: ["s"], name: "shape" } : {})
+    ),
+    [int64s("t", [2n ** 31n - 1n])],
+    ["x", [1, 4]],
+    "y",
+  );
+  await assert.rejects(
+    () => probeTensors(m),
+    (e) => e instanceof PruneError && /Reshape node "cut": cannot reshape \[2\]/.test(e.message),
+  );
+});
+
+Deno.test("attention head counts that are not positive, or do not divide: refused naming the node", () => {
+  // Found as GroupQueryAttention's kv_num_heads = 2^32: onnxruntime read 0 and stopped the
+  // process with SIGFPE.
+  for (
+    const [heads, kv, why] of [
+      [8, 2 ** 32, /'kv_num_heads' = 4294967296 must be a positive count/],
+      [0, 2, /'num_heads' = 0 must be a positive count/],
+      [8, 3, /num_heads = 8 is not a multiple of kv_num_heads = 3/],
+    ] as const
+  ) {
+    const gqa = onnx.NodeProto.create({
+      name: "cut",
+      opType: "GroupQueryAttention",
+      domain: "com.microsoft",
+      input: ["x"],
+      output: ["y"],
+      attribute: [{ name: "num_heads", type: 2, i: heads }, {
+        name: "kv_num_heads",
+        type: 2,
+        i: kv,
+      }],
+    });
+    assert.throws(
+      () => checkAttributes(model([gqa], [], ["x", [1, 4]], "y").graph!),
+      (e) =>
+        e instanceof PruneError && /GroupQueryAttention node "cut"/.test(e.message) &&
+        why.test(e.message),
+      `${heads}/${kv}`,
+    );
+  }
+});

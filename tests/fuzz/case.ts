@@ -8,6 +8,8 @@ import { decodeModel } from "../../src/onnx/model_io.ts";
 import { PruneError } from "../../src/errors.ts";
 import { pruneModel } from "../../src/prune.ts";
 import { probeTensors } from "../../src/runtime/probe.ts";
+import { runOutputs, syntheticFeeds } from "../../src/verify.ts";
+import type { ModelProto } from "../../src/onnx/proto.ts";
 import type { ComputeCore } from "../../src/core/mod.ts";
 import { caseMode, mutateTargeted } from "./targeted.ts";
 
@@ -52,11 +54,34 @@ export async function targetedCase(
     const what = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
     return { kind: "finding", mode, mutation, message: `not a PruneError: ${what}` };
   }
-  try {
-    await probeTensors(pruned.model, { method: "run", dimValues: setup.dimValues });
-  } catch (e) {
-    const what = e instanceof Error ? e.message : String(e);
-    return { kind: "finding", mode, mutation, message: `onnxruntime rejects the output: ${what}` };
+  const rejected = await runsInOrt(pruned.model, setup.dimValues);
+  if (rejected) {
+    return {
+      kind: "finding",
+      mode,
+      mutation,
+      message: `onnxruntime rejects the output: ${rejected}`,
+    };
   }
   return { kind: "pruned", mode, mutation };
+}
+
+/** Runs a model in onnxruntime as a user would (its own outputs, synthetic inputs) and, where
+ * that cannot be fed (a string input), as the probe does; the error where neither runs. */
+async function runsInOrt(
+  model: ModelProto,
+  dimValues?: Record<string, number>,
+): Promise<string | undefined> {
+  const message = (e: unknown) => e instanceof Error ? e.message : String(e);
+  try {
+    await runOutputs(model, await syntheticFeeds(model, { dimValues }));
+    return undefined;
+  } catch (e) {
+    try {
+      await probeTensors(model, { method: "run", dimValues });
+      return undefined;
+    } catch {
+      return message(e);
+    }
+  }
 }
