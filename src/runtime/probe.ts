@@ -82,6 +82,8 @@ function makeFeed(ort: OrtApi, type: string, dims: number[]): OrtTensor {
     case "bool":
     case "uint8":
       return new ort.Tensor(type, new Uint8Array(n), dims);
+    case "string":
+      return new ort.Tensor(type, new Array<string>(n).fill("0"), dims);
   }
   throw new Error(`unreachable: ${type}`);
 }
@@ -189,7 +191,8 @@ export async function probeTensors(
   for (const input of realInputs) {
     const name = input.name ?? "";
     const tt = input.type?.tensorType;
-    const type = ORT_ELEMENT_TYPES[tt?.elemType ?? 0];
+    // A string input is rare but valid (a Cast reads it): fed "0"s.
+    const type = tt?.elemType === 8 ? "string" : ORT_ELEMENT_TYPES[tt?.elemType ?? 0];
     if (!tt || !type) {
       throw new PruneError(
         "unsupported-graph",
@@ -261,7 +264,7 @@ export async function probeTensors(
     const results = await session.run(feeds);
     for (const [name, t] of Object.entries(results)) {
       const entry: ProbedTensor = { dims: Array.from(t.dims as ArrayLike<number>, Number) };
-      if (t.size <= maxValues && t.data && typeof t.data !== "string") {
+      if (t.size <= maxValues && t.data && t.type !== "string") {
         entry.values = Array.from(t.data as ArrayLike<number | bigint>, (v) => Number(v));
       }
       result.set(name, entry);
