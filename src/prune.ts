@@ -276,7 +276,14 @@ async function pruneWithCore(
     },
   });
   const updates = stats
-    ? planCompensation(trace, plan, stats, options.compensation ?? "none", options.ridge ?? 0.01)
+    ? await planCompensation(
+      core,
+      trace,
+      plan,
+      stats,
+      options.compensation ?? "none",
+      options.ridge ?? 0.01,
+    )
     : [];
   // Read before the rewrite changes the declared shapes.
   const interfaces = interfaceChanges(trace, plan);
