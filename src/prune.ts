@@ -343,7 +343,14 @@ async function pruneWithCore(
     notes.push(nothingPruned(options));
   }
   const updates = stats
-    ? planCompensation(trace, plan, stats, options.compensation ?? "none", options.ridge ?? 0.01)
+    ? await planCompensation(
+      core,
+      trace,
+      plan,
+      stats,
+      options.compensation ?? "none",
+      options.ridge ?? 0.01,
+    )
     : [];
   // Read before the rewrite changes the declared shapes.
   const interfaces = interfaceChanges(trace, plan);

@@ -1,6 +1,7 @@
 /**
- * Compute core of `@prune/vit`: per-channel Lp scores, score reductions, stable selection and a
- * bit-exact gather along one axis. The math is Rust compiled to WebAssembly
+ * Compute core of `@prune/vit`: per-channel Lp scores, score reductions, stable selection, a
+ * bit-exact gather along one axis, and the dense linear algebra of the data-aware path (Gram
+ * matrices, the ridge least squares of the reweight compensation, APMA's dissimilarity). The math is Rust compiled to WebAssembly
  * (`crates/prune_core`, built into `./wasm/` by `deno task build:wasm`); it runs either as WebGPU
  * compute shaders (`navigator.gpu`) or on the CPU inside wasm. This module only marshals.
  *
@@ -100,8 +101,39 @@ export interface ComputeCore {
     axis: number,
     indices: Uint32Array,
   ): Promise<Uint8Array>;
+  /** The reweight compensation's ridge least squares for one layer (see {@link RefitProblem}). */
+  ridgeRefit(problem: RefitProblem): Promise<RefitResult>;
   /** Release GPU resources (no-op on CPU). */
   dispose(): void;
+}
+
+/**
+ * One layer y = x·W + b to refit on its kept inputs: [W'; b'] minimising
+ * E‖x·W + b − x_K·W' − b'‖² + λ‖W'‖², λ = ridge × the mean of diag(E[x_K x_Kᵀ]), the intercept
+ * not penalised; without a bias, b' = b. Solved by a blocked Cholesky factorisation in the core.
+ */
+export interface RefitProblem {
+  /** Σ xᵀx over `count` positions, cin × cin, row-major. */
+  gram: Float32Array;
+  count: number;
+  /** W, cin × cout, row-major. */
+  weight: Float32Array;
+  cin: number;
+  cout: number;
+  /** Input channels kept, ascending. */
+  kept: Uint32Array;
+  ridge: number;
+  /** With a bias: its values and the input's mean over the Gram's positions. */
+  bias?: { values: Float32Array; mean: Float64Array };
+  /** Bits of the solve: 32 (default: as accurate here, see bench/RESULTS.md) or 64. */
+  precision?: 32 | 64;
+}
+
+export interface RefitResult {
+  /** W' (kept × cout). */
+  weight: Float32Array;
+  /** b', when the problem has a bias. */
+  bias?: Float32Array;
 }
 
 /** Options of {@link createCore}. */
@@ -230,6 +262,51 @@ export function gatherAxisNow(
   );
 }
 
+/** {@link ComputeCore.ridgeRefit} on the CPU, synchronously. */
+export function ridgeRefitNow(problem: RefitProblem): RefitResult {
+  const { cin, cout, kept } = problem;
+  const out = wasm.cpu_ridge_refit(
+    problem.gram,
+    u32("cin", cin),
+    problem.count,
+    problem.weight,
+    u32("cout", cout),
+    kept,
+    problem.ridge,
+    problem.bias?.values,
+    problem.bias?.mean,
+    problem.precision ?? 32,
+  );
+  const rows = kept.length * cout;
+  return problem.bias
+    ? { weight: out.subarray(0, rows), bias: out.subarray(rows) }
+    : { weight: out };
+}
+
+/**
+ * Xᵀ·X of `rows` rows of `channels` values (row-major), in the core.
+ *
+ * @example const g = gramNow(Float32Array.of(1, 2, 3, 4), 2, 2); // [10, 14, 14, 20]
+ */
+export function gramNow(x: Float32Array, rows: number, channels: number): Float32Array {
+  return wasm.cpu_gram(x, u32("rows", rows), u32("channels", channels));
+}
+
+/**
+ * APMA's similarity weight from a Gram matrix (channels × channels): per channel,
+ * 1 − max |cos(xᵢ, xⱼ)| over the other channels with the same `heads` label (all others when
+ * absent), in the core.
+ *
+ * @example const d = dissimilarityNow(Float32Array.of(1, 1, 1, 1), 2); // [0, 0]: duplicates
+ */
+export function dissimilarityNow(
+  gram: Float32Array,
+  channels: number,
+  heads?: Int32Array,
+): Float64Array {
+  return wasm.cpu_dissimilarity(gram, u32("channels", channels), heads);
+}
+
 class CpuCore implements ComputeCore {
   readonly backend: Backend = "cpu";
 
@@ -284,6 +361,10 @@ class CpuCore implements ComputeCore {
     indices: Uint32Array,
   ): Promise<Uint8Array> {
     return Promise.resolve().then(() => gatherAxisNow(bytes, dims, elementSize, axis, indices));
+  }
+
+  ridgeRefit(problem: RefitProblem): Promise<RefitResult> {
+    return Promise.resolve().then(() => ridgeRefitNow(problem));
   }
 
   dispose(): void {}
