@@ -84,6 +84,13 @@ options:
                             heads/dims against MLP channels; flap: the same on scores
                             standardised per kind (FLAP's adaptive structure); isomorphic:
                             each kind ranked only against itself (Torch-Pruning's)
+      --distill-steps N     after pruning, train the pruned model for N steps to match the
+                            original's outputs on the --calibration data (knowledge
+                            distillation; a tenth held out for early stopping), with
+                            --lr X (AdamW peak learning rate, default 5e-4; warm-up, cosine
+                            decay), --distill-batch-size N (default 32), --seed N (default 0),
+                            --distill-loss kl|cosine|mse (default: kl for [batch, classes]
+                            outputs, cosine for embeddings), --temperature T (kl, default 2)
       --gqa-policy query-heads|kv-groups
                             grouped-query attention: drop query heads inside every KV group
                             (default, as Torch-Pruning) or whole KV groups (as LLM-Pruner)
@@ -171,6 +178,12 @@ const OPTION_SPEC = {
   "gram-stride": { type: "string" },
   compensation: { type: "string" },
   "gqa-policy": { type: "string" },
+  "distill-steps": { type: "string" },
+  lr: { type: "string" },
+  "distill-batch-size": { type: "string" },
+  seed: { type: "string" },
+  "distill-loss": { type: "string" },
+  temperature: { type: "string" },
   backend: { type: "string" },
   json: { type: "boolean" },
   chart: { type: "string" },
@@ -483,6 +496,40 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
   if (v.backend !== undefined) {
     options.backend = oneOf("--backend", v.backend, ["auto", "gpu", "cpu"] as const);
   }
+  const distillFlags = ["lr", "distill-batch-size", "seed", "distill-loss", "temperature"] as const;
+  if (v["distill-steps"] !== undefined) {
+    if (!v.calibration?.length) {
+      throw new UsageError("--distill-steps needs --calibration (the data to distill on)");
+    }
+    if (v["dry-run"]) throw new UsageError("--distill-steps cannot go with --dry-run");
+    options.distill = { steps: parsePositiveInt("--distill-steps", v["distill-steps"]) };
+    if (v.lr !== undefined) options.distill.lr = parsePositive("--lr", v.lr);
+    if (v["distill-batch-size"] !== undefined) {
+      options.distill.batchSize = parsePositiveInt(
+        "--distill-batch-size",
+        v["distill-batch-size"],
+      );
+    }
+    if (v.seed !== undefined) {
+      if (!/^\s*\d+\s*$/.test(v.seed) || !Number.isSafeInteger(Number(v.seed))) {
+        throw new UsageError(`--seed: "${v.seed}" is not a whole number`);
+      }
+      options.distill.seed = Number(v.seed);
+    }
+    if (v["distill-loss"] !== undefined) {
+      options.distill.loss = oneOf(
+        "--distill-loss",
+        v["distill-loss"],
+        ["kl", "cosine", "mse"] as const,
+      );
+    }
+    if (v.temperature !== undefined) {
+      options.distill.temperature = parsePositive("--temperature", v.temperature);
+    }
+  } else {
+    const given = distillFlags.find((k) => v[k] !== undefined);
+    if (given) throw new UsageError(`--${given} goes with --distill-steps`);
+  }
 
   const pos = parsed.positionals;
   if (pos.length === 0) {
@@ -787,6 +834,16 @@ export async function main(args: string[]): Promise<number> {
         : first;
     }
     if (cli.evaluate.length) cli.options.evaluation = { batches: await load(cli.evaluate, true) };
+    let training: ProgressBar | undefined;
+    if (cli.options.distill) {
+      cli.options.distill.onProgress = (step, steps, loss) => {
+        training ??= new ProgressBar(steps, {
+          quiet: cli.quiet || cli.json,
+          unit: "distillation steps",
+        });
+        training.update(step, `loss ${loss.toPrecision(4)}`);
+      };
+    }
     const run = cli.target
       ? () => pruneTowards(model, cli.target!, cli.options, cli.quiet || cli.json)
       : () => pruneModel(model, cli.options);
@@ -797,6 +854,7 @@ export async function main(args: string[]): Promise<number> {
       }
       throw e;
     });
+    training?.finish();
     if (!cli.dryRun) {
       const { leftovers } = await writeModelFile(pruned, cli.output, {
         inputPath: cli.input,

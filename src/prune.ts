@@ -38,6 +38,7 @@ import type { OrtTensor } from "./runtime/ort.ts";
 import { type ComputeCore, createCore } from "./core/mod.ts";
 import { countMacs, countParams } from "./metrics.ts";
 import { headUnits, type Metric, type UnitKind } from "./allocate.ts";
+import { distillModel, type DistillOptions, readBatches } from "./distill/mod.ts";
 
 type Batches = AsyncIterable<Record<string, OrtTensor>> | Iterable<Record<string, OrtTensor>>;
 
@@ -79,6 +80,9 @@ export interface RunOptions extends PruneOptions {
   separateQkV?: boolean;
   /** Latency-aware ranking (NViT Eq. 6): a unit's score minus η × the latency it saves (ms). */
   latencyEta?: number;
+  /** After pruning, train the pruned model's weights to match the original's outputs on the
+   * calibration data (knowledge distillation; see distill/mod.ts). */
+  distill?: DistillOptions;
 }
 
 /** Result of {@link pruneModel}. */
@@ -151,7 +155,10 @@ export async function pruneModel(
     if (deferredRawData(t)) continue;
     if (t.rawData?.length) tensorRawBytes(t);
   }
-  const original = options.evaluation ? encodeModel(model) : undefined;
+  // Distillation passes over the calibration data again: it is read once and kept.
+  const healing = options.distill && !options.dryRun && !options.mask;
+  if (healing) options = { ...options, calibration: await readBatches(options.calibration) };
+  const original = options.evaluation || healing ? encodeModel(model) : undefined;
   // The analysis keys tensors by name: a name the bodies of control flow reuse is made unique.
   uniqueScopeNames(model.graph as GraphProto);
   const before = await probeTensors(model, { dimValues: options.dimValues });
@@ -165,6 +172,14 @@ export async function pruneModel(
       embeddingPruningRatio,
       roundTo,
     });
+    if (healing) {
+      result.report.distill = await distillModel(
+        result.model,
+        original!,
+        options.calibration as Iterable<Record<string, OrtTensor>>,
+        options.distill!,
+      );
+    }
     if (original && options.evaluation && !options.dryRun) {
       result.report.fidelity = await fidelity(
         original,
