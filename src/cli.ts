@@ -461,6 +461,16 @@ export async function main(args: string[]): Promise<number> {
         : first;
     }
     if (cli.evaluate.length) cli.options.evaluation = { batches: await load(cli.evaluate, true) };
+    let training: ProgressBar | undefined;
+    if (cli.options.distill) {
+      cli.options.distill.onProgress = (step, steps, loss) => {
+        training ??= new ProgressBar(steps, {
+          quiet: cli.quiet || cli.json,
+          unit: "distillation steps",
+        });
+        training.update(step, `loss ${loss.toPrecision(4)}`);
+      };
+    }
     const run = cli.target
       ? () => pruneTowards(model, cli.target!, cli.options, cli.quiet || cli.json)
       : () => pruneModel(model, cli.options);

@@ -215,7 +215,44 @@ export function pruneOptionsFrom(v: OptionValues, surface: Surface = "cli"): Run
   }
   if (v.compensation !== undefined) options.compensation = choice("compensation", v.compensation);
   if (v.backend !== undefined) options.backend = choice("backend", v.backend);
+  distillFrom(v, options, s);
   return options;
+}
+
+/** Distillation after pruning (the command line: it reads the calibration files). */
+function distillFrom(v: OptionValues, options: RunOptions, s: (n: OptionName) => string): void {
+  const flags = ["lr", "distill-batch-size", "seed", "distill-loss", "temperature"] as const;
+  if (v["distill-steps"] === undefined) {
+    const given = flags.find((k) => v[k] !== undefined);
+    if (given) throw new UsageError(`${s(given)} goes with ${s("distill-steps")}`);
+    return;
+  }
+  if (!v.calibration?.length) {
+    throw new UsageError(
+      `${s("distill-steps")} needs ${s("calibration")} (the data to distill on)`,
+    );
+  }
+  if (v["dry-run"]) throw new UsageError(`${s("distill-steps")} cannot go with ${s("dry-run")}`);
+  const distill: NonNullable<RunOptions["distill"]> = {
+    steps: parsePositiveInt(s("distill-steps"), v["distill-steps"]),
+  };
+  if (v.lr !== undefined) distill.lr = parsePositive(s("lr"), v.lr);
+  if (v["distill-batch-size"] !== undefined) {
+    distill.batchSize = parsePositiveInt(s("distill-batch-size"), v["distill-batch-size"]);
+  }
+  if (v.seed !== undefined) {
+    if (!/^\s*\d+\s*$/.test(v.seed) || !Number.isSafeInteger(Number(v.seed))) {
+      throw new UsageError(`${s("seed")}: "${v.seed}" is not a whole number`);
+    }
+    distill.seed = Number(v.seed);
+  }
+  if (v["distill-loss"] !== undefined) {
+    distill.loss = oneOf(s("distill-loss"), v["distill-loss"], ["kl", "cosine", "mse"] as const);
+  }
+  if (v.temperature !== undefined) {
+    distill.temperature = parsePositive(s("temperature"), v.temperature);
+  }
+  options.distill = distill;
 }
 
 const TARGET_ONLY = [

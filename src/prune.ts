@@ -39,6 +39,7 @@ import type { OrtTensor } from "./runtime/ort.ts";
 import { type ComputeCore, createCore } from "./core/mod.ts";
 import { countMacs, countParams } from "./metrics.ts";
 import { headUnits, type Metric, type UnitKind } from "./allocate.ts";
+import { distillModel, type DistillOptions, readBatches } from "./distill/mod.ts";
 
 /** Calibration batches: feeds by graph input name, one record per batch. */
 export type Batches =
@@ -93,6 +94,9 @@ export interface RunOptions extends PruneOptions {
    * a service without file access); the shapes are still worked out from the graph, and a note
    * says so. Default true. */
   loadCheck?: boolean;
+  /** After pruning, train the pruned model's weights to match the original's outputs on the
+   * calibration data (knowledge distillation; see distill/mod.ts). */
+  distill?: DistillOptions;
 }
 
 /** Result of {@link pruneModel}. */
@@ -192,7 +196,10 @@ export async function pruneModel(
     if (deferredRawData(t)) continue;
     if (t.rawData?.length) tensorRawBytes(t);
   }
-  const original = options.evaluation ? encodeModel(model) : undefined;
+  // Distillation passes over the calibration data again: it is read once and kept.
+  const healing = options.distill && !options.dryRun && !options.mask;
+  if (healing) options = { ...options, calibration: await readBatches(options.calibration) };
+  const original = options.evaluation || healing ? encodeModel(model) : undefined;
   // The analysis keys tensors by name: a name the bodies of control flow reuse is made unique.
   uniqueScopeNames(model.graph as GraphProto);
   const before = await probeTensors(model, { dimValues: options.dimValues });
@@ -206,6 +213,14 @@ export async function pruneModel(
       embeddingPruningRatio,
       roundTo,
     });
+    if (healing) {
+      result.report.distill = await distillModel(
+        result.model,
+        original!,
+        options.calibration as Iterable<Record<string, OrtTensor>>,
+        options.distill!,
+      );
+    }
     if (original && options.evaluation) {
       result.report.fidelity = await fidelity(
         original,

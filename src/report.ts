@@ -1,6 +1,7 @@
 import type { TargetReport } from "./target.ts";
 import type { Fidelity } from "./evaluate.ts";
 import type { InterfaceChange } from "./analysis/interfaces.ts";
+import type { DistillReport } from "./distill/mod.ts";
 
 /** What a pruning run did, as printed by the CLI and returned by `prune()`. */
 export interface PruneReport {
@@ -27,6 +28,8 @@ export interface PruneReport {
   /** MatMuls of two activations that no attention block accounts for, each naming the node and
    * the rule that stopped it (absent when there are none). */
   problems?: string[];
+  /** Healing by distillation from the original (the `distill` option). */
+  distill?: DistillReport;
   /** Pruning to a target: the goal, what was reached, and every step. */
   target?: TargetReport;
   /** With a latency model: estimated and measured latency (ms) before and after. */

@@ -13,6 +13,8 @@ import type { BlockReport, PruneReport } from "./report.ts";
 import { pruneModel, type PruneResult, type RunOptions } from "./prune.ts";
 import type { Metric } from "./allocate.ts";
 import { createCore } from "./core/mod.ts";
+import { encodeModel } from "./onnx/model_io.ts";
+import { distillModel, readBatches } from "./distill/mod.ts";
 
 /** A target and how to reach it. */
 export interface TargetOptions {
@@ -165,7 +167,10 @@ export async function pruneToTarget(
         ? options.allocation
         : "global",
       evaluation: undefined,
+      distill: undefined,
     };
+    // Distilled once, after the last step, from the model as given.
+    const teacher = options.distill ? encodeModel(model) : undefined;
     // A dry look at the original for its size (and the latency model's estimate).
     const first = await pruneModel(model, { ...base, dryRun: true, budget: undefined });
     const metric: Metric = target.params !== undefined
@@ -251,6 +256,14 @@ export async function pruneToTarget(
         `pruned in ${history.length} step${history.length > 1 ? "s" : ""} to a ${metric} target`,
       ],
     };
+    if (teacher) {
+      final.distill = await distillModel(
+        current,
+        teacher,
+        await readBatches(options.calibration),
+        options.distill!,
+      );
+    }
     return {
       model: current,
       report: final,
