@@ -49,9 +49,9 @@ export interface DistillOptions {
   /** Share of the calibration samples held out for early stopping (0 to train on all).
    * Default 0.1. */
   heldOut?: number;
-  /** Steps between two scores of the held-out split. Default: a twentieth of the steps. */
+  /** Steps between two scores of the held-out split. Default: a tenth of the steps. */
   evalEvery?: number;
-  /** Scores without improvement before training stops. Default 5. */
+  /** Scores without improvement before training stops. Default 3. */
   patience?: number;
   /** One class label per calibration sample (in the order given): adds the cross-entropy to
    * `kl`, with weight `labelWeight`. */
@@ -62,8 +62,9 @@ export interface DistillOptions {
    * wall-clock stop is not reproducible). */
   maxSeconds?: number;
   /** Called after every step with the step, the steps planned and the training loss (a running
-   * mean over about the last ten steps). */
-  onProgress?: (step: number, steps: number, loss: number) => void;
+   * mean over about the last ten steps); a promise it returns is awaited (its time is not the
+   * step's). */
+  onProgress?: (step: number, steps: number, loss: number) => void | Promise<void>;
 }
 
 /** What a distillation run did. */
@@ -261,13 +262,13 @@ export async function distillModel(
   const steps = options.steps;
   const lr = options.lr ?? 5e-4;
   const warmup = Math.min(options.warmup ?? Math.round(steps * 0.05), steps);
-  const evalEvery = options.evalEvery ?? Math.max(1, Math.ceil(steps / 20));
-  const patience = options.patience ?? 5;
+  const evalEvery = options.evalEvery ?? Math.max(1, Math.ceil(steps / 10));
+  const patience = options.patience ?? 3;
   const adam = new AdamW(weights, decay, { weightDecay: options.weightDecay ?? 0.01 });
   const gradOutputs = names.map((n) => built.gradients.get(n)!);
 
-  const before = heldOut.length ? await scoreHeldOut() : Infinity;
-  let best = before, bestStep = 0, stale = 0;
+  let before = Infinity;
+  let best = Infinity, bestStep = 0, stale = 0;
   let kept: Float32Array[] | undefined;
   let stopped: DistillReport["stopped"] = "steps";
   let step = 0, cursor = trainSet.length, running = NaN;
@@ -275,6 +276,7 @@ export async function distillModel(
   const trainLoss = { first: 0, firstN: 0, last: [] as number[] };
   let trainingMs = 0;
   try {
+    if (heldOut.length) best = before = await scoreHeldOut();
     while (step < steps) {
       if (options.maxSeconds !== undefined && trainingMs / 1000 >= options.maxSeconds) {
         stopped = "time";
@@ -287,7 +289,6 @@ export async function distillModel(
       }
       const idx = trainSet.slice(cursor, cursor + batchSize);
       cursor += batchSize;
-      const rows = idx.length * pool.rowsPerSample;
       const feeds: Record<string, OrtTensor> = {
         ...feedsOf(idx),
         ...weightFeeds(),
@@ -314,7 +315,7 @@ export async function distillModel(
       step++;
       adam.step(grads, learningRate(step, steps, lr, warmup));
       trainingMs += performance.now() - t0;
-      const mean = loss.sum / rows;
+      const mean = loss.sum / loss.rows;
       running = Number.isNaN(running) ? mean : 0.9 * running + 0.1 * mean;
       if (step <= window) {
         trainLoss.first += mean;
@@ -322,7 +323,7 @@ export async function distillModel(
       }
       trainLoss.last.push(mean);
       if (trainLoss.last.length > window) trainLoss.last.shift();
-      options.onProgress?.(step, steps, running);
+      await options.onProgress?.(step, steps, running);
       if (heldOut.length && (step % evalEvery === 0 || step === steps)) {
         const now = await scoreHeldOut();
         if (now < best) {
@@ -337,6 +338,7 @@ export async function distillModel(
     }
   } finally {
     await train.release?.();
+    await score.release?.();
   }
   // The best weights seen on the held-out split (the model as pruned when nothing helped).
   if (heldOut.length && bestStep !== step) {
@@ -344,7 +346,6 @@ export async function distillModel(
     chosen.forEach((w, i) => weights[i].set(w));
   }
   const after = heldOut.length ? best : undefined;
-  await score.release?.();
 
   // Written back into the student in its own types (float16 weights rounded from float32).
   const own = new Map((student.graph!.initializer ?? []).map((t) => [t.name!, t]));
