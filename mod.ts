@@ -43,7 +43,17 @@ export { decodeModel, encodeModel, readModelFile, writeModelFile } from "./src/o
 export type { WriteModelOptions, WriteResult } from "./src/onnx/model_io.ts";
 export type { ModelProto } from "./src/onnx/proto.ts";
 export { createCore, Float32Bytes } from "./src/core/mod.ts";
-export type { Backend, ComputeCore, CoreOptions, Reduce, ScoreData } from "./src/core/mod.ts";
+export type {
+  Backend,
+  ComputeCore,
+  CoreOptions,
+  Reduce,
+  RefitProblem,
+  RefitResult,
+  ScoreData,
+} from "./src/core/mod.ts";
+export type { DistillOptions, DistillReport } from "./src/distill/mod.ts";
+export type { LossKind } from "./src/distill/loss.ts";
 export { countMacs, countParams, tensorShapes } from "./src/metrics.ts";
 export type { MacOptions, ShapeMap, ShapeOptions } from "./src/metrics.ts";
 export type { ProbeOptions } from "./src/runtime/probe.ts";

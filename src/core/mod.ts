@@ -115,13 +115,17 @@ export interface ComputeCore {
 export interface RefitProblem {
   /** Σ xᵀx over `count` positions, cin × cin, row-major. */
   gram: Float32Array;
+  /** Positions summed into the Gram matrix. */
   count: number;
   /** W, cin × cout, row-major. */
   weight: Float32Array;
+  /** Input channels of W. */
   cin: number;
+  /** Output channels of W. */
   cout: number;
   /** Input channels kept, ascending. */
   kept: Uint32Array;
+  /** Ridge, relative to the mean input energy of the kept channels. */
   ridge: number;
   /** With a bias: its values and the input's mean over the Gram's positions. */
   bias?: { values: Float32Array; mean: Float64Array };
@@ -129,6 +133,7 @@ export interface RefitProblem {
   precision?: 32 | 64;
 }
 
+/** The refitted layer of a {@link RefitProblem}. */
 export interface RefitResult {
   /** W' (kept × cout). */
   weight: Float32Array;

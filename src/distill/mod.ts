@@ -69,13 +69,17 @@ export interface DistillOptions {
 
 /** What a distillation run did. */
 export interface DistillReport {
+  /** The loss trained on. */
   loss: LossKind;
+  /** The KL loss's temperature. */
   temperature?: number;
   /** Steps taken, and why training stopped. */
   steps: number;
+  /** Why training stopped: the steps were done, the held-out loss stopped improving, or time. */
   stopped: "steps" | "early-stop" | "time";
   /** The step whose weights were kept (0: the model as pruned scored best). */
   bestStep: number;
+  /** Calibration samples trained on and held out. */
   samples: { train: number; heldOut: number };
   /** Mean loss on the held-out split before and after (absent without a held-out split). */
   heldOut?: { before: number; after: number };
@@ -85,6 +89,7 @@ export interface DistillReport {
   trained: { tensors: number; params: number };
   /** Float weights left as they were, each with the reason. */
   frozen: { name: string; reason: string }[];
+  /** Wall time of the whole run. */
   seconds: number;
   /** Mean wall time of a training step (forward, backward, update). */
   msPerStep: number;
