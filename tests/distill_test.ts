@@ -12,7 +12,13 @@ import { float32Model } from "../src/distill/float32.ts";
 import { onnx } from "../src/onnx/proto.ts";
 import type { ModelProto } from "../src/onnx/proto.ts";
 import { decodeModel, encodeModel } from "../src/onnx/model_io.ts";
-import { f32ToF16Bits, tensorDims, tensorToFloat32 } from "../src/onnx/tensor.ts";
+import {
+  f32ToF16Bits,
+  float32ToTensorBytes,
+  setTensorRawBytes,
+  tensorDims,
+  tensorToFloat32,
+} from "../src/onnx/tensor.ts";
 import { probeTensors } from "../src/runtime/probe.ts";
 import { createSession, loadOrt, type OrtTensor } from "../src/runtime/ort.ts";
 import { pruneModel } from "../src/prune.ts";
@@ -382,6 +388,7 @@ Deno.test("distillation: clear errors naming the option", async () => {
       [{ steps: 0 }, /distill.steps must be a positive integer, got 0/],
       [{ steps: 5, lr: -1 }, /distill.lr must be a positive number, got -1/],
       [{ steps: 5, heldOut: 1 }, /distill.heldOut must be in \[0, 1\), got 1/],
+      [{ steps: 5, labelWeight: 2 }, /distill.labelWeight must be in \[0, 1\], got 2/],
       [{ steps: 5, labels: [1, 2] }, /distill.labels: 2 labels for 16 calibration samples/],
       [{ steps: 5, loss: "cosine", labels: new Array(16).fill(0) }, /labels go with the "kl"/],
       [{ steps: 5, lr: 1e6, heldOut: 0 }, /diverged at step \d+ .*lower the learning rate/],
@@ -392,4 +399,25 @@ Deno.test("distillation: clear errors naming the option", async () => {
       message,
     );
   }
+});
+
+Deno.test("distillation refuses a student whose first output differs, naming it", async () => {
+  const teacher = await Deno.readFile(new URL("fmnist_vit.onnx", FIXTURES));
+  // The classifier cut to 5 classes: [batch, 10] against [batch, 5].
+  const student = decodeModel(teacher);
+  const head = student.graph!.node!.find((n) => n.opType === "Gemm")!;
+  for (const [name, keep] of [[head.input![1], 5 * 96], [head.input![2], 5]] as const) {
+    const t = student.graph!.initializer!.find((x) => x.name === name)!;
+    const dims = tensorDims(t);
+    setTensorRawBytes(
+      t,
+      float32ToTensorBytes(tensorToFloat32(t).slice(0, keep), 1),
+      [5, ...dims.slice(1)],
+    );
+  }
+  student.graph!.output![0].type!.tensorType!.shape!.dim![1] = { dimValue: 5 };
+  await assert.rejects(
+    async () => distillModel(student, teacher, [await fmnist(0, 16)], { steps: 2 }),
+    /first output "logits" .* changed its shape \(\[batch, 10\] → \[batch, 5\]\)/,
+  );
 });

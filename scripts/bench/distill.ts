@@ -7,8 +7,10 @@
  * training images, and scored on the 10 000 test images the run never sees. Also times a training
  * step against onnxruntime's plain forward pass of the pruned model on a batch of the same size.
  *
- *   deno run -A scripts/bench/distill.ts [--data DIR] [--macs SHARE] [--samples N] [--steps N]
- *     [--lr X] [--batch N] [--temperature T] [--seed S] [--target] [--json OUT]
+ *   deno run -A scripts/bench/distill.ts [--data DIR] [--macs SHARE | --ratio R | --target]
+ *     [--samples N] [--steps N] [--lr X] [--batch N] [--temperature T] [--seed S] [--json OUT]
+ *
+ * `--ratio R` prunes with that uniform ratio (globally allocated) instead of searching it.
  *
  * DIR holds the IDX files of Fashion-MNIST (Debian's dataset-fashion-mnist by default). The
  * calibration images are the first N training images (no labels are read); the pruning
@@ -27,6 +29,7 @@ const args = parseArgs({
   options: {
     data: { type: "string", default: "/usr/share/datasets/fashion-mnist" },
     macs: { type: "string", default: "0.3" },
+    ratio: { type: "string" },
     samples: { type: "string", default: "8192" },
     steps: { type: "string", default: "1000" },
     lr: { type: "string", default: "5e-4" },
@@ -94,12 +97,14 @@ async function ratioFor(target: number): Promise<number> {
   let lo = 0, hi = 0.95;
   for (let i = 0; i < 12; i++) {
     const r = (lo + hi) / 2;
+    // Pruned for real (a dry run reports the MACs of the model as given); no compensation, which
+    // moves weights, not sizes.
     const { report } = await pruneModel(decodeModel(original), {
       ...settings,
+      compensation: "none",
       headPruningRatio: r,
       pruningRatio: r,
       allocation: "global",
-      dryRun: true,
     });
     if (report.macs.after / report.macs.before > target) lo = r;
     else hi = r;
@@ -122,7 +127,7 @@ let ratio: number | undefined;
 const pruned = args.target
   ? await pruneToTarget(model, { macs: share }, settings)
   : await (async () => {
-    const r = ratio = await ratioFor(share);
+    const r = ratio = args.ratio !== undefined ? Number(args.ratio) : await ratioFor(share);
     return await pruneModel(model, {
       ...settings,
       headPruningRatio: r,
@@ -197,7 +202,7 @@ if (args.json) {
     args.json,
     JSON.stringify(
       {
-        args,
+        args: { ...args, json: undefined },
         ratio,
         macs,
         accuracy: { unpruned: unprunedAcc, pruned: prunedAcc, distilled: healedAcc },

@@ -129,8 +129,11 @@ function checkOptions(o: DistillOptions) {
     }
   };
   share("heldOut", 1);
-  share("labelWeight", 1.0000001);
   share("weightDecay", 1);
+  const alpha = o.labelWeight;
+  if (alpha !== undefined && !(Number.isFinite(alpha) && alpha >= 0 && alpha <= 1)) {
+    bad("labelWeight", "in [0, 1]", alpha);
+  }
   if (o.warmup !== undefined && !(Number.isSafeInteger(o.warmup) && o.warmup >= 0)) {
     bad("warmup", "a whole number of steps", o.warmup);
   }
@@ -174,6 +177,13 @@ export async function distillModel(
   if (options.labels && kind !== "kl") {
     throw new PruneError("bad-option", `distill.labels go with the "kl" loss, not "${kind}"`);
   }
+  if (options.labels && pool.rowsPerSample !== 1) {
+    throw new PruneError(
+      "bad-option",
+      `distill.labels: one label per sample, but the output "${output}" has ` +
+        `${pool.rowsPerSample} rows per sample`,
+    );
+  }
   const spec: LossSpec = {
     kind,
     temperature: options.temperature ?? 2,
@@ -193,6 +203,15 @@ export async function distillModel(
     [...pool.inputs].map(([name, input]) => [name, [2, ...input.row]]),
   );
   const shapes = await probeTensors(base, { inputShapes });
+  const studentRow = shapes.get(output)?.dims.slice(1) ?? [];
+  if (studentRow.join() !== pool.outputRow.join()) {
+    throw new PruneError(
+      "unsupported-graph",
+      `distillation compares the first output "${output}" with the original's, but pruning ` +
+        `changed its shape ([batch, ${pool.outputRow.join(", ")}] → ` +
+        `[batch, ${studentRow.join(", ")}]); keep its channels (e.g. no embedding pruning)`,
+    );
+  }
   const rowsOf = (dims: number[]) => [{ dimParam: "batch" }, ...dims.map((d) => ({ dimValue: d }))];
   const extra = [
     onnx.ValueInfoProto.create({
