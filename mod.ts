@@ -53,6 +53,13 @@ export type {
   ScoreData,
 } from "./src/core/mod.ts";
 export type { DistillOptions, DistillReport } from "./src/distill/mod.ts";
+export type {
+  SearchCandidate,
+  SearchCandidateReport,
+  SearchOptions,
+  SearchReport,
+} from "./src/search/mod.ts";
+export type { CandidateFidelity } from "./src/search/score.ts";
 export type { LossKind } from "./src/distill/loss.ts";
 export { countMacs, countParams, tensorShapes } from "./src/metrics.ts";
 export type { MacOptions, ShapeMap, ShapeOptions } from "./src/metrics.ts";

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { searchTable } from "./search/table.ts";
 import type { BlockReport, PruneReport } from "./report.ts";
 
 /** Where the pruned model went, shown under the table. */
@@ -166,6 +167,11 @@ export function formatReport(report: PruneReport, options: FormatReportOptions =
           }%`
           : ""),
     );
+  }
+  if (report.search) {
+    const { heading, rows } = searchTable(report.search);
+    out.push("", heading + ":");
+    out.push(...table(rows[0], rows.slice(1)));
   }
   if (report.distill) out.push("", distillLine(report.distill));
   if (report.target) {

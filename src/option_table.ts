@@ -304,6 +304,22 @@ export const OPTIONS = [
     surfaces: CLI,
   },
   {
+    name: "no-search",
+    kind: "flag",
+    label: "no search",
+    help: [
+      "with --calibration, what --criterion, --compensation and",
+      "--allocation leave open is chosen by default: each candidate prunes",
+      "on 3/4 of the samples and is scored by its fidelity to the original",
+      "on the other 1/4 (KL for classifiers, cosine otherwise), and the",
+      "best is kept (a target is then reached in one step unless --steps",
+      "is given); --no-search makes one run with the defaults (l2, none,",
+      "local — global for targets)",
+    ],
+    section: "data",
+    surfaces: CLI,
+  },
+  {
     name: "gram-stride",
     kind: "int",
     arg: "N",

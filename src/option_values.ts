@@ -215,6 +215,8 @@ export function pruneOptionsFrom(v: OptionValues, surface: Surface = "cli"): Run
   }
   if (v.compensation !== undefined) options.compensation = choice("compensation", v.compensation);
   if (v.backend !== undefined) options.backend = choice("backend", v.backend);
+  // With calibration data, what the options leave open is chosen on held-out samples.
+  if (surface === "cli" && v.calibration?.length && !v["no-search"]) options.search = true;
   distillFrom(v, options, s);
   return options;
 }

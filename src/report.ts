@@ -2,6 +2,7 @@ import type { TargetReport } from "./target.ts";
 import type { Fidelity } from "./evaluate.ts";
 import type { InterfaceChange } from "./analysis/interfaces.ts";
 import type { DistillReport } from "./distill/mod.ts";
+import type { SearchReport } from "./search/mod.ts";
 
 /** What a pruning run did, as printed by the CLI and returned by `prune()`. */
 export interface PruneReport {
@@ -32,6 +33,9 @@ export interface PruneReport {
   distill?: DistillReport;
   /** Pruning to a target: the goal, what was reached, and every step. */
   target?: TargetReport;
+  /** The search of criterion, compensation and allocation: the candidates, their fidelity on
+   * held-out calibration data, and the one chosen (the `search` option). */
+  search?: SearchReport;
   /** With a latency model: estimated and measured latency (ms) before and after. */
   latency?: {
     estimated: { before: number; after: number };

@@ -15,6 +15,7 @@ import type { Metric } from "./allocate.ts";
 import { createCore } from "./core/mod.ts";
 import { encodeModel } from "./onnx/model_io.ts";
 import { distillModel, readBatches } from "./distill/mod.ts";
+import { searches, searchPrune } from "./search/mod.ts";
 
 /** A target and how to reach it. */
 export interface TargetOptions {
@@ -157,6 +158,11 @@ export async function pruneToTarget(
   }
   if (target.speedup !== undefined && !target.latency) {
     throw new PruneError("bad-option", "a speed-up target needs a latency model");
+  }
+  if (searches(options)) {
+    // Every candidate reaches the target in one step unless steps are given.
+    const once = { ...target, steps: target.steps ?? 1 };
+    return await searchPrune(model, options, (m, o) => pruneToTarget(m, once, o), once.steps);
   }
   const core = options.core ?? await createCore({ backend: options.backend ?? "auto" });
   try {

@@ -553,6 +553,7 @@ cliTest("--gram-stride takes a positive integer and changes the reweighting", as
         "0.5",
         "--compensation",
         "reweight",
+        "--no-search",
         "--calibration",
         `${dir}/cal.npy`,
         "--gram-stride",
