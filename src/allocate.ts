@@ -12,6 +12,13 @@
  * - "isomorphic": each kind ranked only against itself with its own share of the budget
  *   (Torch-Pruning's isomorphic ranking: only groups of the same structure compete).
  *
+ * With `perCost` (speed-up targets) a unit's score is its whole score — summed over every weight
+ * it removes, so that a head dim crossing six heads and four projections weighs what it removes —
+ * divided by what removing it saves of the budget's metric: units go in the order of importance
+ * lost per millisecond saved. That is NViT's latency-aware saliency I − η·ΔLatency with η set
+ * from the data: the units removed are those with I − η·ΔLatency < 0 for the η at which they
+ * spend the budget. Heads, head dims and MLP channels then compete on what they cost.
+ *
  * @module
  */
 import type { ComputeCore } from "./core/mod.ts";
@@ -77,6 +84,10 @@ export interface AllocationSettings {
   latencyCost?: (group: Group, kind: UnitKind) => number;
   /** Latency-aware ranking: score − η × latency saved (needs `latencyCost`). */
   latencyEta?: number;
+  /** Rank by whole score per unit of the budget's metric saved (see the module notes). */
+  perCost?: boolean;
+  /** Units of a kind a group keeps at least (a floor per block), beyond the structural one. */
+  minKept?: (group: Group, kind: UnitKind) => number;
   /** Attention blocks whose heads must all stay. */
   headsFixed?: (group: Group) => boolean;
   /** Groups left alone (a per-block ratio of 0). */
@@ -158,11 +169,23 @@ export async function globalCounts(
   const sizes = groups.map(none);
   const localBudget: Record<UnitKind, number> = none();
   const metric = s.budget?.metric ?? "params";
-  const add = (i: number, kind: UnitKind, scores: ArrayLike<number>, cost: UnitCost) => {
+  const raw = s.perCost ? "sum" : true;
+  // Per-element means of the magnitude criteria back to sums over the unit: a head's score is the
+  // mean over its dims, a dim's the mean over heads (gradient criteria are sums already).
+  const gradient = typeof s.criterion === "object" &&
+    ["taylor", "fisher", "michel"].includes(s.criterion.kind);
+  const whole = (n: number) => s.perCost && !gradient ? n : 1;
+  const add = (
+    i: number,
+    kind: UnitKind,
+    scores: ArrayLike<number>,
+    cost: UnitCost,
+    multiple = 1,
+  ) => {
     const c = metric === "latency" ? s.latencyCost?.(groups[i], kind) ?? 0 : cost[metric];
     const saves = s.latencyEta && s.latencyCost ? s.latencyEta * s.latencyCost(groups[i], kind) : 0;
     for (let j = 0; j < scores.length; j++) {
-      byKind[kind].push({ group: i, kind, score: scores[j], cost: c, saves });
+      byKind[kind].push({ group: i, kind, score: scores[j] * multiple, cost: c, saves });
     }
     sizes[i][kind] = scores.length;
     const local = s.localCounts(groups[i]);
@@ -191,42 +214,60 @@ export async function globalCounts(
           ] as const
         ) {
           if (blocked) continue;
-          const scores = await dimScores(core, group, factor, s.criterion, true);
-          add(i, kind, scores, unitCost(group, factor, factor.size, s.shapes));
+          const scores = await dimScores(core, group, factor, s.criterion, raw);
+          const heads = group.heads.size * (group.kvGroups?.size ?? 1);
+          add(i, kind, scores, unitCost(group, factor, factor.size, s.shapes), whole(heads));
         }
       }
       if (!heads && !dims) continue;
-      const scores = await attentionScores(core, group, s.criterion, true);
+      const scores = await attentionScores(core, group, s.criterion, raw);
       if (heads) {
         const unit = headUnits(group, s.gqaPolicy).factor;
         const headScores = unit === group.heads ? scores.heads : scores.kvGroups!;
-        add(i, "heads", headScores, unitCost(group, unit, unit.size, s.shapes));
+        // A query head's score is a mean over its dims and KV groups; a KV group's a sum.
+        const cells = group.qkDim.size === group.vDim.size ? group.qkDim.size : 1;
+        const multiple = unit === group.heads ? cells * (group.kvGroups?.size ?? 1) : 1;
+        add(i, "heads", headScores, unitCost(group, unit, unit.size, s.shapes), whole(multiple));
       }
       if (dims) {
         const qk = unitCost(group, group.qkDim, group.qkDim.size, s.shapes);
         const v = group.vDim === group.qkDim
           ? { params: 0, macs: 0 }
           : unitCost(group, group.vDim, group.vDim.size, s.shapes);
-        add(i, "dims", scores.dims, { params: qk.params + v.params, macs: qk.macs + v.macs });
+        const heads = group.heads.size * (group.kvGroups?.size ?? 1);
+        add(i, "dims", scores.dims, {
+          params: qk.params + v.params,
+          macs: qk.macs + v.macs,
+        }, whole(heads));
       }
     } else if (group.kind === "mlp" && s.pruneMlp && !group.blocked) {
-      const scores = await mlpScores(core, group, s.criterion, true);
+      const scores = await mlpScores(core, group, s.criterion, raw);
       add(i, "channels", scores, unitCost(group, group.channels, group.channels.size, s.shapes));
     } else if (group.kind === "embedding" && s.pruneEmbedding && !group.blocked) {
-      const scores = await mlpScores(core, group, s.criterion, true);
+      const scores = await mlpScores(core, group, s.criterion, raw);
       add(i, "embedding", scores, unitCost(group, group.channels, group.channels.size, s.shapes));
     }
   }
   const removed = sizes.map(none);
+  // Every block keeps a head, and two channels of each other kind (one would leave an axis of
+  // size 1, which later analyses read as broadcast, not channels), or one roundTo — and what
+  // `minKept` asks.
+  const floorOf = (i: number, kind: UnitKind, size: number) =>
+    Math.min(
+      size,
+      Math.max(
+        kind === "heads" ? 1 : Math.min(Math.max(2, s.roundTo), size),
+        s.minKept?.(groups[i], kind) ?? 0,
+      ),
+    );
   const take = (units: Unit[], budget: number) => {
     let spent = 0;
     for (const u of units.sort((a, b) => a.score - b.score)) {
       if (spent >= budget) break;
-      // Every block keeps a head, and two channels of each other kind (one would leave an axis
-      // of size 1, which later analyses read as broadcast, not channels), or one roundTo.
       const size = sizes[u.group][u.kind];
-      const floor = u.kind === "heads" ? 1 : Math.min(Math.max(2, s.roundTo), size);
-      if (size - removed[u.group][u.kind] <= floor || u.cost <= 0) continue;
+      if (size - removed[u.group][u.kind] <= floorOf(u.group, u.kind, size) || u.cost <= 0) {
+        continue;
+      }
       removed[u.group][u.kind]++;
       spent += u.cost;
     }
@@ -244,6 +285,13 @@ export async function globalCounts(
       for (const u of byKind[k]) u.score -= u.saves;
       take(byKind[k], share);
     }
+  } else if (s.perCost && s.ranking === "global") {
+    for (const k of kinds) {
+      for (const u of byKind[k]) {
+        u.score = u.score / (s.kindScale[k] || 1) / Math.max(u.cost, 1e-30);
+      }
+    }
+    take(kinds.flatMap((k) => byKind[k]), total);
   } else {
     if (s.ranking === "flap") kinds.forEach((k) => standardise(byKind[k]));
     else {
@@ -259,8 +307,7 @@ export async function globalCounts(
     const round = (kind: "dims" | "qk" | "v" | "channels" | "embedding") => {
       if (!size[kind] || !r[kind]) return r[kind];
       const kept = size[kind] - r[kind];
-      const floor = Math.min(Math.max(2, s.roundTo), size[kind]);
-      return size[kind] - Math.max(kept - (kept % s.roundTo), floor);
+      return size[kind] - Math.max(kept - (kept % s.roundTo), floorOf(i, kind, size[kind]));
     };
     counts.set(g, {
       heads: r.heads,

@@ -16,7 +16,7 @@ import { PruneError } from "./errors.ts";
 import { loadCalibration } from "./calibration/inputs.ts";
 import { architectureChart } from "./chart.ts";
 import { pruneToTarget, type TargetOptions } from "./target.ts";
-import { createLatencyModel, type LatencyModel, measureLatency } from "./latency/model.ts";
+import { createLatencyModel, type LatencyModel } from "./latency/model.ts";
 import { LATENCY_RUNTIMES, type LatencyRuntime } from "./latency/runtime.ts";
 import { ProgressBar } from "./calibration/progress.ts";
 import type { RunOptions } from "./prune.ts";
@@ -98,14 +98,18 @@ options:
                             re-scoring the pruned model between steps; ranking by --allocation
                             (global by default); MLP channels, plus heads or head dims with
                             their flags (--separate-qk-v: Q/K and V dims ranked apart), plus the
-                            embedding width with --prune-embedding
-      --target-speedup S    prune until the latency model says S× faster: one transformer
-                            block is timed in onnxruntime over a grid of shapes (cached), within
-                            --profile-budget seconds (default 60), at --latency-batch (default 1)
-                            and --latency-threads (default: onnxruntime's), on
-                            --latency-runtime cpu|wasm|webgpu (default cpu: onnxruntime-node;
-                            wasm/webgpu: onnxruntime-web, one thread);
-                            --latency-eta η ranks by importance − η·Δlatency
+                            embedding width with --prune-embedding; every block keeps at least
+                            --min-keep of each kind (default 0.125; 0: one head, two channels)
+      --target-speedup S    prune until S× faster: planned on a latency model (one transformer
+                            block timed in onnxruntime over a grid of every shape the run can
+                            reach, cached), within --profile-budget seconds (default 60), at
+                            --latency-batch (default 1) and --latency-threads (default:
+                            onnxruntime's), on --latency-runtime cpu|wasm|webgpu (default cpu:
+                            onnxruntime-node; wasm/webgpu: onnxruntime-web, one thread); units
+                            ranked by importance per millisecond saved, or with --latency-eta η
+                            by importance − η·Δlatency; judged by timing the result against the
+                            original in --check-rounds interleaved rounds (default 7), the last
+                            step corrected when it misses or passes the goal
       --dry-run             report what would be pruned without writing a model
       --external-data       write the tensors to OUTPUT.data next to the model (default: when
                             the input had external data, or the model would pass 2 GB)
@@ -144,6 +148,8 @@ export interface CliArgs {
     cacheDir?: string;
     threads?: number;
     runtime?: LatencyRuntime;
+    /** Interleaved rounds of the final check of a speed-up. */
+    rounds?: number;
   };
 }
 
@@ -184,6 +190,8 @@ const OPTION_SPEC = {
   "latency-threads": { type: "string" },
   "latency-runtime": { type: "string" },
   "latency-eta": { type: "string" },
+  "min-keep": { type: "string" },
+  "check-rounds": { type: "string" },
   "prune-embedding": { type: "boolean" },
   "separate-qk-v": { type: "boolean" },
   "dry-run": { type: "boolean" },
@@ -528,6 +536,10 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
         ? { runtime: oneOf("--latency-runtime", v["latency-runtime"], LATENCY_RUNTIMES) }
         : {}),
       ...(v.steps !== undefined ? { steps: parsePositiveInt("--steps", v.steps) } : {}),
+      ...(v["min-keep"] !== undefined ? { minKeep: parseRatio("--min-keep", v["min-keep"]) } : {}),
+      ...(v["check-rounds"] !== undefined
+        ? { rounds: parsePositiveInt("--check-rounds", v["check-rounds"]) }
+        : {}),
     };
     if (v["target-params"] !== undefined) {
       target.params = parseAmount("--target-params", v["target-params"]);
@@ -556,12 +568,17 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
         "latency-threads",
         "latency-runtime",
         "latency-eta",
+        "min-keep",
+        "check-rounds",
         "prune-embedding",
         "separate-qk-v",
       ] as const
     ) {
       if (v[k] !== undefined) throw new UsageError(`--${k} goes with a --target-… option`);
     }
+  }
+  if (v["check-rounds"] !== undefined && !target?.speedup) {
+    throw new UsageError("--check-rounds goes with --target-speedup");
   }
   if (v["latency-eta"] !== undefined) {
     if (!target?.speedup) throw new UsageError("--latency-eta goes with --target-speedup");
@@ -608,7 +625,8 @@ async function realOrNull(p: string): Promise<string | null> {
 
 /**
  * Prunes to a target: the calibration data is opened afresh for every step; a speed-up target
- * profiles the latency model first (progress on stderr) and measures the result.
+ * profiles the latency model first (progress on stderr) over the shapes this run can reach, and
+ * is judged by timing the result against the original.
  */
 async function pruneTowards(
   model: ModelProto,
@@ -625,22 +643,32 @@ async function pruneTowards(
       threads: target.threads,
       runtime: target.runtime,
       ...(target.cacheDir !== undefined ? { cacheDir: target.cacheDir } : {}),
+      ...(target.rounds !== undefined ? { rounds: target.rounds } : {}),
+      scope: {
+        heads: !!options.pruneNumHeads,
+        dims: !!options.pruneHeadDims,
+        separate: !!options.separateQkV,
+        embedding: !!options.pruneEmbedding,
+        minKeep: target.minKeep,
+        roundTo: options.roundTo,
+      },
       onProgress: progress.callback,
     });
     progress.finish();
   }
-  const measuring = { batch: target.batch, threads: target.threads, runtime: target.runtime };
-  // Measured now: pruning works on `model` in place.
-  const measuredBefore = latency ? await measureLatency(model, measuring) : 0;
   const result = await pruneToTarget(model, { ...target, latency }, options);
   result.report.target = result.target;
-  if (latency) {
+  const measured = result.target.measured;
+  if (latency && measured) {
     result.report.latency = {
       batch: target.batch,
       estimated: { before: latency.originalMs, after: result.target.reached },
-      measured: {
-        before: measuredBefore,
-        after: await measureLatency(result.model, measuring),
+      measured: { before: measured.originalMs, after: measured.prunedMs },
+      speedup: {
+        measured: measured.speedup,
+        low: measured.low,
+        high: measured.high,
+        rounds: measured.rounds,
       },
       profileSeconds: latency.table.seconds,
       blockScale: latency.blockScale,

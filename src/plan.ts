@@ -79,6 +79,11 @@ export interface PlanSettings {
   shapes?: Map<string, ProbedTensor>;
   latencyCost?: (group: Group, kind: UnitKind) => number;
   latencyEta?: number;
+  /** Rank by whole score per unit of the budget saved (allocate.ts); NViT's kind divisors are
+   * then left out (the sums weigh what each unit removes). */
+  perCost?: boolean;
+  /** Units of a kind a group keeps at least (a floor per block). */
+  minKept?: (group: Group, kind: UnitKind) => number;
 }
 
 function range(n: number): number[] {
@@ -113,7 +118,9 @@ export async function makePlan(
       pruneMlp: settings.pruneMlp ?? settings.pruningRatio > 0,
       pruneEmbedding: settings.pruneEmbedding ?? settings.embeddingPruningRatio > 0,
       ranking: settings.allocation,
-      kindScale: { ...defaultKindScale(blocks), ...settings.kindScale },
+      kindScale: settings.perCost
+        ? { heads: 1, dims: 1, qk: 1, v: 1, channels: 1, embedding: 1, ...settings.kindScale }
+        : { ...defaultKindScale(blocks), ...settings.kindScale },
       shapes: settings.shapes ?? new Map(),
       localCounts: localCounts(settings),
       skip: (g) => settings.ratioFor(g) === 0,

@@ -79,6 +79,11 @@ export interface RunOptions extends PruneOptions {
   separateQkV?: boolean;
   /** Latency-aware ranking (NViT Eq. 6): a unit's score minus η × the latency it saves (ms). */
   latencyEta?: number;
+  /** With a budget and the "global" ranking: units ranked by their whole score per unit of the
+   * budget they save (NViT's I − η·ΔLatency with η set from the data; see allocate.ts). */
+  perCost?: boolean;
+  /** With a budget: units of a kind a group keeps at least (a floor per block). */
+  minKept?: (group: Group, kind: UnitKind) => number;
 }
 
 /** Result of {@link pruneModel}. */
@@ -260,6 +265,8 @@ async function pruneWithCore(
     shapes: before,
     latencyCost: options.latencyCost,
     latencyEta: options.latencyEta,
+    perCost: options.perCost,
+    minKept: options.minKept,
     embeddingPruningRatio,
     qkRatio: options.qkPruningRatio === undefined
       ? undefined

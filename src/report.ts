@@ -26,10 +26,12 @@ export interface PruneReport {
   problems?: string[];
   /** Pruning to a target: the goal, what was reached, and every step. */
   target?: TargetReport;
-  /** With a latency model: estimated and measured latency (ms) before and after. */
+  /** With a latency model: estimated latency (ms) before and after, and the two models timed by
+   * interleaved rounds (medians), with the rounds' speed-ups. */
   latency?: {
     estimated: { before: number; after: number };
     measured: { before: number; after: number };
+    speedup?: { measured: number; low: number; high: number; rounds: number };
     batch: number;
     profileSeconds: number;
     /** How much a block costs inside the model against alone, and whether that was fitted
