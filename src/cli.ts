@@ -17,7 +17,12 @@ import { loadCalibration } from "./calibration/inputs.ts";
 import { architectureChart } from "./chart.ts";
 import { pruneToTarget, type TargetOptions } from "./target.ts";
 import { createLatencyModel, type LatencyModel } from "./latency/model.ts";
-import { LATENCY_RUNTIMES, type LatencyRuntime } from "./latency/runtime.ts";
+import {
+  LATENCY_CLOCKS,
+  LATENCY_RUNTIMES,
+  type LatencyClock,
+  type LatencyRuntime,
+} from "./latency/runtime.ts";
 import { ProgressBar } from "./calibration/progress.ts";
 import type { RunOptions } from "./prune.ts";
 import { formatReport } from "./format_report.ts";
@@ -109,7 +114,9 @@ options:
                             ranked by importance per millisecond saved, or with --latency-eta η
                             by importance − η·Δlatency; judged by timing the result against the
                             original in --check-rounds interleaved rounds (default 7), the last
-                            step corrected when it misses or passes the goal
+                            step corrected when it misses or passes the goal; times read on
+                            --latency-clock wall|cpu (default wall; cpu: the process's CPU time,
+                            for one thread on a machine other work keeps busy)
       --dry-run             report what would be pruned without writing a model
       --external-data       write the tensors to OUTPUT.data next to the model (default: when
                             the input had external data, or the model would pass 2 GB)
@@ -150,6 +157,7 @@ export interface CliArgs {
     runtime?: LatencyRuntime;
     /** Interleaved rounds of the final check of a speed-up. */
     rounds?: number;
+    clock?: LatencyClock;
   };
 }
 
@@ -192,6 +200,7 @@ const OPTION_SPEC = {
   "latency-eta": { type: "string" },
   "min-keep": { type: "string" },
   "check-rounds": { type: "string" },
+  "latency-clock": { type: "string" },
   "prune-embedding": { type: "boolean" },
   "separate-qk-v": { type: "boolean" },
   "dry-run": { type: "boolean" },
@@ -540,6 +549,9 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
       ...(v["check-rounds"] !== undefined
         ? { rounds: parsePositiveInt("--check-rounds", v["check-rounds"]) }
         : {}),
+      ...(v["latency-clock"] !== undefined
+        ? { clock: oneOf("--latency-clock", v["latency-clock"], LATENCY_CLOCKS) }
+        : {}),
     };
     if (v["target-params"] !== undefined) {
       target.params = parseAmount("--target-params", v["target-params"]);
@@ -570,6 +582,7 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
         "latency-eta",
         "min-keep",
         "check-rounds",
+        "latency-clock",
         "prune-embedding",
         "separate-qk-v",
       ] as const
@@ -577,8 +590,17 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
       if (v[k] !== undefined) throw new UsageError(`--${k} goes with a --target-… option`);
     }
   }
-  if (v["check-rounds"] !== undefined && !target?.speedup) {
-    throw new UsageError("--check-rounds goes with --target-speedup");
+  for (const k of ["check-rounds", "latency-clock"] as const) {
+    if (v[k] !== undefined && !target?.speedup) {
+      throw new UsageError(`--${k} goes with --target-speedup`);
+    }
+  }
+  if (target?.clock === "cpu" && target.runtime !== "wasm" && target.threads !== 1) {
+    throw new UsageError(
+      target.runtime === "webgpu"
+        ? "--latency-clock cpu: WebGPU work is not CPU time"
+        : "--latency-clock cpu goes with --latency-threads 1 (CPU time adds up over threads)",
+    );
   }
   if (v["latency-eta"] !== undefined) {
     if (!target?.speedup) throw new UsageError("--latency-eta goes with --target-speedup");
@@ -644,6 +666,7 @@ async function pruneTowards(
       runtime: target.runtime,
       ...(target.cacheDir !== undefined ? { cacheDir: target.cacheDir } : {}),
       ...(target.rounds !== undefined ? { rounds: target.rounds } : {}),
+      ...(target.clock !== undefined ? { clock: target.clock } : {}),
       scope: {
         heads: !!options.pruneNumHeads,
         dims: !!options.pruneHeadDims,
@@ -670,6 +693,7 @@ async function pruneTowards(
         high: measured.high,
         rounds: measured.rounds,
       },
+      clock: target.clock ?? "wall",
       profileSeconds: latency.table.seconds,
       blockScale: latency.blockScale,
       fitted: latency.fitted,

@@ -87,6 +87,13 @@ function table(header: string[], rows: string[][], indent = "  "): string[] {
  * ```
  * followed by the block table, skipped groups, backend and output path.
  */
+/** A speed-up with enough digits that it does not read as the goal when it is just under it. */
+function speedupText(value: number, goal: number): string {
+  let digits = 2;
+  while (digits < 4 && value < goal && Number(value.toFixed(digits)) >= goal) digits++;
+  return `×${value.toFixed(digits)}`;
+}
+
 export function formatReport(report: PruneReport, options: FormatReportOptions = {}): string {
   const out: string[] = [];
   const totals = [
@@ -176,7 +183,7 @@ export function formatReport(report: PruneReport, options: FormatReportOptions =
           `(×${(t.before / t.reached).toFixed(2)}) in ${t.steps.length} step` +
           `${t.steps.length === 1 ? "" : "s"}; ` +
           (m
-            ? `measured ×${m.speedup.toFixed(2)} (rounds ×${m.low.toFixed(2)}–×${
+            ? `measured ${speedupText(m.speedup, t.speedup!)} (rounds ×${m.low.toFixed(2)}–×${
               m.high.toFixed(2)
             }, ${m.rounds} interleaved) — ${t.met ? "met" : "not met"}`
             : "not measured — not met")
@@ -195,7 +202,8 @@ export function formatReport(report: PruneReport, options: FormatReportOptions =
       `latency at batch ${l.batch}: estimated ${l.estimated.before.toFixed(2)} → ` +
         `${l.estimated.after.toFixed(2)} ms (${x(l.estimated.before, l.estimated.after)}), ` +
         `measured ${l.measured.before.toFixed(2)} → ${l.measured.after.toFixed(2)} ms ` +
-        `(medians of interleaved rounds); profiling ${l.profileSeconds.toFixed(1)} s`,
+        `(medians of interleaved rounds${l.clock === "cpu" ? ", CPU time" : ""}); profiling ` +
+        `${l.profileSeconds.toFixed(1)} s`,
     );
     out.push(
       `latency model: a block inside the model costs ×${l.blockScale.toFixed(2)} its time ` +

@@ -32,6 +32,8 @@ export interface PruneReport {
     estimated: { before: number; after: number };
     measured: { before: number; after: number };
     speedup?: { measured: number; low: number; high: number; rounds: number };
+    /** What times were read on: elapsed wall time, or the process's CPU time. */
+    clock?: "wall" | "cpu";
     batch: number;
     profileSeconds: number;
     /** How much a block costs inside the model against alone, and whether that was fitted

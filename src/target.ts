@@ -314,6 +314,8 @@ export async function pruneToTarget(
     /** The state before the last step, to do it again with another budget. */
     let last: { bytes: Uint8Array; amount: number; blocks?: BlockReport[] } | undefined;
     let refinements = 0;
+    /** The model whose block shapes were last timed exactly. */
+    let refined: ModelProto | undefined;
     const runStep = async (m: ModelProto, amount: number) => {
       const latencyCost = latency ? await latency.costs(m) : undefined;
       // Under the "kv-groups" policy a block down to one KV head keeps its query heads: the
@@ -368,6 +370,7 @@ export async function pruneToTarget(
         // timed exactly, and the step's result estimated again with them.
         await latency.refine([decodeModel(bytes), result.model]);
         refinements++;
+        refined = result.model;
         next = await measure(result.model, result.report);
       }
       if (!(next < value)) {
@@ -402,6 +405,13 @@ export async function pruneToTarget(
       );
     }
 
+    if (latency?.refine && originalBytes && refined !== current) {
+      // Stopped short of the goal (no step reached it, or the last one stalled): the final
+      // shapes timed exactly too.
+      await latency.refine([current]);
+      value = await measure(current, report);
+      history[history.length - 1] = { ...history[history.length - 1], latencyMs: value };
+    }
     let measured: TargetReport["measured"];
     if (originalBytes && latency?.compare) {
       const speedup = target.speedup!;

@@ -541,6 +541,11 @@ cliTest("target options: usage errors name the conflict", async () => {
         ["--target-params", "0.5", "--check-rounds", "3"],
         /--check-rounds goes with --target-speedup/,
       ],
+      [
+        ["--target-speedup", "2", "--latency-clock", "cpu"],
+        /--latency-clock cpu goes with --latency-threads 1/,
+      ],
+      [["--target-speedup", "2", "--latency-clock", "tsc"], /--latency-clock.*tsc/],
     ];
     for (const [args, pattern] of cases) {
       const r = await cli([model, "-o", `${dir}/o.onnx`, ...args]);

@@ -581,13 +581,30 @@ Deno.test("a floor per block: no target empties a block unless asked", async () 
   );
 });
 
-Deno.test("interleaved timing of two models: medians of rounds and their spread", async () => {
+Deno.test("interleaved timing of two models: medians of rounds and their spread, wall or CPU time", async () => {
   const m = decodeModel(vit);
-  const c = await compareLatency(m, encodeModel(m), { rounds: 3, runs: 2, batch: 4 });
-  assert.equal(c.rounds, 3);
-  assert.ok(c.originalMs > 0 && c.prunedMs > 0);
-  assert.ok(c.low <= c.speedup && c.speedup <= c.high);
+  for (const clock of ["wall", "cpu"] as const) {
+    const c = await compareLatency(m, encodeModel(m), {
+      rounds: 3,
+      runs: 2,
+      batch: 4,
+      threads: 1,
+      clock,
+    });
+    assert.equal(c.rounds, 3);
+    assert.ok(c.originalMs > 0 && c.prunedMs > 0, `${clock}: ${JSON.stringify(c)}`);
+    assert.ok(c.low <= c.speedup && c.speedup <= c.high);
+  }
   await assert.rejects(() => compareLatency(m, m, { rounds: 0 }), /rounds must be a positive/);
+  // CPU time adds up over threads: latency only with one.
+  await assert.rejects(
+    () => compareLatency(m, m, { clock: "cpu" }),
+    /latency clock cpu needs one thread/,
+  );
+  await assert.rejects(
+    () => compareLatency(m, m, { clock: "cpu", runtime: "webgpu" }),
+    /WebGPU work is not CPU time/,
+  );
 });
 
 Deno.test("latency on onnxruntime-web: wasm, and webgpu where an adapter exists (refused where not)", async () => {

@@ -36,7 +36,13 @@ import {
   refineTable,
 } from "./table.ts";
 import { type BlockFit, fitTable } from "./fit.ts";
-import { type LatencyRuntime, medianRun, type TimingRuntime, timingRuntime } from "./runtime.ts";
+import {
+  type LatencyClock,
+  type LatencyRuntime,
+  medianRun,
+  type TimingRuntime,
+  timingRuntime,
+} from "./runtime.ts";
 
 /** The transformer blocks of a model: the k-th attention block with the k-th MLP. */
 export interface ModelBlocks {
@@ -112,6 +118,8 @@ export interface MeasureOptions {
   runs?: number;
   threads?: number;
   runtime?: LatencyRuntime;
+  /** The clock runs are timed on (default "wall"; see runtime.ts). */
+  clock?: LatencyClock;
 }
 
 /** Inputs of a model at `batch` (symbolic dims other than the first: 1), synthesised. */
@@ -143,11 +151,11 @@ export async function measureLatency(
   options: MeasureOptions = {},
 ): Promise<number> {
   const batch = options.batch ?? 1, runs = options.runs ?? 15;
-  const rt = await timingRuntime(options.runtime, options.threads);
+  const rt = await timingRuntime(options.runtime, options.threads, options.clock);
   const session = await rt.open(encodeModel(model));
   try {
     // A whole model is timed once or twice, not over a grid: worth a longer warm-up.
-    return await medianRun(session, syntheticFeeds(rt.ort, model, batch), runs, 200);
+    return await medianRun(session, syntheticFeeds(rt.ort, model, batch), runs, 200, rt.now);
   } finally {
     await session.release?.();
   }
@@ -180,7 +188,7 @@ export async function measureInterleaved(
   if (!Number.isInteger(rounds) || rounds < 1) {
     throw new PruneError("bad-option", `timing rounds must be a positive integer, got ${rounds}`);
   }
-  const rt = await timingRuntime(options.runtime, options.threads);
+  const rt = await timingRuntime(options.runtime, options.threads, options.clock);
   const sessions: { session: OrtSession; feeds: Record<string, OrtTensor> }[] = [];
   try {
     for (const m of models) {
@@ -189,7 +197,7 @@ export async function measureInterleaved(
       const session = await rt.open(bytes);
       sessions.push({ session, feeds: syntheticFeeds(rt.ort, proto, batch) });
       // Warm-up: caches, thread pools and the JIT's optimised code in place before round one.
-      await medianRun(session, sessions.at(-1)!.feeds, 1, 200);
+      await medianRun(session, sessions.at(-1)!.feeds, 1, 200, rt.now);
     }
     const perRound: number[][] = [];
     for (let r = 0; r < rounds; r++) {
@@ -197,7 +205,7 @@ export async function measureInterleaved(
       const order = sessions.map((_, i) => i);
       if (r % 2) order.reverse();
       for (const i of order) {
-        times[i] = await medianRun(sessions[i].session, sessions[i].feeds, runs);
+        times[i] = await medianRun(sessions[i].session, sessions[i].feeds, runs, 0, rt.now);
       }
       perRound.push(times);
     }
@@ -340,6 +348,7 @@ export async function createLatencyModel(
     batch,
     threads: options.threads,
     runtime: options.runtime,
+    clock: options.clock,
     rounds: options.rounds ?? 7,
     runs: options.roundRuns ?? 5,
   };

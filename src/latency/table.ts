@@ -14,7 +14,13 @@
  */
 import { PruneError } from "../errors.ts";
 import { encodeModel } from "../onnx/model_io.ts";
-import { type LatencyRuntime, medianRun, type TimingRuntime, timingRuntime } from "./runtime.ts";
+import {
+  type LatencyClock,
+  type LatencyRuntime,
+  medianRun,
+  type TimingRuntime,
+  timingRuntime,
+} from "./runtime.ts";
 import { blockModel, type BlockShape, passThroughModel } from "./block.ts";
 
 export const AXES = ["emb", "heads", "qk", "v", "mlp"] as const;
@@ -89,6 +95,9 @@ export interface ProfileOptions {
   threads?: number;
   /** What to time on (default "cpu": onnxruntime-node's CPU provider). */
   runtime?: LatencyRuntime;
+  /** The clock timings are read on (default "wall"; "cpu": the process's CPU time, for one
+   * thread on a busy machine). */
+  clock?: LatencyClock;
   /** Folder of cached tables; null: no cache. Default: the user's cache folder. */
   cacheDir?: string | null;
   onProgress?: (done: number, total: number) => void;
@@ -142,7 +151,7 @@ export async function timeBlock(
       new Float32Array(batch * tokens * shape.emb).fill(0.1),
       [batch, tokens, shape.emb],
     );
-    return await medianRun(session, { x }, runs);
+    return await medianRun(session, { x }, runs, 0, runtime.now);
   } finally {
     await session.release?.();
   }
@@ -220,9 +229,9 @@ async function blockTimer(options: ProfileOptions): Promise<BlockTimer> {
       overhead: () => Promise.resolve(0),
     };
   }
-  const rt = await timingRuntime(options.runtime, options.threads);
+  const rt = await timingRuntime(options.runtime, options.threads, options.clock);
   return {
-    name: rt.name,
+    name: rt.name + (rt.clock === "cpu" ? ", CPU time" : ""),
     time: (shape) => timeBlock(shape, batch, tokens, runs, rt),
     async overhead(emb) {
       const session = await rt.open(encodeModel(passThroughModel(emb, batch, tokens)));
@@ -232,7 +241,7 @@ async function blockTimer(options: ProfileOptions): Promise<BlockTimer> {
           tokens,
           emb,
         ]);
-        return await medianRun(session, { x }, 3 * runs);
+        return await medianRun(session, { x }, 3 * runs, 0, rt.now);
       } finally {
         await session.release?.();
       }
