@@ -12,12 +12,14 @@
  * - "isomorphic": each kind ranked only against itself with its own share of the budget
  *   (Torch-Pruning's isomorphic ranking: only groups of the same structure compete).
  *
- * With `perCost` (speed-up targets) a unit's score is its whole score — summed over every weight
- * it removes, so that a head dim crossing six heads and four projections weighs what it removes —
- * divided by what removing it saves of the budget's metric: units go in the order of importance
- * lost per millisecond saved. That is NViT's latency-aware saliency I − η·ΔLatency with η set
- * from the data: the units removed are those with I − η·ΔLatency < 0 for the η at which they
- * spend the budget. Heads, head dims and MLP channels then compete on what they cost.
+ * With `perCost` (speed-up targets) scores are per weight — a unit's raw score is an average over
+ * its layers and its cells (heads, dims); divided by the weights one cell of one layer holds,
+ * every kind is on the scale of a mean |w|ᵖ — and times the unit's weights, a unit's whole score:
+ * what it removes. That, divided by what removing the unit saves of the budget's metric, orders
+ * the units: importance lost per millisecond saved. It is NViT's latency-aware saliency
+ * I − η·ΔLatency with η set from the data: the units removed are those with I − η·ΔLatency < 0
+ * for the η at which they spend the budget. Heads, head dims and MLP channels compete on what
+ * they cost.
  *
  * @module
  */
@@ -99,6 +101,8 @@ interface Unit {
   kind: UnitKind;
   score: number;
   cost: number;
+  /** Parameters the unit holds. */
+  params: number;
   /** η × latency the unit saves, taken off its (scaled) score. */
   saves: number;
 }
@@ -143,12 +147,30 @@ export function headUnits(
     : { factor: group.heads, blocked: group.headsBlocked };
 }
 
+/** Raw scores average a unit's energy over the layers that hold it and the cells (heads or
+ * dims) it spans; times this, a score is per weight (see the module doc). */
+function perWeight(group: Group, factor: Factor | Factor[], cells: number, params: number) {
+  const factors = [factor].flat();
+  const layers = new Set<string>();
+  for (const t of group.members) {
+    if (t.factors.flatMap((f) => f.atoms()).some((a) => factors.includes(a))) {
+      layers.add(`${t.ref.name}:${t.axis}:${t.role}`);
+    }
+  }
+  return params > 0 ? (layers.size * cells) / params : 1;
+}
+
 function standardise(units: Unit[]) {
   const n = units.length;
   if (n === 0) return;
   const mean = units.reduce((s, u) => s + u.score, 0) / n;
   const sd = Math.sqrt(units.reduce((s, u) => s + (u.score - mean) ** 2, 0) / n) || 1;
   for (const u of units) u.score = (u.score - mean) / sd;
+}
+
+/** Query heads of an attention block (a dim's score is a mean over them). */
+function queryHeads(group: AttentionGroup): number {
+  return group.heads.size * (group.kvGroups?.size ?? 1);
 }
 
 /** Units to remove from each group (embedding channels under `channels` of its group). */
@@ -169,23 +191,25 @@ export async function globalCounts(
   const sizes = groups.map(none);
   const localBudget: Record<UnitKind, number> = none();
   const metric = s.budget?.metric ?? "params";
-  const raw = s.perCost ? "sum" : true;
-  // Per-element means of the magnitude criteria back to sums over the unit: a head's score is the
-  // mean over its dims, a dim's the mean over heads (gradient criteria are sums already).
-  const gradient = typeof s.criterion === "object" &&
-    ["taylor", "fisher", "michel"].includes(s.criterion.kind);
-  const whole = (n: number) => s.perCost && !gradient ? n : 1;
   const add = (
     i: number,
     kind: UnitKind,
     scores: ArrayLike<number>,
     cost: UnitCost,
-    multiple = 1,
+    scale = 1,
   ) => {
     const c = metric === "latency" ? s.latencyCost?.(groups[i], kind) ?? 0 : cost[metric];
     const saves = s.latencyEta && s.latencyCost ? s.latencyEta * s.latencyCost(groups[i], kind) : 0;
+    const k = s.perCost ? scale : 1;
     for (let j = 0; j < scores.length; j++) {
-      byKind[kind].push({ group: i, kind, score: scores[j] * multiple, cost: c, saves });
+      byKind[kind].push({
+        group: i,
+        kind,
+        score: scores[j] * k,
+        cost: c,
+        params: cost.params,
+        saves,
+      });
     }
     sizes[i][kind] = scores.length;
     const local = s.localCounts(groups[i]);
@@ -214,45 +238,46 @@ export async function globalCounts(
           ] as const
         ) {
           if (blocked) continue;
-          const scores = await dimScores(core, group, factor, s.criterion, raw);
-          const heads = group.heads.size * (group.kvGroups?.size ?? 1);
-          add(i, kind, scores, unitCost(group, factor, factor.size, s.shapes), whole(heads));
+          const scores = await dimScores(core, group, factor, s.criterion, true);
+          const cost = unitCost(group, factor, factor.size, s.shapes);
+          add(i, kind, scores, cost, perWeight(group, factor, queryHeads(group), cost.params));
         }
       }
       if (!heads && !dims) continue;
-      const scores = await attentionScores(core, group, s.criterion, raw);
+      const scores = await attentionScores(core, group, s.criterion, true);
       if (heads) {
         const unit = headUnits(group, s.gqaPolicy).factor;
         const headScores = unit === group.heads ? scores.heads : scores.kvGroups!;
-        // A query head's score is a mean over its dims and KV groups; a KV group's a sum.
-        const cells = group.qkDim.size === group.vDim.size ? group.qkDim.size : 1;
-        const multiple = unit === group.heads ? cells * (group.kvGroups?.size ?? 1) : 1;
-        add(i, "heads", headScores, unitCost(group, unit, unit.size, s.shapes), whole(multiple));
+        const cost = unitCost(group, unit, unit.size, s.shapes);
+        // A query head's score is a mean over its dims (and KV groups); a KV group's a sum.
+        const cells = unit === group.heads ? (group.kvGroups?.size ?? 1) * group.qkDim.size : 1;
+        add(i, "heads", headScores, cost, perWeight(group, unit, cells, cost.params));
       }
       if (dims) {
         const qk = unitCost(group, group.qkDim, group.qkDim.size, s.shapes);
         const v = group.vDim === group.qkDim
           ? { params: 0, macs: 0 }
           : unitCost(group, group.vDim, group.vDim.size, s.shapes);
-        const heads = group.heads.size * (group.kvGroups?.size ?? 1);
-        add(i, "dims", scores.dims, {
-          params: qk.params + v.params,
-          macs: qk.macs + v.macs,
-        }, whole(heads));
+        const cost = { params: qk.params + v.params, macs: qk.macs + v.macs };
+        const factors = [group.qkDim, group.vDim];
+        const scale = perWeight(group, factors, queryHeads(group), cost.params);
+        add(i, "dims", scores.dims, cost, scale);
       }
     } else if (group.kind === "mlp" && s.pruneMlp && !group.blocked) {
-      const scores = await mlpScores(core, group, s.criterion, raw);
-      add(i, "channels", scores, unitCost(group, group.channels, group.channels.size, s.shapes));
+      const scores = await mlpScores(core, group, s.criterion, true);
+      const cost = unitCost(group, group.channels, group.channels.size, s.shapes);
+      add(i, "channels", scores, cost, perWeight(group, group.channels, 1, cost.params));
     } else if (group.kind === "embedding" && s.pruneEmbedding && !group.blocked) {
-      const scores = await mlpScores(core, group, s.criterion, raw);
-      add(i, "embedding", scores, unitCost(group, group.channels, group.channels.size, s.shapes));
+      const scores = await mlpScores(core, group, s.criterion, true);
+      const cost = unitCost(group, group.channels, group.channels.size, s.shapes);
+      add(i, "embedding", scores, cost, perWeight(group, group.channels, 1, cost.params));
     }
   }
   const removed = sizes.map(none);
   // Every block keeps a head, and two channels of each other kind (one would leave an axis of
   // size 1, which later analyses read as broadcast, not channels), or one roundTo — and what
   // `minKept` asks.
-  const floorOf = (i: number, kind: UnitKind, size: number) =>
+  const keepAtLeast = (i: number, kind: UnitKind, size: number) =>
     Math.min(
       size,
       Math.max(
@@ -265,7 +290,7 @@ export async function globalCounts(
     for (const u of units.sort((a, b) => a.score - b.score)) {
       if (spent >= budget) break;
       const size = sizes[u.group][u.kind];
-      if (size - removed[u.group][u.kind] <= floorOf(u.group, u.kind, size) || u.cost <= 0) {
+      if (size - removed[u.group][u.kind] <= keepAtLeast(u.group, u.kind, size) || u.cost <= 0) {
         continue;
       }
       removed[u.group][u.kind]++;
@@ -286,9 +311,10 @@ export async function globalCounts(
       take(byKind[k], share);
     }
   } else if (s.perCost && s.ranking === "global") {
+    // Per-weight score × the unit's weights: its whole score, per unit of the budget it saves.
     for (const k of kinds) {
       for (const u of byKind[k]) {
-        u.score = u.score / (s.kindScale[k] || 1) / Math.max(u.cost, 1e-30);
+        u.score = (u.score * u.params) / (s.kindScale[k] || 1) / Math.max(u.cost, 1e-30);
       }
     }
     take(kinds.flatMap((k) => byKind[k]), total);
@@ -307,7 +333,7 @@ export async function globalCounts(
     const round = (kind: "dims" | "qk" | "v" | "channels" | "embedding") => {
       if (!size[kind] || !r[kind]) return r[kind];
       const kept = size[kind] - r[kind];
-      return size[kind] - Math.max(kept - (kept % s.roundTo), floorOf(i, kind, size[kind]));
+      return size[kind] - Math.max(kept - (kept % s.roundTo), keepAtLeast(i, kind, size[kind]));
     };
     counts.set(g, {
       heads: r.heads,

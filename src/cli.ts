@@ -16,7 +16,7 @@ import { PruneError } from "./errors.ts";
 import { loadCalibration } from "./calibration/inputs.ts";
 import { architectureChart } from "./chart.ts";
 import { pruneToTarget, type TargetOptions } from "./target.ts";
-import { createLatencyModel, type LatencyModel } from "./latency/model.ts";
+import { createLatencyModel, type LatencyModel, targetScope } from "./latency/model.ts";
 import {
   LATENCY_CLOCKS,
   LATENCY_RUNTIMES,
@@ -667,14 +667,7 @@ async function pruneTowards(
       ...(target.cacheDir !== undefined ? { cacheDir: target.cacheDir } : {}),
       ...(target.rounds !== undefined ? { rounds: target.rounds } : {}),
       ...(target.clock !== undefined ? { clock: target.clock } : {}),
-      scope: {
-        heads: !!options.pruneNumHeads,
-        dims: !!options.pruneHeadDims,
-        separate: !!options.separateQkV,
-        embedding: !!options.pruneEmbedding,
-        minKeep: target.minKeep,
-        roundTo: options.roundTo,
-      },
+      scope: targetScope(options, target.minKeep),
       onProgress: progress.callback,
     });
     progress.finish();

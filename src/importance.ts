@@ -180,7 +180,7 @@ export async function groupChannelScores(
   members: TensorTouch[],
   cells: Factor[][],
   criterion: Criterion,
-  raw: boolean | "sum" = false,
+  raw = false,
 ): Promise<Float32Array> {
   const cellSizes = cells.map((alts) => alts[0].size);
   const total = cellSizes.reduce((a, b) => a * b, 1);
@@ -224,8 +224,7 @@ export async function groupChannelScores(
   if (count === 0 && data) return groupChannelScores(core, members, cells, "l2", raw);
   if (count === 0) return new Float32Array(total);
   // Raw scores compare across layers (global allocation); normalised ones only within a group.
-  // "sum": over every weight of the channel, not the mean over weights (a unit's whole score).
-  if (raw) return Float32Array.from(sum, (v) => raw === "sum" ? v : v / count);
+  if (raw) return Float32Array.from(sum, (v) => v / count);
   let mean = 0;
   for (let i = 0; i < total; i++) mean += sum[i] / count;
   mean /= total;
@@ -309,7 +308,7 @@ export async function attentionScores(
   core: ComputeCore,
   group: AttentionGroup,
   criterion: Criterion,
-  raw: boolean | "sum" = false,
+  raw = false,
 ): Promise<{ heads: Float32Array; dims: Float32Array; kvGroups?: Float32Array }> {
   // With Q/K and V heads of different sizes there is no common per-head dim grid: heads are
   // scored over all their channels (dims cannot be pruned then).
@@ -363,7 +362,7 @@ export async function dimScores(
   group: AttentionGroup,
   dim: Factor,
   criterion: Criterion,
-  raw: boolean | "sum" = false,
+  raw = false,
 ): Promise<Float32Array> {
   const cells = [...(group.kvGroups ? [[group.kvGroups]] : []), [group.heads], [dim]];
   const heads = (group.kvGroups?.size ?? 1) * group.heads.size, d = dim.size;
@@ -384,7 +383,7 @@ export function mlpScores(
   core: ComputeCore,
   group: MlpGroup | EmbeddingGroup,
   criterion: Criterion,
-  raw: boolean | "sum" = false,
+  raw = false,
 ) {
   return groupChannelScores(core, group.members, [[group.channels]], criterion, raw);
 }

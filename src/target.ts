@@ -289,7 +289,12 @@ export async function pruneToTarget(
         : metric === "macs"
         ? r.macs.after
         : await latency!.estimate(m);
-    const before = await measure(model, first.report);
+    // The original's own size: a dry run's "after" is what its options would remove.
+    const before = metric === "params"
+      ? first.report.params.before
+      : metric === "macs"
+      ? first.report.macs.before
+      : await latency!.estimate(model);
     const goal = metric === "params"
       ? goalOf(target.params, first.report.params.before, "target params")!
       : metric === "macs"

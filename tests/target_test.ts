@@ -23,6 +23,7 @@ import {
   measureLatency,
   modelBlocks,
   scopeReach,
+  targetScope,
 } from "../src/latency/model.ts";
 import { fitTable } from "../src/latency/fit.ts";
 import type { BlockShape } from "../src/latency/block.ts";
@@ -554,6 +555,39 @@ Deno.test("speed-up targets rank units by importance per millisecond: attention 
     (b.target.warnings ?? []).join("\n"),
     /MLP channels took the whole budget: head dims took no part \(everywhere they cost more importance per millisecond saved\)/,
   );
+});
+
+Deno.test("the latency grid follows what the run may prune: head flags, or attention of its own accord", async () => {
+  const timer = formulaTimer(1, 1);
+  const measure = (models: unknown[]) =>
+    Promise.resolve({ medians: models.map(() => 1), rounds: [models.map(() => 1)] });
+  const axes = async (options: Parameters<typeof targetScope>[0]) =>
+    (await createLatencyModel(decodeModel(vit), {
+      levels: 2,
+      timer,
+      cacheDir: null,
+      measure,
+      scope: targetScope({ ...options, roundTo: 4 }),
+    })).table.axes;
+  // No head flag: a target may take head dims (heads where dims cannot go) — on the grid.
+  const free = await axes({});
+  assert.deepEqual([free.heads, free.qk, free.mlp], [[3], [4, 32], [48, 384]]);
+  // A head ratio of 0 keeps attention out: Q/K and V dims stay at the model's.
+  const mlpOnly = await axes({ headPruningRatio: 0 });
+  assert.deepEqual([mlpOnly.heads, mlpOnly.qk, mlpOnly.mlp], [[3], [32], [48, 384]]);
+  const heads = await axes({ pruneNumHeads: true, pruneMlp: false });
+  assert.deepEqual([heads.heads, heads.qk, heads.mlp], [[1, 2, 3], [32], [384]]);
+  const apart = await axes({ pruneHeadDims: true, separateQkV: true, pruneEmbedding: true });
+  assert.ok(
+    !(await createLatencyModel(decodeModel(vit), {
+      levels: 2,
+      timer,
+      cacheDir: null,
+      measure,
+      scope: targetScope({ pruneHeadDims: true, separateQkV: true }),
+    })).table.tiedV,
+  );
+  assert.deepEqual([apart.emb, apart.v], [[12, 96], [4, 32]]);
 });
 
 Deno.test("a floor per block: no target empties a block unless asked", async () => {

@@ -18,7 +18,7 @@ import { parseArgs } from "node:util";
 import { decodeModel, encodeModel } from "../../src/onnx/model_io.ts";
 import { createCore } from "../../src/core/mod.ts";
 import { keptFloor, pruneToTarget } from "../../src/target.ts";
-import { createLatencyModel, measureInterleaved } from "../../src/latency/model.ts";
+import { createLatencyModel, measureInterleaved, targetScope } from "../../src/latency/model.ts";
 import type { LatencyClock, LatencyRuntime } from "../../src/latency/runtime.ts";
 import { ProgressBar } from "../../src/calibration/progress.ts";
 import type { RunOptions } from "../../src/prune.ts";
@@ -65,7 +65,10 @@ await Deno.mkdir(stepsDir, { recursive: true });
 
 const results: Record<string, unknown>[] = [];
 for (const mode of args.modes!.split(",")) {
-  const options: RunOptions = mode === "dims" ? { pruneHeadDims: true } : {};
+  // MLP channels only: a head ratio of 0 keeps attention out of the target.
+  const options: RunOptions = mode === "dims"
+    ? { pruneHeadDims: true, roundTo }
+    : { headPruningRatio: 0, roundTo };
   console.log(
     `\n== ${runtime}, ${threads} thread(s), batch ${batch}, ${clock} clock: ` +
       `--target-speedup ${speedup}` +
@@ -82,7 +85,7 @@ for (const mode of args.modes!.split(",")) {
     clock,
     rounds,
     ...(args.cache ? { cacheDir: args.cache } : {}),
-    scope: { dims: mode === "dims", minKeep, roundTo },
+    scope: targetScope(options, minKeep),
     onProgress: progress.callback,
   });
   progress.finish();
@@ -118,7 +121,7 @@ for (const mode of args.modes!.split(",")) {
       files.push(file);
       estimated.push(step.latencyMs!);
     },
-  }, { ...options, roundTo, core });
+  }, { ...options, core });
 
   // The tool's final estimates (the last step's after its shapes were timed exactly).
   estimated.splice(1, estimated.length - 1, ...result.target.steps.map((s) => s.latencyMs!));

@@ -20,6 +20,7 @@ import { ORT_ELEMENT_TYPES, type OrtSession, type OrtTensor } from "../runtime/o
 import { traceGraph } from "../analysis/trace.ts";
 import { findGroups, type Group } from "../analysis/groups.ts";
 import type { UnitKind } from "../allocate.ts";
+import type { RunOptions } from "../prune.ts";
 import {
   DEFAULT_MIN_KEEP,
   keptFloor,
@@ -53,6 +54,8 @@ export interface ModelBlocks {
   embedding?: string;
   /** Tokens per sample. */
   tokens: number;
+  /** Whether some block's per-head dims cannot be pruned (RoPE): heads go there instead. */
+  dimsBlocked: boolean;
 }
 
 /** Reads the block shapes of a model (one probe run at batch 1). */
@@ -108,6 +111,7 @@ export async function modelBlocks(model: ModelProto): Promise<ModelBlocks> {
     mlp: mlp.map((g) => g.name),
     embedding: embedding?.name,
     tokens,
+    dimsBlocked: attention.some((a) => a.kind === "attention" && !!a.dimsBlocked),
   };
 }
 
@@ -259,6 +263,8 @@ export interface LatencyModel extends Required<LatencyEstimator> {
 export interface PruneScope {
   heads?: boolean;
   dims?: boolean;
+  /** Attention without a head flag: head dims, or whole heads where dims cannot go. */
+  attention?: boolean;
   /** Q/K dims and V dims pruned apart. */
   separate?: boolean;
   /** MLP channels (default true). */
@@ -267,6 +273,24 @@ export interface PruneScope {
   /** Share of each kind every block keeps at least (default {@link DEFAULT_MIN_KEEP}). */
   minKeep?: number;
   roundTo?: number;
+}
+
+/**
+ * What a target run with `options` may prune: its flags, and attention where no head flag says
+ * which and the head ratio is not 0 (a target may take head dims of its own accord).
+ */
+export function targetScope(options: RunOptions, minKeep?: number): PruneScope {
+  const flagged = !!options.pruneNumHeads || !!options.pruneHeadDims;
+  return {
+    heads: !!options.pruneNumHeads,
+    dims: !!options.pruneHeadDims,
+    attention: !flagged && options.headPruningRatio !== 0,
+    separate: !!options.separateQkV,
+    mlp: options.pruneMlp !== false,
+    embedding: !!options.pruneEmbedding,
+    ...(minKeep !== undefined ? { minKeep } : {}),
+    ...(options.roundTo !== undefined ? { roundTo: options.roundTo } : {}),
+  };
 }
 
 /** The smallest size on each axis a run with `scope` can reach in these blocks. */
@@ -321,8 +345,13 @@ export async function createLatencyModel(
 ): Promise<LatencyModel> {
   const batch = options.batch ?? 1;
   const blocks = await modelBlocks(original);
-  const scope = options.scope ??
-    { heads: true, dims: true, separate: true, mlp: true, embedding: true };
+  const scope = {
+    ...(options.scope ?? { heads: true, dims: true, separate: true, embedding: true }),
+  };
+  if (scope.attention) {
+    scope.heads ||= blocks.dimsBlocked;
+    scope.dims ||= !blocks.dimsBlocked;
+  }
   const profile = { ...options, batch, tokens: blocks.tokens };
   let table = await profileBlock(blocks.shapes, {
     ...profile,
