@@ -16,11 +16,13 @@
  */
 import { PruneError } from "./errors.ts";
 import type { ModelProto } from "./onnx/proto.ts";
-import { decodeModel, encodeModel } from "./onnx/model_io.ts";
 import type { BlockReport, PruneReport } from "./report.ts";
 import { pruneModel, type PruneResult, type RunOptions } from "./prune.ts";
 import type { Metric, UnitKind } from "./allocate.ts";
 import { createCore } from "./core/mod.ts";
+import { encodeModel } from "./onnx/model_io.ts";
+// Steps done again start from the model's bytes before them.
+import { decodeModel } from "./onnx/model_io.ts";
 
 /** Share of each kind every block keeps at least under a target, unless asked otherwise. */
 export const DEFAULT_MIN_KEEP = 0.125;
@@ -271,10 +273,14 @@ export async function pruneToTarget(
   }
   const core = options.core ?? await createCore({ backend: options.backend ?? "auto" });
   try {
-    const allocation = options.allocation && options.allocation !== "local"
-      ? options.allocation
-      : "global";
-    const base: RunOptions = { ...options, core, allocation, evaluation: undefined };
+    const base: RunOptions = {
+      ...options,
+      core,
+      allocation: options.allocation && options.allocation !== "local"
+        ? options.allocation
+        : "global",
+      evaluation: undefined,
+    };
     // A dry look at the original for its size (and the latency model's estimate).
     const first = await pruneModel(model, { ...base, dryRun: true, budget: undefined });
     const metric: Metric = target.params !== undefined
@@ -288,13 +294,13 @@ export async function pruneToTarget(
         ? r.params.after
         : metric === "macs"
         ? r.macs.after
-        : await latency!.estimate(m);
+        : await target.latency!.estimate(m);
     // The original's own size: a dry run's "after" is what its options would remove.
     const before = metric === "params"
       ? first.report.params.before
       : metric === "macs"
       ? first.report.macs.before
-      : await latency!.estimate(model);
+      : await target.latency!.estimate(model);
     const goal = metric === "params"
       ? goalOf(target.params, first.report.params.before, "target params")!
       : metric === "macs"
@@ -308,7 +314,7 @@ export async function pruneToTarget(
       return size === undefined ? 0 : keptFloor(kind, size, minKeep, roundTo);
     };
     const perCost = options.perCost ??
-      (metric === "latency" && options.latencyEta === undefined && allocation === "global");
+      (metric === "latency" && options.latencyEta === undefined && base.allocation === "global");
     // The original's bytes, for the final measurement (pruning works on the model in place).
     const originalBytes = latency?.compare ? encodeModel(model) : undefined;
 
