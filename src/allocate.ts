@@ -89,7 +89,7 @@ export interface AllocationSettings {
   /** Rank by whole score per unit of the budget's metric saved (see the module notes). */
   perCost?: boolean;
   /** Units of a kind a group keeps at least (a floor per block), beyond the structural one. */
-  minKept?: (group: Group, kind: UnitKind) => number;
+  minKept?: (group: { name: string }, kind: UnitKind) => number;
   /** Attention blocks whose heads must all stay. */
   headsFixed?: (group: Group) => boolean;
   /** Groups left alone (a per-block ratio of 0). */

@@ -83,7 +83,7 @@ export interface PlanSettings {
    * then left out (the sums weigh what each unit removes). */
   perCost?: boolean;
   /** Units of a kind a group keeps at least (a floor per block). */
-  minKept?: (group: Group, kind: UnitKind) => number;
+  minKept?: (group: { name: string }, kind: UnitKind) => number;
 }
 
 function range(n: number): number[] {

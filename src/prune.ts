@@ -82,8 +82,9 @@ export interface RunOptions extends PruneOptions {
   /** With a budget and the "global" ranking: units ranked by their whole score per unit of the
    * budget they save (NViT's I − η·ΔLatency with η set from the data; see allocate.ts). */
   perCost?: boolean;
-  /** With a budget: units of a kind a group keeps at least (a floor per block). */
-  minKept?: (group: Group, kind: UnitKind) => number;
+  /** With a budget: units of a kind a group keeps at least (a floor per block), by the group's
+   * name. */
+  minKept?: (group: { name: string }, kind: UnitKind) => number;
 }
 
 /** Result of {@link pruneModel}. */

@@ -367,8 +367,7 @@ export async function createLatencyModel(
         `--latency-batch)`,
     );
   }
-  const sum = (b: ModelBlocks, exact = true) =>
-    b.shapes.reduce((s, x) => s + interpolate(table, x, { exact }), 0);
+  const sum = (b: ModelBlocks) => b.shapes.reduce((s, x) => s + interpolate(table, x), 0);
   // A block timed alone need not cost what it costs inside the model (caches, memory traffic,
   // the runtime's per-run work): the table is fitted to the model by a second measurement, of
   // the model with every MLP halved — model ≈ rest + scale × Σ blocks through both points. The
