@@ -678,7 +678,7 @@ async function pruneTowards(
   if (latency && measured) {
     result.report.latency = {
       batch: target.batch,
-      estimated: { before: latency.originalMs, after: result.target.reached },
+      estimated: { before: result.target.before, after: result.target.reached },
       measured: { before: measured.originalMs, after: measured.prunedMs },
       speedup: {
         measured: measured.speedup,

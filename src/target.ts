@@ -80,8 +80,11 @@ export interface LatencyEstimator {
   estimate(model: ModelProto): Promise<number>;
   /** Per-unit savings for the next step, computed on `model`. */
   costs(model: ModelProto): Promise<RunOptions["latencyCost"]>;
-  /** Times the blocks of these models exactly; later estimates near them use those timings. */
-  refine?(models: ModelProto[]): Promise<void>;
+  /** Times the blocks of these models exactly; later estimates near them use those timings.
+   * With `near` (a model on the way to the goal, never the one to be estimated): that model is
+   * timed against the original, the estimates fitted through the two; returns the original's
+   * estimate then. */
+  refine?(models: ModelProto[], near?: ModelProto): Promise<number | undefined>;
   /** Times `pruned` against the original (its bytes) by interleaved rounds. */
   compare?(original: Uint8Array, pruned: ModelProto): Promise<SpeedupCheck>;
 }
@@ -99,7 +102,8 @@ export interface TargetStep {
 /** The report of a target run. */
 export interface TargetReport {
   metric: Metric;
-  /** Goal in the metric's unit (parameters, MACs, or estimated milliseconds). */
+  /** Goal in the metric's unit (parameters, MACs, or estimated milliseconds; for a speed-up,
+   * on the scale of the original's last timing: see `LatencyEstimator.refine`). */
   goal: number;
   /** Value reached (for latency: estimated), and whether the goal is met — for a speed-up, by
    * the measured median speed-up, never by the estimate. */
@@ -296,12 +300,12 @@ export async function pruneToTarget(
         ? r.macs.after
         : await target.latency!.estimate(m);
     // The original's own size: a dry run's "after" is what its options would remove.
-    const before = metric === "params"
+    let before = metric === "params"
       ? first.report.params.before
       : metric === "macs"
       ? first.report.macs.before
       : await target.latency!.estimate(model);
-    const goal = metric === "params"
+    let goal = metric === "params"
       ? goalOf(target.params, first.report.params.before, "target params")!
       : metric === "macs"
       ? goalOf(target.macs, first.report.macs.before, "target MACs")!
@@ -378,8 +382,16 @@ export async function pruneToTarget(
       current = result.model;
       if (latency?.refine && bytes && next <= goal && refinements < 2) {
         // The step that reaches the goal: the shapes around it (before and after the step)
-        // timed exactly, and the step's result estimated again with them.
-        await latency.refine([decodeModel(bytes), result.model]);
+        // timed exactly, the model before it timed against the original, and the step's result
+        // estimated again with them.
+        const pre = decodeModel(bytes);
+        const anchored = await latency.refine([pre, result.model], step > 0 ? pre : undefined);
+        if (anchored !== undefined) {
+          // The estimates are now on the scale of the original timed just now.
+          before = anchored;
+          goal = before / target.speedup!;
+          value = await measure(pre, report);
+        }
         refinements++;
         refined = result.model;
         next = await measure(result.model, result.report);
@@ -418,8 +430,12 @@ export async function pruneToTarget(
 
     if (latency?.refine && originalBytes && refined !== current) {
       // Stopped short of the goal (no step reached it, or the last one stalled): the final
-      // shapes timed exactly too.
-      await latency.refine([current]);
+      // shapes timed exactly too, and the model before the last step against the original.
+      const anchored = await latency.refine([current], last ? decodeModel(last.bytes) : undefined);
+      if (anchored !== undefined) {
+        before = anchored;
+        goal = before / target.speedup!;
+      }
       value = await measure(current, report);
       history[history.length - 1] = { ...history[history.length - 1], latencyMs: value };
     }

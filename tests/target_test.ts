@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { pruneToTarget } from "../src/target.ts";
+import { pruneModel } from "../src/prune.ts";
 import { decodeModel, encodeModel } from "../src/onnx/model_io.ts";
 import { tensorToFloat32 } from "../src/onnx/tensor.ts";
 import { createCore } from "../src/core/mod.ts";
@@ -555,6 +556,44 @@ Deno.test("speed-up targets rank units by importance per millisecond: attention 
     (b.target.warnings ?? []).join("\n"),
     /MLP channels took the whole budget: head dims took no part \(everywhere they cost more importance per millisecond saved\)/,
   );
+});
+
+Deno.test("refining near the goal: block shapes timed exactly, the fit through the original and a nearby model", async () => {
+  const timer = formulaTimer(1, 1);
+  // Blocks cost less inside a smaller model than alone (a block of full size: as alone).
+  let load = 1;
+  const modelMs = async (m: ModelProto | Uint8Array) => {
+    const b = await modelBlocks(m instanceof Uint8Array ? decodeModel(m) : m);
+    let sum = 0;
+    for (const s of b.shapes) sum += (await timer.time(s)) * (0.7 + 0.3 * s.mlp / 384);
+    return load * (0.2 + sum);
+  };
+  const lm = await createLatencyModel(decodeModel(vit), {
+    levels: 3,
+    timer,
+    cacheDir: null,
+    scope: { dims: true, roundTo: 4 },
+    async measure(models) {
+      const ms = [];
+      for (const m of models) ms.push(await modelMs(m));
+      return { medians: ms, rounds: [ms] };
+    },
+  });
+  const near = decodeModel(vit);
+  await pruneModel(near, { pruningRatio: 0.75, roundTo: 4, core });
+  const far = await lm.estimate(near) - await modelMs(near);
+  assert.ok(far > 0.01, `the fit at half the MLPs misses a quarter: ${far}`);
+  const scale = lm.blockScale;
+  // Without a nearby model only block shapes are timed: the fit stays.
+  assert.equal(await lm.refine([near]), undefined);
+  assert.equal(lm.blockScale, scale);
+  // With one — and the machine 10% slower now — the estimates go through it and the original.
+  load = 1.1;
+  const original = await lm.refine([near], near);
+  assert.ok(Math.abs(original! - await modelMs(encodeModel(decodeModel(vit)))) < 1e-9);
+  assert.ok(Math.abs(await lm.estimate(near) - await modelMs(near)) < 1e-9);
+  assert.equal(lm.originalMs, original);
+  assert.deepEqual(lm.refit, { originalMs: original, nearMs: await modelMs(near) });
 });
 
 Deno.test("the latency grid follows what the run may prune: head flags, or attention of its own accord", async () => {

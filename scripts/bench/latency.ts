@@ -124,7 +124,12 @@ for (const mode of args.modes!.split(",")) {
   }, { ...options, core });
 
   // The tool's final estimates (the last step's after its shapes were timed exactly).
-  estimated.splice(1, estimated.length - 1, ...result.target.steps.map((s) => s.latencyMs!));
+  estimated.splice(
+    0,
+    estimated.length,
+    result.target.before,
+    ...result.target.steps.map((s) => s.latencyMs!),
+  );
   // The saved files, timed against each other by interleaved rounds, on each clock.
   const saved = await Promise.all(files.map((f) => Deno.readFile(f)));
   const check = result.target.measured!;

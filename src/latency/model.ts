@@ -245,7 +245,8 @@ function speedupOf(t: InterleavedTimings): SpeedupCheck {
 /** A latency model for pruning `original` at `batch`: its table, and estimates of any model. */
 export interface LatencyModel extends Required<LatencyEstimator> {
   table: LatencyTable;
-  /** Measured latency of the original (ms) and the part outside the blocks. */
+  /** Measured latency of the original (ms) and the part outside the blocks (after a refit: the
+   * intercept of the line through the two models timed, which may be below 0). */
   originalMs: number;
   restMs: number;
   /** Factor on the table's block timings: how much more (or less) a block costs inside the
@@ -255,6 +256,9 @@ export interface LatencyModel extends Required<LatencyEstimator> {
   fitted: boolean;
   /** Measured latency of the probe (the original with every MLP halved), ms. */
   probeMs: number;
+  /** After {@link LatencyModel.refine} with a model near the goal: the original and that model
+   * timed against each other (ms), through which `restMs` and `blockScale` were fitted again. */
+  refit?: { originalMs: number; nearMs: number };
   /** The smooth fit of the table that unit savings are read from. */
   fit: BlockFit;
 }
@@ -400,17 +404,31 @@ export async function createLatencyModel(
     blockScale = b0 > originalMs ? originalMs / b0 : 1;
     fitted = false;
   }
-  const restMs = Math.max(0, originalMs - blockScale * b0); // not -1e-16 from rounding
+  let restMs = Math.max(0, originalMs - blockScale * b0); // not -1e-16 from rounding
+  let refit: LatencyModel["refit"];
   const fit = fitTable(table);
+  // Kept as bytes: the run prunes the original in place.
+  const originalBytes = encodeModel(original);
   return {
     get table() {
       return table;
     },
     fit,
-    originalMs,
-    restMs,
-    blockScale,
-    fitted,
+    get originalMs() {
+      return refit?.originalMs ?? originalMs;
+    },
+    get restMs() {
+      return restMs;
+    },
+    get blockScale() {
+      return blockScale;
+    },
+    get fitted() {
+      return fitted;
+    },
+    get refit() {
+      return refit;
+    },
     probeMs,
     async estimate(model: ModelProto) {
       return restMs + blockScale * sum(await modelBlocks(model));
@@ -429,10 +447,26 @@ export async function createLatencyModel(
         return i < 0 ? 0 : blockScale * saved(b.shapes[i], kind);
       };
     },
-    async refine(models: ModelProto[]) {
+    async refine(models: ModelProto[], near?: ModelProto) {
       const shapes = [];
       for (const m of models) shapes.push(...(await modelBlocks(m)).shapes);
       table = await refineTable(table, shapes, profile);
+      if (!near) return undefined;
+      // The original and a model near the goal timed against each other now: the fit of the
+      // table to the model goes through them, so load since the start and the way blocks cost
+      // inside a smaller model do not carry into the estimates near the goal.
+      const [o, c] = (await time([originalBytes, near])).medians;
+      const s0 = sum(blocks), s1 = sum(await modelBlocks(near));
+      const scale = (o - c) / (s0 - s1);
+      // A line through two points near each other: its intercept may fall below 0 (blocks that
+      // cost less inside a smaller model), what matters is the slope between them.
+      if (scale > 0.2 && scale < 5) {
+        blockScale = scale;
+        restMs = o - scale * s0;
+        fitted = true;
+        refit = { originalMs: o, nearMs: c };
+      }
+      return restMs + blockScale * s0;
     },
     async compare(before: Uint8Array, after: ModelProto) {
       return speedupOf(await time([before, after]));
