@@ -12,14 +12,19 @@
  * - "isomorphic": each kind ranked only against itself with its own share of the budget
  *   (Torch-Pruning's isomorphic ranking: only groups of the same structure compete).
  *
- * With `perCost` (speed-up targets) scores are per weight — a unit's raw score is an average over
- * its layers and its cells (heads, dims); divided by the weights one cell of one layer holds,
- * every kind is on the scale of a mean |w|ᵖ — and times the unit's weights, a unit's whole score:
- * what it removes. That, divided by what removing the unit saves of the budget's metric, orders
- * the units: importance lost per millisecond saved. It is NViT's latency-aware saliency
- * I − η·ΔLatency with η set from the data: the units removed are those with I − η·ΔLatency < 0
- * for the η at which they spend the budget. Heads, head dims and MLP channels compete on what
- * they cost.
+ * With a budget (a target), "global" scores are per weight: a unit's score is an average over
+ * its layers and its cells (heads, dims), so a head dim, which spans every head's q, k, v and
+ * output weights, scores more than an MLP channel of the same weights' magnitude; divided by
+ * the weights one cell of one layer holds, every kind is on the scale of a mean |w|ᵖ, and the
+ * budget goes where that is lowest. A budget spent on one kind alone, where others could go, is
+ * said in a note.
+ *
+ * With `perCost` (speed-up targets) the per-weight score times the unit's weights is a unit's
+ * whole score: what it removes. That, divided by what removing the unit saves of the budget's
+ * metric, orders the units: importance lost per millisecond saved. It is NViT's latency-aware
+ * saliency I − η·ΔLatency with η set from the data: the units removed are those with
+ * I − η·ΔLatency < 0 for the η at which they spend the budget. Heads, head dims and MLP channels
+ * compete on what they cost.
  *
  * @module
  */
@@ -41,14 +46,18 @@ export interface GroupCounts {
   channels?: number;
 }
 
+/** What one unit of a global ranking removes: a head, a dim of every head (Q, K and V alike, or
+ * Q/K and V apart), an MLP channel, or a channel of the embedding width. */
 export type UnitKind = "heads" | "dims" | "qk" | "v" | "channels" | "embedding";
 export type Ranking = "global" | "flap" | "isomorphic";
+/** What a budget counts: parameters, MACs, or estimated latency (ms). */
 export type Metric = "params" | "macs" | "latency";
 export type GqaPolicy = "query-heads" | "kv-groups";
 
 /** NViT's defaults: a head weighs like 6 units of the other kinds, an embedding channel like
- * one unit per block it crosses. */
+ * one unit per block it crosses; `blocks` 0: all 1 (per-weight scores, see the module doc). */
 export function defaultKindScale(blocks: number): Record<UnitKind, number> {
+  if (blocks === 0) return { heads: 1, dims: 1, qk: 1, v: 1, channels: 1, embedding: 1 };
   return { heads: 6, dims: 1, qk: 1, v: 1, channels: 1, embedding: Math.max(1, blocks) };
 }
 
@@ -94,6 +103,8 @@ export interface AllocationSettings {
   headsFixed?: (group: Group) => boolean;
   /** Groups left alone (a per-block ratio of 0). */
   skip?: (group: Group) => boolean;
+  /** Receives what the report should say about the allocation. */
+  onNote?: (note: string) => void;
 }
 
 interface Unit {
@@ -160,6 +171,15 @@ function perWeight(group: Group, factor: Factor | Factor[], cells: number, param
   return params > 0 ? (layers.size * cells) / params : 1;
 }
 
+const KIND_NAMES: Record<UnitKind, string> = {
+  heads: "heads",
+  dims: "head dims",
+  qk: "Q/K dims",
+  v: "V dims",
+  channels: "MLP channels",
+  embedding: "embedding channels",
+};
+
 function standardise(units: Unit[]) {
   const n = units.length;
   if (n === 0) return;
@@ -191,6 +211,7 @@ export async function globalCounts(
   const sizes = groups.map(none);
   const localBudget: Record<UnitKind, number> = none();
   const metric = s.budget?.metric ?? "params";
+  const perWeightScores = s.perCost || (!!s.budget && s.ranking === "global");
   const add = (
     i: number,
     kind: UnitKind,
@@ -200,7 +221,7 @@ export async function globalCounts(
   ) => {
     const c = metric === "latency" ? s.latencyCost?.(groups[i], kind) ?? 0 : cost[metric];
     const saves = s.latencyEta && s.latencyCost ? s.latencyEta * s.latencyCost(groups[i], kind) : 0;
-    const k = s.perCost ? scale : 1;
+    const k = perWeightScores ? scale : 1;
     for (let j = 0; j < scores.length; j++) {
       byKind[kind].push({
         group: i,
@@ -325,6 +346,21 @@ export async function globalCounts(
     }
     for (const k of kinds) for (const u of byKind[k]) u.score -= u.saves;
     take(kinds.flatMap((k) => byKind[k]), total);
+  }
+  // Kinds that had a unit to give (a block at its floor has none).
+  const offered = kinds.filter((k) =>
+    byKind[k].some((u) =>
+      u.cost > 0 && sizes[u.group][k] > keepAtLeast(u.group, k, sizes[u.group][k])
+    )
+  );
+  const spent = offered.filter((k) => removed.some((r) => r[k] > 0));
+  if (s.budget && offered.length > 1 && spent.length === 1) {
+    const kept = offered.filter((k) => k !== spent[0]).map((k) => KIND_NAMES[k]).join(", ");
+    s.onNote?.(
+      `the budget went to ${KIND_NAMES[spent[0]]} only: ${kept} ` +
+        `${s.perCost ? "lost more per unit saved" : "scored higher"} in every block ` +
+        `(to give every kind a share of its own: allocation "isomorphic")`,
+    );
   }
   const counts = new Map<Group, GroupCounts>();
   groups.forEach((g, i) => {

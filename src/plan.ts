@@ -84,6 +84,8 @@ export interface PlanSettings {
   perCost?: boolean;
   /** Units of a kind a group keeps at least (a floor per block). */
   minKept?: (group: { name: string }, kind: UnitKind) => number;
+  /** Receives what the report should say about a global allocation. */
+  onNote?: (note: string) => void;
 }
 
 function range(n: number): number[] {
@@ -118,9 +120,14 @@ export async function makePlan(
       pruneMlp: settings.pruneMlp ?? settings.pruningRatio > 0,
       pruneEmbedding: settings.pruneEmbedding ?? settings.embeddingPruningRatio > 0,
       ranking: settings.allocation,
-      kindScale: settings.perCost
-        ? { heads: 1, dims: 1, qk: 1, v: 1, channels: 1, embedding: 1, ...settings.kindScale }
-        : { ...defaultKindScale(blocks), ...settings.kindScale },
+      // Per-weight scores (a budget, "global"; or ranked per cost) need no divisor for what a
+      // unit spans.
+      kindScale: {
+        ...defaultKindScale(
+          settings.perCost || (settings.budget && settings.allocation === "global") ? 0 : blocks,
+        ),
+        ...settings.kindScale,
+      },
       shapes: settings.shapes ?? new Map(),
       localCounts: localCounts(settings),
       skip: (g) => settings.ratioFor(g) === 0,

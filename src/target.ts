@@ -20,9 +20,9 @@ import type { BlockReport, PruneReport } from "./report.ts";
 import { pruneModel, type PruneResult, type RunOptions } from "./prune.ts";
 import type { Metric, UnitKind } from "./allocate.ts";
 import { createCore } from "./core/mod.ts";
-import { encodeModel } from "./onnx/model_io.ts";
 // Steps done again start from the model's bytes before them.
-import { decodeModel } from "./onnx/model_io.ts";
+import { decodeModel, encodeModel } from "./onnx/model_io.ts";
+import { distillModel, readBatches } from "./distill/mod.ts";
 
 /** Share of each kind every block keeps at least under a target, unless asked otherwise. */
 export const DEFAULT_MIN_KEEP = 0.125;
@@ -91,7 +91,9 @@ export interface LatencyEstimator {
 
 /** One step of a target run. */
 export interface TargetStep {
+  /** Parameters after the step. */
   params: number;
+  /** MACs after the step. */
   macs: number;
   /** Estimated latency after the step (ms), with a latency model. */
   latencyMs?: number;
@@ -101,6 +103,7 @@ export interface TargetStep {
 
 /** The report of a target run. */
 export interface TargetReport {
+  /** What the goal counts. */
   metric: Metric;
   /** Goal in the metric's unit (parameters, MACs, or estimated milliseconds; for a speed-up,
    * on the scale of the original's last timing: see `LatencyEstimator.refine`). */
@@ -108,8 +111,11 @@ export interface TargetReport {
   /** Value reached (for latency: estimated), and whether the goal is met — for a speed-up, by
    * the measured median speed-up, never by the estimate. */
   reached: number;
+  /** Whether the value reached is at or under the goal. */
   met: boolean;
+  /** The original model's value. */
   before: number;
+  /** Every step, in order. */
   steps: TargetStep[];
   /** A speed-up target: the goal, and the final model timed against the original. */
   speedup?: number;
@@ -284,7 +290,10 @@ export async function pruneToTarget(
         ? options.allocation
         : "global",
       evaluation: undefined,
+      distill: undefined,
     };
+    // Distilled once, after the last step, from the model as given.
+    const teacher = options.distill ? encodeModel(model) : undefined;
     // A dry look at the original for its size (and the latency model's estimate).
     const first = await pruneModel(model, { ...base, dryRun: true, budget: undefined });
     const metric: Metric = target.params !== undefined
@@ -555,7 +564,8 @@ export async function pruneToTarget(
       macs: { ...first.report.macs, after: report.macs.after },
       blocks: finalBlocks,
       notes: [
-        ...report.notes,
+        // What one step's allocation spent its budget on is said for the whole run (warnings).
+        ...report.notes.filter((n) => !n.startsWith("the budget went to")),
         `pruned in ${history.length} step${history.length > 1 ? "s" : ""} to a ${metric} target` +
         (measured?.corrections
           ? `, the last step corrected ${measured.corrections} time${
@@ -564,6 +574,14 @@ export async function pruneToTarget(
           : ""),
       ],
     };
+    if (teacher) {
+      final.distill = await distillModel(
+        current,
+        teacher,
+        await readBatches(options.calibration),
+        options.distill!,
+      );
+    }
     return {
       model: current,
       report: final,
