@@ -6,7 +6,7 @@
  * interleaved rounds (medians of rounds; the rounds' spread is the noise), on the wall clock
  * and on the process's CPU time (with one thread; what a run takes on the machine alone, when
  * other work keeps it busy). `--clock` is the clock the tool itself plans and checks on. Two
- * runs: with head dims (`--prune-head-dims`) and without head flags (MLP channels only).
+ * runs: with head dims (`--prune-head-dims`) and MLP channels only (`--head-pruning-ratio 0`).
  * Head-aligned against unaligned pruning: alignment.ts.
  *
  *   .venv/bin/python scripts/verify/make_exports.py bench/data deits
