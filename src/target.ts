@@ -64,13 +64,17 @@ export interface TargetOptions {
 
 /** A pruned model timed against the original by interleaved rounds. */
 export interface SpeedupCheck {
-  /** Medians over the rounds (ms). */
+  /** The original's median over the rounds (ms). */
   originalMs: number;
+  /** The pruned model's median over the rounds (ms). */
   prunedMs: number;
-  /** Median of the rounds' speed-ups, and the lowest and highest (the timing noise). */
+  /** Median of the rounds' speed-ups. */
   speedup: number;
+  /** The lowest round's speed-up (with `high`: the timing noise). */
   low: number;
+  /** The highest round's speed-up. */
   high: number;
+  /** Interleaved rounds timed. */
   rounds: number;
 }
 
@@ -117,8 +121,10 @@ export interface TargetReport {
   before: number;
   /** Every step, in order. */
   steps: TargetStep[];
-  /** A speed-up target: the goal, and the final model timed against the original. */
+  /** A speed-up target: the speed-up asked for. */
   speedup?: number;
+  /** A speed-up target: the final model timed against the original, and how many times the
+   * last step was done again after such a timing. */
   measured?: SpeedupCheck & { corrections: number };
   /** What the run could not do as asked (one kind took the whole budget, floors reached). */
   warnings?: string[];
