@@ -35,7 +35,7 @@ export type { Compensation } from "./src/compensate.ts";
 export type { Evaluation, Fidelity } from "./src/evaluate.ts";
 export type { Metric, UnitKind } from "./src/allocate.ts";
 export type { ApplyStats } from "./src/apply.ts";
-export type { TargetReport, TargetStep } from "./src/target.ts";
+export type { SpeedupCheck, TargetReport, TargetStep } from "./src/target.ts";
 export type { InterfaceChange } from "./src/analysis/interfaces.ts";
 export type { OrtTensor } from "./src/runtime/ort.ts";
 export { PruneError } from "./src/errors.ts";

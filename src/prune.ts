@@ -92,6 +92,12 @@ export interface RunOptions extends PruneOptions {
   separateQkV?: boolean;
   /** Latency-aware ranking (NViT Eq. 6): a unit's score minus η × the latency it saves (ms). */
   latencyEta?: number;
+  /** With a budget and the "global" ranking: units ranked by their whole score per unit of the
+   * budget they save (NViT's I − η·ΔLatency with η set from the data; see allocate.ts). */
+  perCost?: boolean;
+  /** With a budget: units of a kind a group keeps at least (a floor per block), by the group's
+   * name. */
+  minKept?: (group: { name: string }, kind: UnitKind) => number;
   /** false: leave out the onnxruntime load check where onnxruntime cannot run (a browser page,
    * a service without file access); the shapes are still worked out from the graph, and a note
    * says so. Default true. */
@@ -364,6 +370,8 @@ async function pruneWithCore(
     shapes: before,
     latencyCost: options.latencyCost,
     latencyEta: options.latencyEta,
+    perCost: options.perCost,
+    minKept: options.minKept,
     onNote: (note) => notes.push(note),
     embeddingPruningRatio,
     qkRatio: options.qkPruningRatio === undefined

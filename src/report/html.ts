@@ -125,6 +125,22 @@ export function reportHtml(report: PruneReport, options: ReportHtmlOptions = {})
         t.met ? "met" : "not met"
       })</p>`,
     );
+    const m = t.measured;
+    if (m) {
+      out.push(
+        `<p>${
+          escapeHtml(
+            `measured against the original: ×${m.speedup.toFixed(2)} (rounds ` +
+              `×${m.low.toFixed(2)}–×${m.high.toFixed(2)}, ${m.rounds} interleaved) for ` +
+              `×${t.speedup} asked` +
+              (m.corrections
+                ? `; the last step corrected ${m.corrections} time${m.corrections > 1 ? "s" : ""}`
+                : ""),
+          )
+        }</p>`,
+      );
+    }
+    if (t.warnings?.length) out.push(list(t.warnings));
   }
   if (report.search) {
     const { heading, rows } = searchTable(report.search);
