@@ -272,10 +272,13 @@ Deno.test("factor lists where one channel class appears twice: no match, not an 
 Deno.test("a graph input of type string is fed strings when the model is run", async () => {
   // Found as kv_llama's position_ids typed STRING (a Cast reads it, onnxruntime runs it): the
   // run of the pruned model could not be fed.
-  const m = model([one("Cast", ["x"], { to: 1 })], [], ["x", [2, 3]], "y");
-  m.graph!.input![0].type!.tensorType!.elemType = 8;
-  const ran = await probeTensors(m, { method: "run" });
-  assert.deepEqual(ran.get("y")?.dims, [2, 3]);
+  // An attention mask is filled with ones, as strings here.
+  for (const name of ["x", "attention_mask"]) {
+    const m = model([one("Cast", [name], { to: 1 })], [], [name, [2, 3]], "y");
+    m.graph!.input![0].type!.tensorType!.elemType = 8;
+    const ran = await probeTensors(m, { method: "run" });
+    assert.deepEqual(ran.get("y")?.dims, [2, 3]);
+  }
 });
 
 Deno.test("the checks on the way see past a node without a shape rule", async () => {

@@ -217,7 +217,7 @@ export async function probeTensors(
     feeds[name] = makeFeed(ort, type, dims);
     // An all-zero attention mask hides every position: onnxruntime-genai's graphs turn it into a
     // sequence length of -1, which GroupQueryAttention refuses. Ones attend everywhere.
-    if (/attention_mask/i.test(name) && type !== "bool") {
+    if (/attention_mask/i.test(name) && type !== "bool" && type !== "string") {
       const data = feeds[name].data as unknown as { fill: (v: number | bigint) => void };
       data.fill(type === "int64" || type === "uint64" ? 1n : 1);
     }
