@@ -336,3 +336,53 @@ Deno.test("attention head counts that are not positive, or do not divide: refuse
     );
   }
 });
+
+Deno.test("a branch of an If with a shape vector reshaped to 2^31: the model is refused, not that branch left out", async () => {
+  // Found in the merged decoder: the probe of the bad branch was refused and that branch left
+  // without shapes, as a branch that cannot run on the probe's inputs is; onnxruntime then loaded
+  // it (over 3 GB) when the result was checked.
+  const branch = (bad: boolean) =>
+    onnx.GraphProto.create({
+      name: bad ? "then" : "else",
+      node: bad
+        ? [
+          onnx.NodeProto.create({ name: "shape", opType: "Shape", input: ["x"], output: ["s"] }),
+          onnx.NodeProto.create({
+            name: "cut",
+            opType: "Reshape",
+            input: ["s", "t"],
+            output: ["r"],
+          }),
+        ]
+        : [onnx.NodeProto.create({ name: "same", opType: "Shape", input: ["x"], output: ["r2"] })],
+      initializer: bad ? [int64s("t", [2n ** 31n])] : [],
+      output: [onnx.ValueInfoProto.create({ name: bad ? "r" : "r2" })],
+    });
+  const cond = onnx.TensorProto.create({
+    name: "c",
+    dims: [],
+    dataType: 9,
+    rawData: new Uint8Array([1]),
+  });
+  const m = model(
+    [onnx.NodeProto.create({
+      name: "if",
+      opType: "If",
+      input: ["c"],
+      output: ["y"],
+      attribute: [
+        { name: "then_branch", type: 5, g: branch(true) },
+        { name: "else_branch", type: 5, g: branch(false) },
+      ],
+    })],
+    [cond],
+    ["x", [1, 4]],
+    "y",
+  );
+  await assert.rejects(
+    () => probeTensors(m),
+    (e) =>
+      e instanceof PruneError &&
+      /Reshape node "cut(_then_branch)?": cannot reshape/.test(e.message),
+  );
+});

@@ -148,7 +148,13 @@ export async function probeTensors(
     // stops at them); when neither can, the model is probed as it is.
     const merged = new Map<string, ProbedTensor>();
     for (const which of [0, 1] as const) {
-      const shapes = await probeTensors(inlineBranches(model, which), opts).catch(() => undefined);
+      const shapes = await probeTensors(inlineBranches(model, which), opts).catch((e) => {
+        // A branch onnxruntime must not be given (it would load for minutes) fails the model.
+        if (e instanceof PruneError && (e.code === "too-large" || e.code === "invalid-model")) {
+          throw e;
+        }
+        return undefined;
+      });
       for (const [name, t] of shapes ?? []) if (!merged.has(name)) merged.set(name, t);
     }
     if (merged.size) return merged;
