@@ -47,10 +47,11 @@ fi
 # Panic locations embed source paths: map every machine path to a neutral prefix.
 # reference-types is off so wasm-bindgen keeps JS objects in a JS-side heap instead of an externref
 # table: binaryen 108 (Debian's wasm-opt) re-points the exported externref table at the funcref
-# table, which breaks loading.
+# table, which breaks loading. simd128 (fixed-width SIMD, in every engine since 2021) is on for the
+# linear algebra's micro-kernel.
 CARGO_DIR="${CARGO_HOME:-$HOME/.cargo}"
 flags=(
-  "-Ctarget-feature=-reference-types"
+  "-Ctarget-feature=-reference-types,+simd128"
   "--remap-path-prefix=$CARGO_DIR/registry/src=/cargo/registry"
   "--remap-path-prefix=$CARGO_DIR/git/checkouts=/cargo/git"
   "--remap-path-prefix=$SYSROOT/lib/rustlib/src/rust=/rustc"
@@ -69,7 +70,7 @@ trap 'rm -rf "$out"' EXIT
 wasm-bindgen --target bundler --out-dir "$out" --out-name prune_core \
   "$CRATE/target/wasm32-unknown-unknown/release/prune_core.wasm"
 wasm-opt -O3 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-  --enable-mutable-globals --enable-multivalue \
+  --enable-mutable-globals --enable-multivalue --enable-simd \
   "$out/prune_core_bg.wasm" -o "$out/prune_core_bg.wasm"
 
 leaks="$(grep -a -l -E "$HOME|$ROOT|$CARGO_DIR|/usr/lib/rustlib" "$out"/* || true)"

@@ -4,7 +4,8 @@
  *   b' = b + Σⱼ∈removed E[xⱼ]·Wⱼ,:, so the layer's output keeps its mean;
  * - "reweight" (least squares, APMA's reweighting without training): the kept rows and the bias
  *   are refitted so that X_kept·W' + b' best matches X·W + b over the calibration data,
- *   [W'; b'] = argmin E‖xW + b − x_K W' − b'‖² + λ‖W'‖², from the Gram matrix E[xᵀx].
+ *   [W'; b'] = argmin E‖xW + b − x_K W' − b'‖² + λ‖W'‖², from the Gram matrix E[xᵀx] (solved in
+ *   the compute core: `ComputeCore.ridgeRefit`).
  * Both are computed from the original weights before the rewrite and written after it.
  *
  * @module
@@ -13,9 +14,12 @@ import type { Graph, Use } from "./graph/graph.ts";
 import { writeConstant } from "./graph/graph.ts";
 import type { Trace } from "./analysis/trace.ts";
 import type { ChannelStats } from "./calibration/stats.ts";
+import type { ComputeCore } from "./core/mod.ts";
 import { keptAxisIndices, type Plan, sizeRatio } from "./plan.ts";
 import { float32ToTensorBytes, makeTensor, tensorDims, tensorToFloat32 } from "./onnx/tensor.ts";
 
+/** How the layers that read removed channels make up for them: not at all, through their bias
+ * (FLAP: the removed channels' mean input), or by least squares over the kept ones (APMA). */
 export type Compensation = "none" | "bias" | "reweight";
 
 /** A consumer layer to update once the graph is rewritten. */
@@ -58,17 +62,25 @@ function biasOf(graph: Graph, linear: { output: string[] }, width: number) {
   return undefined;
 }
 
-/** Computes the new weights and biases of the compensable consumers (original model). */
-export function planCompensation(
+/**
+ * Computes the new weights and biases of the compensable consumers (original model). The least
+ * squares run in the compute core, one layer at a time; each Gram matrix is released once the
+ * last layer reading its tensor is fitted.
+ */
+export async function planCompensation(
+  core: ComputeCore,
   trace: Trace,
   plan: Plan,
   stats: Map<string, ChannelStats>,
   mode: Compensation,
   ridge: number,
-): PendingUpdate[] {
+): Promise<PendingUpdate[]> {
   if (mode === "none") return [];
   const updates: PendingUpdate[] = [];
-  for (const { touch, linear, kept, x } of compensable(trace, plan, stats)) {
+  const layers = compensable(trace, plan, stats);
+  const readers = new Map<ChannelStats, number>();
+  for (const { x } of layers) readers.set(x, (readers.get(x) ?? 0) + 1);
+  for (const { touch, linear, kept, x } of layers) {
     const w = tensorToFloat32(touch.ref.tensor);
     const [cin, cout] = tensorDims(touch.ref.tensor);
     const bias = biasOf(trace.graph, linear, cout);
@@ -85,13 +97,27 @@ export function planCompensation(
       }
       Object.assign(update, { bias: nb, biasNode: bias.node.name, biasIndex: bias.index });
     } else {
-      const fit = leastSquares(w, b, cin, cout, kept, x, ridge, !!bias);
+      const fit = await core.ridgeRefit({
+        gram: x.gram,
+        count: x.gramCount,
+        weight: w,
+        cin,
+        cout,
+        kept: Uint32Array.from(kept),
+        ridge,
+        bias: bias
+          ? { values: b, mean: Float64Array.from({ length: cin }, (_, j) => x.gramMean(j)) }
+          : undefined,
+      });
       update.weight = fit.weight;
       if (bias) {
         Object.assign(update, { bias: fit.bias, biasNode: bias.node.name, biasIndex: bias.index });
       }
     }
     updates.push(update);
+    const left = readers.get(x)! - 1;
+    readers.set(x, left);
+    if (left === 0) x.releaseGram();
   }
   return updates;
 }
@@ -122,88 +148,4 @@ function replace(graph: Graph, use: Use, values: Float32Array) {
   if (graph.constantUseCount(ref) === 1) return writeConstant(ref, bytes, dims);
   const copy = makeTensor(`${ref.name}_compensated`, ref.tensor.dataType!, dims, bytes);
   graph.rewire(use, graph.addInitializer(copy));
-}
-
-/**
- * [W'; b'] minimising E‖xW + b − x_K W' − b'‖² + λ‖W'‖² (λ relative to the mean diagonal of
- * E[x_K x_Kᵀ]); without a bias the intercept row is left out.
- */
-function leastSquares(
-  w: Float32Array,
-  b: Float32Array,
-  cin: number,
-  cout: number,
-  kept: number[],
-  x: ChannelStats,
-  ridge: number,
-  withBias: boolean,
-): { weight: Float32Array; bias: Float32Array } {
-  const n = x.gramCount, g = x.gram!, k = kept.length, size = k + (withBias ? 1 : 0);
-  const a = new Float64Array(size * size);
-  let diag = 0;
-  for (let r = 0; r < k; r++) diag += g[kept[r] * cin + kept[r]] / n;
-  const lambda = ridge * (diag / k);
-  for (let r = 0; r < k; r++) {
-    for (let c = 0; c < k; c++) a[r * size + c] = g[kept[r] * cin + kept[c]] / n;
-    a[r * size + r] += lambda;
-    if (withBias) {
-      a[r * size + k] = a[k * size + r] = x.gramMean(kept[r]);
-    }
-  }
-  if (withBias) a[k * size + k] = 1;
-  // Right-hand side: E[z (xW + b)] for z = [x_K, 1].
-  const rhs = new Float64Array(size * cout);
-  for (let r = 0; r < k; r++) {
-    const row = kept[r] * cin;
-    for (let j = 0; j < cin; j++) {
-      const gj = g[row + j] / n;
-      if (gj === 0) continue;
-      for (let o = 0; o < cout; o++) rhs[r * cout + o] += gj * w[j * cout + o];
-    }
-    if (withBias) {
-      for (let o = 0; o < cout; o++) rhs[r * cout + o] += x.gramMean(kept[r]) * b[o];
-    }
-  }
-  if (withBias) {
-    for (let j = 0; j < cin; j++) {
-      const m = x.gramMean(j);
-      for (let o = 0; o < cout; o++) rhs[k * cout + o] += m * w[j * cout + o];
-    }
-    for (let o = 0; o < cout; o++) rhs[k * cout + o] += b[o];
-  }
-  const theta = solveSpd(a, size, rhs, cout);
-  return {
-    weight: Float32Array.from(theta.subarray(0, k * cout)),
-    bias: withBias ? Float32Array.from(theta.subarray(k * cout)) : Float32Array.from(b),
-  };
-}
-
-/** Solves A·X = B for symmetric positive definite A (n×n) by Cholesky; B is n×m. */
-function solveSpd(a: Float64Array, n: number, b: Float64Array, m: number): Float64Array {
-  const l = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j <= i; j++) {
-      let s = a[i * n + j];
-      for (let k = 0; k < j; k++) s -= l[i * n + k] * l[j * n + k];
-      if (i === j) l[i * n + i] = Math.sqrt(Math.max(s, 1e-12));
-      else l[i * n + j] = s / l[j * n + j];
-    }
-  }
-  const y = new Float64Array(n * m);
-  for (let i = 0; i < n; i++) {
-    for (let c = 0; c < m; c++) {
-      let s = b[i * m + c];
-      for (let k = 0; k < i; k++) s -= l[i * n + k] * y[k * m + c];
-      y[i * m + c] = s / l[i * n + i];
-    }
-  }
-  const out = new Float64Array(n * m);
-  for (let i = n - 1; i >= 0; i--) {
-    for (let c = 0; c < m; c++) {
-      let s = y[i * m + c];
-      for (let k = i + 1; k < n; k++) s -= l[k * n + i] * out[k * m + c];
-      out[i * m + c] = s / l[i * n + i];
-    }
-  }
-  return out;
 }

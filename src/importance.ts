@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { type ComputeCore, Float32Bytes } from "./core/mod.ts";
+import { type ComputeCore, dissimilarityNow, Float32Bytes } from "./core/mod.ts";
 import type { Factor } from "./analysis/factors.ts";
 import type { AttentionGroup, EmbeddingGroup, MlpGroup } from "./analysis/groups.ts";
 import type { TensorTouch } from "./analysis/trace.ts";
@@ -237,18 +237,8 @@ export async function groupChannelScores(
  * duplicates carries little of its own. Without a Gram matrix, all ones.
  */
 export function dissimilarity(x: ChannelStats, heads?: Int32Array): Float64Array {
-  const c = x.channels, g = x.gram, out = new Float64Array(c).fill(1);
-  if (!g) return out;
-  for (let i = 0; i < c; i++) {
-    let most = 0;
-    for (let j = 0; j < c; j++) {
-      if (j === i || (heads && heads[j] !== heads[i])) continue;
-      const den = Math.sqrt(g[i * c + i] * g[j * c + j]);
-      if (den > 0) most = Math.max(most, Math.abs(g[i * c + j]) / den);
-    }
-    out[i] = Math.max(0, 1 - most);
-  }
-  return out;
+  if (!x.gram) return new Float64Array(x.channels).fill(1);
+  return dissimilarityNow(x.gram, x.channels, heads);
 }
 
 /** float16 bytes as bits, copied only when they do not start at an even byte. */

@@ -66,7 +66,7 @@ Deno.test("targeted mutations: deterministic, and every kind of edit is made", a
 
 Deno.test("watchdog: a hang, a crash and a memory overrun (twice) are findings naming the case; the next case runs", async () => {
   const watchdog = new Watchdog({
-    caseSeconds: 3,
+    caseSeconds: 10, // a child started on a busy machine takes seconds before its first case
     memoryBytes: 400 * 2 ** 20,
     child: new URL("./helpers/fuzz_misbehaving_child.ts", import.meta.url),
   });

@@ -11,6 +11,7 @@ import { onnx } from "../onnx/proto.ts";
 import { encodeModel } from "../onnx/model_io.ts";
 import { createSession, type OrtTensor } from "../runtime/ort.ts";
 import { PruneError } from "../errors.ts";
+import { gramNow } from "../core/mod.ts";
 
 /** Per-channel statistics of one tensor over every calibration position (token, sample). */
 export class ChannelStats {
@@ -19,8 +20,10 @@ export class ChannelStats {
   count = 0;
   readonly sum: Float64Array;
   readonly sumSquares: Float64Array;
-  /** Σ xᵀx, channels × channels, row-major (only when asked for). */
-  readonly gram?: Float64Array;
+  /** Σ xᵀx, channels × channels, row-major (only when asked for; undefined once released).
+   * One float32 copy: onnxruntime computes each batch's block in float32, and the compensation
+   * solved from it in float32 matches the float64 solve (bench/RESULTS.md). */
+  gram?: Float32Array;
   /** Positions summed into `gram` (every `gramStride`-th position when subsampled), and their
    * per-channel sum: means used with the Gram matrix come from the same positions, so that
    * E[xxᵀ] − E[x]E[x]ᵀ stays positive semi-definite. */
@@ -32,9 +35,14 @@ export class ChannelStats {
     this.sum = new Float64Array(channels);
     this.sumSquares = new Float64Array(channels);
     if (gram) {
-      this.gram = new Float64Array(channels * channels);
+      this.gram = new Float32Array(channels * channels);
       this.gramSum = new Float64Array(channels);
     }
+  }
+
+  /** Drops the Gram matrix (C² values) once nothing needs it any more. */
+  releaseGram(): void {
+    this.gram = undefined;
   }
 
   /** Adds per-channel sums of x and x² over `rows` positions computed elsewhere. */
@@ -59,7 +67,8 @@ export class ChannelStats {
     return this.gramCount ? this.gramSum![j] / this.gramCount : 0;
   }
 
-  /** Adds the rows of a [positions, channels] block (and their Gram, unless `withGram` is off). */
+  /** Adds the rows of a [positions, channels] block (and their Gram, computed in the compute
+   * core, unless `withGram` is off). */
   add(data: ArrayLike<number>, withGram = true): void {
     const c = this.channels, rows = data.length / c;
     for (let r = 0; r < rows; r++) {
@@ -69,18 +78,12 @@ export class ChannelStats {
         this.sum[j] += v;
         this.sumSquares[j] += v * v;
       }
-      const g = withGram ? this.gram : undefined;
-      if (g) {
-        for (let i = 0; i < c; i++) {
-          const vi = data[base + i];
-          if (vi === 0) continue;
-          const row = i * c;
-          for (let j = 0; j < c; j++) g[row + j] += vi * data[base + j];
-        }
-      }
     }
     this.count += rows;
     if (withGram && this.gram) {
+      const x = data instanceof Float32Array ? data : Float32Array.from(data);
+      const g = this.gram, block = gramNow(x, rows, c);
+      for (let i = 0; i < g.length; i++) g[i] += block[i];
       this.gramCount += rows;
       for (let r = 0; r < rows; r++) {
         for (let j = 0; j < c; j++) this.gramSum![j] += data[r * c + j];
@@ -243,7 +246,7 @@ export async function collectStats(
       output: outputs,
     }),
   });
-  const session = await createSession(encodeModel(copy));
+  const session = await createSession(encodeModel(copy), {}, "calibration");
   const stats = new Map<string, ChannelStats>();
   let runs = 0;
   try {

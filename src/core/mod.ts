@@ -1,12 +1,13 @@
 /**
- * Compute core of `@prune/vit`: per-channel Lp scores, score reductions, stable selection and a
- * bit-exact gather along one axis. The math is Rust compiled to WebAssembly
+ * Compute core of `@prune/vit`: per-channel Lp scores, score reductions, stable selection, a
+ * bit-exact gather along one axis, and the dense linear algebra of the data-aware path (Gram
+ * matrices, the ridge least squares of the reweight compensation, APMA's dissimilarity). The math is Rust compiled to WebAssembly
  * (`crates/prune_core`, built into `./wasm/` by `deno task build:wasm`); it runs either as WebGPU
  * compute shaders (`navigator.gpu`) or on the CPU inside wasm. This module only marshals.
  *
  * @example
  * ```ts
- * import { createCore } from "./src/core/mod.ts";
+ * import { createCore } from "@prune/vit";
  *
  * const core = await createCore(); // "gpu" when navigator.gpu gives an adapter, else "cpu"
  * const weight = new Float32Array(768 * 3072); // an MLP weight [in, out]
@@ -27,7 +28,9 @@
 // @ts-types="./wasm/prune_core.d.ts"
 import * as wasm from "./wasm/prune_core.js";
 
+/** Where the core computes: WebGPU compute shaders, or the CPU inside wasm. */
 export type Backend = "gpu" | "cpu";
+/** How score vectors are combined. */
 export type Reduce = "sum" | "mean" | "max";
 
 /**
@@ -35,11 +38,13 @@ export type Reduce = "sum" | "mean" | "max";
  * model): scored without first copying them into an aligned Float32Array.
  */
 export class Float32Bytes {
+  /** Wraps the bytes (no copy); their length must be a multiple of 4. */
   constructor(readonly bytes: Uint8Array) {
     if (bytes.length % 4 !== 0) {
       throw new RangeError(`${bytes.length} bytes are not whole float32 values`);
     }
   }
+  /** Length in bytes. */
   get byteLength(): number {
     return this.bytes.length;
   }
@@ -53,7 +58,21 @@ export class Float32Bytes {
 /** Weights to score: float32 values, float32 bytes, or float16 bit patterns in a Uint16Array. */
 export type ScoreData = Float32Array | Float32Bytes | Uint16Array;
 
+/**
+ * The compute core: channel scores, their reductions, selection and gathers, on the GPU or the
+ * CPU (both give the same answers).
+ *
+ * @example
+ * ```ts
+ * import { createCore } from "@prune/vit";
+ * const core = await createCore({ backend: "cpu" });
+ * const scores = await core.channelLpScores(new Float32Array([1, 2, 3, 4]), [2, 2], 0, 2);
+ * console.log(scores); // Float32Array [5, 25]
+ * core.dispose();
+ * ```
+ */
 export interface ComputeCore {
+  /** The backend in use. */
   readonly backend: Backend;
   /** Per-channel Σ|w|^p over every axis except `axis` (no root taken). Returns dims[axis] scores. */
   channelLpScores(
@@ -82,11 +101,49 @@ export interface ComputeCore {
     axis: number,
     indices: Uint32Array,
   ): Promise<Uint8Array>;
+  /** The reweight compensation's ridge least squares for one layer (see {@link RefitProblem}). */
+  ridgeRefit(problem: RefitProblem): Promise<RefitResult>;
   /** Release GPU resources (no-op on CPU). */
   dispose(): void;
 }
 
+/**
+ * One layer y = x·W + b to refit on its kept inputs: [W'; b'] minimising
+ * E‖x·W + b − x_K·W' − b'‖² + λ‖W'‖², λ = ridge × the mean of diag(E[x_K x_Kᵀ]), the intercept
+ * not penalised; without a bias, b' = b. Solved by a blocked Cholesky factorisation in the core.
+ */
+export interface RefitProblem {
+  /** Σ xᵀx over `count` positions, cin × cin, row-major. */
+  gram: Float32Array;
+  /** Positions summed into the Gram matrix. */
+  count: number;
+  /** W, cin × cout, row-major. */
+  weight: Float32Array;
+  /** Input channels of W. */
+  cin: number;
+  /** Output channels of W. */
+  cout: number;
+  /** Input channels kept, ascending. */
+  kept: Uint32Array;
+  /** Ridge, relative to the mean input energy of the kept channels. */
+  ridge: number;
+  /** With a bias: its values and the input's mean over the Gram's positions. */
+  bias?: { values: Float32Array; mean: Float64Array };
+  /** Bits of the solve: 32 (default: as accurate here, see bench/RESULTS.md) or 64. */
+  precision?: 32 | 64;
+}
+
+/** The refitted layer of a {@link RefitProblem}. */
+export interface RefitResult {
+  /** W' (kept × cout). */
+  weight: Float32Array;
+  /** b', when the problem has a bias. */
+  bias?: Float32Array;
+}
+
+/** Options of {@link createCore}. */
 export interface CoreOptions {
+  /** "auto" (default), "gpu" or "cpu"; see {@link createCore}. */
   backend?: "auto" | "gpu" | "cpu";
   /** Caps the bytes per GPU storage binding below the device limit (tests use it to force chunking). */
   gpuChunkBytes?: number;
@@ -210,6 +267,51 @@ export function gatherAxisNow(
   );
 }
 
+/** {@link ComputeCore.ridgeRefit} on the CPU, synchronously. */
+export function ridgeRefitNow(problem: RefitProblem): RefitResult {
+  const { cin, cout, kept } = problem;
+  const out = wasm.cpu_ridge_refit(
+    problem.gram,
+    u32("cin", cin),
+    problem.count,
+    problem.weight,
+    u32("cout", cout),
+    kept,
+    problem.ridge,
+    problem.bias?.values,
+    problem.bias?.mean,
+    problem.precision ?? 32,
+  );
+  const rows = kept.length * cout;
+  return problem.bias
+    ? { weight: out.subarray(0, rows), bias: out.subarray(rows) }
+    : { weight: out };
+}
+
+/**
+ * Xᵀ·X of `rows` rows of `channels` values (row-major), in the core.
+ *
+ * @example const g = gramNow(Float32Array.of(1, 2, 3, 4), 2, 2); // [10, 14, 14, 20]
+ */
+export function gramNow(x: Float32Array, rows: number, channels: number): Float32Array {
+  return wasm.cpu_gram(x, u32("rows", rows), u32("channels", channels));
+}
+
+/**
+ * APMA's similarity weight from a Gram matrix (channels × channels): per channel,
+ * 1 − max |cos(xᵢ, xⱼ)| over the other channels with the same `heads` label (all others when
+ * absent), in the core.
+ *
+ * @example const d = dissimilarityNow(Float32Array.of(1, 1, 1, 1), 2); // [0, 0]: duplicates
+ */
+export function dissimilarityNow(
+  gram: Float32Array,
+  channels: number,
+  heads?: Int32Array,
+): Float64Array {
+  return wasm.cpu_dissimilarity(gram, u32("channels", channels), heads);
+}
+
 class CpuCore implements ComputeCore {
   readonly backend: Backend = "cpu";
 
@@ -264,6 +366,10 @@ class CpuCore implements ComputeCore {
     indices: Uint32Array,
   ): Promise<Uint8Array> {
     return Promise.resolve().then(() => gatherAxisNow(bytes, dims, elementSize, axis, indices));
+  }
+
+  ridgeRefit(problem: RefitProblem): Promise<RefitResult> {
+    return Promise.resolve().then(() => ridgeRefitNow(problem));
   }
 
   dispose(): void {}

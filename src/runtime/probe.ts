@@ -168,6 +168,8 @@ export async function probeTensors(
     opts.otherDims ?? 8,
   );
 
+  // What the run is for, named in the error when Deno's permissions keep onnxruntime out.
+  let purpose = "the run check (verifyRun, --verify-run)";
   if (opts.method !== "run") {
     const dims = new Map<string, number[]>();
     for (const input of realInputs) {
@@ -181,10 +183,11 @@ export async function probeTensors(
       return staticShapes(model, dims, opts.maxValues ?? 64);
     } catch (e) {
       if (!(e instanceof StaticShapeUnknown) || opts.method === "static") throw e;
+      purpose = `working out tensor shapes past ${e.message} (no shape rule; one run instead)`;
     }
   }
 
-  const ort = await loadOrt();
+  const ort = await loadOrt(purpose);
   const feeds: Record<string, OrtTensor> = {};
   const castInputs: {
     f32: string;
@@ -257,8 +260,9 @@ export async function probeTensors(
 
   let session;
   try {
-    session = await createSession(encodeModel(probeModel));
+    session = await createSession(encodeModel(probeModel), {}, purpose);
   } catch (e) {
+    if (e instanceof PruneError && e.code === "permission") throw e;
     throw new PruneError("probe-failed", `onnxruntime cannot load the model: ${firstLine(e)}`);
   }
   const maxValues = opts.maxValues ?? 64;

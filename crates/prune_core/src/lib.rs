@@ -6,6 +6,7 @@
 mod cpu;
 #[cfg(target_arch = "wasm32")]
 mod gpu;
+mod linalg;
 
 use cpu::{Layout, Reduce};
 use wasm_bindgen::prelude::*;
@@ -96,6 +97,67 @@ pub fn cpu_gather_axis(
     indices: &[u32],
 ) -> Result<Vec<u8>, JsError> {
     cpu::gather_axis(bytes, dims, element_size, axis, indices).map_err(|e| JsError::new(&e))
+}
+
+/// The reweight compensation's ridge least squares (`linalg::ridge_refit`): the kept rows of a
+/// layer's weight refitted from the Gram matrix of its input. `bias` and `mean` (the input's mean
+/// over the Gram's positions) come together. `precision`: 32 or 64 (bits of the solve). Returns
+/// the new kept rows (kept × cout), then with a bias the new bias.
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub fn cpu_ridge_refit(
+    gram: &[f32],
+    cin: u32,
+    count: f64,
+    weight: &[f32],
+    cout: u32,
+    kept: &[u32],
+    ridge: f64,
+    bias: Option<Vec<f32>>,
+    mean: Option<Vec<f64>>,
+    precision: u32,
+) -> Result<Vec<f32>, JsError> {
+    let bias = match (&bias, &mean) {
+        (Some(b), Some(m)) => Some((&b[..], &m[..])),
+        (None, None) => None,
+        _ => {
+            return Err(JsError::new(
+                "refit: a bias needs the input's mean, and only it",
+            ))
+        }
+    };
+    let problem = linalg::RefitProblem {
+        gram,
+        cin: cin as usize,
+        count,
+        weight,
+        cout: cout as usize,
+        kept,
+        ridge,
+        bias,
+    };
+    match precision {
+        32 => linalg::ridge_refit::<f32>(&problem),
+        64 => linalg::ridge_refit::<f64>(&problem),
+        _ => Err(format!("precision must be 32 or 64, got {precision}")),
+    }
+    .map_err(|e| JsError::new(&e))
+}
+
+/// Xᵀ·X of `rows` × `channels` values (row-major).
+#[wasm_bindgen]
+pub fn cpu_gram(x: &[f32], rows: u32, channels: u32) -> Result<Vec<f32>, JsError> {
+    linalg::gram(x, rows as usize, channels as usize).map_err(|e| JsError::new(&e))
+}
+
+/// APMA's dissimilarity per channel (`linalg::dissimilarity`).
+#[wasm_bindgen]
+pub fn cpu_dissimilarity(
+    gram: &[f32],
+    channels: u32,
+    heads: Option<Vec<i32>>,
+) -> Result<Vec<f64>, JsError> {
+    linalg::dissimilarity(gram, channels as usize, heads.as_deref()).map_err(|e| JsError::new(&e))
 }
 
 /// WebGPU-backed ops. Methods return Promises; run one call at a time per instance (WebGPU error

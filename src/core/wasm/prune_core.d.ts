@@ -59,8 +59,26 @@ export function cpu_channel_lp_scores_f32(data: Float32Array | number[], dims: U
  */
 export function cpu_channel_lp_scores_f32_bytes(data: Uint8Array | number[], dims: Uint32Array | number[], axis: number, p: number): Float32Array;
 
+/**
+ * APMA's dissimilarity per channel (`linalg::dissimilarity`).
+ */
+export function cpu_dissimilarity(gram: Float32Array | number[], channels: number, heads?: Int32Array | number[] | null): Float64Array;
+
 export function cpu_gather_axis(bytes: Uint8Array | number[], dims: Uint32Array | number[], element_size: number, axis: number, indices: Uint32Array | number[]): Uint8Array;
 
+/**
+ * Xᵀ·X of `rows` × `channels` values (row-major).
+ */
+export function cpu_gram(x: Float32Array | number[], rows: number, channels: number): Float32Array;
+
 export function cpu_group_scores(scores: Float32Array | number[], groups: number, reduce: string): Float32Array;
+
+/**
+ * The reweight compensation's ridge least squares (`linalg::ridge_refit`): the kept rows of a
+ * layer's weight refitted from the Gram matrix of its input. `bias` and `mean` (the input's mean
+ * over the Gram's positions) come together. `precision`: 32 or 64 (bits of the solve). Returns
+ * the new kept rows (kept × cout), then with a bias the new bias.
+ */
+export function cpu_ridge_refit(gram: Float32Array | number[], cin: number, count: number, weight: Float32Array | number[], cout: number, kept: Uint32Array | number[], ridge: number, bias: Float32Array | number[] | null | undefined, mean: Float64Array | number[] | null | undefined, precision: number): Float32Array;
 
 export function cpu_select_keep_per_group(scores: Float32Array | number[], groups: number, drop: number): Uint32Array;

@@ -278,6 +278,35 @@ export function cpu_channel_lp_scores_f32_bytes(data, dims, axis, p) {
 }
 
 /**
+ * APMA's dissimilarity per channel (`linalg::dissimilarity`).
+ * @param {Float32Array | number[]} gram
+ * @param {number} channels
+ * @param {Int32Array | number[] | null} [heads]
+ * @returns {Float64Array}
+ */
+export function cpu_dissimilarity(gram, channels, heads) {
+    const val3 = +channels;
+    let ptr0, len0, ptr1, len1;
+    try {
+        ptr0 = passArrayF32ToWasm0(gram, wasm.__wbindgen_malloc);
+        len0 = WASM_VECTOR_LEN;
+        ptr1 = isLikeNone(heads) ? 0 : passArray32ToWasm0(heads, wasm.__wbindgen_malloc);
+        len1 = WASM_VECTOR_LEN;
+    } catch (e) {
+        if (ptr1) { wasm.__wbindgen_free(ptr1, len1 * 4, 4); }
+        if (ptr0) { wasm.__wbindgen_free(ptr0, len0 * 4, 4); }
+        throw e;
+    }
+    const ret = wasm.cpu_dissimilarity(ptr0, len0, val3, ptr1, len1);
+    if (ret[3]) {
+        throw takeObject(ret[2]);
+    }
+    var v4 = getArrayF64FromWasm0(ret[0], ret[1]).slice();
+    wasm.__wbindgen_free(ret[0], ret[1] * 8, 8);
+    return v4;
+}
+
+/**
  * @param {Uint8Array | number[]} bytes
  * @param {Uint32Array | number[]} dims
  * @param {number} element_size
@@ -312,6 +341,27 @@ export function cpu_gather_axis(bytes, dims, element_size, axis, indices) {
 }
 
 /**
+ * Xᵀ·X of `rows` × `channels` values (row-major).
+ * @param {Float32Array | number[]} x
+ * @param {number} rows
+ * @param {number} channels
+ * @returns {Float32Array}
+ */
+export function cpu_gram(x, rows, channels) {
+    const val2 = +rows;
+    const val3 = +channels;
+    const ptr0 = passArrayF32ToWasm0(x, wasm.__wbindgen_malloc);
+    const len0 = WASM_VECTOR_LEN;
+    const ret = wasm.cpu_gram(ptr0, len0, val2, val3);
+    if (ret[3]) {
+        throw takeObject(ret[2]);
+    }
+    var v4 = getArrayF32FromWasm0(ret[0], ret[1]).slice();
+    wasm.__wbindgen_free(ret[0], ret[1] * 4, 4);
+    return v4;
+}
+
+/**
  * @param {Float32Array | number[]} scores
  * @param {number} groups
  * @param {string} reduce
@@ -337,6 +387,58 @@ export function cpu_group_scores(scores, groups, reduce) {
     var v4 = getArrayF32FromWasm0(ret[0], ret[1]).slice();
     wasm.__wbindgen_free(ret[0], ret[1] * 4, 4);
     return v4;
+}
+
+/**
+ * The reweight compensation's ridge least squares (`linalg::ridge_refit`): the kept rows of a
+ * layer's weight refitted from the Gram matrix of its input. `bias` and `mean` (the input's mean
+ * over the Gram's positions) come together. `precision`: 32 or 64 (bits of the solve). Returns
+ * the new kept rows (kept × cout), then with a bias the new bias.
+ * @param {Float32Array | number[]} gram
+ * @param {number} cin
+ * @param {number} count
+ * @param {Float32Array | number[]} weight
+ * @param {number} cout
+ * @param {Uint32Array | number[]} kept
+ * @param {number} ridge
+ * @param {Float32Array | number[] | null | undefined} bias
+ * @param {Float64Array | number[] | null | undefined} mean
+ * @param {number} precision
+ * @returns {Float32Array}
+ */
+export function cpu_ridge_refit(gram, cin, count, weight, cout, kept, ridge, bias, mean, precision) {
+    const val6 = +cin;
+    const val7 = +count;
+    const val8 = +cout;
+    const val9 = +ridge;
+    const val10 = +precision;
+    let ptr0, len0, ptr1, len1, ptr2, len2, ptr3, len3, ptr4, len4;
+    try {
+        ptr0 = passArrayF32ToWasm0(gram, wasm.__wbindgen_malloc);
+        len0 = WASM_VECTOR_LEN;
+        ptr1 = passArrayF32ToWasm0(weight, wasm.__wbindgen_malloc);
+        len1 = WASM_VECTOR_LEN;
+        ptr2 = passArray32ToWasm0(kept, wasm.__wbindgen_malloc);
+        len2 = WASM_VECTOR_LEN;
+        ptr3 = isLikeNone(bias) ? 0 : passArrayF32ToWasm0(bias, wasm.__wbindgen_malloc);
+        len3 = WASM_VECTOR_LEN;
+        ptr4 = isLikeNone(mean) ? 0 : passArrayF64ToWasm0(mean, wasm.__wbindgen_malloc);
+        len4 = WASM_VECTOR_LEN;
+    } catch (e) {
+        if (ptr4) { wasm.__wbindgen_free(ptr4, len4 * 8, 8); }
+        if (ptr3) { wasm.__wbindgen_free(ptr3, len3 * 4, 4); }
+        if (ptr2) { wasm.__wbindgen_free(ptr2, len2 * 4, 4); }
+        if (ptr1) { wasm.__wbindgen_free(ptr1, len1 * 4, 4); }
+        if (ptr0) { wasm.__wbindgen_free(ptr0, len0 * 4, 4); }
+        throw e;
+    }
+    const ret = wasm.cpu_ridge_refit(ptr0, len0, val6, val7, ptr1, len1, val8, ptr2, len2, val9, ptr3, len3, ptr4, len4, val10);
+    if (ret[3]) {
+        throw takeObject(ret[2]);
+    }
+    var v11 = getArrayF32FromWasm0(ret[0], ret[1]).slice();
+    wasm.__wbindgen_free(ret[0], ret[1] * 4, 4);
+    return v11;
 }
 
 /**
@@ -948,12 +1050,12 @@ export function __wbindgen_generic_0000000000000002(arg0, arg1) {
 }
 export function __wbindgen_generic_0000000000000003(arg0, arg1) {
     // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("any")], shim_idx: 55, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
-    const ret = makeMutClosure(arg0, arg1, wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__18);
+    const ret = makeMutClosure(arg0, arg1, wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__21);
     return addHeapObject(ret);
 }
 export function __wbindgen_generic_0000000000000004(arg0, arg1) {
     // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("undefined")], shim_idx: 55, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
-    const ret = makeMutClosure(arg0, arg1, wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__19);
+    const ret = makeMutClosure(arg0, arg1, wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__22);
     return addHeapObject(ret);
 }
 export function __wbindgen_generic_0000000000000005(arg0) {
@@ -992,15 +1094,15 @@ function wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bin
     }
 }
 
-function wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__18(arg0, arg1, arg2) {
-    const ret = wasm.wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__18(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__21(arg0, arg1, arg2) {
+    const ret = wasm.wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__21(arg0, arg1, addHeapObject(arg2));
     if (ret[1]) {
         throw takeObject(ret[0]);
     }
 }
 
-function wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__19(arg0, arg1, arg2) {
-    const ret = wasm.wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__19(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__22(arg0, arg1, arg2) {
+    const ret = wasm.wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__22(arg0, arg1, addHeapObject(arg2));
     if (ret[1]) {
         throw takeObject(ret[0]);
     }
@@ -1107,6 +1209,11 @@ function getArrayF32FromWasm0(ptr, len) {
     return getFloat32ArrayMemory0().subarray(ptr / 4, ptr / 4 + len);
 }
 
+function getArrayF64FromWasm0(ptr, len) {
+    ptr = ptr >>> 0;
+    return getFloat64ArrayMemory0().subarray(ptr / 8, ptr / 8 + len);
+}
+
 function getArrayJsValueViewFromWasm0(ptr, len) {
     ptr = ptr >>> 0;
     const mem = getDataViewMemory0();
@@ -1141,6 +1248,14 @@ function getFloat32ArrayMemory0() {
         cachedFloat32ArrayMemory0 = new Float32Array(wasm.memory.buffer);
     }
     return cachedFloat32ArrayMemory0;
+}
+
+let cachedFloat64ArrayMemory0 = null;
+function getFloat64ArrayMemory0() {
+    if (cachedFloat64ArrayMemory0 === null || cachedFloat64ArrayMemory0.byteLength === 0) {
+        cachedFloat64ArrayMemory0 = new Float64Array(wasm.memory.buffer);
+    }
+    return cachedFloat64ArrayMemory0;
 }
 
 function getStringFromWasm0(ptr, len) {
@@ -1243,6 +1358,13 @@ function passArray8ToWasm0(arg, malloc) {
 function passArrayF32ToWasm0(arg, malloc) {
     const ptr = malloc(arg.length * 4, 4) >>> 0;
     getFloat32ArrayMemory0().set(arg, ptr / 4);
+    WASM_VECTOR_LEN = arg.length;
+    return ptr;
+}
+
+function passArrayF64ToWasm0(arg, malloc) {
+    const ptr = malloc(arg.length * 8, 8) >>> 0;
+    getFloat64ArrayMemory0().set(arg, ptr / 8);
     WASM_VECTOR_LEN = arg.length;
     return ptr;
 }

@@ -1,0 +1,204 @@
+/**
+ * The compute core's dense linear algebra against the TypeScript it replaced: the reweight
+ * compensation's least squares (blocked Cholesky in wasm, float32 and float64) against the
+ * float64 reference solver, on synthetic layers and on the trained Fashion-MNIST ViT's real
+ * calibration statistics; Gram matrices and APMA's dissimilarity against direct loops.
+ */
+import assert from "node:assert/strict";
+import {
+  createCore,
+  dissimilarityNow,
+  gramNow,
+  type RefitProblem,
+  ridgeRefitNow,
+} from "../src/core/mod.ts";
+import { ChannelStats, collectStats } from "../src/calibration/stats.ts";
+import { loadOrt } from "../src/runtime/ort.ts";
+import { decodeModel } from "../src/onnx/model_io.ts";
+import { tensorToFloat32 } from "../src/onnx/tensor.ts";
+import { referenceLeastSquares } from "./helpers/reference_least_squares.ts";
+import { mulberry32 as seededRandom } from "./seeded_random.ts";
+
+/** Largest |a − b| over the largest |b|. */
+function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let diff = 0, scale = 0;
+  for (let i = 0; i < b.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return diff / scale;
+}
+
+/** Rows of correlated activations with a non-zero mean: x = z·M + μ. */
+function activations(rows: number, channels: number, seed: number): Float32Array {
+  const random = seededRandom(seed);
+  const mix = Float32Array.from({ length: channels * channels }, () => random() - 0.5);
+  const mean = Float32Array.from({ length: channels }, () => random());
+  const x = new Float32Array(rows * channels);
+  const z = new Float32Array(channels);
+  for (let r = 0; r < rows; r++) {
+    for (let i = 0; i < channels; i++) z[i] = random() - 0.5;
+    for (let j = 0; j < channels; j++) {
+      let v = mean[j];
+      for (let i = 0; i < channels; i++) v += z[i] * mix[i * channels + j];
+      x[r * channels + j] = v;
+    }
+  }
+  return x;
+}
+
+function statsOf(x: Float32Array, channels: number): ChannelStats {
+  const s = new ChannelStats(channels, true);
+  s.add(x);
+  return s;
+}
+
+Deno.test("core: Gram matrix equals the sum of outer products", () => {
+  const x = activations(37, 19, 1);
+  const g = gramNow(x, 37, 19);
+  for (let i = 0; i < 19; i++) {
+    for (let j = 0; j < 19; j++) {
+      let want = 0;
+      for (let r = 0; r < 37; r++) want += x[r * 19 + i] * x[r * 19 + j];
+      assert.ok(Math.abs(g[i * 19 + j] - want) < 1e-4 * (1 + Math.abs(want)), `${i},${j}`);
+    }
+  }
+  assert.deepEqual([...gramNow(Float32Array.of(1, 2, 3, 4), 2, 2)], [10, 14, 14, 20]);
+});
+
+Deno.test("core: ridge refit equals the float64 reference solver (blocks, bias, precision)", () => {
+  const random = seededRandom(7);
+  for (const [cin, cout, rows] of [[6, 3, 40], [300, 70, 900]]) {
+    const x = activations(rows, cin, cin);
+    const stats = statsOf(x, cin);
+    const w = Float32Array.from({ length: cin * cout }, () => random() - 0.5);
+    const b = Float32Array.from({ length: cout }, () => random() - 0.5);
+    const kept = [...Array(cin).keys()].filter((j) => j % 3 !== 1);
+    for (const withBias of [true, false]) {
+      const want = referenceLeastSquares(w, b, cin, cout, kept, stats, 0.01, withBias);
+      for (const precision of [64, 32] as const) {
+        const problem: RefitProblem = {
+          gram: stats.gram!,
+          count: stats.gramCount,
+          weight: w,
+          cin,
+          cout,
+          kept: Uint32Array.from(kept),
+          ridge: 0.01,
+          bias: withBias
+            ? { values: b, mean: Float64Array.from({ length: cin }, (_, j) => stats.gramMean(j)) }
+            : undefined,
+          precision,
+        };
+        const got = ridgeRefitNow(problem);
+        const tolerance = precision === 64 ? 1e-6 : 2e-3;
+        const what = `${cin}×${cout}, bias ${withBias}, ${precision} bits`;
+        assert.ok(relativeError(got.weight, want.weight) < tolerance, `weight, ${what}`);
+        if (withBias) {
+          assert.ok(relativeError(got.bias!, want.bias) < tolerance, `bias, ${what}`);
+        } else assert.equal(got.bias, undefined);
+      }
+    }
+  }
+});
+
+Deno.test("core: ridge refit through createCore, and its argument checks", async () => {
+  const core = await createCore({ backend: "cpu" });
+  const x = activations(20, 4, 3);
+  const stats = statsOf(x, 4);
+  const w = Float32Array.from({ length: 8 }, (_, i) => i - 4);
+  const problem = {
+    gram: stats.gram!,
+    count: stats.gramCount,
+    weight: w,
+    cin: 4,
+    cout: 2,
+    kept: Uint32Array.of(0, 2, 3),
+    ridge: 0.01,
+  };
+  const got = await core.ridgeRefit(problem);
+  const want = referenceLeastSquares(w, new Float32Array(2), 4, 2, [0, 2, 3], stats, 0.01, false);
+  assert.ok(relativeError(got.weight, want.weight) < 1e-4);
+  await assert.rejects(() => core.ridgeRefit({ ...problem, kept: Uint32Array.of(0, 4) }), /kept/);
+  await assert.rejects(() => core.ridgeRefit({ ...problem, cout: 3 }), /do not match/);
+  await assert.rejects(() => core.ridgeRefit({ ...problem, count: 0 }), /no positions/);
+  // Nothing removed: only the ridge moves the weights.
+  const all = await core.ridgeRefit({ ...problem, kept: Uint32Array.of(0, 1, 2, 3) });
+  const same = referenceLeastSquares(
+    w,
+    new Float32Array(2),
+    4,
+    2,
+    [0, 1, 2, 3],
+    stats,
+    0.01,
+    false,
+  );
+  assert.ok(relativeError(all.weight, same.weight) < 1e-4);
+});
+
+Deno.test("core: refit on the Fashion-MNIST ViT's calibration statistics, float32 as float64", async () => {
+  const ort = await loadOrt();
+  const fixtures = new URL("./fixtures/", import.meta.url);
+  const model = decodeModel(await Deno.readFile(new URL("fmnist_vit.onnx", fixtures)));
+  const data = await Deno.readFile(new URL("fmnist_test_1000.bin", fixtures));
+  const px = 784;
+  const images = Float32Array.from(
+    data.subarray(16, 16 + 256 * px),
+    (p) => (p / 255 - 0.286) / 0.353,
+  );
+  const batches = [0, 1, 2, 3].map((b) => ({
+    input: new ort.Tensor("float32", images.slice(b * 64 * px, (b + 1) * 64 * px), [64, 1, 28, 28]),
+  }));
+  // Block 0's fc2 (the MLP's hidden channels) and attention projection (the heads' channels).
+  const layers = [
+    ["/blocks/blocks.0/mlp/fc2/MatMul", "blocks.0.mlp.fc2.bias"],
+    ["/blocks/blocks.0/attn/proj/MatMul", "blocks.0.attn.proj.bias"],
+  ];
+  const nodes = layers.map(([name]) => model.graph!.node!.find((n) => n.name === name)!);
+  const inputs = nodes.map((n) => n.input![0]);
+  const stats = await collectStats(model, inputs, batches, new Set(inputs), undefined, 4);
+  const init = (name: string) =>
+    tensorToFloat32(model.graph!.initializer!.find((t) => t.name === name)!);
+  for (const [i, node] of nodes.entries()) {
+    const x = stats.get(inputs[i])!, w = init(node.input![1]), b = init(layers[i][1]);
+    const cin = x.channels, cout = b.length;
+    const kept = [...Array(cin).keys()].filter((j) => j % 2 === 0);
+    const want = referenceLeastSquares(w, b, cin, cout, kept, x, 0.01, true);
+    for (const precision of [32, 64] as const) {
+      const got = ridgeRefitNow({
+        gram: x.gram!,
+        count: x.gramCount,
+        weight: w,
+        cin,
+        cout,
+        kept: Uint32Array.from(kept),
+        ridge: 0.01,
+        bias: { values: b, mean: Float64Array.from({ length: cin }, (_, j) => x.gramMean(j)) },
+        precision,
+      });
+      const tolerance = precision === 64 ? 1e-6 : 1e-4;
+      assert.ok(relativeError(got.weight, want.weight) < tolerance, `${node.name} ${precision}`);
+      assert.ok(relativeError(got.bias!, want.bias) < tolerance, `${node.name} bias ${precision}`);
+    }
+  }
+});
+
+Deno.test("core: APMA's dissimilarity equals the direct loop over channel pairs", () => {
+  const channels = 40;
+  const g = gramNow(activations(60, channels, 5), 60, channels);
+  g[3 * channels + 3] = 0; // a dead channel: no cosine with it
+  const heads = Int32Array.from({ length: channels }, (_, i) => (i * 7) % 5);
+  for (const h of [undefined, heads]) {
+    const got = dissimilarityNow(g, channels, h);
+    for (let i = 0; i < channels; i++) {
+      let most = 0;
+      for (let j = 0; j < channels; j++) {
+        if (j === i || (h && h[j] !== h[i])) continue;
+        const den = Math.sqrt(g[i * channels + i] * g[j * channels + j]);
+        if (den > 0) most = Math.max(most, Math.abs(g[i * channels + j]) / den);
+      }
+      assert.ok(Math.abs(got[i] - Math.max(0, 1 - most)) < 1e-6, `channel ${i}`);
+    }
+  }
+});
