@@ -101,8 +101,10 @@ const fresh = (): Totals => ({
   findingLines: [],
 });
 
+const only = args.only !== undefined;
 let totals = fresh();
-if (args.state) {
+if (only) totals.first = totals.next = Number(args.only);
+else if (args.state) {
   let text: string | undefined;
   try {
     text = await Deno.readTextFile(args.state);
@@ -184,7 +186,6 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   });
 }
 
-const only = args.only !== undefined;
 const deadline = performance.now() + seconds * 1000;
 let lastReport = performance.now();
 const reportMs = Number(args["report-seconds"]) * 1000;
@@ -214,8 +215,8 @@ for (
     if (outcome.kind === "finding") totals.findingLines.push(line);
     console.log(line);
   }
-  if (only) break;
   totals.next = n + 1;
+  if (only) break;
   if (performance.now() - lastReport > reportMs) {
     lastReport = performance.now();
     await save();
