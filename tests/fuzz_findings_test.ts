@@ -386,3 +386,57 @@ Deno.test("a branch of an If with a shape vector reshaped to 2^31: the model is 
       /Reshape node "cut(_then_branch)?": cannot reshape/.test(e.message),
   );
 });
+
+Deno.test("contributed ops with an input of the wrong rank (a 1-D cos_cache): refused naming the node before onnxruntime", async () => {
+  // Found by the mutate strategy on the fused GQA Llama: a GroupQueryAttention whose cos_cache
+  // was swapped with a 1-D LayerNorm weight stopped onnxruntime with SIGABRT.
+  const gqa = onnx.NodeProto.create({
+    name: "attn",
+    opType: "GroupQueryAttention",
+    domain: "com.microsoft",
+    input: ["qkv", "", "", "past_k", "past_v", "seqlens", "total", "cos", "sin"],
+    output: ["y", "present_k", "present_v"],
+    attribute: [
+      { name: "num_heads", type: 2, i: 4 },
+      { name: "kv_num_heads", type: 2, i: 2 },
+      { name: "do_rotary", type: 2, i: 1 },
+    ],
+  });
+  const f32s = (name: string, dims: number[]) =>
+    onnx.TensorProto.create({
+      name,
+      dims,
+      dataType: 1,
+      rawData: new Uint8Array(4 * dims.reduce((a, b) => a * b, 1)),
+    });
+  const m = onnx.ModelProto.create({
+    irVersion: 8,
+    opsetImport: [{ domain: "", version: 17 }, { domain: "com.microsoft", version: 1 }],
+    graph: {
+      name: "g",
+      node: [gqa],
+      initializer: [f32s("cos", [64]), f32s("sin", [16, 8])],
+      input: [
+        io("qkv", [1, 1, 128]),
+        io("past_k", [1, 2, 4, 16]),
+        io("past_v", [1, 2, 4, 16]),
+        io("seqlens", [1], 6),
+        io("total", [], 6),
+      ],
+      output: [onnx.ValueInfoProto.create({ name: "y" })],
+    },
+  });
+  const why = (e: unknown) =>
+    e instanceof PruneError &&
+    /GroupQueryAttention node "attn": input 7 \("cos"\) has 1 dims \(\[64\]\), onnxruntime expects 2/
+      .test(e.message);
+  await assert.rejects(() => probeTensors(m, { method: "static" }), why);
+  // As a run probes it: refused before onnxruntime sees the node.
+  await assert.rejects(() => probeTensors(m), why);
+  // With a 2-D cos_cache the walk passes the node (it has no shape rule: the run works it out).
+  m.graph!.initializer![0] = f32s("cos", [16, 8]);
+  await assert.rejects(
+    () => probeTensors(m, { method: "static" }),
+    (e) => e instanceof StaticShapeUnknown,
+  );
+});

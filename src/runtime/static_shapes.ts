@@ -682,6 +682,45 @@ const MICROSOFT_SAME: Record<string, true> = {
 };
 
 /**
+ * Input ranks of onnxruntime's contributed ops, by input index, as their kernels expect them:
+ * some index an input's dims without checking its rank (a 1-D `cos_cache` of a
+ * GroupQueryAttention stops the process). A known input of another rank is refused naming the
+ * node before onnxruntime runs it.
+ */
+const MICROSOFT_RANKS: Record<string, Record<number, readonly number[]>> = {
+  // query (or packed q/k/v), key, value, past_key, past_value, seqlens_k, -, cos_cache, sin_cache
+  GroupQueryAttention: { 0: [3], 1: [3], 2: [3], 3: [4], 4: [4], 5: [1], 7: [2], 8: [2] },
+  // input, weights, bias
+  Attention: { 0: [3], 1: [2], 2: [1] },
+  // input, position_ids, cos_cache, sin_cache
+  RotaryEmbedding: { 0: [3, 4], 2: [2], 3: [2] },
+  // input, skip, gamma, beta, bias
+  SkipLayerNormalization: { 0: [2, 3], 1: [2, 3], 2: [1], 3: [1], 4: [1] },
+  // input, skip, gamma, bias
+  SkipSimplifiedLayerNormalization: { 0: [2, 3], 1: [2, 3], 2: [1], 3: [1] },
+  // input_ids, segment_ids, word, position and segment embeddings, gamma, beta, mask
+  EmbedLayerNormalization: { 0: [2], 1: [2], 2: [2], 3: [2], 4: [2], 5: [1], 6: [1], 7: [2] },
+  BiasGelu: { 1: [1] },
+  FastGelu: { 1: [1] },
+};
+
+function checkMicrosoftRanks(node: NodeProto, known: Map<string, Abstract>) {
+  const want = MICROSOFT_RANKS[node.opType ?? ""];
+  if (!want) return;
+  for (const [i, ranks] of Object.entries(want)) {
+    const name = node.input?.[Number(i)];
+    const x = name ? known.get(name) : undefined;
+    if (!x || ranks.includes(x.dims.length)) continue;
+    throw new PruneError(
+      "invalid-model",
+      `${node.opType} node "${node.name ?? ""}": input ${i} ("${name}") has ${x.dims.length} ` +
+        `dims ([${x.dims}]), onnxruntime expects ${ranks.join(" or ")}; refused before ` +
+        `onnxruntime runs it`,
+    );
+  }
+}
+
+/**
  * Dims of every graph input and node output (and values of the small ones computed from
  * shapes and constants), given the graph inputs' dims. Throws {@link StaticShapeUnknown}.
  */
@@ -713,6 +752,7 @@ export function staticShapes(
     try {
       const op = node.opType ?? "";
       const domain = node.domain ?? "";
+      if (domain === "com.microsoft") checkMicrosoftRanks(node, known);
       const ins = (node.input ?? []).map((name) => {
         if (!name) return undefined;
         const x = known.get(name);
