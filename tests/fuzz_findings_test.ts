@@ -440,3 +440,31 @@ Deno.test("contributed ops with an input of the wrong rank (a 1-D cos_cache): re
     (e) => e instanceof StaticShapeUnknown,
   );
 });
+
+Deno.test("a scalar where onnxruntime wants a vector (Squeeze axes, Reshape shape): handed to the run, which refuses the model as given", async () => {
+  // Found by the mutate strategy on the timm ViT: a bit flip turned the dims field of a Squeeze's
+  // axes Constant into another field, leaving a scalar. The shapes from the graph read it as
+  // [0]; the pruned output was written and onnxruntime refused to run it.
+  const scalar = (name: string, v: bigint) => {
+    const t = int64s(name, [v]);
+    t.dims = [];
+    return t;
+  };
+  const cases: [string, ModelProto][] = [
+    ["Squeeze", model([one("Squeeze", ["x", "a"])], [scalar("a", 0n)], ["x", [1, 4]], "y")],
+    ["Reshape", model([one("Reshape", ["x", "s"])], [scalar("s", 4n)], ["x", [1, 4]], "y")],
+  ];
+  for (const [op, m] of cases) {
+    await assert.rejects(
+      () => probeTensors(m, { method: "static" }),
+      (e) => e instanceof StaticShapeUnknown && /dims \[\], not a vector/.test(e.message),
+      op,
+    );
+    // The run: onnxruntime's own message, naming the node.
+    await assert.rejects(
+      () => probeTensors(m),
+      (e) => e instanceof Error && /cut/.test(e.message) && /vector/i.test(e.message),
+      op,
+    );
+  }
+});

@@ -142,9 +142,11 @@ function tensorLimit(known: Map<string, Abstract>): number {
   return Math.max(2 ** 27, 16 * largest);
 }
 
-/** Values of a tensor as ints, or unknown. */
-function ints(node: NodeProto, x: Abstract | undefined, what: string): number[] {
+/** Values of a tensor as ints, or unknown. Lists (shapes, axes, starts, repeats) must be 1-D
+ * as onnxruntime requires: a scalar `axes` of a Squeeze is refused by the run, not read here. */
+function ints(node: NodeProto, x: Abstract | undefined, what: string, vector = true): number[] {
   if (!x?.values) unknown(node, `${what} is computed from data`);
+  if (vector && x.dims.length !== 1) unknown(node, `${what} have dims [${x.dims}], not a vector`);
   if (!x.values.every(Number.isInteger)) unknown(node, `${what} [${x.values}] are not integers`);
   return x.values;
 }
@@ -572,8 +574,8 @@ const RULES: Record<string, Rule> = {
     return [{ dims: x!.dims.map((d, i) => d * r[i]), type: x!.type }];
   },
   Range: (node, [s, l, d]) => {
-    const [start] = ints(node, s, "start"), [limit] = ints(node, l, "limit");
-    const [delta] = ints(node, d, "delta");
+    const [start] = ints(node, s, "start", false), [limit] = ints(node, l, "limit", false);
+    const [delta] = ints(node, d, "delta", false);
     const n = Math.max(Math.ceil((limit - start) / delta), 0);
     const out: Abstract = { dims: [n], type: s!.type };
     if (n <= VALUE_LIMIT) {
@@ -616,7 +618,7 @@ const RULES: Record<string, Rule> = {
     return [{ dims: convDims(node, x!.dims, w!.dims), type: x!.type }];
   },
   Pad: (node, [x, p, _c, axesIn], opset) => {
-    const pads = opset >= 11 ? ints(node, p, "the pads") : attrInts(node, "pads")!;
+    const pads = opset >= 11 ? ints(node, p, "the pads", false) : attrInts(node, "pads")!;
     const r = x!.dims.length;
     const axes = axesIn ? dataAxes(node, axesIn, r) : x!.dims.map((_, i) => i);
     const dims = [...x!.dims];
