@@ -84,8 +84,13 @@ export function mutate(bytes: Uint8Array, seed: number, n: number): [Uint8Array,
   return [encodeModel(model), what];
 }
 
-/** Runs case `n`: mutate, prune, load and run the result. */
-export async function fuzzCase(bytes: Uint8Array, seed: number, n: number): Promise<FuzzOutcome> {
+/** Runs case `n`: mutate, prune, load and run the result (with `dimValues` for symbolic dims). */
+export async function fuzzCase(
+  bytes: Uint8Array,
+  seed: number,
+  n: number,
+  dimValues?: Record<string, number>,
+): Promise<FuzzOutcome> {
   let mutated: Uint8Array, mutation: string;
   try {
     [mutated, mutation] = mutate(bytes, seed, n);
@@ -100,6 +105,7 @@ export async function fuzzCase(bytes: Uint8Array, seed: number, n: number): Prom
       pruneNumHeads: true,
       headPruningRatio: 0.5,
       pruningRatio: 0.5,
+      dimValues,
       core,
     });
   } catch (e) {
@@ -111,7 +117,7 @@ export async function fuzzCase(bytes: Uint8Array, seed: number, n: number): Prom
     };
   }
   try {
-    await probeTensors(pruned.model, { method: "run" });
+    await probeTensors(pruned.model, { method: "run", dimValues });
   } catch (e) {
     return {
       kind: "finding",

@@ -272,10 +272,13 @@ Deno.test("factor lists where one channel class appears twice: no match, not an 
 Deno.test("a graph input of type string is fed strings when the model is run", async () => {
   // Found as kv_llama's position_ids typed STRING (a Cast reads it, onnxruntime runs it): the
   // run of the pruned model could not be fed.
-  const m = model([one("Cast", ["x"], { to: 1 })], [], ["x", [2, 3]], "y");
-  m.graph!.input![0].type!.tensorType!.elemType = 8;
-  const ran = await probeTensors(m, { method: "run" });
-  assert.deepEqual(ran.get("y")?.dims, [2, 3]);
+  // An attention mask is filled with ones, as strings here.
+  for (const name of ["x", "attention_mask"]) {
+    const m = model([one("Cast", [name], { to: 1 })], [], [name, [2, 3]], "y");
+    m.graph!.input![0].type!.tensorType!.elemType = 8;
+    const ran = await probeTensors(m, { method: "run" });
+    assert.deepEqual(ran.get("y")?.dims, [2, 3]);
+  }
 });
 
 Deno.test("the checks on the way see past a node without a shape rule", async () => {
@@ -330,6 +333,138 @@ Deno.test("attention head counts that are not positive, or do not divide: refuse
         e instanceof PruneError && /GroupQueryAttention node "cut"/.test(e.message) &&
         why.test(e.message),
       `${heads}/${kv}`,
+    );
+  }
+});
+
+Deno.test("a branch of an If with a shape vector reshaped to 2^31: the model is refused, not that branch left out", async () => {
+  // Found in the merged decoder: the probe of the bad branch was refused and that branch left
+  // without shapes, as a branch that cannot run on the probe's inputs is; onnxruntime then loaded
+  // it (over 3 GB) when the result was checked.
+  const branch = (bad: boolean) =>
+    onnx.GraphProto.create({
+      name: bad ? "then" : "else",
+      node: bad
+        ? [
+          onnx.NodeProto.create({ name: "shape", opType: "Shape", input: ["x"], output: ["s"] }),
+          onnx.NodeProto.create({
+            name: "cut",
+            opType: "Reshape",
+            input: ["s", "t"],
+            output: ["r"],
+          }),
+        ]
+        : [onnx.NodeProto.create({ name: "same", opType: "Shape", input: ["x"], output: ["r2"] })],
+      initializer: bad ? [int64s("t", [2n ** 31n])] : [],
+      output: [onnx.ValueInfoProto.create({ name: bad ? "r" : "r2" })],
+    });
+  const cond = onnx.TensorProto.create({
+    name: "c",
+    dims: [],
+    dataType: 9,
+    rawData: new Uint8Array([1]),
+  });
+  const m = model(
+    [onnx.NodeProto.create({
+      name: "if",
+      opType: "If",
+      input: ["c"],
+      output: ["y"],
+      attribute: [
+        { name: "then_branch", type: 5, g: branch(true) },
+        { name: "else_branch", type: 5, g: branch(false) },
+      ],
+    })],
+    [cond],
+    ["x", [1, 4]],
+    "y",
+  );
+  await assert.rejects(
+    () => probeTensors(m),
+    (e) =>
+      e instanceof PruneError &&
+      /Reshape node "cut(_then_branch)?": cannot reshape/.test(e.message),
+  );
+});
+
+Deno.test("contributed ops with an input of the wrong rank (a 1-D cos_cache): refused naming the node before onnxruntime", async () => {
+  // Found by the mutate strategy on the fused GQA Llama: a GroupQueryAttention whose cos_cache
+  // was swapped with a 1-D LayerNorm weight stopped onnxruntime with SIGABRT.
+  const gqa = onnx.NodeProto.create({
+    name: "attn",
+    opType: "GroupQueryAttention",
+    domain: "com.microsoft",
+    input: ["qkv", "", "", "past_k", "past_v", "seqlens", "total", "cos", "sin"],
+    output: ["y", "present_k", "present_v"],
+    attribute: [
+      { name: "num_heads", type: 2, i: 4 },
+      { name: "kv_num_heads", type: 2, i: 2 },
+      { name: "do_rotary", type: 2, i: 1 },
+    ],
+  });
+  const f32s = (name: string, dims: number[]) =>
+    onnx.TensorProto.create({
+      name,
+      dims,
+      dataType: 1,
+      rawData: new Uint8Array(4 * dims.reduce((a, b) => a * b, 1)),
+    });
+  const m = onnx.ModelProto.create({
+    irVersion: 8,
+    opsetImport: [{ domain: "", version: 17 }, { domain: "com.microsoft", version: 1 }],
+    graph: {
+      name: "g",
+      node: [gqa],
+      initializer: [f32s("cos", [64]), f32s("sin", [16, 8])],
+      input: [
+        io("qkv", [1, 1, 128]),
+        io("past_k", [1, 2, 4, 16]),
+        io("past_v", [1, 2, 4, 16]),
+        io("seqlens", [1], 6),
+        io("total", [], 6),
+      ],
+      output: [onnx.ValueInfoProto.create({ name: "y" })],
+    },
+  });
+  const why = (e: unknown) =>
+    e instanceof PruneError &&
+    /GroupQueryAttention node "attn": input 7 \("cos"\) has 1 dims \(\[64\]\), onnxruntime expects 2/
+      .test(e.message);
+  await assert.rejects(() => probeTensors(m, { method: "static" }), why);
+  // As a run probes it: refused before onnxruntime sees the node.
+  await assert.rejects(() => probeTensors(m), why);
+  // With a 2-D cos_cache the walk passes the node (it has no shape rule: the run works it out).
+  m.graph!.initializer![0] = f32s("cos", [16, 8]);
+  await assert.rejects(
+    () => probeTensors(m, { method: "static" }),
+    (e) => e instanceof StaticShapeUnknown,
+  );
+});
+
+Deno.test("a scalar where onnxruntime wants a vector (Squeeze axes, Reshape shape): handed to the run, which refuses the model as given", async () => {
+  // Found by the mutate strategy on the timm ViT: a bit flip turned the dims field of a Squeeze's
+  // axes Constant into another field, leaving a scalar. The shapes from the graph read it as
+  // [0]; the pruned output was written and onnxruntime refused to run it.
+  const scalar = (name: string, v: bigint) => {
+    const t = int64s(name, [v]);
+    t.dims = [];
+    return t;
+  };
+  const cases: [string, ModelProto][] = [
+    ["Squeeze", model([one("Squeeze", ["x", "a"])], [scalar("a", 0n)], ["x", [1, 4]], "y")],
+    ["Reshape", model([one("Reshape", ["x", "s"])], [scalar("s", 4n)], ["x", [1, 4]], "y")],
+  ];
+  for (const [op, m] of cases) {
+    await assert.rejects(
+      () => probeTensors(m, { method: "static" }),
+      (e) => e instanceof StaticShapeUnknown && /dims \[\], not a vector/.test(e.message),
+      op,
+    );
+    // The run: onnxruntime's own message, naming the node.
+    await assert.rejects(
+      () => probeTensors(m),
+      (e) => e instanceof Error && /cut/.test(e.message) && /vector/i.test(e.message),
+      op,
     );
   }
 });

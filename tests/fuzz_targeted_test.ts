@@ -91,3 +91,60 @@ Deno.test("watchdog: a hang, a crash and a memory overrun (twice) are findings n
     await watchdog.close();
   }
 });
+
+Deno.test("watchdog: the mutate strategy runs in the child too, case for case as in this process", async () => {
+  const { fuzzCase } = await import("./fuzz_cases.ts");
+  const bytes = await Deno.readFile(new URL("./fixtures/timm_vit.onnx", import.meta.url));
+  const watchdog = new Watchdog({ caseSeconds: 60 });
+  try {
+    for (let n = 0; n < 12; n++) {
+      const watched = await watchdog.run({ file: "timm_vit.onnx", seed: 7, n, strategy: "mutate" });
+      const here = await fuzzCase(bytes, 7, n);
+      assert.equal(watched.kind, here.kind, `case ${n}: ${watched.message}`);
+      assert.equal(watched.mutation, here.mutation);
+    }
+  } finally {
+    await watchdog.close();
+  }
+});
+
+Deno.test("scripts/fuzz.ts --state: a second run goes on from the first one's next case and adds to its totals", async () => {
+  const dir = await Deno.makeTempDir();
+  const state = `${dir}/state.json`;
+  const run = async () => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("../scripts/fuzz.ts", import.meta.url).href,
+        "--seconds",
+        "2",
+        "--seed",
+        "7",
+        "--state",
+        state,
+      ],
+      env: { NO_COLOR: "1" },
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    return [new TextDecoder().decode(out.stdout), JSON.parse(await Deno.readTextFile(state))];
+  };
+  try {
+    const [, first] = await run();
+    assert.ok(first.next > 0 && first.pruned + first.refused === first.next, JSON.stringify(first));
+    const [stdout, second] = await run();
+    assert.match(stdout, new RegExp(`resumed from .* at case ${first.next}\\b`));
+    assert.ok(second.next > first.next);
+    assert.equal(second.pruned + second.refused, second.next);
+    assert.ok(second.seconds > first.seconds);
+    assert.match(stdout, new RegExp(`^${second.next} inputs in `, "m"));
+    // Another strategy or seed with the same state file is refused.
+    const other = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", new URL("../scripts/fuzz.ts", import.meta.url).href, "--state", state],
+    }).output();
+    assert.equal(other.code, 2);
+    assert.match(new TextDecoder().decode(other.stderr), /state of another run/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -148,7 +148,13 @@ export async function probeTensors(
     // stops at them); when neither can, the model is probed as it is.
     const merged = new Map<string, ProbedTensor>();
     for (const which of [0, 1] as const) {
-      const shapes = await probeTensors(inlineBranches(model, which), opts).catch(() => undefined);
+      const shapes = await probeTensors(inlineBranches(model, which), opts).catch((e) => {
+        // A branch onnxruntime must not be given (it would load for minutes) fails the model.
+        if (e instanceof PruneError && (e.code === "too-large" || e.code === "invalid-model")) {
+          throw e;
+        }
+        return undefined;
+      });
       for (const [name, t] of shapes ?? []) if (!merged.has(name)) merged.set(name, t);
     }
     if (merged.size) return merged;
@@ -220,7 +226,7 @@ export async function probeTensors(
     feeds[name] = makeFeed(ort, type, dims);
     // An all-zero attention mask hides every position: onnxruntime-genai's graphs turn it into a
     // sequence length of -1, which GroupQueryAttention refuses. Ones attend everywhere.
-    if (/attention_mask/i.test(name) && type !== "bool") {
+    if (/attention_mask/i.test(name) && type !== "bool" && type !== "string") {
       const data = feeds[name].data as unknown as { fill: (v: number | bigint) => void };
       data.fill(type === "int64" || type === "uint64" ? 1n : 1);
     }

@@ -142,9 +142,11 @@ function tensorLimit(known: Map<string, Abstract>): number {
   return Math.max(2 ** 27, 16 * largest);
 }
 
-/** Values of a tensor as ints, or unknown. */
-function ints(node: NodeProto, x: Abstract | undefined, what: string): number[] {
+/** Values of a tensor as ints, or unknown. Lists (shapes, axes, starts, repeats) must be 1-D
+ * as onnxruntime requires: a scalar `axes` of a Squeeze is refused by the run, not read here. */
+function ints(node: NodeProto, x: Abstract | undefined, what: string, vector = true): number[] {
   if (!x?.values) unknown(node, `${what} is computed from data`);
+  if (vector && x.dims.length !== 1) unknown(node, `${what} have dims [${x.dims}], not a vector`);
   if (!x.values.every(Number.isInteger)) unknown(node, `${what} [${x.values}] are not integers`);
   return x.values;
 }
@@ -572,8 +574,8 @@ const RULES: Record<string, Rule> = {
     return [{ dims: x!.dims.map((d, i) => d * r[i]), type: x!.type }];
   },
   Range: (node, [s, l, d]) => {
-    const [start] = ints(node, s, "start"), [limit] = ints(node, l, "limit");
-    const [delta] = ints(node, d, "delta");
+    const [start] = ints(node, s, "start", false), [limit] = ints(node, l, "limit", false);
+    const [delta] = ints(node, d, "delta", false);
     const n = Math.max(Math.ceil((limit - start) / delta), 0);
     const out: Abstract = { dims: [n], type: s!.type };
     if (n <= VALUE_LIMIT) {
@@ -616,7 +618,7 @@ const RULES: Record<string, Rule> = {
     return [{ dims: convDims(node, x!.dims, w!.dims), type: x!.type }];
   },
   Pad: (node, [x, p, _c, axesIn], opset) => {
-    const pads = opset >= 11 ? ints(node, p, "the pads") : attrInts(node, "pads")!;
+    const pads = opset >= 11 ? ints(node, p, "the pads", false) : attrInts(node, "pads")!;
     const r = x!.dims.length;
     const axes = axesIn ? dataAxes(node, axesIn, r) : x!.dims.map((_, i) => i);
     const dims = [...x!.dims];
@@ -682,6 +684,45 @@ const MICROSOFT_SAME: Record<string, true> = {
 };
 
 /**
+ * Input ranks of onnxruntime's contributed ops, by input index, as their kernels expect them:
+ * some index an input's dims without checking its rank (a 1-D `cos_cache` of a
+ * GroupQueryAttention stops the process). A known input of another rank is refused naming the
+ * node before onnxruntime runs it.
+ */
+const MICROSOFT_RANKS: Record<string, Record<number, readonly number[]>> = {
+  // query (or packed q/k/v), key, value, past_key, past_value, seqlens_k, -, cos_cache, sin_cache
+  GroupQueryAttention: { 0: [3], 1: [3], 2: [3], 3: [4], 4: [4], 5: [1], 7: [2], 8: [2] },
+  // input, weights, bias
+  Attention: { 0: [3], 1: [2], 2: [1] },
+  // input, position_ids, cos_cache, sin_cache
+  RotaryEmbedding: { 0: [3, 4], 2: [2], 3: [2] },
+  // input, skip, gamma, beta, bias
+  SkipLayerNormalization: { 0: [2, 3], 1: [2, 3], 2: [1], 3: [1], 4: [1] },
+  // input, skip, gamma, bias
+  SkipSimplifiedLayerNormalization: { 0: [2, 3], 1: [2, 3], 2: [1], 3: [1] },
+  // input_ids, segment_ids, word, position and segment embeddings, gamma, beta, mask
+  EmbedLayerNormalization: { 0: [2], 1: [2], 2: [2], 3: [2], 4: [2], 5: [1], 6: [1], 7: [2] },
+  BiasGelu: { 1: [1] },
+  FastGelu: { 1: [1] },
+};
+
+function checkMicrosoftRanks(node: NodeProto, known: Map<string, Abstract>) {
+  const want = MICROSOFT_RANKS[node.opType ?? ""];
+  if (!want) return;
+  for (const [i, ranks] of Object.entries(want)) {
+    const name = node.input?.[Number(i)];
+    const x = name ? known.get(name) : undefined;
+    if (!x || ranks.includes(x.dims.length)) continue;
+    throw new PruneError(
+      "invalid-model",
+      `${node.opType} node "${node.name ?? ""}": input ${i} ("${name}") has ${x.dims.length} ` +
+        `dims ([${x.dims}]), onnxruntime expects ${ranks.join(" or ")}; refused before ` +
+        `onnxruntime runs it`,
+    );
+  }
+}
+
+/**
  * Dims of every graph input and node output (and values of the small ones computed from
  * shapes and constants), given the graph inputs' dims. Throws {@link StaticShapeUnknown}.
  */
@@ -713,6 +754,7 @@ export function staticShapes(
     try {
       const op = node.opType ?? "";
       const domain = node.domain ?? "";
+      if (domain === "com.microsoft") checkMicrosoftRanks(node, known);
       const ins = (node.input ?? []).map((name) => {
         if (!name) return undefined;
         const x = known.get(name);

@@ -79,7 +79,7 @@ function wireMutation(bytes: Uint8Array, pick: Pick): [Uint8Array, string] {
     const site = choose(pick, byKind[kind]);
     if (!site) continue;
     if (pick(3) < 2) {
-      const bit = pick(site.len * 7); // payload bits; continuation bits framed below
+      const bit = pick(site.len * 7); // a payload bit: the continuation bits keep the framing
       out[site.pos + Math.floor(bit / 7)] ^= 1 << (bit % 7);
       edits.push(`bit ${bit} of the ${kind} of ${site.field} at byte ${site.pos} flipped`);
     } else {
@@ -102,7 +102,7 @@ function wireMutation(bytes: Uint8Array, pick: Pick): [Uint8Array, string] {
       edits.push(`the ${kind} of ${site.field} at byte ${site.pos}: ${old} → ${v}`);
     }
   }
-  return [out, `wire: ${edits.join("; ") || "nothing"}`];
+  return edits.length ? [out, `wire: ${edits.join("; ")}`] : [bytes, "unchanged"];
 }
 
 /** Every graph of the model, the main one first, then control-flow bodies. */

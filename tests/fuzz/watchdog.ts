@@ -13,6 +13,8 @@ export interface CaseRequest {
   file: string;
   seed: number;
   n: number;
+  /** "targeted" (the default) or "mutate". */
+  strategy?: "targeted" | "mutate";
 }
 
 /** A case's outcome with its wall time; hangs, memory and crashes are findings too. */
