@@ -10,6 +10,10 @@
  * - `mse`: the mean of (s − t)² over every element.
  * - `cosine`: 1 − cos(s, t) per row.
  *
+ * With row weights (a text model's attention mask over the tokens of a [batch, tokens, width]
+ * output), the mean is weighted: Σ w·loss / Σ w, so padding tokens (w = 0) count for nothing and
+ * a padded batch has the loss of its samples unpadded.
+ *
  * @module
  */
 import type { GradientSeed } from "../autodiff/backward.ts";
@@ -32,8 +36,9 @@ export interface LossSpec {
 const EPS = 1e-12;
 
 /**
- * Sum over the rows of `student` (rows of `width`) of the per-row loss, and the row count: sums
- * of batches add up to the loss of their union.
+ * Sum over the rows of `student` (rows of `width`) of the per-row loss, and the row count (with
+ * `weights`, one per row: the weighted sum and the sum of the weights): sums of batches add up
+ * to the loss of their union.
  */
 export function lossSum(
   spec: LossSpec,
@@ -41,38 +46,51 @@ export function lossSum(
   teacher: Float32Array,
   width: number,
   labels?: ArrayLike<number>,
+  weights?: ArrayLike<number>,
 ): { sum: number; rows: number } {
-  const rows = student.length / width;
-  let sum = 0;
-  if (spec.kind === "mse") {
-    for (let i = 0; i < student.length; i++) {
-      const d = student[i] - teacher[i];
-      sum += d * d;
-    }
-    return { sum: sum / width, rows };
-  }
-  for (let r = 0; r < rows; r++) {
-    const s = student.subarray(r * width, (r + 1) * width);
-    const t = teacher.subarray(r * width, (r + 1) * width);
-    if (spec.kind === "cosine") {
-      let st = 0, ss = 0, tt = 0;
-      for (let i = 0; i < width; i++) {
-        st += s[i] * t[i];
-        ss += s[i] * s[i];
-        tt += t[i] * t[i];
-      }
-      sum += 1 - st / (Math.sqrt(ss + EPS) * Math.sqrt(tt + EPS));
-      continue;
-    }
-    const T = spec.temperature;
-    const logP = logSoftmax(t, T), logQ = logSoftmax(s, T);
-    let kl = 0;
-    for (let i = 0; i < width; i++) kl += Math.exp(logP[i]) * (logP[i] - logQ[i]);
-    const alpha = spec.labels ? spec.labelWeight : 0;
-    sum += (1 - alpha) * T * T * kl;
-    if (spec.labels && labels) sum -= alpha * logSoftmax(s, 1)[labels[r]];
+  const count = student.length / width;
+  let sum = 0, rows = 0;
+  for (let r = 0; r < count; r++) {
+    const w = weights ? weights[r] : 1;
+    if (w === 0) continue;
+    rows += w;
+    sum += w * rowLoss(spec, student, teacher, width, r, labels);
   }
   return { sum, rows };
+}
+
+function rowLoss(
+  spec: LossSpec,
+  student: Float32Array,
+  teacher: Float32Array,
+  width: number,
+  r: number,
+  labels?: ArrayLike<number>,
+): number {
+  const s = student.subarray(r * width, (r + 1) * width);
+  const t = teacher.subarray(r * width, (r + 1) * width);
+  if (spec.kind === "mse") {
+    let sum = 0;
+    for (let i = 0; i < width; i++) sum += (s[i] - t[i]) ** 2;
+    return sum / width;
+  }
+  if (spec.kind === "cosine") {
+    let st = 0, ss = 0, tt = 0;
+    for (let i = 0; i < width; i++) {
+      st += s[i] * t[i];
+      ss += s[i] * s[i];
+      tt += t[i] * t[i];
+    }
+    return 1 - st / (Math.sqrt(ss + EPS) * Math.sqrt(tt + EPS));
+  }
+  const T = spec.temperature;
+  const logP = logSoftmax(t, T), logQ = logSoftmax(s, T);
+  let kl = 0;
+  for (let i = 0; i < width; i++) kl += Math.exp(logP[i]) * (logP[i] - logQ[i]);
+  const alpha = spec.labels ? spec.labelWeight : 0;
+  let loss = (1 - alpha) * T * T * kl;
+  if (spec.labels && labels) loss -= alpha * logSoftmax(s, 1)[labels[r]];
+  return loss;
 }
 
 function logSoftmax(row: Float32Array, temperature: number): Float64Array {
@@ -86,7 +104,8 @@ function logSoftmax(row: Float32Array, temperature: number): Float64Array {
 
 /**
  * Appends ∂L/∂`output` to the backward graph; `teacher` is a graph input holding the teacher's
- * output (same shape), `labels` one of int64 class indices per row (`kl` with labels).
+ * output (same shape), `labels` one of int64 class indices per row (`kl` with labels), `weights`
+ * one of float row weights (the output's shape without its last axis).
  */
 export function seedLoss(
   spec: LossSpec,
@@ -95,38 +114,43 @@ export function seedLoss(
   width: number,
   teacher: string,
   labels?: string,
+  weights?: string,
 ): string {
-  const size = b.op("Cast", [b.op("Size", [output])], { to: 1 });
-  const rows = b.op("Div", [size, b.constFloat(width)]);
-  if (spec.kind === "mse") {
-    return b.op("Div", [b.op("Mul", [b.op("Sub", [output, teacher]), b.constFloat(2)]), size]);
-  }
   const last = b.constInts([-1]);
-  if (spec.kind === "cosine") {
+  // The per-row gradient, then weighted and divided by the rows (Σ w with weights).
+  let d: string;
+  if (spec.kind === "mse") {
+    d = b.op("Mul", [b.op("Sub", [output, teacher]), b.constFloat(2 / width)]);
+  } else if (spec.kind === "cosine") {
     const dot = (u: string, v: string) =>
       b.op("ReduceSum", [b.op("Mul", [u, v]), last], { keepdims: 1 });
     const norm = (u: string) => b.op("Sqrt", [b.op("Add", [dot(u, u), b.constFloat(EPS)])]);
     const [ns, nt] = [norm(output), norm(teacher)];
     const both = b.op("Mul", [ns, nt]);
     const cos = b.op("Div", [dot(output, teacher), both]);
-    // ∂cos/∂s = t/(|s||t|) − cos·s/|s|²
-    const dcos = b.op("Sub", [
-      b.op("Div", [teacher, both]),
+    // ∂(1 − cos)/∂s = cos·s/|s|² − t/(|s||t|)
+    d = b.op("Sub", [
       b.op("Mul", [b.op("Div", [cos, b.op("Mul", [ns, ns])]), output]),
+      b.op("Div", [teacher, both]),
     ]);
-    return b.op("Div", [b.op("Neg", [dcos]), rows]);
+  } else {
+    const T = spec.temperature;
+    const alpha = labels ? spec.labelWeight : 0;
+    const soft = (x: string) =>
+      b.op("Softmax", [T === 1 ? x : b.op("Div", [x, b.constFloat(T)])], { axis: -1 });
+    // ∂(T²·KL)/∂s = T·(softmax(s/T) − softmax(t/T))
+    d = b.op("Mul", [b.op("Sub", [soft(output), soft(teacher)]), b.constFloat((1 - alpha) * T)]);
+    if (labels) {
+      const onOff = b.op("Cast", [b.constInts([0, 1])], { to: 1 });
+      const oneHot = b.op("OneHot", [labels, b.constInts([width], true), onOff], { axis: -1 });
+      const ce = b.op("Sub", [b.op("Softmax", [output], { axis: -1 }), oneHot]);
+      d = b.op("Add", [d, b.op("Mul", [ce, b.constFloat(alpha)])]);
+    }
   }
-  const T = spec.temperature;
-  const alpha = labels ? spec.labelWeight : 0;
-  const soft = (x: string) =>
-    b.op("Softmax", [T === 1 ? x : b.op("Div", [x, b.constFloat(T)])], { axis: -1 });
-  // ∂(T²·KL)/∂s = T·(softmax(s/T) − softmax(t/T))
-  let d = b.op("Mul", [b.op("Sub", [soft(output), soft(teacher)]), b.constFloat((1 - alpha) * T)]);
-  if (labels) {
-    const onOff = b.op("Cast", [b.constInts([0, 1])], { to: 1 });
-    const oneHot = b.op("OneHot", [labels, b.constInts([width], true), onOff], { axis: -1 });
-    const ce = b.op("Sub", [b.op("Softmax", [output], { axis: -1 }), oneHot]);
-    d = b.op("Add", [d, b.op("Mul", [ce, b.constFloat(alpha)])]);
+  if (weights) {
+    const w = b.op("Unsqueeze", [weights, last]);
+    return b.op("Div", [b.op("Mul", [d, w]), b.op("ReduceSum", [weights], { keepdims: 0 })]);
   }
-  return b.op("Div", [d, rows]);
+  const size = b.op("Cast", [b.op("Size", [output])], { to: 1 });
+  return b.op("Div", [d, b.op("Div", [size, b.constFloat(width)])]);
 }

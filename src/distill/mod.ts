@@ -5,7 +5,9 @@
  * (the backward graph from autodiff/backward.ts, the weights fed as graph inputs) and AdamW
  * updates float32 master weights. A held-out share of the calibration samples is scored every
  * few steps; the best weights seen are kept and training stops when they stop improving. The
- * same data, options and seed give the same model.
+ * same data, options and seed give the same model. Text models with an attention-mask input may
+ * come in batches of any sequence length: every batch is padded to one length and padding tokens
+ * are left out of the loss (see samples.ts).
  *
  * @module
  */
@@ -38,7 +40,9 @@ export interface DistillOptions {
   /** Seed of the held-out split and the order of the batches. Default 0. */
   seed?: number;
   /** `kl` (classifier logits; the default for a [batch, classes] output), `cosine` (the default
-   * for any other output: embeddings) or `mse`. */
+   * for any other output: embeddings) or `mse`. Each is a mean over the output's rows (vectors
+   * along its last axis); for a text model's [batch, tokens, width] output, over the tokens its
+   * attention mask keeps. */
   loss?: LossKind;
   /** Softmax temperature of `kl`. Default 2. */
   temperature?: number;
@@ -99,6 +103,7 @@ type Batches = AsyncIterable<Record<string, OrtTensor>> | Iterable<Record<string
 
 const TEACHER = "prune_vit_teacher";
 const LABELS = "prune_vit_labels";
+const WEIGHTS = "prune_vit_row_weights";
 
 function checkOptions(o: DistillOptions) {
   const bad = (name: string, want: string, v: unknown) => {
@@ -200,7 +205,7 @@ export async function distillModel(
     !graph.proto.input.some((v) => v.name === t.name)
   ).map((t) => t.name!);
   const inputShapes = Object.fromEntries(
-    [...pool.inputs].map(([name, input]) => [name, [2, ...input.row]]),
+    [...pool.inputRows].map(([name, row]) => [name, [2, ...row]]),
   );
   const shapes = await probeTensors(base, { inputShapes });
   const studentRow = shapes.get(output)?.dims.slice(1) ?? [];
@@ -224,12 +229,27 @@ export async function distillModel(
         type: { tensorType: { elemType: 7, shape: { dim: [{ dimParam: "batch" }] } } },
       })]
       : []),
+    ...(pool.masked
+      ? [onnx.ValueInfoProto.create({
+        name: WEIGHTS,
+        type: { tensorType: { elemType: 1, shape: { dim: rowsOf(pool.outputRow.slice(0, -1)) } } },
+      })]
+      : []),
   ];
   const built = buildWeightGradientModel(base, shapes, {
     candidates,
     output,
     inputs: extra,
-    seed: (b, y) => seedLoss(spec, b, y, width, TEACHER, spec.labels ? LABELS : undefined),
+    seed: (b, y) =>
+      seedLoss(
+        spec,
+        b,
+        y,
+        width,
+        TEACHER,
+        spec.labels ? LABELS : undefined,
+        pool.masked ? WEIGHTS : undefined,
+      ),
   });
   const names = [...built.gradients.keys()];
   const tensors = new Map((base.graph!.initializer ?? []).map((t) => [t.name!, t]));
@@ -263,6 +283,7 @@ export async function distillModel(
   const batchSize = Math.min(options.batchSize ?? 32, trainSet.length);
   const labelRows = (idx: number[]) =>
     options.labels ? idx.map((i) => options.labels![i]) : undefined;
+  const rowWeights = (idx: number[]) => pool.masked ? pool.rowWeights(idx) : undefined;
 
   const scoreHeldOut = async (): Promise<number> => {
     let sum = 0, rows = 0;
@@ -276,6 +297,7 @@ export async function distillModel(
         pool.teacher(idx),
         width,
         labelRows(idx),
+        rowWeights(idx),
       );
       sum += r.sum;
       rows += r.rows;
@@ -319,6 +341,13 @@ export async function distillModel(
         [TEACHER]: new ort.Tensor("float32", pool.teacher(idx), [idx.length, ...pool.outputRow]),
       };
       const labels = labelRows(idx);
+      const rowWeight = rowWeights(idx);
+      if (rowWeight) {
+        feeds[WEIGHTS] = new ort.Tensor("float32", rowWeight, [
+          idx.length,
+          ...pool.outputRow.slice(0, -1),
+        ]);
+      }
       if (labels) {
         feeds[LABELS] = new ort.Tensor(
           "int64",
@@ -327,7 +356,14 @@ export async function distillModel(
         );
       }
       const out = await train.run(feeds);
-      const loss = lossSum(spec, toFloat32(out[output]), pool.teacher(idx), width, labels);
+      const loss = lossSum(
+        spec,
+        toFloat32(out[output]),
+        pool.teacher(idx),
+        width,
+        labels,
+        rowWeight,
+      );
       const grads = gradOutputs.map((g) => out[g].data as Float32Array);
       if (!Number.isFinite(loss.sum) || grads.some((g) => !allFinite(g))) {
         throw new PruneError(
