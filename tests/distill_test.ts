@@ -4,12 +4,17 @@
  * the same model for the same seed, and clear errors.
  */
 import assert from "node:assert/strict";
-import { buildWeightGradientModel, weightsAsInputs } from "../src/autodiff/backward.ts";
+import {
+  buildWeightGradientModel,
+  type GradientSeed,
+  weightsAsInputs,
+} from "../src/autodiff/backward.ts";
 import { type LossSpec, lossSum, seedLoss } from "../src/distill/loss.ts";
 import { AdamW, learningRate } from "../src/distill/adamw.ts";
 import { distillModel } from "../src/distill/mod.ts";
 import { float32Model } from "../src/distill/float32.ts";
 import { SamplePool } from "../src/distill/samples.ts";
+import { blockOutputs } from "../src/distill/hidden.ts";
 import { onnx } from "../src/onnx/proto.ts";
 import type { ModelProto } from "../src/onnx/proto.ts";
 import { decodeModel, encodeModel } from "../src/onnx/model_io.ts";
@@ -513,6 +518,126 @@ Deno.test("distilling a BERT on batches of several lengths lowers the loss on un
   assert.deepEqual(report.samples, { train: 36, heldOut: 4 });
   assert.ok(report.heldOut!.after < report.heldOut!.before, JSON.stringify(report.heldOut));
   assert.ok(after < 0.8 * before, `masked cosine loss on unseen texts ${before} → ${after}`);
+});
+
+Deno.test("hidden-state terms add their gradients to the output's (BERT, padded)", async () => {
+  const model = decodeModel(await Deno.readFile(new URL("more/bert.onnx", FIXTURES)));
+  const feeds = bertFeeds(tokenRows([6, 4, 8], 3), 8);
+  const weights = Float32Array.from(feeds.attention_mask.data as BigInt64Array, Number);
+  const shapes = await probeTensors(model, {
+    inputShapes: Object.fromEntries(Object.keys(feeds).map((k) => [k, [2, 8]])),
+  });
+  const hidden = blockOutputs(model, shapes, "last_hidden_state");
+  assert.deepEqual(hidden, ["/encoder/layer.0/output/LayerNorm/LayerNormalization_output_0"]);
+  const cosine: LossSpec = { ...KL, kind: "cosine" };
+  const candidates = model.graph!.initializer!.filter((t) =>
+    t.dataType === 1 && tensorDims(t).reduce((a, b) => a * b, 1) >= 2
+  ).map((t) => t.name!);
+  const input = (name: string) =>
+    onnx.ValueInfoProto.create({ name, type: { tensorType: { elemType: 1 } } });
+  const seed = (teacher: string) => (b: GradientSeed, y: string) =>
+    seedLoss(cosine, b, y, 64, teacher, undefined, "weights");
+  const run = async (output: string, also: boolean) => {
+    const built = buildWeightGradientModel(model, shapes, {
+      candidates,
+      output,
+      inputs: [input("teacher"), input("weights"), ...(also ? [input("hidden")] : [])],
+      seed: seed("teacher"),
+      ...(also
+        ? {
+          also: [{
+            tensor: hidden[0],
+            seed: (b: GradientSeed, y: string) =>
+              b.op("Mul", [seed("hidden")(b, y), b.constFloat(0.7)]),
+          }],
+        }
+        : {}),
+    });
+    const inits = new Map(model.graph!.initializer!.map((t) => [t.name!, t]));
+    const session = await createSession(encodeModel(built.model));
+    const out = await session.run({
+      ...feeds,
+      ...Object.fromEntries(
+        [...built.gradients.keys()].map((w) => [
+          w,
+          new ort.Tensor("float32", tensorToFloat32(inits.get(w)!), tensorDims(inits.get(w)!)),
+        ]),
+      ),
+      teacher: new ort.Tensor("float32", seeded(3 * 8 * 64, output === hidden[0] ? 23 : 21), [
+        3,
+        8,
+        64,
+      ]),
+      weights: new ort.Tensor("float32", weights, [3, 8]),
+      ...(also ? { hidden: new ort.Tensor("float32", seeded(3 * 8 * 64, 23), [3, 8, 64]) } : {}),
+    });
+    await session.release();
+    return new Map([...built.gradients].map(([w, g]) => [w, out[g].data as Float32Array]));
+  };
+  const both = await run("last_hidden_state", true);
+  const outOnly = await run("last_hidden_state", false);
+  const hiddenOnly = await run(hidden[0], false);
+  // Layer 1's weights reach the output only; layer 0's and the embeddings' reach both.
+  assert.ok([...hiddenOnly.keys()].every((w) => both.has(w)));
+  assert.ok([...hiddenOnly.keys()].some((w) => /layer\.0/.test(w)));
+  for (const [w, g] of both) {
+    const a = outOnly.get(w), h = hiddenOnly.get(w);
+    let diff = 0, scale = 0;
+    g.forEach((v, k) => {
+      const want = (a?.[k] ?? 0) + 0.7 * (h?.[k] ?? 0);
+      diff = Math.max(diff, Math.abs(v - want));
+      scale = Math.max(scale, Math.abs(want));
+    });
+    assert.ok(diff <= 1e-4 * scale + 1e-9, `"${w}": ${diff} off, scale ${scale}`);
+  }
+});
+
+Deno.test("distillation matching block outputs: BERT with padding, the ViT; refused when the residual width is pruned", async () => {
+  const bert = await Deno.readFile(new URL("more/bert.onnx", FIXTURES));
+  const { model: student } = await pruneModel(decodeModel(bert), {
+    pruneNumHeads: true,
+    headPruningRatio: 0.5,
+    pruningRatio: 0.5,
+  });
+  const data = [
+    bertFeeds(tokenRows([5, 9, 12, 7, 3, 10, 11, 6], 2), 12),
+    bertFeeds(tokenRows([16, 2, 8, 14, 9, 13, 15, 16], 4), 16),
+    bertFeeds(tokenRows([4, 4, 4, 4, 4, 4, 4, 4], 3), 4),
+  ];
+  const report = await distillModel(student, bert, data, {
+    steps: 12,
+    batchSize: 8,
+    lr: 5e-4,
+    hidden: true,
+  });
+  assert.deepEqual(report.hidden, [
+    "/encoder/layer.0/output/LayerNorm/LayerNormalization_output_0",
+  ]);
+  assert.ok(report.heldOut!.after < report.heldOut!.before, JSON.stringify(report.heldOut));
+
+  const { teacher, student: vit } = await prunedVit();
+  const vitReport = await distillModel(vit, teacher, [await fmnist(0, 128)], {
+    steps: 10,
+    batchSize: 16,
+    hidden: true,
+    hiddenWeight: 0.5,
+  });
+  // Six blocks: five residual streams, and the final norm after the last.
+  assert.deepEqual(vitReport.hidden, [
+    ...[0, 1, 2, 3, 4].map((i) => `/blocks/blocks.${i}/Add_1_output_0`),
+    "/norm/LayerNormalization_output_0",
+  ]);
+  assert.ok(vitReport.heldOut!.after < vitReport.heldOut!.before);
+
+  const { model: narrow } = await pruneModel(decodeModel(teacher), {
+    pruneHeadDims: true,
+    headPruningRatio: 0.5,
+    embeddingPruningRatio: 0.25,
+  });
+  await assert.rejects(
+    async () => distillModel(narrow, teacher, [await fmnist(0, 32)], { steps: 2, hidden: true }),
+    /distill.hidden .* "\/blocks\/blocks.0\/Add_1_output_0" .*residual width was pruned/,
+  );
 });
 
 Deno.test("AdamW matches PyTorch's torch.optim.AdamW; warm-up then cosine decay", () => {

@@ -26,6 +26,7 @@ import { float32Model, hasHalfFloats } from "./float32.ts";
 import { type LossKind, type LossSpec, lossSum, seedLoss } from "./loss.ts";
 import { AdamW, learningRate } from "./adamw.ts";
 import { halfToFloat32, SamplePool } from "./samples.ts";
+import { blockOutputs } from "./hidden.ts";
 
 export type { LossKind } from "./loss.ts";
 
@@ -46,6 +47,13 @@ export interface DistillOptions {
   loss?: LossKind;
   /** Softmax temperature of `kl`. Default 2. */
   temperature?: number;
+  /** Also match every transformer block's output (the residual stream after the block) to the
+   * original's: the cosine per row (token) of each, averaged over the blocks, added to the loss
+   * with weight `hiddenWeight`. Needs the residual width kept (no embedding pruning). The
+   * held-out score reads the output's loss only. */
+  hidden?: boolean;
+  /** Weight of the block outputs' loss with `hidden`. Default 1. */
+  hiddenWeight?: number;
   /** Decoupled weight decay of the matrices (MatMul, Gemm, Conv weights). Default 0.01. */
   weightDecay?: number;
   /** Warm-up steps. Default 5% of the steps. */
@@ -93,6 +101,8 @@ export interface DistillReport {
   trained: { tensors: number; params: number };
   /** Float weights left as they were, each with the reason. */
   frozen: { name: string; reason: string }[];
+  /** With `hidden`: the block outputs matched. */
+  hidden?: string[];
   /** Wall time of the whole run. */
   seconds: number;
   /** Mean wall time of a training step (forward, backward, update). */
@@ -104,6 +114,7 @@ type Batches = AsyncIterable<Record<string, OrtTensor>> | Iterable<Record<string
 const TEACHER = "prune_vit_teacher";
 const LABELS = "prune_vit_labels";
 const WEIGHTS = "prune_vit_row_weights";
+const HIDDEN = "prune_vit_teacher_block_";
 
 function checkOptions(o: DistillOptions) {
   const bad = (name: string, want: string, v: unknown) => {
@@ -127,6 +138,7 @@ function checkOptions(o: DistillOptions) {
   positive("lr");
   positive("temperature");
   positive("maxSeconds");
+  positive("hiddenWeight");
   const share = (name: keyof DistillOptions, top: number) => {
     const v = o[name] as number | undefined;
     if (v !== undefined && !(Number.isFinite(v) && v >= 0 && v < top)) {
@@ -169,7 +181,7 @@ export async function distillModel(
   checkOptions(options);
   const start = performance.now();
   const ort = await loadOrt();
-  const pool = await teacherOutputs(teacher, data);
+  const { pool, hidden } = await teacherOutputs(teacher, data, !!options.hidden);
   if (options.labels && options.labels.length !== pool.size) {
     throw new PruneError(
       "bad-option",
@@ -217,6 +229,24 @@ export async function distillModel(
         `[batch, ${studentRow.join(", ")}]); keep its channels (e.g. no embedding pruning)`,
     );
   }
+  hidden.forEach((name, k) => {
+    const row = shapes.get(name)?.dims.slice(1);
+    const want = pool.rowOf(k + 1);
+    if (!row || row.join() !== want.join()) {
+      throw new PruneError(
+        "unsupported-graph",
+        `distill.hidden matches the block outputs with the original's, but ` +
+          (row
+            ? `pruning changed the shape of "${name}" ([batch, ${want.join(", ")}] → ` +
+              `[batch, ${row.join(", ")}]): the residual width was pruned; keep it (no ` +
+              `embedding pruning) or leave hidden-state matching off`
+            : `the pruned model has no tensor "${name}"`),
+      );
+    }
+  });
+  const weighted = pool.masked || hidden.some((_, k) => pool.isMasked(k + 1));
+  const tokens = pool.rowOf(hidden.findIndex((_, k) => pool.isMasked(k + 1)) + 1).slice(0, -1);
+  const weightRow = pool.masked ? pool.outputRow.slice(0, -1) : tokens;
   const rowsOf = (dims: number[]) => [{ dimParam: "batch" }, ...dims.map((d) => ({ dimValue: d }))];
   const extra = [
     onnx.ValueInfoProto.create({
@@ -229,13 +259,21 @@ export async function distillModel(
         type: { tensorType: { elemType: 7, shape: { dim: [{ dimParam: "batch" }] } } },
       })]
       : []),
-    ...(pool.masked
+    ...(weighted
       ? [onnx.ValueInfoProto.create({
         name: WEIGHTS,
-        type: { tensorType: { elemType: 1, shape: { dim: rowsOf(pool.outputRow.slice(0, -1)) } } },
+        type: { tensorType: { elemType: 1, shape: { dim: rowsOf(weightRow) } } },
       })]
       : []),
+    ...hidden.map((_, k) =>
+      onnx.ValueInfoProto.create({
+        name: HIDDEN + k,
+        type: { tensorType: { elemType: 1, shape: { dim: rowsOf(pool.rowOf(k + 1)) } } },
+      })
+    ),
   ];
+  const hiddenSpec: LossSpec = { ...spec, kind: "cosine", labels: false };
+  const hiddenShare = (options.hiddenWeight ?? 1) / Math.max(hidden.length, 1);
   const built = buildWeightGradientModel(base, shapes, {
     candidates,
     output,
@@ -250,6 +288,22 @@ export async function distillModel(
         spec.labels ? LABELS : undefined,
         pool.masked ? WEIGHTS : undefined,
       ),
+    also: hidden.map((tensor, k) => ({
+      tensor,
+      seed: (b, y) => {
+        const row = pool.rowOf(k + 1);
+        const d = seedLoss(
+          hiddenSpec,
+          b,
+          y,
+          row[row.length - 1],
+          HIDDEN + k,
+          undefined,
+          pool.isMasked(k + 1) ? WEIGHTS : undefined,
+        );
+        return b.op("Mul", [d, b.constFloat(hiddenShare)]);
+      },
+    })),
   });
   const names = [...built.gradients.keys()];
   const tensors = new Map((base.graph!.initializer ?? []).map((t) => [t.name!, t]));
@@ -284,6 +338,13 @@ export async function distillModel(
   const labelRows = (idx: number[]) =>
     options.labels ? idx.map((i) => options.labels![i]) : undefined;
   const rowWeights = (idx: number[]) => pool.masked ? pool.rowWeights(idx) : undefined;
+  const hiddenFeeds = (idx: number[]) =>
+    Object.fromEntries(
+      hidden.map((_, k) => [
+        HIDDEN + k,
+        new ort.Tensor("float32", pool.teacher(idx, k + 1), [idx.length, ...pool.rowOf(k + 1)]),
+      ]),
+    );
 
   const scoreHeldOut = async (): Promise<number> => {
     let sum = 0, rows = 0;
@@ -342,12 +403,13 @@ export async function distillModel(
       };
       const labels = labelRows(idx);
       const rowWeight = rowWeights(idx);
-      if (rowWeight) {
-        feeds[WEIGHTS] = new ort.Tensor("float32", rowWeight, [
+      if (weighted) {
+        feeds[WEIGHTS] = new ort.Tensor("float32", rowWeight ?? pool.rowWeights(idx), [
           idx.length,
-          ...pool.outputRow.slice(0, -1),
+          ...weightRow,
         ]);
       }
+      Object.assign(feeds, hiddenFeeds(idx));
       if (labels) {
         feeds[LABELS] = new ort.Tensor(
           "int64",
@@ -426,6 +488,7 @@ export async function distillModel(
     },
     trained: { tensors: names.length, params: weights.reduce((a, w) => a + w.length, 0) },
     frozen: built.frozen,
+    ...(options.hidden ? { hidden } : {}),
     seconds: (performance.now() - start) / 1000,
     msPerStep: step ? trainingMs / step : 0,
   };
@@ -435,16 +498,22 @@ function writeWeight(t: TensorProto, values: Float32Array, dims: number[]) {
   setTensorRawBytes(t, float32ToTensorBytes(values, t.dataType ?? 1), dims);
 }
 
-/** Runs the teacher over the data once and keeps every sample with its output rows. */
-async function teacherOutputs(teacher: Uint8Array, data: Batches): Promise<SamplePool> {
+/**
+ * Runs the teacher over the data once and keeps every sample with its output rows; with
+ * `matchHidden`, with its block outputs too (found on the first batch), named in `hidden`.
+ */
+async function teacherOutputs(
+  teacher: Uint8Array,
+  data: Batches,
+  matchHidden: boolean,
+): Promise<{ pool: SamplePool; hidden: string[] }> {
   const ort = await loadOrt();
   // float16 inputs and outputs pass through onnxruntime as float32 (see runtime/float32_io.ts).
   const io = withFloat32Io(decodeModel(teacher));
-  const session: OrtSession = await createSession(
-    io.inputs.size || io.outputs.size ? encodeModel(io.model) : teacher,
-  );
   const output = io.model.graph!.output![0].name!;
   const pool = new SamplePool();
+  let session: OrtSession | undefined;
+  let hidden: string[] = [];
   try {
     for await (const feeds of data) {
       const wide = Object.fromEntries(
@@ -454,14 +523,48 @@ async function teacherOutputs(teacher: Uint8Array, data: Batches): Promise<Sampl
           return [as, new ort.Tensor("float32", halfToFloat32(t.data as Uint16Array), t.dims)];
         }),
       );
-      const out = await session.run(wide, [output]);
-      pool.add(feeds, out[output]);
+      if (!session) {
+        let model = io.inputs.size || io.outputs.size ? encodeModel(io.model) : teacher;
+        if (matchHidden) {
+          const inputShapes = Object.fromEntries(
+            Object.entries(wide).map(([name, t]) => [name, [2, ...t.dims.slice(1).map(Number)]]),
+          );
+          const shapes = await probeTensors(io.model, { inputShapes });
+          hidden = blockOutputs(io.model, shapes, output);
+          if (hidden.length === 0) {
+            throw new PruneError(
+              "unsupported-graph",
+              "distill.hidden: no transformer block outputs were found to match",
+            );
+          }
+          model = encodeModel(onnx.ModelProto.create({
+            ...io.model,
+            graph: onnx.GraphProto.create({
+              ...io.model.graph,
+              output: [
+                ...(io.model.graph!.output ?? []),
+                ...hidden.map((name) => onnx.ValueInfoProto.create({ name })),
+              ],
+            }),
+          }));
+        }
+        session = await createSession(model);
+      }
+      const out = await session.run(wide, [output, ...hidden]);
+      pool.add(feeds, [output, ...hidden].map((name) => floatOutput(ort, out[name])));
     }
   } finally {
-    await session.release?.();
+    await session?.release?.();
   }
   if (pool.size === 0) throw new PruneError("bad-calibration", "the calibration data is empty");
-  return pool;
+  return { pool, hidden };
+}
+
+/** A float16 block output as float32 (the distilled output is float32 through float32_io). */
+function floatOutput(ort: Awaited<ReturnType<typeof loadOrt>>, t: OrtTensor): OrtTensor {
+  return t.type === "float16"
+    ? new ort.Tensor("float32", halfToFloat32(t.data as Uint16Array), t.dims)
+    : t;
 }
 
 /** Whether a weight is read as a matrix (decayed) rather than a bias, norm or embedding row. */

@@ -42,10 +42,10 @@ export class SamplePool {
   readonly #inputs = new Map<string, Input>();
   /** The attention-mask input, where the model has one. */
   #mask: string | undefined;
-  /** Whether the output has the sequence axis (axis 1). */
-  #outputSequence = false;
-  #outputInner: number[] = [];
-  #outputs: Float32Array[] = [];
+  /** The teacher's outputs: the distilled output first, then the block outputs matched; for
+   * each, whether axis 1 is the sequence axis, the dims after it (or after the batch axis), and
+   * the data per batch. */
+  #outs: { sequence: boolean; inner: number[]; batches: Float32Array[] }[] = [];
   /** Per batch: its sequence length (0 without a mask). */
   #lengths: number[] = [];
   /** Per sample: its batch, its row in that batch and its length (up to its last unmasked
@@ -65,12 +65,24 @@ export class SamplePool {
 
   /** Whether the loss weighs the output's rows by the attention mask (padded token outputs). */
   get masked(): boolean {
-    return this.#outputSequence;
+    return this.isMasked(0);
+  }
+
+  /** Whether the loss on teacher output `k` (0: the distilled output) weighs its rows by the
+   * attention mask. */
+  isMasked(k: number): boolean {
+    return this.#outs[k].sequence;
   }
 
   /** Dims of one sample's teacher output (the batch axis left out), padded. */
   get outputRow(): number[] {
-    return this.#outputSequence ? [this.#length, ...this.#outputInner] : this.#outputInner;
+    return this.rowOf(0);
+  }
+
+  /** Dims of one sample of teacher output `k` (0: the distilled output), padded. */
+  rowOf(k: number): number[] {
+    const out = this.#outs[k];
+    return out.sequence ? [this.#length, ...out.inner] : out.inner;
   }
 
   /** Dims of one sample of every input (the batch axis left out), padded. */
@@ -87,11 +99,11 @@ export class SamplePool {
     return this.outputRow.slice(0, -1).reduce((a, b) => a * b, 1);
   }
 
-  /** Adds a batch of feeds and the teacher's output on it. */
-  add(feeds: Record<string, OrtTensor>, output: OrtTensor): void {
-    const n = Number(output.dims[0]);
-    const batch = this.#outputs.length;
-    const outDims = output.dims.map(Number);
+  /** Adds a batch of feeds and the teacher's outputs on it (the distilled output first). */
+  add(feeds: Record<string, OrtTensor>, outputs: OrtTensor | OrtTensor[]): void {
+    const list = Array.isArray(outputs) ? outputs : [outputs];
+    const n = Number(list[0].dims[0]);
+    const batch = this.#lengths.length;
     if (batch === 0) {
       this.#mask = Object.keys(feeds).find((name) =>
         isMaskInput(name) && feeds[name].dims.length === 2
@@ -114,15 +126,25 @@ export class SamplePool {
           (this.#mask ? "" : " (batches of other lengths need an attention_mask input)"),
       );
     const split = (dims: number[], sequence: boolean) => sequence ? dims.slice(2) : dims.slice(1);
-    if (batch === 0) {
-      this.#outputSequence = !!mask && outDims.length >= 3 && outDims[1] === length;
-      this.#outputInner = split(outDims, this.#outputSequence);
-    } else if (
-      (this.#outputSequence && outDims[1] !== length) ||
-      split(outDims, this.#outputSequence).join() !== this.#outputInner.join()
-    ) {
-      throw shapeError("the model's output", outDims, this.#outputInner, this.#outputSequence);
-    }
+    list.forEach((output, k) => {
+      const outDims = output.dims.map(Number);
+      if (batch === 0) {
+        const sequence = !!mask && outDims.length >= 3 && outDims[1] === length;
+        this.#outs.push({ sequence, inner: split(outDims, sequence), batches: [] });
+      }
+      const out = this.#outs[k];
+      if (
+        outDims[0] !== n || (out.sequence && outDims[1] !== length) ||
+        split(outDims, out.sequence).join() !== out.inner.join()
+      ) {
+        throw shapeError(
+          k ? `the model's tensor ${k}` : "the model's output",
+          outDims,
+          out.inner,
+          out.sequence,
+        );
+      }
+    });
     const inputs: [Input, Rows][] = [];
     for (const [name, t] of Object.entries(feeds)) {
       const dims = t.dims.map(Number);
@@ -151,7 +173,9 @@ export class SamplePool {
       inputs.push([input, t.data as Rows]);
     }
     for (const [input, data] of inputs) input.batches.push(data);
-    this.#outputs.push(Float32Array.from(ortToFloat64Array(output)));
+    list.forEach((output, k) =>
+      this.#outs[k].batches.push(Float32Array.from(ortToFloat64Array(output)))
+    );
     this.#lengths.push(length);
     const flags = mask ? ortToFloat64Array(mask) : undefined;
     for (let r = 0; r < n; r++) {
@@ -188,18 +212,18 @@ export class SamplePool {
     return out;
   }
 
-  /** The teacher's output rows of the samples `idx`, one after the other (padded rows 0). */
-  teacher(idx: number[]): Float32Array {
-    const size = this.#outputInner.reduce((a, b) => a * b, 1);
-    return this.#gather(this.#outputs, size, this.#outputSequence, idx) as Float32Array;
+  /** The teacher's rows of output `k` (0: the distilled output) for the samples `idx`, one
+   * after the other (padded rows 0). */
+  teacher(idx: number[], k = 0): Float32Array {
+    const out = this.#outs[k];
+    const size = out.inner.reduce((a, b) => a * b, 1);
+    return this.#gather(out.batches, size, out.sequence, idx) as Float32Array;
   }
 
-  /** Per loss row of the samples `idx` ([samples, tokens]): 1 for a token the mask keeps, 0 for
-   * padding. Only where {@link masked}. */
+  /** Per token of the samples `idx` ([samples, tokens]): 1 for a token the mask keeps, 0 for
+   * padding (the row weights of a masked output). */
   rowWeights(idx: number[]): Float32Array {
-    if (!this.#outputSequence || !this.#mask) {
-      throw new PruneError("internal", "row weights without a masked output");
-    }
+    if (!this.#mask) throw new PruneError("internal", "row weights without an attention mask");
     const mask = this.#inputs.get(this.#mask)!;
     const flags = this.#gather(mask.batches, 1, true, idx);
     return Float32Array.from(flags as ArrayLike<number | bigint>, (v) => v ? 1 : 0);
