@@ -254,7 +254,11 @@ function distillFrom(v: OptionValues, options: RunOptions, s: (n: OptionName) =>
     distill.seed = Number(v.seed);
   }
   if (v["distill-loss"] !== undefined) {
-    distill.loss = oneOf(s("distill-loss"), v["distill-loss"], ["kl", "cosine", "mse"] as const);
+    distill.loss = oneOf(
+      s("distill-loss"),
+      v["distill-loss"],
+      ["kl", "cosine", "mse", "pooled"] as const,
+    );
   }
   if (v.temperature !== undefined) {
     distill.temperature = parsePositive(s("temperature"), v.temperature);

@@ -302,12 +302,12 @@ Deno.test("weight gradients match finite differences: BERT, padding tokens left 
   // Teacher rows at padding positions are noise: they must not count. Steps up to half a
   // tensor's scale: at 5% the query biases move the MSE by less than float32 outputs resolve.
   const teacher = seeded(3 * 8 * 64, 17);
-  for (const kind of ["cosine", "mse"] as const) {
+  for (const kind of ["cosine", "mse", "pooled"] as const) {
     await checkWeightGradients(
       `more/bert.onnx, ${kind}`,
       model,
       feeds,
-      { ...KL, kind },
+      { ...KL, kind, tokens: 8 },
       teacher,
       undefined,
       weights,
@@ -377,26 +377,32 @@ Deno.test("a padded batch has the loss and gradients of its samples run unpadded
   const ids = tokenRows(lengths, 2);
   const length = 9;
   const rowsOf = (r: number) => seeded(lengths[r] * 64, 30 + r);
-  for (const kind of ["cosine", "mse"] as const) {
-    const spec: LossSpec = { ...KL, kind };
+  for (const kind of ["cosine", "mse", "pooled"] as const) {
+    const spec: LossSpec = { ...KL, kind, tokens: length };
     // The padded batch: teacher rows of padding tokens are noise.
     const teacher = seeded(lengths.length * length * 64, 19);
     lengths.forEach((_, r) => teacher.set(rowsOf(r), r * length * 64));
     const feeds = bertFeeds(ids, length);
     const weights = Float32Array.from(feeds.attention_mask.data as BigInt64Array, Number);
     const padded = await bertStep(model, feeds, spec, teacher, weights);
-    assert.equal(padded.rows, 24);
+    // Loss rows: tokens, or samples for the pooled embedding.
+    assert.equal(padded.rows, kind === "pooled" ? 4 : 24);
     // Each sample alone at its own length, no padding, no weights.
     let sum = 0, rows = 0;
     const grads = new Map<string, Float64Array>();
     for (const [r, l] of lengths.entries()) {
-      const one = await bertStep(model, bertFeeds([ids[r]], l), spec, rowsOf(r));
-      assert.equal(one.rows, l);
+      const one = await bertStep(
+        model,
+        bertFeeds([ids[r]], l),
+        { ...spec, tokens: l },
+        rowsOf(r),
+      );
+      assert.equal(one.rows, kind === "pooled" ? 1 : l);
       sum += one.sum;
       rows += one.rows;
       for (const [w, g] of one.grads) {
         const acc = grads.get(w) ?? new Float64Array(g.length);
-        g.forEach((v, k) => acc[k] += v * l); // ∂(sum)/∂W = rows · ∂(mean)/∂W
+        g.forEach((v, k) => acc[k] += v * one.rows); // ∂(sum)/∂W = rows · ∂(mean)/∂W
         grads.set(w, acc);
       }
     }

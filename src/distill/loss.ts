@@ -9,6 +9,9 @@
  *   against the labels.
  * - `mse`: the mean of (s − t)² over every element.
  * - `cosine`: 1 − cos(s, t) per row.
+ * - `pooled`: 1 − cos(s̄, t̄) per sample, s̄ the mean of its rows along axis 1 (the tokens of a
+ *   [batch, tokens, width] output; weighted by the attention mask, so padding is left out): the
+ *   mean pooling of sentence-transformers' embedding models, the embedding itself compared.
  *
  * With row weights (a text model's attention mask over the tokens of a [batch, tokens, width]
  * output), the mean is weighted: Σ w·loss / Σ w, so padding tokens (w = 0) count for nothing and
@@ -19,7 +22,10 @@
 import type { GradientSeed } from "../autodiff/backward.ts";
 
 /** Which loss compares the student's output with the teacher's. */
-export type LossKind = "kl" | "mse" | "cosine";
+export type LossKind = "kl" | "mse" | "cosine" | "pooled";
+
+/** Every loss, for option checks. */
+export const LOSS_KINDS: readonly LossKind[] = ["kl", "cosine", "mse", "pooled"];
 
 /** A loss and its settings. */
 export interface LossSpec {
@@ -30,6 +36,8 @@ export interface LossSpec {
   labelWeight: number;
   /** Whether labels are fed (one per row). */
   labels: boolean;
+  /** `pooled`: rows (tokens) per sample. */
+  tokens?: number;
 }
 
 /** Guards the norms of all-zero rows in `cosine`. */
@@ -50,6 +58,26 @@ export function lossSum(
 ): { sum: number; rows: number } {
   const count = student.length / width;
   let sum = 0, rows = 0;
+  if (spec.kind === "pooled") {
+    const tokens = spec.tokens ?? 1;
+    for (let n = 0; n < count / tokens; n++) {
+      const [s, t] = [new Float64Array(width), new Float64Array(width)];
+      let total = 0;
+      for (let r = n * tokens; r < (n + 1) * tokens; r++) {
+        const w = weights ? weights[r] : 1;
+        if (w === 0) continue;
+        total += w;
+        for (let i = 0; i < width; i++) {
+          s[i] += w * student[r * width + i];
+          t[i] += w * teacher[r * width + i];
+        }
+      }
+      // The mean's scale leaves the cosine unchanged.
+      if (total > 0) sum += cosineLoss(s, t, width);
+      rows++;
+    }
+    return { sum, rows };
+  }
   for (let r = 0; r < count; r++) {
     const w = weights ? weights[r] : 1;
     if (w === 0) continue;
@@ -74,15 +102,7 @@ function rowLoss(
     for (let i = 0; i < width; i++) sum += (s[i] - t[i]) ** 2;
     return sum / width;
   }
-  if (spec.kind === "cosine") {
-    let st = 0, ss = 0, tt = 0;
-    for (let i = 0; i < width; i++) {
-      st += s[i] * t[i];
-      ss += s[i] * s[i];
-      tt += t[i] * t[i];
-    }
-    return 1 - st / (Math.sqrt(ss + EPS) * Math.sqrt(tt + EPS));
-  }
+  if (spec.kind === "cosine") return cosineLoss(s, t, width);
   const T = spec.temperature;
   const logP = logSoftmax(t, T), logQ = logSoftmax(s, T);
   let kl = 0;
@@ -91,6 +111,16 @@ function rowLoss(
   let loss = (1 - alpha) * T * T * kl;
   if (spec.labels && labels) loss -= alpha * logSoftmax(s, 1)[labels[r]];
   return loss;
+}
+
+function cosineLoss(s: ArrayLike<number>, t: ArrayLike<number>, width: number): number {
+  let st = 0, ss = 0, tt = 0;
+  for (let i = 0; i < width; i++) {
+    st += s[i] * t[i];
+    ss += s[i] * s[i];
+    tt += t[i] * t[i];
+  }
+  return 1 - st / (Math.sqrt(ss + EPS) * Math.sqrt(tt + EPS));
 }
 
 function logSoftmax(row: Float32Array, temperature: number): Float64Array {
@@ -117,22 +147,41 @@ export function seedLoss(
   weights?: string,
 ): string {
   const last = b.constInts([-1]);
+  const dot = (u: string, v: string) =>
+    b.op("ReduceSum", [b.op("Mul", [u, v]), last], { keepdims: 1 });
+  const norm = (u: string) => b.op("Sqrt", [b.op("Add", [dot(u, u), b.constFloat(EPS)])]);
+  /** ∂(1 − cos(s, t))/∂s = cos·s/|s|² − t/(|s||t|), per row. */
+  const cosineGrad = (s: string, t: string) => {
+    const [ns, nt] = [norm(s), norm(t)];
+    const both = b.op("Mul", [ns, nt]);
+    const cos = b.op("Div", [dot(s, t), both]);
+    return b.op("Sub", [
+      b.op("Mul", [b.op("Div", [cos, b.op("Mul", [ns, ns])]), s]),
+      b.op("Div", [t, both]),
+    ]);
+  };
+  if (spec.kind === "pooled") {
+    // s̄ = Σ w·s / Σ w over axis 1; ∂L/∂s = w/Σw · ∂L/∂s̄, divided by the samples.
+    const tokens = b.constInts([1]);
+    const w = weights ? b.op("Unsqueeze", [weights, last]) : b.op("Add", [
+      b.op("Mul", [b.op("ReduceSum", [output, last], { keepdims: 1 }), b.constFloat(0)]),
+      b.constFloat(1),
+    ]);
+    const total = b.op("ReduceSum", [w, tokens], { keepdims: 1 });
+    const pool = (x: string) =>
+      b.op("Div", [b.op("ReduceSum", [b.op("Mul", [x, w]), tokens], { keepdims: 1 }), total]);
+    const dPooled = cosineGrad(pool(output), pool(teacher));
+    const samples = b.op("Cast", [
+      b.op("Gather", [b.op("Shape", [output]), b.constInts([0])], { axis: 0 }),
+    ], { to: 1 });
+    return b.op("Div", [b.op("Mul", [dPooled, b.op("Div", [w, total])]), samples]);
+  }
   // The per-row gradient, then weighted and divided by the rows (Σ w with weights).
   let d: string;
   if (spec.kind === "mse") {
     d = b.op("Mul", [b.op("Sub", [output, teacher]), b.constFloat(2 / width)]);
   } else if (spec.kind === "cosine") {
-    const dot = (u: string, v: string) =>
-      b.op("ReduceSum", [b.op("Mul", [u, v]), last], { keepdims: 1 });
-    const norm = (u: string) => b.op("Sqrt", [b.op("Add", [dot(u, u), b.constFloat(EPS)])]);
-    const [ns, nt] = [norm(output), norm(teacher)];
-    const both = b.op("Mul", [ns, nt]);
-    const cos = b.op("Div", [dot(output, teacher), both]);
-    // ∂(1 − cos)/∂s = cos·s/|s|² − t/(|s||t|)
-    d = b.op("Sub", [
-      b.op("Mul", [b.op("Div", [cos, b.op("Mul", [ns, ns])]), output]),
-      b.op("Div", [teacher, both]),
-    ]);
+    d = cosineGrad(output, teacher);
   } else {
     const T = spec.temperature;
     const alpha = labels ? spec.labelWeight : 0;

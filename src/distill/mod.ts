@@ -23,7 +23,7 @@ import { createSession, loadOrt, type OrtSession, type OrtTensor } from "../runt
 import { probeTensors } from "../runtime/probe.ts";
 import { buildWeightGradientModel, weightsAsInputs } from "../autodiff/backward.ts";
 import { float32Model, hasHalfFloats } from "./float32.ts";
-import { type LossKind, type LossSpec, lossSum, seedLoss } from "./loss.ts";
+import { LOSS_KINDS, type LossKind, type LossSpec, lossSum, seedLoss } from "./loss.ts";
 import { AdamW, learningRate } from "./adamw.ts";
 import { halfToFloat32, SamplePool } from "./samples.ts";
 import { blockOutputs } from "./hidden.ts";
@@ -41,7 +41,8 @@ export interface DistillOptions {
   /** Seed of the held-out split and the order of the batches. Default 0. */
   seed?: number;
   /** `kl` (classifier logits; the default for a [batch, classes] output), `cosine` (the default
-   * for any other output: embeddings) or `mse`. Each is a mean over the output's rows (vectors
+   * for any other output: embeddings), `mse`, or `pooled` (the cosine of the mean over axis 1,
+   * per sample: mean-pooled sentence embeddings). Each is a mean over the output's rows (vectors
    * along its last axis); for a text model's [batch, tokens, width] output, over the tokens its
    * attention mask keeps. */
   loss?: LossKind;
@@ -155,8 +156,8 @@ function checkOptions(o: DistillOptions) {
     bad("warmup", "a whole number of steps", o.warmup);
   }
   if (o.seed !== undefined && !Number.isSafeInteger(o.seed)) bad("seed", "an integer", o.seed);
-  if (o.loss !== undefined && !["kl", "mse", "cosine"].includes(o.loss)) {
-    bad("loss", `one of kl, mse, cosine`, o.loss);
+  if (o.loss !== undefined && !LOSS_KINDS.includes(o.loss)) {
+    bad("loss", `one of ${LOSS_KINDS.join(", ")}`, o.loss);
   }
 }
 
@@ -201,11 +202,19 @@ export async function distillModel(
         `${pool.rowsPerSample} rows per sample`,
     );
   }
+  if (kind === "pooled" && pool.outputRow.length < 2) {
+    throw new PruneError(
+      "bad-option",
+      `distill.loss "pooled" averages the output over its tokens (axis 1), but "${output}" is ` +
+        `[batch, ${pool.outputRow.join(", ")}]`,
+    );
+  }
   const spec: LossSpec = {
     kind,
     temperature: options.temperature ?? 2,
     labelWeight: options.labelWeight ?? 0.5,
     labels: !!options.labels,
+    ...(kind === "pooled" ? { tokens: pool.rowsPerSample } : {}),
   };
 
   // The graph that trains: float32 throughout.
