@@ -243,7 +243,9 @@ function distillLine(d: NonNullable<PruneReport["distill"]>): string {
       `(weights of step ${d.bestStep})`
     : `training ${loss} ${d.train.first.toFixed(4)} → ${d.train.last.toFixed(4)}`;
   const frozen = d.frozen.length ? `, ${d.frozen.length} frozen` : "";
-  return `distilled: ${d.steps} steps (${why}) on ${d.samples.train} samples, ${heldOut}; ` +
+  const hidden = d.hidden ? `, ${d.hidden.length} block outputs matched` : "";
+  return `distilled: ${d.steps} steps (${why}) on ${d.samples.train} samples${hidden}, ` +
+    `${heldOut}; ` +
     `${humanCount(d.trained.params)} params trained${frozen}, ${d.seconds.toFixed(1)} s ` +
     `(${d.msPerStep.toFixed(0)} ms/step)`;
 }

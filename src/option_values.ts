@@ -227,7 +227,14 @@ export function pruneOptionsFrom(v: OptionValues, surface: Surface = "cli"): Run
 
 /** Distillation after pruning (the command line: it reads the calibration files). */
 function distillFrom(v: OptionValues, options: RunOptions, s: (n: OptionName) => string): void {
-  const flags = ["lr", "distill-batch-size", "seed", "distill-loss", "temperature"] as const;
+  const flags = [
+    "lr",
+    "distill-batch-size",
+    "seed",
+    "distill-loss",
+    "temperature",
+    "distill-hidden",
+  ] as const;
   if (v["distill-steps"] === undefined) {
     const given = flags.find((k) => v[k] !== undefined);
     if (given) throw new UsageError(`${s(given)} goes with ${s("distill-steps")}`);
@@ -253,11 +260,16 @@ function distillFrom(v: OptionValues, options: RunOptions, s: (n: OptionName) =>
     distill.seed = Number(v.seed);
   }
   if (v["distill-loss"] !== undefined) {
-    distill.loss = oneOf(s("distill-loss"), v["distill-loss"], ["kl", "cosine", "mse"] as const);
+    distill.loss = oneOf(
+      s("distill-loss"),
+      v["distill-loss"],
+      ["kl", "cosine", "mse", "pooled"] as const,
+    );
   }
   if (v.temperature !== undefined) {
     distill.temperature = parsePositive(s("temperature"), v.temperature);
   }
+  if (v["distill-hidden"]) distill.hidden = true;
   options.distill = distill;
 }
 

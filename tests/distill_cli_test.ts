@@ -76,6 +76,21 @@ Deno.test("cli: --distill-steps trains the pruned model, with a progress bar and
       "2",
     ]);
     assert.equal(r.code, 0, r.stderr);
+    const hidden = await cli([
+      ...common,
+      "-o",
+      `${dir}/hidden.onnx`,
+      "--distill-steps",
+      "4",
+      "--distill-batch-size",
+      "8",
+      "--distill-hidden",
+    ]);
+    assert.equal(hidden.code, 0, hidden.stderr);
+    assert.match(
+      hidden.stdout,
+      /distilled: \d+ steps \(.*\) on 36 samples, \d+ block outputs matched, /,
+    );
     assert.match(r.stderr, /Processed 6\/6 distillation steps .* loss \d/);
     assert.match(r.stdout, /distilled: \d+ steps \(.*\) on 36 samples, held-out KL at T=2 /);
     const [a, b] = [
@@ -97,6 +112,7 @@ Deno.test("cli: distillation flags are checked, naming the flag", async () => {
     const cal = ["--calibration", `${dir}/cal.npy`];
     const cases: [string[], RegExp][] = [
       [["--lr", "1e-3"], /--lr goes with --distill-steps/],
+      [["--distill-hidden", ...cal], /--distill-hidden goes with --distill-steps/],
       [["--seed", "1", ...cal], /--seed goes with --distill-steps/],
       [["--distill-steps", "5"], /--distill-steps needs --calibration/],
       [["--distill-steps", "0", ...cal], /--distill-steps: "0" is not a positive integer/],

@@ -4,11 +4,17 @@
  * the same model for the same seed, and clear errors.
  */
 import assert from "node:assert/strict";
-import { buildWeightGradientModel, weightsAsInputs } from "../src/autodiff/backward.ts";
+import {
+  buildWeightGradientModel,
+  type GradientSeed,
+  weightsAsInputs,
+} from "../src/autodiff/backward.ts";
 import { type LossSpec, lossSum, seedLoss } from "../src/distill/loss.ts";
 import { AdamW, learningRate } from "../src/distill/adamw.ts";
 import { distillModel } from "../src/distill/mod.ts";
 import { float32Model } from "../src/distill/float32.ts";
+import { SamplePool } from "../src/distill/samples.ts";
+import { blockOutputs } from "../src/distill/hidden.ts";
 import { onnx } from "../src/onnx/proto.ts";
 import type { ModelProto } from "../src/onnx/proto.ts";
 import { decodeModel, encodeModel } from "../src/onnx/model_io.ts";
@@ -68,6 +74,8 @@ async function checkWeightGradients(
   spec: LossSpec,
   teacher: Float32Array,
   labels?: number[],
+  rowWeights?: Float32Array,
+  maxStep = 0.05,
 ) {
   const output = model.graph!.output![0].name!;
   const batch = Number(Object.values(feeds)[0].dims[0]);
@@ -88,8 +96,20 @@ async function checkWeightGradients(
       ...(labels
         ? [onnx.ValueInfoProto.create({ name: "labels", type: { tensorType: { elemType: 7 } } })]
         : []),
+      ...(rowWeights
+        ? [onnx.ValueInfoProto.create({ name: "weights", type: { tensorType: { elemType: 1 } } })]
+        : []),
     ],
-    seed: (b, y) => seedLoss(spec, b, y, width, "teacher", labels ? "labels" : undefined),
+    seed: (b, y) =>
+      seedLoss(
+        spec,
+        b,
+        y,
+        width,
+        "teacher",
+        labels ? "labels" : undefined,
+        rowWeights ? "weights" : undefined,
+      ),
   });
   assert.ok(built.gradients.size > 0, `${file}: nothing to train`);
   const names = [...built.gradients.keys()];
@@ -112,17 +132,27 @@ async function checkWeightGradients(
     ...(labels
       ? { labels: new ort.Tensor("int64", BigInt64Array.from(labels, BigInt), [labels.length]) }
       : {}),
+    ...(rowWeights
+      ? { weights: new ort.Tensor("float32", rowWeights, teacherDims.slice(0, -1)) }
+      : {}),
   };
   const train = await createSession(encodeModel(built.model));
   const out = await train.run({ ...feeds, ...weightFeeds(), ...extra });
   const plain = await createSession(encodeModel(weightsAsInputs(model, new Set(names))));
   const lossAt = async (over?: [string, Float32Array]) => {
     const y = (await plain.run({ ...feeds, ...weightFeeds(over) }))[output].data as Float32Array;
-    const { sum, rows } = lossSum(spec, y, teacher, width, labels);
+    const { sum, rows } = lossSum(spec, y, teacher, width, labels, rowWeights);
     return sum / rows;
   };
   const l0 = await lossAt();
-  const forward = lossSum(spec, out[output].data as Float32Array, teacher, width, labels);
+  const forward = lossSum(
+    spec,
+    out[output].data as Float32Array,
+    teacher,
+    width,
+    labels,
+    rowWeights,
+  );
   assert.ok(Math.abs(forward.sum / forward.rows - l0) < 1e-5 * Math.max(1, l0));
   let checked = 0;
   for (const [i, name] of names.entries()) {
@@ -134,9 +164,10 @@ async function checkWeightGradients(
     let analytic = 0;
     for (let k = 0; k < g.length; k++) analytic += d[k] * g[k];
     if (Math.abs(analytic) < 1e-6) continue; // nothing to see through float32 differences
-    // A step that moves the loss by about 1e-3 of itself, and W by at most 5% of its scale.
+    // A step that moves the loss by about 1e-3 of itself, and W by at most `maxStep` (5%) of
+    // its scale.
     const scale = Math.sqrt(w.reduce((a, v) => a + v * v, 0) / w.length) || 1;
-    const eps = Math.min(1e-3 * Math.max(l0, 0.1) / Math.abs(analytic), 0.05 * scale);
+    const eps = Math.min(1e-3 * Math.max(l0, 0.1) / Math.abs(analytic), maxStep * scale);
     const moved = (sign: number) => Float32Array.from(w, (v, k) => v + sign * eps * d[k]);
     const numeric = ((await lossAt([name, moved(1)])) - (await lossAt([name, moved(-1)]))) /
       (2 * eps);
@@ -237,6 +268,382 @@ Deno.test("weight gradients match finite differences: BERT embeddings, cosine", 
   // The word, position and token-type tables train too (rows read at the ids).
   assert.ok(names.some((n) => /word_embeddings/.test(n)), names.join(", "));
   assert.deepEqual(frozen.filter((f) => !/pooler/.test(f.name)), []);
+});
+
+/** BERT fixture feeds: `ids` per sample, right-padded with id 0 and mask 0 to `length`. */
+function bertFeeds(ids: number[][], length: number): Record<string, OrtTensor> {
+  const n = ids.length;
+  const flat = new BigInt64Array(n * length), mask = new BigInt64Array(n * length);
+  ids.forEach((row, r) =>
+    row.forEach((id, k) => {
+      flat[r * length + k] = BigInt(id);
+      mask[r * length + k] = 1n;
+    })
+  );
+  return {
+    input_ids: new ort.Tensor("int64", flat, [n, length]),
+    attention_mask: new ort.Tensor("int64", mask, [n, length]),
+    token_type_ids: new ort.Tensor("int64", new BigInt64Array(n * length), [n, length]),
+  };
+}
+
+/** Token ids of `count` samples of the given lengths ([CLS]-like 2 first, then seeded ids). */
+function tokenRows(lengths: number[], seed: number): number[][] {
+  return lengths.map((l, r) =>
+    Array.from({ length: l }, (_, k) => k === 0 ? 2 : 3 + ((k * 13 + r * 7 + seed * 5) % 90))
+  );
+}
+
+Deno.test("weight gradients match finite differences: BERT, padding tokens left out of the loss", async () => {
+  const model = decodeModel(await Deno.readFile(new URL("more/bert.onnx", FIXTURES)));
+  const lengths = [5, 8, 3];
+  const feeds = bertFeeds(tokenRows(lengths, 1), 8);
+  const weights = Float32Array.from(feeds.attention_mask.data as BigInt64Array, Number);
+  // Teacher rows at padding positions are noise: they must not count. Steps up to half a
+  // tensor's scale: at 5% the query biases move the MSE by less than float32 outputs resolve.
+  const teacher = seeded(3 * 8 * 64, 17);
+  for (const kind of ["cosine", "mse", "pooled"] as const) {
+    await checkWeightGradients(
+      `more/bert.onnx, ${kind}`,
+      model,
+      feeds,
+      { ...KL, kind, tokens: 8 },
+      teacher,
+      undefined,
+      weights,
+      0.5,
+    );
+  }
+});
+
+/** One forward + backward pass of `spec` on the BERT fixture: the loss's sum and rows, and
+ * ∂(mean loss)/∂W per trained weight. */
+async function bertStep(
+  model: ModelProto,
+  feeds: Record<string, OrtTensor>,
+  spec: LossSpec,
+  teacher: Float32Array,
+  weights?: Float32Array,
+) {
+  const [n, length] = feeds.input_ids.dims.map(Number);
+  const shapes = await probeTensors(model, {
+    inputShapes: Object.fromEntries(Object.keys(feeds).map((k) => [k, [2, length]])),
+  });
+  const candidates = model.graph!.initializer!.filter((t) =>
+    t.dataType === 1 && tensorDims(t).reduce((a, b) => a * b, 1) >= 2
+  ).map((t) => t.name!);
+  const built = buildWeightGradientModel(model, shapes, {
+    candidates,
+    output: "last_hidden_state",
+    inputs: [
+      onnx.ValueInfoProto.create({ name: "teacher", type: { tensorType: { elemType: 1 } } }),
+      ...(weights
+        ? [onnx.ValueInfoProto.create({ name: "weights", type: { tensorType: { elemType: 1 } } })]
+        : []),
+    ],
+    seed: (b, y) => seedLoss(spec, b, y, 64, "teacher", undefined, weights ? "weights" : undefined),
+  });
+  const inits = new Map(model.graph!.initializer!.map((t) => [t.name!, t]));
+  const session = await createSession(encodeModel(built.model));
+  const out = await session.run({
+    ...feeds,
+    ...Object.fromEntries(
+      [...built.gradients.keys()].map((w) => [
+        w,
+        new ort.Tensor("float32", tensorToFloat32(inits.get(w)!), tensorDims(inits.get(w)!)),
+      ]),
+    ),
+    teacher: new ort.Tensor("float32", teacher, [n, length, 64]),
+    ...(weights ? { weights: new ort.Tensor("float32", weights, [n, length]) } : {}),
+  });
+  await session.release();
+  const loss = lossSum(
+    spec,
+    out.last_hidden_state.data as Float32Array,
+    teacher,
+    64,
+    undefined,
+    weights,
+  );
+  const grads = new Map(
+    [...built.gradients].map(([w, g]) => [w, out[g].data as Float32Array]),
+  );
+  return { ...loss, grads };
+}
+
+Deno.test("a padded batch has the loss and gradients of its samples run unpadded, one by one", async () => {
+  const model = decodeModel(await Deno.readFile(new URL("more/bert.onnx", FIXTURES)));
+  const lengths = [5, 9, 3, 7];
+  const ids = tokenRows(lengths, 2);
+  const length = 9;
+  const rowsOf = (r: number) => seeded(lengths[r] * 64, 30 + r);
+  for (const kind of ["cosine", "mse", "pooled"] as const) {
+    const spec: LossSpec = { ...KL, kind, tokens: length };
+    // The padded batch: teacher rows of padding tokens are noise.
+    const teacher = seeded(lengths.length * length * 64, 19);
+    lengths.forEach((_, r) => teacher.set(rowsOf(r), r * length * 64));
+    const feeds = bertFeeds(ids, length);
+    const weights = Float32Array.from(feeds.attention_mask.data as BigInt64Array, Number);
+    const padded = await bertStep(model, feeds, spec, teacher, weights);
+    // Loss rows: tokens, or samples for the pooled embedding.
+    assert.equal(padded.rows, kind === "pooled" ? 4 : 24);
+    // Each sample alone at its own length, no padding, no weights.
+    let sum = 0, rows = 0;
+    const grads = new Map<string, Float64Array>();
+    for (const [r, l] of lengths.entries()) {
+      const one = await bertStep(
+        model,
+        bertFeeds([ids[r]], l),
+        { ...spec, tokens: l },
+        rowsOf(r),
+      );
+      assert.equal(one.rows, kind === "pooled" ? 1 : l);
+      sum += one.sum;
+      rows += one.rows;
+      for (const [w, g] of one.grads) {
+        const acc = grads.get(w) ?? new Float64Array(g.length);
+        g.forEach((v, k) => acc[k] += v * one.rows); // ∂(sum)/∂W = rows · ∂(mean)/∂W
+        grads.set(w, acc);
+      }
+    }
+    const mean = sum / rows;
+    assert.ok(
+      Math.abs(padded.sum / padded.rows - mean) < 1e-5 * mean,
+      `${kind}: padded ${padded.sum / padded.rows}, unpadded ${mean}`,
+    );
+    assert.deepEqual([...padded.grads.keys()].sort(), [...grads.keys()].sort());
+    for (const [w, g] of padded.grads) {
+      const want = grads.get(w)!.map((v) => v / rows);
+      let diff = 0, scale = 0;
+      want.forEach((v, k) => {
+        diff = Math.max(diff, Math.abs(g[k] - v));
+        scale = Math.max(scale, Math.abs(v));
+      });
+      assert.ok(diff <= 1e-3 * scale + 1e-9, `${kind} "${w}": ${diff} off, scale ${scale}`);
+    }
+  }
+});
+
+Deno.test("calibration batches of several lengths: cut after the last unmasked token, padded to one length", () => {
+  const pool = new SamplePool();
+  const teacherOf = (n: number, length: number, first: number) =>
+    new ort.Tensor(
+      "float32",
+      Float32Array.from({ length: n * length * 2 }, (_, i) => first + i),
+      [n, length, 2],
+    );
+  // Batch 1: two samples of 4 tokens. Batch 2: lengths 6 and 3 padded to 7.
+  pool.add(bertFeeds(tokenRows([4, 4], 0), 4), teacherOf(2, 4, 0));
+  pool.add(bertFeeds(tokenRows([6, 3], 1), 7), teacherOf(2, 7, 1000));
+  assert.equal(pool.mask, "attention_mask");
+  assert.ok(pool.masked);
+  assert.deepEqual(pool.outputRow, [6, 2]);
+  assert.deepEqual(pool.inputRows.get("input_ids"), [6]);
+  const feeds = pool.feeds(ort, [3, 0, 2], new Map());
+  assert.deepEqual(feeds.input_ids.dims, [3, 6]);
+  assert.deepEqual(
+    Array.from(feeds.attention_mask.data as BigInt64Array, Number),
+    [1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1],
+  );
+  assert.deepEqual(Array.from(pool.rowWeights([3, 0, 2])), [
+    1,
+    1,
+    1,
+    0,
+    0,
+    0,
+    1,
+    1,
+    1,
+    1,
+    0,
+    0,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+  ]);
+  const ids = Array.from(feeds.input_ids.data as BigInt64Array, Number);
+  assert.deepEqual(ids.slice(0, 6), [...tokenRows([6, 3], 1)[1], 0, 0, 0]);
+  // Sample 3 (batch 2, row 1): its 3 tokens' teacher rows, then zeros.
+  const t = pool.teacher([3, 2]);
+  assert.deepEqual(Array.from(t.subarray(0, 12)), [
+    1014,
+    1015,
+    1016,
+    1017,
+    1018,
+    1019,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+  ]);
+  assert.deepEqual(Array.from(t.subarray(12, 24)), Array.from({ length: 12 }, (_, i) => 1000 + i));
+});
+
+Deno.test("distilling a BERT on batches of several lengths lowers the loss on unseen padded texts", async () => {
+  const teacher = await Deno.readFile(new URL("more/bert.onnx", FIXTURES));
+  const { model: student } = await pruneModel(decodeModel(teacher), {
+    pruneNumHeads: true,
+    headPruningRatio: 0.5,
+    pruningRatio: 0.5,
+  });
+  const batch = (lengths: number[], seed: number) =>
+    bertFeeds(tokenRows(lengths, seed), Math.max(...lengths));
+  const data = [
+    batch([12, 12, 12, 12, 12, 12, 12, 12], 1),
+    batch([5, 9, 12, 7, 3, 10, 11, 6], 2),
+    batch([4, 4, 4, 4, 4, 4, 4, 4], 3),
+    batch([16, 2, 8, 14, 9, 13, 15, 16], 4),
+    batch([6, 6, 11, 11, 12, 12, 9, 9], 5),
+  ];
+  const unseen = batch([10, 6, 13, 4, 8, 11], 9);
+  const cosine: LossSpec = { ...KL, kind: "cosine" };
+  const lossOn = async (bytes: Uint8Array, feeds: Record<string, OrtTensor>) => {
+    const [a, b] = [await createSession(teacher), await createSession(bytes)];
+    const t = (await a.run(feeds)).last_hidden_state.data as Float32Array;
+    const s = (await b.run(feeds)).last_hidden_state.data as Float32Array;
+    const w = Float32Array.from(feeds.attention_mask.data as BigInt64Array, Number);
+    const { sum, rows } = lossSum(cosine, s, t, 64, undefined, w);
+    return sum / rows;
+  };
+  const before = await lossOn(encodeModel(student), unseen);
+  const report = await distillModel(student, teacher, data, {
+    steps: 30,
+    batchSize: 8,
+    lr: 5e-4,
+    seed: 2,
+  });
+  const after = await lossOn(encodeModel(student), unseen);
+  assert.equal(report.loss, "cosine");
+  assert.deepEqual(report.samples, { train: 36, heldOut: 4 });
+  assert.ok(report.heldOut!.after < report.heldOut!.before, JSON.stringify(report.heldOut));
+  assert.ok(after < 0.8 * before, `masked cosine loss on unseen texts ${before} → ${after}`);
+});
+
+Deno.test("hidden-state terms add their gradients to the output's (BERT, padded)", async () => {
+  const model = decodeModel(await Deno.readFile(new URL("more/bert.onnx", FIXTURES)));
+  const feeds = bertFeeds(tokenRows([6, 4, 8], 3), 8);
+  const weights = Float32Array.from(feeds.attention_mask.data as BigInt64Array, Number);
+  const shapes = await probeTensors(model, {
+    inputShapes: Object.fromEntries(Object.keys(feeds).map((k) => [k, [2, 8]])),
+  });
+  const hidden = blockOutputs(model, shapes, "last_hidden_state");
+  assert.deepEqual(hidden, ["/encoder/layer.0/output/LayerNorm/LayerNormalization_output_0"]);
+  const cosine: LossSpec = { ...KL, kind: "cosine" };
+  const candidates = model.graph!.initializer!.filter((t) =>
+    t.dataType === 1 && tensorDims(t).reduce((a, b) => a * b, 1) >= 2
+  ).map((t) => t.name!);
+  const input = (name: string) =>
+    onnx.ValueInfoProto.create({ name, type: { tensorType: { elemType: 1 } } });
+  const seed = (teacher: string) => (b: GradientSeed, y: string) =>
+    seedLoss(cosine, b, y, 64, teacher, undefined, "weights");
+  const run = async (output: string, also: boolean) => {
+    const built = buildWeightGradientModel(model, shapes, {
+      candidates,
+      output,
+      inputs: [input("teacher"), input("weights"), ...(also ? [input("hidden")] : [])],
+      seed: seed("teacher"),
+      ...(also
+        ? {
+          also: [{
+            tensor: hidden[0],
+            seed: (b: GradientSeed, y: string) =>
+              b.op("Mul", [seed("hidden")(b, y), b.constFloat(0.7)]),
+          }],
+        }
+        : {}),
+    });
+    const inits = new Map(model.graph!.initializer!.map((t) => [t.name!, t]));
+    const session = await createSession(encodeModel(built.model));
+    const out = await session.run({
+      ...feeds,
+      ...Object.fromEntries(
+        [...built.gradients.keys()].map((w) => [
+          w,
+          new ort.Tensor("float32", tensorToFloat32(inits.get(w)!), tensorDims(inits.get(w)!)),
+        ]),
+      ),
+      teacher: new ort.Tensor("float32", seeded(3 * 8 * 64, output === hidden[0] ? 23 : 21), [
+        3,
+        8,
+        64,
+      ]),
+      weights: new ort.Tensor("float32", weights, [3, 8]),
+      ...(also ? { hidden: new ort.Tensor("float32", seeded(3 * 8 * 64, 23), [3, 8, 64]) } : {}),
+    });
+    await session.release();
+    return new Map([...built.gradients].map(([w, g]) => [w, out[g].data as Float32Array]));
+  };
+  const both = await run("last_hidden_state", true);
+  const outOnly = await run("last_hidden_state", false);
+  const hiddenOnly = await run(hidden[0], false);
+  // Layer 1's weights reach the output only; layer 0's and the embeddings' reach both.
+  assert.ok([...hiddenOnly.keys()].every((w) => both.has(w)));
+  assert.ok([...hiddenOnly.keys()].some((w) => /layer\.0/.test(w)));
+  for (const [w, g] of both) {
+    const a = outOnly.get(w), h = hiddenOnly.get(w);
+    let diff = 0, scale = 0;
+    g.forEach((v, k) => {
+      const want = (a?.[k] ?? 0) + 0.7 * (h?.[k] ?? 0);
+      diff = Math.max(diff, Math.abs(v - want));
+      scale = Math.max(scale, Math.abs(want));
+    });
+    assert.ok(diff <= 1e-4 * scale + 1e-9, `"${w}": ${diff} off, scale ${scale}`);
+  }
+});
+
+Deno.test("distillation matching block outputs: BERT with padding, the ViT; refused when the residual width is pruned", async () => {
+  const bert = await Deno.readFile(new URL("more/bert.onnx", FIXTURES));
+  const { model: student } = await pruneModel(decodeModel(bert), {
+    pruneNumHeads: true,
+    headPruningRatio: 0.5,
+    pruningRatio: 0.5,
+  });
+  const data = [
+    bertFeeds(tokenRows([5, 9, 12, 7, 3, 10, 11, 6], 2), 12),
+    bertFeeds(tokenRows([16, 2, 8, 14, 9, 13, 15, 16], 4), 16),
+    bertFeeds(tokenRows([4, 4, 4, 4, 4, 4, 4, 4], 3), 4),
+  ];
+  const report = await distillModel(student, bert, data, {
+    steps: 12,
+    batchSize: 8,
+    lr: 5e-4,
+    hidden: true,
+  });
+  assert.deepEqual(report.hidden, [
+    "/encoder/layer.0/output/LayerNorm/LayerNormalization_output_0",
+  ]);
+  assert.ok(report.heldOut!.after < report.heldOut!.before, JSON.stringify(report.heldOut));
+
+  const { teacher, student: vit } = await prunedVit();
+  const vitReport = await distillModel(vit, teacher, [await fmnist(0, 128)], {
+    steps: 10,
+    batchSize: 16,
+    hidden: true,
+    hiddenWeight: 0.5,
+  });
+  // Six blocks: five residual streams, and the final norm after the last.
+  assert.deepEqual(vitReport.hidden, [
+    ...[0, 1, 2, 3, 4].map((i) => `/blocks/blocks.${i}/Add_1_output_0`),
+    "/norm/LayerNormalization_output_0",
+  ]);
+  assert.ok(vitReport.heldOut!.after < vitReport.heldOut!.before);
+
+  const { model: narrow } = await pruneModel(decodeModel(teacher), {
+    pruneHeadDims: true,
+    headPruningRatio: 0.5,
+    embeddingPruningRatio: 0.25,
+  });
+  await assert.rejects(
+    async () => distillModel(narrow, teacher, [await fmnist(0, 32)], { steps: 2, hidden: true }),
+    /distill.hidden .* "\/blocks\/blocks.0\/Add_1_output_0" .*residual width was pruned/,
+  );
 });
 
 Deno.test("AdamW matches PyTorch's torch.optim.AdamW; warm-up then cosine decay", () => {

@@ -14,6 +14,8 @@
  *   deno run -A scripts/bench/minilm.ts --prepare                # emails → token ids (bench/data/minilm/tokens/)
  *   .venv/bin/python scripts/anchor/minilm_baseline.py           # Torch-Pruning → bench/torch_pruning_minilm.json
  *   deno run -A scripts/bench/minilm.ts [--model PATH] [--json OUT]
+ *   deno run -A scripts/bench/minilm.ts --ratios 0.5 --allocations global --criteria apma \
+ *     --compensations reweight --gram-stride 1 --distill-steps N [--distill-…]   # + distillation
  *
  * Texts: each email's Subject header and body (after the first blank line), HTML tags removed,
  * whitespace collapsed; emails whose body has fewer than 20 words of two or more letters are
@@ -24,6 +26,15 @@
  * Calibration batches are unpadded (emails of equal token length batched together), since the
  * calibration statistics do not look at the attention mask; held-out batches are padded and
  * masked.
+ *
+ * With --distill-steps N, each pruned model is then distilled from the original
+ * (`distillModel`) on --distill-emails further emails of the same shuffled corpus — after the
+ * calibration and the held-out ones, so neither is trained on — cut to --distill-max-length
+ * tokens, in batches of 32 padded to their longest email (the library pads them to one length
+ * and leaves padding out of the loss); a tenth of them is held out by the library for early
+ * stopping. Reported: the held-out cosine again, the whole `distillModel` time (the teacher's
+ * pass, building the training graph, the steps) and a training step against a plain forward
+ * pass of the pruned model on a batch of the step's size, timed between the steps.
  *
  * @module
  */
@@ -38,6 +49,8 @@ import { prune } from "../../src/prune.ts";
 import { createCore } from "../../src/core/mod.ts";
 import { createSession, loadOrt, type OrtTensor } from "../../src/runtime/ort.ts";
 import { encodeNpy } from "../../src/calibration/npy.ts";
+import { distillModel, type DistillReport } from "../../src/distill/mod.ts";
+import { decodeModel, encodeModel } from "../../src/onnx/model_io.ts";
 
 const DEFAULT_MODEL = "bench/data/minilm/all_minilm_l6_v2.onnx";
 const EXPORT_COMMAND = ".venv/bin/python scripts/anchor/minilm_baseline.py export";
@@ -63,6 +76,15 @@ const args = parseArgs({
     "gram-stride": { type: "string" },
     allocations: { type: "string", default: "local,global" },
     search: { type: "boolean", default: false },
+    "distill-steps": { type: "string", default: "0" },
+    "distill-emails": { type: "string", default: "2048" },
+    "distill-lr": { type: "string", default: "1e-4" },
+    "distill-batch-size": { type: "string", default: "16" },
+    "distill-loss": { type: "string", default: "cosine" },
+    "distill-seconds": { type: "string", default: "600" },
+    "distill-seed": { type: "string", default: "0" },
+    "distill-max-length": { type: "string" },
+    "distill-hidden": { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   },
 }).values;
@@ -79,11 +101,18 @@ function usage(): never {
       "         [--max-length N] [--ratios 0.5,0.25] [--criteria l2,l1,wanda,flap,apma]\n" +
       "         [--compensations none,bias,reweight] [--allocations local,global]\n" +
       "         [--batch-size N] [--ridge R] [--gram-stride N] [--search]\n" +
+      "         [--distill-steps N [--distill-emails N] [--distill-lr X] [--distill-batch-size N]\n" +
+      "          [--distill-loss cosine|mse|pooled] [--distill-seconds S] [--distill-seed S]\n" +
+      "          [--distill-max-length N] [--distill-hidden]]\n" +
       `  --model defaults to ${DEFAULT_MODEL}; make it with\n    ${EXPORT_COMMAND}\n` +
       "  --vocab defaults to vocab.txt beside the model, --tokens to tokens/ beside it.\n" +
       "  --prepare writes the token ids and texts (for scripts/anchor/minilm_baseline.py) and exits.\n" +
       "  --allocations: local (every block loses the ratio) and/or global, flap, isomorphic (heads\n" +
-      "  ranked across blocks; with heads as the only kind pruned the three give the same result).",
+      "  ranked across blocks; with heads as the only kind pruned the three give the same result).\n" +
+      "  --distill-steps N > 0: each pruned model is then distilled from the original on further\n" +
+      "  emails (--distill-emails, after the calibration and held-out ones), for at most\n" +
+      "  --distill-seconds of training, and scored again; --distill-max-length cuts the\n" +
+      "  distillation emails shorter (default --max-length).",
   );
   Deno.exit(0);
 }
@@ -140,6 +169,35 @@ if (ridge !== undefined && !(ridge > 0)) {
 const gramStride = args["gram-stride"] === undefined
   ? undefined
   : positiveInt("gram-stride", args["gram-stride"]);
+
+const distillSteps = Number(args["distill-steps"]);
+if (!(Number.isInteger(distillSteps) && distillSteps >= 0)) {
+  fail(`--distill-steps must be a whole number, got "${args["distill-steps"]}"`);
+}
+const nDistill = distillSteps ? positiveInt("distill-emails", args["distill-emails"]!) : 0;
+const distillBatch = positiveInt("distill-batch-size", args["distill-batch-size"]!);
+const distillLr = Number(args["distill-lr"]);
+if (!(distillLr > 0)) fail(`--distill-lr must be a positive number, got "${args["distill-lr"]}"`);
+const distillSeconds = Number(args["distill-seconds"]);
+if (!(distillSeconds > 0)) {
+  fail(`--distill-seconds must be a positive number, got "${args["distill-seconds"]}"`);
+}
+const distillSeed = Number(args["distill-seed"]);
+if (!Number.isInteger(distillSeed)) {
+  fail(`--distill-seed must be an integer, got "${args["distill-seed"]}"`);
+}
+const distillMaxLength = args["distill-max-length"] === undefined
+  ? maxLength
+  : positiveInt("distill-max-length", args["distill-max-length"]);
+if (distillMaxLength < 3 || distillMaxLength > maxLength) {
+  fail(`--distill-max-length must be in [3, --max-length], got ${distillMaxLength}`);
+}
+const distillLoss = list(
+  "distill-loss",
+  args["distill-loss"]!,
+  ["cosine", "mse", "pooled"] as const,
+);
+if (distillLoss.length !== 1) fail(`--distill-loss takes one loss`);
 
 const modelPath = args.model ?? DEFAULT_MODEL;
 const modelDir = dirname(modelPath);
@@ -316,10 +374,10 @@ function parseEmail(raw: { id: string; group: string; text: string }): Email {
 
 const all = corpus().map(parseEmail);
 const eligible = all.filter((e) => (e.body.match(/\p{L}{2,}/gu)?.length ?? 0) >= MIN_WORDS);
-if (eligible.length < nCalibration + nHeldout) {
+if (eligible.length < nCalibration + nHeldout + nDistill) {
   fail(
     `only ${eligible.length} of ${all.length} emails are usable; --calibration ${nCalibration} ` +
-      `+ --heldout ${nHeldout} is too many`,
+      `+ --heldout ${nHeldout}${nDistill ? ` + --distill-emails ${nDistill}` : ""} is too many`,
   );
 }
 const rand = mulberry32(SEED); // the same split everywhere
@@ -329,19 +387,25 @@ for (let i = eligible.length - 1; i > 0; i--) {
 }
 const calibrationEmails = eligible.slice(0, nCalibration);
 const heldoutEmails = eligible.slice(nCalibration, nCalibration + nHeldout);
+// Distillation reads further emails: neither calibration nor held-out ones.
+const distillEmails = eligible.slice(
+  nCalibration + nHeldout,
+  nCalibration + nHeldout + nDistill,
+);
 
 const tokenizer = new WordPiece(
   new TextDecoder().decode(await readOrFail(vocabPath, "vocab")),
   vocabPath,
 );
 
-/** Token ids [N, maxLength] (padded with 0) and the attention mask. */
-function tokenize(emails: Email[]) {
+/** Token ids [N, maxLength] (padded with 0) and the attention mask; each text cut to `limit`
+ * tokens. */
+function tokenize(emails: Email[], limit = maxLength) {
   const n = emails.length;
   const ids = new BigInt64Array(n * maxLength), mask = new BigInt64Array(n * maxLength);
   const lengths: number[] = [];
   emails.forEach((e, i) => {
-    const t = tokenizer.encode(e.text, maxLength);
+    const t = tokenizer.encode(e.text, limit);
     lengths.push(t.length);
     t.forEach((id, k) => {
       ids[i * maxLength + k] = BigInt(id);
@@ -354,6 +418,7 @@ type Tokens = ReturnType<typeof tokenize>;
 
 const calibrationTokens = tokenize(calibrationEmails);
 const heldoutTokens = tokenize(heldoutEmails);
+const distillTokens = tokenize(distillEmails, distillMaxLength);
 
 async function writeTokens(): Promise<string> {
   await Deno.mkdir(tokensDir, { recursive: true });
@@ -497,6 +562,62 @@ const heldoutBatches = (() => {
   return out;
 })();
 
+/** Distillation feeds: batches of 32 emails in corpus order, padded to their longest. */
+const distillBatches = (() => {
+  const out = [];
+  for (let s = 0; s < distillTokens.n; s += 32) {
+    const indices = Array.from({ length: Math.min(32, distillTokens.n - s) }, (_, k) => s + k);
+    const length = Math.max(...indices.map((i) => distillTokens.lengths[i]));
+    out.push(rows(distillTokens, indices, length));
+  }
+  return out;
+})();
+
+interface Distilled {
+  report: DistillReport;
+  /** Median plain forward pass of the pruned model on a batch of the step's size, timed
+   * between the steps (every fifth). */
+  forwardMs: number;
+  mean: number;
+  p5: number;
+  min: number;
+}
+
+/** Distils the pruned model from the original on the distillation emails; scores it again. */
+async function distill(bytes: Uint8Array): Promise<Distilled> {
+  const student = decodeModel(bytes);
+  const plain = await createSession(bytes);
+  const length = Math.max(...distillTokens.lengths);
+  const sameSize = rows(distillTokens, [...Array(distillBatch).keys()], length);
+  for (let i = 0; i < 2; i++) await plain.run(sameSize);
+  const forwardTimes: number[] = [];
+  let last = 0;
+  const report = await distillModel(student, model!, distillBatches, {
+    steps: distillSteps,
+    lr: distillLr,
+    batchSize: distillBatch,
+    seed: distillSeed,
+    loss: distillLoss[0],
+    hidden: args["distill-hidden"],
+    maxSeconds: distillSeconds,
+    onProgress: async (step, steps, loss) => {
+      if (step - last >= steps / 20 || step === steps) {
+        last = step;
+        console.log(`  step ${step}/${steps} loss ${loss.toFixed(5)}`);
+      }
+      if (step % 5 === 0) {
+        const t0 = performance.now();
+        await plain.run(sameSize);
+        forwardTimes.push(performance.now() - t0);
+      }
+    },
+  });
+  await plain.release();
+  const forwardMs = forwardTimes.sort((a, b) => a - b)[forwardTimes.length >> 1] ?? NaN;
+  const embeddings = await embed(encodeModel(student));
+  return { report, forwardMs, ...summary(embeddings.map((e, i) => cosine(e, reference[i]))) };
+}
+
 /** Sentence embeddings as sentence-transformers computes them: masked mean, then L2 normalise. */
 async function embed(bytes: Uint8Array): Promise<Float64Array[]> {
   const session = await createSession(bytes);
@@ -577,6 +698,7 @@ interface Row {
   p5: number;
   min: number;
   seconds: number;
+  distilled?: Distilled;
 }
 const rowsOut: Row[] = [];
 const dimValues = { sequence: maxLength };
@@ -614,6 +736,23 @@ for (const ratio of ratios) {
         const attention = report.blocks.flatMap((b) => b.kind === "attention" ? [b] : []);
         const heads = attention.map((b) => b.heads.after);
         const keptHeads = attention.map((b) => b.keptHeads);
+        console.log(
+          `heads −${pct(ratio)} ${allocation.padEnd(6)} (${heads.join("/")} of 12)  ` +
+            `${criterion.padEnd(5)} ${compensation.padEnd(8)} mean cos ${f(s.mean)}  ` +
+            `p5 ${f(s.p5)}  min ${f(s.min)}  (prune ${seconds.toFixed(1)} s)`,
+        );
+        const distilled = distillSteps ? await distill(bytes) : undefined;
+        if (distilled) {
+          const r = distilled.report;
+          console.log(
+            `  distilled: mean cos ${f(distilled.mean)}  p5 ${f(distilled.p5)}  min ` +
+              `${f(distilled.min)}  (${r.steps} steps, ${r.stopped}, best step ${r.bestStep}, ` +
+              `${r.seconds.toFixed(1)} s; step ${r.msPerStep.toFixed(0)} ms, forward ` +
+              `${distilled.forwardMs.toFixed(0)} ms: ×${
+                (r.msPerStep / distilled.forwardMs).toFixed(1)
+              }; held-out loss ${r.heldOut?.before.toFixed(5)} → ${r.heldOut?.after.toFixed(5)})`,
+          );
+        }
         rowsOut.push({
           ratio,
           allocation,
@@ -624,12 +763,8 @@ for (const ratio of ratios) {
           params: report.params.after,
           ...s,
           seconds,
+          ...(distilled ? { distilled } : {}),
         });
-        console.log(
-          `heads −${pct(ratio)} ${allocation.padEnd(6)} (${heads.join("/")} of 12)  ` +
-            `${criterion.padEnd(5)} ${compensation.padEnd(8)} mean cos ${f(s.mean)}  ` +
-            `p5 ${f(s.p5)}  min ${f(s.min)}  (prune ${seconds.toFixed(1)} s)`,
-        );
       }
     }
   }
@@ -740,6 +875,22 @@ if (args.json) {
         maxLength,
         ridge: ridge ?? "library default (0.01)",
         gramStride: gramStride ?? "library default (4)",
+        ...(distillSteps
+          ? {
+            distill: {
+              emails: distillTokens.n,
+              steps: distillSteps,
+              lr: distillLr,
+              batchSize: distillBatch,
+              loss: distillLoss[0],
+              maxSeconds: distillSeconds,
+              seed: distillSeed,
+              maxLength: distillMaxLength,
+              hidden: args["distill-hidden"],
+              loadAverage: Deno.loadavg(),
+            },
+          }
+          : {}),
         allocations,
         rows: rowsOut,
         ...(searchRows.length ? { search: searchRows } : {}),

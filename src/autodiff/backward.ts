@@ -205,6 +205,8 @@ export function buildWeightGradientModel(
     output: string;
     inputs: ValueInfoProto[];
     seed: (b: GradientSeed, output: string) => string;
+    /** Further loss terms on other tensors (hidden states): each seed appends ∂L/∂tensor. */
+    also?: { tensor: string; seed: (b: GradientSeed, tensor: string) => string }[];
   },
 ): WeightGradientModel {
   const graph = new Graph(model.graph as GraphProto);
@@ -222,7 +224,8 @@ export function buildWeightGradientModel(
   for (;;) {
     const b = new Backward(graph, shapes, opset);
     const active = b.activeFrom(trainable);
-    const reaching = trainable.filter((w) => reachesOutput(graph, w, options.output, active));
+    const targets = new Set([options.output, ...(options.also ?? []).map((a) => a.tensor)]);
+    const reaching = trainable.filter((w) => reachesOutput(graph, w, targets, active));
     for (const w of trainable) {
       if (!reaching.includes(w)) frozen.push({ name: w, reason: "does not reach the output" });
     }
@@ -234,6 +237,7 @@ export function buildWeightGradientModel(
       );
     }
     b.add(options.output, options.seed(b, options.output));
+    for (const { tensor, seed } of options.also ?? []) b.add(tensor, seed(b, tensor));
     try {
       b.propagate(b.activeFrom(trainable));
     } catch (e) {
@@ -304,13 +308,13 @@ export function weightsAsInputs(model: ModelProto, weights: Set<string>): ModelP
   });
 }
 
-/** Whether `output` is computed from `weight` through differentiable inputs. */
-function reachesOutput(graph: Graph, weight: string, output: string, active: Set<string>) {
+/** Whether one of `outputs` is computed from `weight` through differentiable inputs. */
+function reachesOutput(graph: Graph, weight: string, outputs: Set<string>, active: Set<string>) {
   const seen = new Set([weight]);
   const todo = [weight];
   while (todo.length) {
     const t = todo.pop()!;
-    if (t === output) return true;
+    if (outputs.has(t)) return true;
     for (const use of graph.consumers(t)) {
       for (const o of use.node.output) {
         if (o && active.has(o) && !seen.has(o)) {

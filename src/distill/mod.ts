@@ -5,7 +5,9 @@
  * (the backward graph from autodiff/backward.ts, the weights fed as graph inputs) and AdamW
  * updates float32 master weights. A held-out share of the calibration samples is scored every
  * few steps; the best weights seen are kept and training stops when they stop improving. The
- * same data, options and seed give the same model.
+ * same data, options and seed give the same model. Text models with an attention-mask input may
+ * come in batches of any sequence length: every batch is padded to one length and padding tokens
+ * are left out of the loss (see samples.ts).
  *
  * @module
  */
@@ -21,9 +23,10 @@ import { createSession, loadOrt, type OrtSession, type OrtTensor } from "../runt
 import { probeTensors } from "../runtime/probe.ts";
 import { buildWeightGradientModel, weightsAsInputs } from "../autodiff/backward.ts";
 import { float32Model, hasHalfFloats } from "./float32.ts";
-import { type LossKind, type LossSpec, lossSum, seedLoss } from "./loss.ts";
+import { LOSS_KINDS, type LossKind, type LossSpec, lossSum, seedLoss } from "./loss.ts";
 import { AdamW, learningRate } from "./adamw.ts";
 import { halfToFloat32, SamplePool } from "./samples.ts";
+import { blockOutputs } from "./hidden.ts";
 
 export type { LossKind } from "./loss.ts";
 
@@ -38,10 +41,20 @@ export interface DistillOptions {
   /** Seed of the held-out split and the order of the batches. Default 0. */
   seed?: number;
   /** `kl` (classifier logits; the default for a [batch, classes] output), `cosine` (the default
-   * for any other output: embeddings) or `mse`. */
+   * for any other output: embeddings), `mse`, or `pooled` (the cosine of the mean over axis 1,
+   * per sample: mean-pooled sentence embeddings). Each is a mean over the output's rows (vectors
+   * along its last axis); for a text model's [batch, tokens, width] output, over the tokens its
+   * attention mask keeps. */
   loss?: LossKind;
   /** Softmax temperature of `kl`. Default 2. */
   temperature?: number;
+  /** Also match every transformer block's output (the residual stream after the block) to the
+   * original's: the cosine per row (token) of each, averaged over the blocks, added to the loss
+   * with weight `hiddenWeight`. Needs the residual width kept (no embedding pruning). The
+   * held-out score reads the output's loss only. */
+  hidden?: boolean;
+  /** Weight of the block outputs' loss with `hidden`. Default 1. */
+  hiddenWeight?: number;
   /** Decoupled weight decay of the matrices (MatMul, Gemm, Conv weights). Default 0.01. */
   weightDecay?: number;
   /** Warm-up steps. Default 5% of the steps. */
@@ -89,6 +102,8 @@ export interface DistillReport {
   trained: { tensors: number; params: number };
   /** Float weights left as they were, each with the reason. */
   frozen: { name: string; reason: string }[];
+  /** With `hidden`: the block outputs matched. */
+  hidden?: string[];
   /** Wall time of the whole run. */
   seconds: number;
   /** Mean wall time of a training step (forward, backward, update). */
@@ -99,6 +114,8 @@ type Batches = AsyncIterable<Record<string, OrtTensor>> | Iterable<Record<string
 
 const TEACHER = "prune_vit_teacher";
 const LABELS = "prune_vit_labels";
+const WEIGHTS = "prune_vit_row_weights";
+const HIDDEN = "prune_vit_teacher_block_";
 
 function checkOptions(o: DistillOptions) {
   const bad = (name: string, want: string, v: unknown) => {
@@ -122,6 +139,7 @@ function checkOptions(o: DistillOptions) {
   positive("lr");
   positive("temperature");
   positive("maxSeconds");
+  positive("hiddenWeight");
   const share = (name: keyof DistillOptions, top: number) => {
     const v = o[name] as number | undefined;
     if (v !== undefined && !(Number.isFinite(v) && v >= 0 && v < top)) {
@@ -138,8 +156,8 @@ function checkOptions(o: DistillOptions) {
     bad("warmup", "a whole number of steps", o.warmup);
   }
   if (o.seed !== undefined && !Number.isSafeInteger(o.seed)) bad("seed", "an integer", o.seed);
-  if (o.loss !== undefined && !["kl", "mse", "cosine"].includes(o.loss)) {
-    bad("loss", `one of kl, mse, cosine`, o.loss);
+  if (o.loss !== undefined && !LOSS_KINDS.includes(o.loss)) {
+    bad("loss", `one of ${LOSS_KINDS.join(", ")}`, o.loss);
   }
 }
 
@@ -164,7 +182,7 @@ export async function distillModel(
   checkOptions(options);
   const start = performance.now();
   const ort = await loadOrt();
-  const pool = await teacherOutputs(teacher, data);
+  const { pool, hidden } = await teacherOutputs(teacher, data, !!options.hidden);
   if (options.labels && options.labels.length !== pool.size) {
     throw new PruneError(
       "bad-option",
@@ -184,11 +202,19 @@ export async function distillModel(
         `${pool.rowsPerSample} rows per sample`,
     );
   }
+  if (kind === "pooled" && pool.outputRow.length < 2) {
+    throw new PruneError(
+      "bad-option",
+      `distill.loss "pooled" averages the output over its tokens (axis 1), but "${output}" is ` +
+        `[batch, ${pool.outputRow.join(", ")}]`,
+    );
+  }
   const spec: LossSpec = {
     kind,
     temperature: options.temperature ?? 2,
     labelWeight: options.labelWeight ?? 0.5,
     labels: !!options.labels,
+    ...(kind === "pooled" ? { tokens: pool.rowsPerSample } : {}),
   };
 
   // The graph that trains: float32 throughout.
@@ -200,7 +226,7 @@ export async function distillModel(
     !graph.proto.input.some((v) => v.name === t.name)
   ).map((t) => t.name!);
   const inputShapes = Object.fromEntries(
-    [...pool.inputs].map(([name, input]) => [name, [2, ...input.row]]),
+    [...pool.inputRows].map(([name, row]) => [name, [2, ...row]]),
   );
   const shapes = await probeTensors(base, { inputShapes });
   const studentRow = shapes.get(output)?.dims.slice(1) ?? [];
@@ -212,6 +238,24 @@ export async function distillModel(
         `[batch, ${studentRow.join(", ")}]); keep its channels (e.g. no embedding pruning)`,
     );
   }
+  hidden.forEach((name, k) => {
+    const row = shapes.get(name)?.dims.slice(1);
+    const want = pool.rowOf(k + 1);
+    if (!row || row.join() !== want.join()) {
+      throw new PruneError(
+        "unsupported-graph",
+        `distill.hidden matches the block outputs with the original's, but ` +
+          (row
+            ? `pruning changed the shape of "${name}" ([batch, ${want.join(", ")}] → ` +
+              `[batch, ${row.join(", ")}]): the residual width was pruned; keep it (no ` +
+              `embedding pruning) or leave hidden-state matching off`
+            : `the pruned model has no tensor "${name}"`),
+      );
+    }
+  });
+  const weighted = pool.masked || hidden.some((_, k) => pool.isMasked(k + 1));
+  const tokens = pool.rowOf(hidden.findIndex((_, k) => pool.isMasked(k + 1)) + 1).slice(0, -1);
+  const weightRow = pool.masked ? pool.outputRow.slice(0, -1) : tokens;
   const rowsOf = (dims: number[]) => [{ dimParam: "batch" }, ...dims.map((d) => ({ dimValue: d }))];
   const extra = [
     onnx.ValueInfoProto.create({
@@ -224,12 +268,51 @@ export async function distillModel(
         type: { tensorType: { elemType: 7, shape: { dim: [{ dimParam: "batch" }] } } },
       })]
       : []),
+    ...(weighted
+      ? [onnx.ValueInfoProto.create({
+        name: WEIGHTS,
+        type: { tensorType: { elemType: 1, shape: { dim: rowsOf(weightRow) } } },
+      })]
+      : []),
+    ...hidden.map((_, k) =>
+      onnx.ValueInfoProto.create({
+        name: HIDDEN + k,
+        type: { tensorType: { elemType: 1, shape: { dim: rowsOf(pool.rowOf(k + 1)) } } },
+      })
+    ),
   ];
+  const hiddenSpec: LossSpec = { ...spec, kind: "cosine", labels: false };
+  const hiddenShare = (options.hiddenWeight ?? 1) / Math.max(hidden.length, 1);
   const built = buildWeightGradientModel(base, shapes, {
     candidates,
     output,
     inputs: extra,
-    seed: (b, y) => seedLoss(spec, b, y, width, TEACHER, spec.labels ? LABELS : undefined),
+    seed: (b, y) =>
+      seedLoss(
+        spec,
+        b,
+        y,
+        width,
+        TEACHER,
+        spec.labels ? LABELS : undefined,
+        pool.masked ? WEIGHTS : undefined,
+      ),
+    also: hidden.map((tensor, k) => ({
+      tensor,
+      seed: (b, y) => {
+        const row = pool.rowOf(k + 1);
+        const d = seedLoss(
+          hiddenSpec,
+          b,
+          y,
+          row[row.length - 1],
+          HIDDEN + k,
+          undefined,
+          pool.isMasked(k + 1) ? WEIGHTS : undefined,
+        );
+        return b.op("Mul", [d, b.constFloat(hiddenShare)]);
+      },
+    })),
   });
   const names = [...built.gradients.keys()];
   const tensors = new Map((base.graph!.initializer ?? []).map((t) => [t.name!, t]));
@@ -263,6 +346,14 @@ export async function distillModel(
   const batchSize = Math.min(options.batchSize ?? 32, trainSet.length);
   const labelRows = (idx: number[]) =>
     options.labels ? idx.map((i) => options.labels![i]) : undefined;
+  const rowWeights = (idx: number[]) => pool.masked ? pool.rowWeights(idx) : undefined;
+  const hiddenFeeds = (idx: number[]) =>
+    Object.fromEntries(
+      hidden.map((_, k) => [
+        HIDDEN + k,
+        new ort.Tensor("float32", pool.teacher(idx, k + 1), [idx.length, ...pool.rowOf(k + 1)]),
+      ]),
+    );
 
   const scoreHeldOut = async (): Promise<number> => {
     let sum = 0, rows = 0;
@@ -276,6 +367,7 @@ export async function distillModel(
         pool.teacher(idx),
         width,
         labelRows(idx),
+        rowWeights(idx),
       );
       sum += r.sum;
       rows += r.rows;
@@ -319,6 +411,14 @@ export async function distillModel(
         [TEACHER]: new ort.Tensor("float32", pool.teacher(idx), [idx.length, ...pool.outputRow]),
       };
       const labels = labelRows(idx);
+      const rowWeight = rowWeights(idx);
+      if (weighted) {
+        feeds[WEIGHTS] = new ort.Tensor("float32", rowWeight ?? pool.rowWeights(idx), [
+          idx.length,
+          ...weightRow,
+        ]);
+      }
+      Object.assign(feeds, hiddenFeeds(idx));
       if (labels) {
         feeds[LABELS] = new ort.Tensor(
           "int64",
@@ -327,7 +427,14 @@ export async function distillModel(
         );
       }
       const out = await train.run(feeds);
-      const loss = lossSum(spec, toFloat32(out[output]), pool.teacher(idx), width, labels);
+      const loss = lossSum(
+        spec,
+        toFloat32(out[output]),
+        pool.teacher(idx),
+        width,
+        labels,
+        rowWeight,
+      );
       const grads = gradOutputs.map((g) => out[g].data as Float32Array);
       if (!Number.isFinite(loss.sum) || grads.some((g) => !allFinite(g))) {
         throw new PruneError(
@@ -390,6 +497,7 @@ export async function distillModel(
     },
     trained: { tensors: names.length, params: weights.reduce((a, w) => a + w.length, 0) },
     frozen: built.frozen,
+    ...(options.hidden ? { hidden } : {}),
     seconds: (performance.now() - start) / 1000,
     msPerStep: step ? trainingMs / step : 0,
   };
@@ -399,16 +507,22 @@ function writeWeight(t: TensorProto, values: Float32Array, dims: number[]) {
   setTensorRawBytes(t, float32ToTensorBytes(values, t.dataType ?? 1), dims);
 }
 
-/** Runs the teacher over the data once and keeps every sample with its output rows. */
-async function teacherOutputs(teacher: Uint8Array, data: Batches): Promise<SamplePool> {
+/**
+ * Runs the teacher over the data once and keeps every sample with its output rows; with
+ * `matchHidden`, with its block outputs too (found on the first batch), named in `hidden`.
+ */
+async function teacherOutputs(
+  teacher: Uint8Array,
+  data: Batches,
+  matchHidden: boolean,
+): Promise<{ pool: SamplePool; hidden: string[] }> {
   const ort = await loadOrt();
   // float16 inputs and outputs pass through onnxruntime as float32 (see runtime/float32_io.ts).
   const io = withFloat32Io(decodeModel(teacher));
-  const session: OrtSession = await createSession(
-    io.inputs.size || io.outputs.size ? encodeModel(io.model) : teacher,
-  );
   const output = io.model.graph!.output![0].name!;
   const pool = new SamplePool();
+  let session: OrtSession | undefined;
+  let hidden: string[] = [];
   try {
     for await (const feeds of data) {
       const wide = Object.fromEntries(
@@ -418,14 +532,48 @@ async function teacherOutputs(teacher: Uint8Array, data: Batches): Promise<Sampl
           return [as, new ort.Tensor("float32", halfToFloat32(t.data as Uint16Array), t.dims)];
         }),
       );
-      const out = await session.run(wide, [output]);
-      pool.add(feeds, out[output]);
+      if (!session) {
+        let model = io.inputs.size || io.outputs.size ? encodeModel(io.model) : teacher;
+        if (matchHidden) {
+          const inputShapes = Object.fromEntries(
+            Object.entries(wide).map(([name, t]) => [name, [2, ...t.dims.slice(1).map(Number)]]),
+          );
+          const shapes = await probeTensors(io.model, { inputShapes });
+          hidden = blockOutputs(io.model, shapes, output);
+          if (hidden.length === 0) {
+            throw new PruneError(
+              "unsupported-graph",
+              "distill.hidden: no transformer block outputs were found to match",
+            );
+          }
+          model = encodeModel(onnx.ModelProto.create({
+            ...io.model,
+            graph: onnx.GraphProto.create({
+              ...io.model.graph,
+              output: [
+                ...(io.model.graph!.output ?? []),
+                ...hidden.map((name) => onnx.ValueInfoProto.create({ name })),
+              ],
+            }),
+          }));
+        }
+        session = await createSession(model);
+      }
+      const out = await session.run(wide, [output, ...hidden]);
+      pool.add(feeds, [output, ...hidden].map((name) => floatOutput(ort, out[name])));
     }
   } finally {
-    await session.release?.();
+    await session?.release?.();
   }
   if (pool.size === 0) throw new PruneError("bad-calibration", "the calibration data is empty");
-  return pool;
+  return { pool, hidden };
+}
+
+/** A float16 block output as float32 (the distilled output is float32 through float32_io). */
+function floatOutput(ort: Awaited<ReturnType<typeof loadOrt>>, t: OrtTensor): OrtTensor {
+  return t.type === "float16"
+    ? new ort.Tensor("float32", halfToFloat32(t.data as Uint16Array), t.dims)
+    : t;
 }
 
 /** Whether a weight is read as a matrix (decayed) rather than a bias, norm or embedding row. */
