@@ -3,7 +3,8 @@
  * calibration data, side by side in one run with the plain onnxruntime pass over the same samples
  * (scripts/bench/ort_pass.ts), rounds interleaved, medians reported.
  *
- *   deno run -A scripts/bench/data_aware.ts [--cases vit,bert] [--rounds 1] [--json OUT]
+ *   deno run -A scripts/bench/data_aware.ts [--cases vit,bert] [--rounds 1] [--only RUN,...]
+ *     [--json OUT]
  *
  * - vit: timm ViT-B/16 with random weights (scripts/bench/make_scale_models.py; batch 1 as
  *   exported), 64 random images as one .npy; half the heads and half the MLP channels with L2,
@@ -19,6 +20,8 @@ const args = parseArgs({
   options: {
     cases: { type: "string", default: "vit,bert" },
     rounds: { type: "string", default: "1" },
+    /** Only these runs (comma-separated names), besides the plain pass and wanda. */
+    only: { type: "string" },
     json: { type: "string" },
   },
 }).values;
@@ -143,7 +146,9 @@ try {
         String(c.batch),
       ],
     };
+    const only = args.only?.split(",");
     for (const [what, extra] of Object.entries(c.runs)) {
+      if (only && what !== "wanda" && !only.includes(what)) continue;
       commands[what] = [
         DENO,
         "run",

@@ -55,10 +55,11 @@ export class ChannelStats {
     this.count += rows;
   }
 
-  /** Adds a Gram block computed elsewhere (onnxruntime: xᵀx of `rows` positions, Σx of them). */
-  addGram(block: ArrayLike<number>, sum: ArrayLike<number>, rows: number): void {
+  /** Adds a Gram block computed elsewhere (xᵀx of `rows` positions, Σx of them; a block
+   * already added in place is left out). */
+  addGram(block: ArrayLike<number> | undefined, sum: ArrayLike<number>, rows: number): void {
     const g = this.gram!;
-    for (let i = 0; i < g.length; i++) g[i] += block[i];
+    if (block) { for (let i = 0; i < g.length; i++) g[i] += block[i]; }
     for (let j = 0; j < this.channels; j++) this.gramSum![j] += sum[j];
     this.gramCount += rows;
   }
