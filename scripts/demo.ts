@@ -1,7 +1,12 @@
 /**
- * Demo (`deno task demo`): prunes the Fashion-MNIST ViT of `tests/fixtures/` and compares it
- * with the original — params, MACs, onnxruntime latency (batch 1 and 64, median of interleaved
- * runs) and accuracy on 1000 embedded test images. Nothing is written unless `--out DIR`.
+ * Demo (`deno task demo`): prunes the Fashion-MNIST ViT of `tests/fixtures/` on one budget three
+ * ways — magnitude alone (Torch-Pruning's L2, every block alike), the same with calibration and
+ * compensation (unlabeled images, least-squares reweighting of the layers that read the removed
+ * channels), and with the budget spent by a global ranking — and compares each with the original:
+ * params, MACs, onnxruntime latency (batch 1 and 64, median of interleaved runs) and accuracy on
+ * the embedded test images the calibration does not use. Prints the command line of each.
+ * Nothing is written unless `--out DIR` (the pruned models and the calibration file the
+ * commands read).
  *
  *   deno task demo [--runs N] [--out DIR]
  *
@@ -10,6 +15,8 @@
 import { parseArgs } from "node:util";
 import { prune } from "../src/prune.ts";
 import type { PruneOptions } from "../src/options.ts";
+import type { RunOptions } from "../src/prune.ts";
+import { encodeNpy } from "../src/calibration/npy.ts";
 import type { PruneReport } from "../src/report.ts";
 import { formatReport, humanCount, ratio } from "../src/format_report.ts";
 import { createSession, loadOrt, ortBackendName, type OrtSession } from "../src/runtime/ort.ts";
@@ -77,6 +84,8 @@ function median(xs: number[]): number {
 
 interface Variant {
   label: string;
+  /** The CLI flags of the same run (after the model and -o). */
+  flags: string[];
   bytes: Uint8Array;
   report?: PruneReport;
   session?: OrtSession;
@@ -84,6 +93,11 @@ interface Variant {
   ms1: number[];
   ms64: number[];
 }
+
+/** Calibration images: the first of the embedded test images, never scored. */
+const CALIBRATION = 256;
+/** The CLI's default calibration batch size: the demo's batches are the command's. */
+const BATCH = 32;
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -123,18 +137,60 @@ async function main(): Promise<number> {
   const entry = fixtures.fixtures.fmnist_vit;
   const { mean, std } = entry.normalization;
   const heads = entry.blocks?.[0]?.num_heads ?? entry.config?.num_heads;
+  const heldOut = images.count - CALIBRATION;
 
-  const configs: [string, PruneOptions][] = [
-    ["heads ×0.5", { pruneNumHeads: true, headPruningRatio: 0.5 }],
-    ["heads+MLP ×0.5", { pruneNumHeads: true, headPruningRatio: 0.5, pruningRatio: 0.5 }],
+  const ort = await loadOrt();
+  const calibrationTensor = batchTensor(ort, images, 0, CALIBRATION, mean, std);
+  const calibration = () =>
+    Array.from({ length: CALIBRATION / BATCH }, (_, i) => ({
+      input: batchTensor(ort, images, i * BATCH, BATCH, mean, std),
+    }));
+  const out = values.out;
+  const calibrationFile = `${out ?? "DIR"}/calibration.npy`;
+  if (out) {
+    await Deno.mkdir(out, { recursive: true });
+    await Deno.writeFile(
+      calibrationFile,
+      encodeNpy({
+        dtype: "float32",
+        shape: calibrationTensor.dims as number[],
+        data: calibrationTensor.data as Float32Array,
+      }),
+    );
+  }
+
+  // One budget: half of every head's dims and half of every MLP's channels.
+  const budget: PruneOptions = { pruneHeadDims: true, headPruningRatio: 0.5, pruningRatio: 0.5 };
+  const budgetFlags = [
+    "--prune-head-dims",
+    "--head-pruning-ratio",
+    "0.5",
+    "--pruning-ratio",
+    "0.5",
   ];
-  const variants: Variant[] = [{ label: "original", bytes: modelBytes, ms1: [], ms64: [] }];
-  for (const [label, options] of configs) {
+  const calibrated = ["--calibration", calibrationFile, "--compensation", "reweight"];
+  const configs: [string, RunOptions, string[]][] = [
+    ["magnitude (as Torch-Pruning)", budget, budgetFlags],
+    [
+      "+ calibration, reweight",
+      { ...budget, calibration, compensation: "reweight" },
+      [...budgetFlags, ...calibrated],
+    ],
+    [
+      "+ global ranking",
+      { ...budget, calibration, compensation: "reweight", allocation: "global" },
+      [...budgetFlags, ...calibrated, "--allocation", "global"],
+    ],
+  ];
+  const variants: Variant[] = [
+    { label: "original", flags: [], bytes: modelBytes, ms1: [], ms64: [] },
+  ];
+  for (const [label, options, flags] of configs) {
     const t0 = performance.now();
     const { bytes, report } = await prune(modelBytes, options);
     const sec = ((performance.now() - t0) / 1000).toFixed(1);
-    console.log(`pruned "${label}" (${JSON.stringify(options)}) in ${sec} s`);
-    variants.push({ label, bytes, report, ms1: [], ms64: [] });
+    console.log(`pruned "${label}" in ${sec} s`);
+    variants.push({ label, flags, bytes, report, ms1: [], ms64: [] });
   }
   variants[0].report = {
     params: { before: 0, after: variants[1].report!.params.before },
@@ -142,22 +198,24 @@ async function main(): Promise<number> {
     backend: variants[1].report!.backend,
     blocks: [],
     skipped: [],
+    notes: [],
+    groups: [],
   };
 
-  const ort = await loadOrt();
-  const all = batchTensor(ort, images, 0, images.count, mean, std);
-  const x1 = batchTensor(ort, images, 0, 1, mean, std);
-  const x64 = batchTensor(ort, images, 0, Math.min(64, images.count), mean, std);
+  // Accuracy on the test images the calibration did not see.
+  const scored = batchTensor(ort, images, CALIBRATION, heldOut, mean, std);
   for (const v of variants) {
     v.session = await createSession(v.bytes);
     const name = v.session.inputNames[0];
-    const out = await v.session.run({ [name]: all });
-    const logits = out[v.session.outputNames[0]];
+    const result = await v.session.run({ [name]: scored });
+    const logits = result[v.session.outputNames[0]];
     const [n, classes] = logits.dims as number[];
     const pred = argmaxRows(logits.data as Float32Array, n, classes);
-    v.accuracy = pred.filter((p, i) => p === images.labels[i]).length / n;
+    v.accuracy = pred.filter((p, i) => p === images.labels[CALIBRATION + i]).length / n;
   }
 
+  const x1 = batchTensor(ort, images, 0, 1, mean, std);
+  const x64 = batchTensor(ort, images, 0, Math.min(64, images.count), mean, std);
   // Latency, one batch size at a time: warm up, then interleave the variants run by run,
   // rotating which goes first, so that drift and cache effects hit all of them alike.
   const time = async (v: Variant, x: typeof x1) => {
@@ -190,7 +248,7 @@ async function main(): Promise<number> {
       l64.toFixed(2) + rel(l64, median(base.ms64)),
     ];
   });
-  const header = ["model", "params", "MACs", `acc@${images.count}`, "b=1 ms", "b=64 ms"];
+  const header = ["model", "params", "MACs", `acc@${heldOut}`, "b=1 ms", "b=64 ms"];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) =>
     cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
@@ -198,32 +256,29 @@ async function main(): Promise<number> {
   console.log(
     `\nFashion-MNIST ViT (${entry.file}: ${entry.config?.depth ?? "?"} blocks, ${heads} heads, ` +
       `embed ${entry.embed_dim ?? entry.config?.embed_dim}), onnxruntime-${ortBackendName()}, ` +
-      `median of ${runs} interleaved runs\n`,
+      `median of ${runs} interleaved runs; accuracy on ${heldOut} test images, calibration on ` +
+      `${CALIBRATION} others (no labels)\n`,
   );
   console.log(line(header));
   for (const r of rows) console.log(line(r));
 
+  console.log(
+    `\nThe same runs from the command line${out ? "" : " (--out DIR writes DIR/calibration.npy)"}:`,
+  );
+  const model = `tests/fixtures/${entry.file}`;
   for (const v of variants.slice(1)) {
-    const att = v.report!.blocks.find((b) => b.kind === "attention");
+    const slug = v.label.replace(/[^a-z0-9]+/gi, "_").replace(/^_+|_+$/g, "");
+    const target = `${out ?? "DIR"}/fmnist_vit.${slug}.onnx`;
+    console.log(`  ${v.label}:\n    deno run -A mod.ts ${model} -o ${target} ${v.flags.join(" ")}`);
+    if (out) await Deno.writeFile(target, v.bytes);
+  }
+  for (const v of variants.slice(1)) {
     console.log(`\n── ${v.label} ──`);
-    if (att && att.kind === "attention") {
-      const removed = att.heads.before - att.heads.after;
-      console.log(
-        `headPruningRatio 0.5 of ${att.heads.before} heads: the engine removes ${removed} ` +
-          `and keeps ${att.heads.after} per block (head dim ${att.headDim.after})` +
-          (removed === Math.ceil(att.heads.before * 0.5)
-            ? ` — ceil(${att.heads.before} × 0.5) = ${removed}, as Torch-Pruning does`
-            : ""),
-      );
-    }
-    let out: string | undefined;
-    if (values.out) {
-      await Deno.mkdir(values.out, { recursive: true });
-      const slug = v.label.replace(/[^a-z0-9]+/gi, "_").replace(/_+$/, "");
-      out = `${values.out}/fmnist_vit.${slug}.onnx`;
-      await Deno.writeFile(out, v.bytes);
-    }
-    console.log(formatReport(v.report!, { output: out ?? "(not written; --out DIR to save)" }));
+    console.log(
+      formatReport(v.report!, {
+        output: out ? "(written, see above)" : "(not written; --out DIR to save)",
+      }),
+    );
   }
   for (const v of variants) await v.session?.release();
   return 0;

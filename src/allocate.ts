@@ -12,6 +12,13 @@
  * - "isomorphic": each kind ranked only against itself with its own share of the budget
  *   (Torch-Pruning's isomorphic ranking: only groups of the same structure compete).
  *
+ * With a budget (a target), "global" scores are per weight: a unit's score is an average over
+ * its layers and its cells (heads, dims), so a head dim, which spans every head's q, k, v and
+ * output weights, scores more than an MLP channel of the same weights' magnitude; divided by
+ * the weights one cell of one layer holds, every kind is on the scale of a mean |w|ᵖ, and the
+ * budget goes where that is lowest. A budget spent on one kind alone, where others could go, is
+ * said in a note.
+ *
  * @module
  */
 import type { ComputeCore } from "./core/mod.ts";
@@ -32,14 +39,18 @@ export interface GroupCounts {
   channels?: number;
 }
 
+/** What one unit of a global ranking removes: a head, a dim of every head (Q, K and V alike, or
+ * Q/K and V apart), an MLP channel, or a channel of the embedding width. */
 export type UnitKind = "heads" | "dims" | "qk" | "v" | "channels" | "embedding";
 export type Ranking = "global" | "flap" | "isomorphic";
+/** What a budget counts: parameters, MACs, or estimated latency (ms). */
 export type Metric = "params" | "macs" | "latency";
 export type GqaPolicy = "query-heads" | "kv-groups";
 
 /** NViT's defaults: a head weighs like 6 units of the other kinds, an embedding channel like
- * one unit per block it crosses. */
+ * one unit per block it crosses; `blocks` 0: all 1 (per-weight scores, see the module doc). */
 export function defaultKindScale(blocks: number): Record<UnitKind, number> {
+  if (blocks === 0) return { heads: 1, dims: 1, qk: 1, v: 1, channels: 1, embedding: 1 };
   return { heads: 6, dims: 1, qk: 1, v: 1, channels: 1, embedding: Math.max(1, blocks) };
 }
 
@@ -81,6 +92,8 @@ export interface AllocationSettings {
   headsFixed?: (group: Group) => boolean;
   /** Groups left alone (a per-block ratio of 0). */
   skip?: (group: Group) => boolean;
+  /** Receives what the report should say about the allocation. */
+  onNote?: (note: string) => void;
 }
 
 interface Unit {
@@ -132,12 +145,39 @@ export function headUnits(
     : { factor: group.heads, blocked: group.headsBlocked };
 }
 
+/** Raw scores average a unit's energy over the layers that hold it and the cells (heads or
+ * dims) it spans; times this, a score is per weight (see the module doc). */
+function perWeight(group: Group, factor: Factor | Factor[], cells: number, params: number) {
+  const factors = [factor].flat();
+  const layers = new Set<string>();
+  for (const t of group.members) {
+    if (t.factors.flatMap((f) => f.atoms()).some((a) => factors.includes(a))) {
+      layers.add(`${t.ref.name}:${t.axis}:${t.role}`);
+    }
+  }
+  return params > 0 ? (layers.size * cells) / params : 1;
+}
+
+const KIND_NAMES: Record<UnitKind, string> = {
+  heads: "heads",
+  dims: "head dims",
+  qk: "Q/K dims",
+  v: "V dims",
+  channels: "MLP channels",
+  embedding: "embedding channels",
+};
+
 function standardise(units: Unit[]) {
   const n = units.length;
   if (n === 0) return;
   const mean = units.reduce((s, u) => s + u.score, 0) / n;
   const sd = Math.sqrt(units.reduce((s, u) => s + (u.score - mean) ** 2, 0) / n) || 1;
   for (const u of units) u.score = (u.score - mean) / sd;
+}
+
+/** Query heads of an attention block (a dim's score is a mean over them). */
+function queryHeads(group: AttentionGroup): number {
+  return group.heads.size * (group.kvGroups?.size ?? 1);
 }
 
 /** Units to remove from each group (embedding channels under `channels` of its group). */
@@ -158,11 +198,19 @@ export async function globalCounts(
   const sizes = groups.map(none);
   const localBudget: Record<UnitKind, number> = none();
   const metric = s.budget?.metric ?? "params";
-  const add = (i: number, kind: UnitKind, scores: ArrayLike<number>, cost: UnitCost) => {
+  const perWeightScores = !!s.budget && s.ranking === "global";
+  const add = (
+    i: number,
+    kind: UnitKind,
+    scores: ArrayLike<number>,
+    cost: UnitCost,
+    scale = 1,
+  ) => {
     const c = metric === "latency" ? s.latencyCost?.(groups[i], kind) ?? 0 : cost[metric];
     const saves = s.latencyEta && s.latencyCost ? s.latencyEta * s.latencyCost(groups[i], kind) : 0;
+    const k = perWeightScores ? scale : 1;
     for (let j = 0; j < scores.length; j++) {
-      byKind[kind].push({ group: i, kind, score: scores[j], cost: c, saves });
+      byKind[kind].push({ group: i, kind, score: scores[j] * k, cost: c, saves });
     }
     sizes[i][kind] = scores.length;
     const local = s.localCounts(groups[i]);
@@ -192,7 +240,8 @@ export async function globalCounts(
         ) {
           if (blocked) continue;
           const scores = await dimScores(core, group, factor, s.criterion, true);
-          add(i, kind, scores, unitCost(group, factor, factor.size, s.shapes));
+          const cost = unitCost(group, factor, factor.size, s.shapes);
+          add(i, kind, scores, cost, perWeight(group, factor, queryHeads(group), cost.params));
         }
       }
       if (!heads && !dims) continue;
@@ -200,21 +249,29 @@ export async function globalCounts(
       if (heads) {
         const unit = headUnits(group, s.gqaPolicy).factor;
         const headScores = unit === group.heads ? scores.heads : scores.kvGroups!;
-        add(i, "heads", headScores, unitCost(group, unit, unit.size, s.shapes));
+        const cost = unitCost(group, unit, unit.size, s.shapes);
+        // A query head's score is a mean over its dims (and KV groups); a KV group's a sum.
+        const cells = unit === group.heads ? (group.kvGroups?.size ?? 1) * group.qkDim.size : 1;
+        add(i, "heads", headScores, cost, perWeight(group, unit, cells, cost.params));
       }
       if (dims) {
         const qk = unitCost(group, group.qkDim, group.qkDim.size, s.shapes);
         const v = group.vDim === group.qkDim
           ? { params: 0, macs: 0 }
           : unitCost(group, group.vDim, group.vDim.size, s.shapes);
-        add(i, "dims", scores.dims, { params: qk.params + v.params, macs: qk.macs + v.macs });
+        const cost = { params: qk.params + v.params, macs: qk.macs + v.macs };
+        const factors = [group.qkDim, group.vDim];
+        const scale = perWeight(group, factors, queryHeads(group), cost.params);
+        add(i, "dims", scores.dims, cost, scale);
       }
     } else if (group.kind === "mlp" && s.pruneMlp && !group.blocked) {
       const scores = await mlpScores(core, group, s.criterion, true);
-      add(i, "channels", scores, unitCost(group, group.channels, group.channels.size, s.shapes));
+      const cost = unitCost(group, group.channels, group.channels.size, s.shapes);
+      add(i, "channels", scores, cost, perWeight(group, group.channels, 1, cost.params));
     } else if (group.kind === "embedding" && s.pruneEmbedding && !group.blocked) {
       const scores = await mlpScores(core, group, s.criterion, true);
-      add(i, "embedding", scores, unitCost(group, group.channels, group.channels.size, s.shapes));
+      const cost = unitCost(group, group.channels, group.channels.size, s.shapes);
+      add(i, "embedding", scores, cost, perWeight(group, group.channels, 1, cost.params));
     }
   }
   const removed = sizes.map(none);
@@ -251,6 +308,20 @@ export async function globalCounts(
     }
     for (const k of kinds) for (const u of byKind[k]) u.score -= u.saves;
     take(kinds.flatMap((k) => byKind[k]), total);
+  }
+  // Kinds that had a unit to give (a block at its floor has none).
+  const floorOf = (k: UnitKind, size: number) =>
+    k === "heads" ? 1 : Math.min(Math.max(2, s.roundTo), size);
+  const offered = kinds.filter((k) =>
+    byKind[k].some((u) => u.cost > 0 && sizes[u.group][k] > floorOf(k, sizes[u.group][k]))
+  );
+  const spent = offered.filter((k) => removed.some((r) => r[k] > 0));
+  if (s.budget && offered.length > 1 && spent.length === 1) {
+    const kept = offered.filter((k) => k !== spent[0]).map((k) => KIND_NAMES[k]).join(", ");
+    s.onNote?.(
+      `the budget went to ${KIND_NAMES[spent[0]]} only: ${kept} scored higher in every block ` +
+        `(to give every kind a share of its own: allocation "isomorphic")`,
+    );
   }
   const counts = new Map<Group, GroupCounts>();
   groups.forEach((g, i) => {

@@ -29,8 +29,11 @@ import { rewritePackedWeights } from "./rewrite/quantized.ts";
 
 /** What the rewrite changed, for reports and tests. */
 export interface ApplyStats {
+  /** Weights and other constants cut along a pruned axis. */
   tensorsSliced: number;
+  /** Elements of shape vectors (Reshape targets, Split sizes, Slice bounds) rewritten. */
   shapeValuesRewritten: number;
+  /** Scalars computed from run-time shapes (the attention scale) frozen to their values. */
   scalarsFrozen: number;
   /** Block-quantized layers whose kept input channels were re-quantized (not exact). */
   requantized?: string[];
@@ -231,6 +234,10 @@ function rewriteShapes(trace: Trace, plan: Plan, stats: ApplyStats) {
   const replaced = new Map<string, { use: Use; values: Map<number, number> }>();
   const splitSizes = new Map<NodeProto, number[]>();
   for (const touch of trace.shapeTouches) {
+    if (touch.indices) {
+      if (renumberIndices(trace, plan, touch.use, touch.indices)) stats.shapeValuesRewritten++;
+      continue;
+    }
     if (touch.renumber) {
       const value = renumbered(plan, touch.renumber);
       if (value === undefined) continue;
@@ -320,6 +327,34 @@ function rewriteShapes(trace: Trace, plan: Plan, stats: ApplyStats) {
 }
 
 type Ratio = { num: number; den: number };
+
+/**
+ * Gather indices along a pruned axis: the kept ones of `picked`, in the new numbering, as a new
+ * constant. False when nothing on the axis goes.
+ */
+function renumberIndices(
+  trace: Trace,
+  plan: Plan,
+  use: Use,
+  { axis, picked }: NonNullable<ShapeTouch["indices"]>,
+): boolean {
+  const kept = keptAxisIndices(plan, axis);
+  if (!kept) return false;
+  const position = new Map(kept.map((k, i) => [k, i]));
+  const next = picked.filter((i) => position.has(i)).map((i) => position.get(i)!);
+  const where = `${use.node.opType} "${use.node.name}"`;
+  if (next.length === 0) throw new Error(`${where}: every gathered channel would go`);
+  const name = use.node.input[use.inputIndex];
+  const type = trace.graph.constant(name)?.tensor.dataType ?? 7;
+  const tensor = makeTensor(
+    `${name}_pruned`,
+    type,
+    [next.length],
+    numbersToTensorBytes(next, type),
+  );
+  trace.graph.rewire(use, trace.graph.addInitializer(tensor));
+  return true;
+}
 
 /** New value of a position along a segmented axis; undefined when nothing on the axis goes. */
 function renumbered(plan: Plan, r: NonNullable<ShapeTouch["renumber"]>): number | undefined {

@@ -51,26 +51,40 @@ function columns(report: PruneReport): Column[] {
   });
 }
 
+/** An upper bound of a line's width in a sans-serif font: no glyph of the text drawn here
+ * (digits, Latin letters, arrows) is wider than 1 em; digits and most letters are under 0.65 em
+ * (DejaVu Sans, the usual sans-serif: 0.636). */
+function textWidth(text: string, size: number, bold = false): number {
+  let em = 0;
+  for (const c of text) em += /[MWmw@%→×]/.test(c) ? 1 : /[A-Z]/.test(c) ? 0.8 : 0.65;
+  return em * size * (bold ? 1.1 : 1);
+}
+
 /** The SVG chart of a pruning report. */
 export function architectureChart(report: PruneReport, title = "pruned architecture"): string {
   const cols = columns(report);
   const bar = 14, gap = 3, groupGap = 18;
   const groupWidth = KINDS.length * (bar + gap) - gap;
   const left = 48, top = 70, plot = 200, bottom = 46;
-  const width = Math.max(420, left + cols.length * (groupWidth + groupGap) + 20);
-  const height = top + plot + bottom;
   const emb = report.blocks.find((b): b is MlpBlockReport => b.kind === "embedding");
+  const subtitle = `params ${compact(report.params.before)} → ${compact(report.params.after)}` +
+    ` · MACs ${compact(report.macs.before)} → ${compact(report.macs.after)}` +
+    (emb ? ` · embedding width ${emb.channels.before} → ${emb.channels.after}` : "");
+  // Wide enough for the bars and for the title and subtitle, which SVG does not wrap.
+  const width = Math.ceil(Math.max(
+    420,
+    left + cols.length * (groupWidth + groupGap) + 20,
+    left + textWidth(title, 14, true) + 20,
+    left + textWidth(subtitle, 10) + 20,
+  ));
+  const height = top + plot + bottom;
   const out: string[] = [];
   out.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
       `viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="10">`,
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="${left}" y="18" font-size="14" font-weight="bold">${escape(title)}</text>`,
-    `<text x="${left}" y="36">params ${compact(report.params.before)} → ${
-      compact(report.params.after)
-    } · MACs ${compact(report.macs.before)} → ${compact(report.macs.after)}${
-      emb ? ` · embedding width ${emb.channels.before} → ${emb.channels.after}` : ""
-    }</text>`,
+    `<text x="${left}" y="36">${escape(subtitle)}</text>`,
   );
   // Legend.
   KINDS.forEach((k, i) => {

@@ -13,11 +13,11 @@ import { parseArgs } from "node:util";
 import * as path from "node:path";
 import denoJson from "../deno.json" with { type: "json" };
 import { PruneError } from "./errors.ts";
+import { permissionMessage, permitted, requirePermission } from "./permissions.ts";
 import { loadCalibration } from "./calibration/inputs.ts";
 import { architectureChart } from "./chart.ts";
-import { pruneToTarget, type TargetOptions } from "./target.ts";
+import { pruneToTarget } from "./target.ts";
 import { createLatencyModel, type LatencyModel, measureLatency } from "./latency/model.ts";
-import { LATENCY_RUNTIMES, type LatencyRuntime } from "./latency/runtime.ts";
 import { ProgressBar } from "./calibration/progress.ts";
 import type { RunOptions } from "./prune.ts";
 import { formatReport } from "./format_report.ts";
@@ -25,15 +25,19 @@ import { readModelFile, writeModelFile } from "./onnx/model_io.ts";
 import { tempPath, trackTemp, untrackTemp } from "./onnx/temp_files.ts";
 import type { ModelProto } from "./onnx/proto.ts";
 import type { PruneReport } from "./report.ts";
-import { pruneModel } from "./prune.ts";
+import { NOTHING_PRUNED, pruneModel } from "./prune.ts";
+import { optionHelp, type OptionValues, parseArgsOptions } from "./option_table.ts";
+import {
+  parsePositiveInt,
+  pruneOptionsFrom,
+  targetFrom,
+  type TargetRequest,
+  UsageError,
+} from "./option_values.ts";
+import { reportPage } from "./report/html.ts";
 
 /** A bad command line: reported as `error: …` with exit code 2. */
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
+export { UsageError };
 
 /** Usage text printed by `--help`. */
 export const HELP = `prune-vit ${denoJson.version} — structured pruning of transformer ONNX models
@@ -44,77 +48,7 @@ Removes attention heads (grouped-query aware), per-head dims, MLP hidden channel
 embedding width, and writes a smaller dense ONNX model that onnxruntime runs.
 
 options:
-  -o, --output PATH         output model (default: <input>.pruned.onnx)
-      --pruning-ratio R     fraction of MLP hidden channels to remove, 0 ≤ R < 1 (default 0)
-      --head-pruning-ratio R
-                            fraction of heads / head dims to remove (default: --pruning-ratio)
-      --embedding-pruning-ratio R
-                            fraction of the embedding (residual) width to remove (default 0)
-      --qk-pruning-ratio R, --v-pruning-ratio R
-                            with --prune-head-dims: prune each head's Q/K dims and V dims
-                            separately (NViT); unset, Q, K and V lose the same dims
-      --prune-num-heads     remove whole attention heads
-      --prune-head-dims     remove the same number of dims from every head
-      --round-to N          round kept channel counts to a multiple of N
-      --ignore NAME         node/initializer name or prefix to leave alone (repeatable)
-      --keep-heads NODE     keep every head of the attention block of NODE (repeatable)
-      --num-heads NODE=H    head count of the attention block of NODE (repeatable)
-      --layer-ratio NODE=R  pruning ratio for the block containing NODE (repeatable)
-      --dim NAME=N          size of a symbolic input dim other than the batch (default 8; repeatable)
-      --criterion l1|l2|wanda|flap|apma|taylor|fisher|michel
-                            channel importance (default l2); on calibration data: wanda
-                            (Wanda-sp), flap (FLAP's fluctuation), apma (Wanda-sp weighted by
-                            dissimilarity within the head), and from gradients of the
-                            cross-entropy on the model's own predictions (classifiers): taylor
-                            (first order), fisher (diagonal Fisher), michel (head gates)
-      --calibration PATH    calibration data: a folder of images or .npy files, or a .npy file
-                            (repeatable); needed by data-aware criteria and compensation
-      --evaluate PATH       held-out data (as --calibration): report top-1 agreement, KL and
-                            cosine of the pruned model's outputs against the original's
-      --samples N           calibration samples to use (default 256)
-      --batch-size N        calibration batch size (default 32)
-      --compensation none|bias|reweight
-                            refit the layers that read removed channels on the calibration data:
-                            FLAP's bias, or least squares on weights and bias (default none)
-      --gram-stride N       reweighting sums its Gram matrices over 1 in N positions (default
-                            4; use 1 with short calibration data)
-      --allocation local|global|flap|isomorphic
-                            local: every block loses the ratios (default); global: the same
-                            parameter budget, spent where scores are lowest across blocks,
-                            heads/dims against MLP channels; flap: the same on scores
-                            standardised per kind (FLAP's adaptive structure); isomorphic:
-                            each kind ranked only against itself (Torch-Pruning's)
-      --gqa-policy query-heads|kv-groups
-                            grouped-query attention: drop query heads inside every KV group
-                            (default, as Torch-Pruning) or whole KV groups (as LLM-Pruner)
-      --backend auto|gpu|cpu
-                            compute backend (default auto)
-      --json                print the report as JSON on stdout (nothing else)
-      --chart PATH          write an SVG picture of the remaining heads, head dims and MLP
-                            channels per block
-      --target-params N, --target-macs N
-                            prune until the model has at most N parameters / MACs (25M, 1.2G,
-                            or a share of the original: 0.5, 50%), in --steps steps (default 4),
-                            re-scoring the pruned model between steps; ranking by --allocation
-                            (global by default); MLP channels, plus heads or head dims with
-                            their flags (--separate-qk-v: Q/K and V dims ranked apart), plus the
-                            embedding width with --prune-embedding
-      --target-speedup S    prune until the latency model says S× faster: one transformer
-                            block is timed in onnxruntime over a grid of shapes (cached), within
-                            --profile-budget seconds (default 60), at --latency-batch (default 1)
-                            and --latency-threads (default: onnxruntime's), on
-                            --latency-runtime cpu|wasm|webgpu (default cpu: onnxruntime-node;
-                            wasm/webgpu: onnxruntime-web, one thread);
-                            --latency-eta η ranks by importance − η·Δlatency
-      --dry-run             report what would be pruned without writing a model
-      --external-data       write the tensors to OUTPUT.data next to the model (default: when
-                            the input had external data, or the model would pass 2 GB)
-      --inline-data         write every tensor inside the model file (at most 2 GB)
-      --verify-run          also run the pruned model once in onnxruntime before writing it
-                            (default: its shapes are checked from the graph, at no cost)
-      --quiet               print nothing on success
-  -h, --help                show this help
-      --version             show the version
+${optionHelp()}
 
 exit codes: 0 ok, 1 model or file problem, 2 usage error.
 Set PRUNE_VIT_DEBUG=1 to print stack traces.`;
@@ -137,149 +71,13 @@ export interface CliArgs {
   externalData?: boolean;
   /** Where to write the SVG picture of the pruned architecture (`--chart`). */
   chart?: string;
+  /** Where to write the report as a self-contained HTML page (`--report`). */
+  report?: string;
   /** Pruning to a target (`--target-*`), with the latency model's settings. */
-  target?: TargetOptions & {
-    budgetSeconds: number;
-    batch: number;
-    cacheDir?: string;
-    threads?: number;
-    runtime?: LatencyRuntime;
-  };
+  target?: TargetRequest;
 }
 
-const OPTION_SPEC = {
-  output: { type: "string", short: "o" },
-  "pruning-ratio": { type: "string" },
-  "head-pruning-ratio": { type: "string" },
-  "embedding-pruning-ratio": { type: "string" },
-  "qk-pruning-ratio": { type: "string" },
-  "v-pruning-ratio": { type: "string" },
-  "prune-num-heads": { type: "boolean" },
-  "prune-head-dims": { type: "boolean" },
-  "round-to": { type: "string" },
-  ignore: { type: "string", multiple: true },
-  "keep-heads": { type: "string", multiple: true },
-  "num-heads": { type: "string", multiple: true },
-  "layer-ratio": { type: "string", multiple: true },
-  dim: { type: "string", multiple: true },
-  criterion: { type: "string" },
-  allocation: { type: "string" },
-  calibration: { type: "string", multiple: true },
-  evaluate: { type: "string", multiple: true },
-  samples: { type: "string" },
-  "batch-size": { type: "string" },
-  "gram-stride": { type: "string" },
-  compensation: { type: "string" },
-  "gqa-policy": { type: "string" },
-  backend: { type: "string" },
-  json: { type: "boolean" },
-  chart: { type: "string" },
-  "target-params": { type: "string" },
-  "target-macs": { type: "string" },
-  "target-speedup": { type: "string" },
-  steps: { type: "string" },
-  "profile-budget": { type: "string" },
-  "latency-batch": { type: "string" },
-  "latency-cache": { type: "string" },
-  "latency-threads": { type: "string" },
-  "latency-runtime": { type: "string" },
-  "latency-eta": { type: "string" },
-  "prune-embedding": { type: "boolean" },
-  "separate-qk-v": { type: "boolean" },
-  "dry-run": { type: "boolean" },
-  "verify-run": { type: "boolean" },
-  "external-data": { type: "boolean" },
-  "inline-data": { type: "boolean" },
-  quiet: { type: "boolean" },
-  help: { type: "boolean", short: "h" },
-  version: { type: "boolean" },
-} as const;
-
-const NUMBER_RE = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
-
-function parseRatio(option: string, value: string): number {
-  const r = NUMBER_RE.test(value.trim()) ? Number(value) : NaN;
-  if (!Number.isFinite(r)) {
-    throw new UsageError(`${option}: "${value}" is not a number (expected 0 ≤ R < 1)`);
-  }
-  if (r < 0 || r >= 1) {
-    throw new UsageError(`${option}: ${value} is out of range (expected 0 ≤ R < 1)`);
-  }
-  return r;
-}
-
-/** A count (25M, 1.2G, 300000) or a share of the original (0.5, 50%). */
-function parseAmount(option: string, value: string): number {
-  const m = /^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?\d+)?)\s*([kKmMgG%]?)\s*$/.exec(value);
-  const n = m ? Number(m[1]) : NaN;
-  const scale = { "": 1, k: 1e3, K: 1e3, m: 1e6, M: 1e6, g: 1e9, G: 1e9, "%": 0.01 }[m?.[2] ?? ""];
-  if (!m || !Number.isFinite(n) || n <= 0 || scale === undefined) {
-    throw new UsageError(
-      `${option}: "${value}" is not a count (e.g. 25M) or a share of the original (0.5 or 50%)`,
-    );
-  }
-  // A share must leave something to prune; a plain number above 1 is a count, so whole.
-  if (m[2] === "%" && n >= 100) {
-    throw new UsageError(
-      `${option}: ${value} is not below 100% of the original; give a share below 100% (e.g. 50%)`,
-    );
-  }
-  if (m[2] === "" && n >= 1 && !Number.isInteger(n)) {
-    throw new UsageError(
-      `${option}: ${value} is neither a share of the original (below 1, e.g. 0.5 or 50%) nor ` +
-        `a whole count (e.g. 25M)`,
-    );
-  }
-  if (m[2] === "" && n === 1) {
-    throw new UsageError(
-      `${option}: 1 would be the whole original (as a share) or one parameter; give a share ` +
-        `below 1 (e.g. 0.5 or 50%) or a count (e.g. 25M)`,
-    );
-  }
-  return m[2] === "%" || m[2] === "" ? n * scale : Math.round(n * scale);
-}
-
-function parsePositive(option: string, value: string): number {
-  const n = NUMBER_RE.test(value.trim()) ? Number(value) : NaN;
-  if (!(n > 0)) throw new UsageError(`${option}: "${value}" is not a positive number`);
-  return n;
-}
-
-function parsePositiveInt(option: string, value: string): number {
-  const t = value.trim();
-  if (!/^\+?\d+$/.test(t) || Number(t) < 1 || !Number.isSafeInteger(Number(t))) {
-    throw new UsageError(`${option}: "${value}" is not a positive integer`);
-  }
-  return Number(t);
-}
-
-function parsePairs<T>(
-  option: string,
-  values: string[] | undefined,
-  form: string,
-  parseValue: (v: string) => T,
-): Record<string, T> | undefined {
-  if (!values || values.length === 0) return undefined;
-  const out: Record<string, T> = {};
-  for (const item of values) {
-    const eq = item.lastIndexOf("=");
-    const key = eq < 0 ? "" : item.slice(0, eq).trim();
-    const val = eq < 0 ? "" : item.slice(eq + 1).trim();
-    if (eq < 0 || key === "" || val === "") {
-      throw new UsageError(`${option}: "${item}" is not of the form ${form}`);
-    }
-    if (Object.hasOwn(out, key)) throw new UsageError(`${option}: ${key} is given twice`);
-    out[key] = parseValue(val);
-  }
-  return out;
-}
-
-function oneOf<T extends string>(option: string, value: string, allowed: readonly T[]): T {
-  if (!(allowed as readonly string[]).includes(value)) {
-    throw new UsageError(`${option}: "${value}" is not one of ${allowed.join(", ")}`);
-  }
-  return value as T;
-}
+const OPTION_SPEC = parseArgsOptions();
 
 /** `model.onnx` → `model.pruned.onnx`; `model` → `model.pruned.onnx`. */
 export function defaultOutput(input: string): string {
@@ -347,7 +145,7 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
   } catch (e) {
     throw parseError(e);
   }
-  const v = parsed.values;
+  const v = parsed.values as OptionValues;
   if (v.help) return "help";
   if (v.version) return "version";
 
@@ -368,121 +166,10 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
     }
   }
 
-  const options: RunOptions = {};
-  if (v["pruning-ratio"] !== undefined) {
-    options.pruningRatio = parseRatio("--pruning-ratio", v["pruning-ratio"]);
-  }
-  if (v["embedding-pruning-ratio"] !== undefined) {
-    options.embeddingPruningRatio = parseRatio(
-      "--embedding-pruning-ratio",
-      v["embedding-pruning-ratio"],
-    );
-  }
-  for (
-    const [flag, key] of [["qk-pruning-ratio", "qkPruningRatio"], [
-      "v-pruning-ratio",
-      "vPruningRatio",
-    ]] as const
-  ) {
-    if (v[flag] !== undefined) options[key] = parseRatio(`--${flag}`, v[flag]);
-  }
-  if (v["head-pruning-ratio"] !== undefined) {
-    options.headPruningRatio = parseRatio("--head-pruning-ratio", v["head-pruning-ratio"]);
-  }
-  if (v["prune-num-heads"] && v["prune-head-dims"]) {
-    throw new UsageError(
-      "--prune-num-heads and --prune-head-dims cannot be combined: pick one (run twice to do both)",
-    );
-  }
-  if (v["prune-num-heads"]) options.pruneNumHeads = true;
-  if (v["prune-head-dims"]) options.pruneHeadDims = true;
-  if (v["round-to"] !== undefined) {
-    options.roundTo = parsePositiveInt("--round-to", v["round-to"]);
-  }
-  if (v.ignore) {
-    for (const name of v.ignore) {
-      if (name.trim() === "") throw new UsageError(`--ignore: empty name`);
-    }
-    options.ignore = v.ignore.map((s) => s.trim());
-  }
-  if (v["keep-heads"]) {
-    for (const name of v["keep-heads"]) {
-      if (name.trim() === "") throw new UsageError(`--keep-heads: empty name`);
-    }
-    options.keepHeads = v["keep-heads"].map((s) => s.trim());
-  }
-  if (v["verify-run"]) options.verifyRun = true;
   if (v["external-data"] && v["inline-data"]) {
     throw new UsageError("choose one of --external-data and --inline-data");
   }
-  const numHeads = parsePairs(
-    "--num-heads",
-    v["num-heads"],
-    "NODE=H",
-    (s) => parsePositiveInt("--num-heads", s),
-  );
-  if (numHeads) options.numHeads = numHeads;
-  const layerRatios = parsePairs(
-    "--layer-ratio",
-    v["layer-ratio"],
-    "NODE=R",
-    (s) => parseRatio("--layer-ratio", s),
-  );
-  if (layerRatios) options.layerRatios = layerRatios;
-  const dims = parsePairs("--dim", v.dim, "NAME=N", (s) => parsePositiveInt("--dim", s));
-  if (dims) options.dimValues = dims;
-  if (v["gqa-policy"] !== undefined) {
-    options.gqaPolicy = oneOf(
-      "--gqa-policy",
-      v["gqa-policy"],
-      ["query-heads", "kv-groups"] as const,
-    );
-  }
-  if (v.allocation !== undefined) {
-    options.allocation = oneOf(
-      "--allocation",
-      v.allocation,
-      [
-        "local",
-        "global",
-        "flap",
-        "isomorphic",
-      ] as const,
-    );
-  }
-  if (v.criterion !== undefined) {
-    options.criterion = oneOf(
-      "--criterion",
-      v.criterion,
-      [
-        "l1",
-        "l2",
-        "wanda",
-        "flap",
-        "apma",
-        "taylor",
-        "fisher",
-        "michel",
-      ] as const,
-    );
-  }
-  if (v["gram-stride"] !== undefined) {
-    options.gramStride = parsePositiveInt("--gram-stride", v["gram-stride"]);
-  }
-  if (v.compensation !== undefined) {
-    options.compensation = oneOf(
-      "--compensation",
-      v.compensation,
-      [
-        "none",
-        "bias",
-        "reweight",
-      ] as const,
-    );
-  }
-  if (v.backend !== undefined) {
-    options.backend = oneOf("--backend", v.backend, ["auto", "gpu", "cpu"] as const);
-  }
+  const options = pruneOptionsFrom(v, "cli");
 
   const pos = parsed.positionals;
   if (pos.length === 0) {
@@ -500,77 +187,16 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
   if (path.resolve(output) === path.resolve(input)) {
     throw new UsageError(`--output: ${output} is the input model; refusing to overwrite it`);
   }
-  let target: CliArgs["target"];
-  const targets = (["target-params", "target-macs", "target-speedup"] as const).filter((k) =>
-    v[k] !== undefined
-  );
-  if (targets.length > 1) {
-    throw new UsageError(`${targets.map((t) => `--${t}`).join(" and ")}: give one target`);
-  }
-  if (targets.length === 1) {
-    if (v["pruning-ratio"] !== undefined || v["head-pruning-ratio"] !== undefined) {
-      throw new UsageError(
-        `--${targets[0]} decides how much to prune: drop --pruning-ratio / --head-pruning-ratio`,
-      );
+  const target = targetFrom(v, options, "cli");
+  for (const key of ["chart", "report"] as const) {
+    const file = v[key];
+    if (file === undefined) continue;
+    if (file === "") throw new UsageError(`--${key}: empty path`);
+    if (path.resolve(file) === path.resolve(input)) {
+      throw new UsageError(`--${key}: ${file} is the input model; refusing to overwrite it`);
     }
-    target = {
-      budgetSeconds: v["profile-budget"] === undefined
-        ? 60
-        : parsePositive("--profile-budget", v["profile-budget"]),
-      batch: v["latency-batch"] === undefined
-        ? 1
-        : parsePositiveInt("--latency-batch", v["latency-batch"]),
-      cacheDir: v["latency-cache"],
-      ...(v["latency-threads"] !== undefined
-        ? { threads: parsePositiveInt("--latency-threads", v["latency-threads"]) }
-        : {}),
-      ...(v["latency-runtime"] !== undefined
-        ? { runtime: oneOf("--latency-runtime", v["latency-runtime"], LATENCY_RUNTIMES) }
-        : {}),
-      ...(v.steps !== undefined ? { steps: parsePositiveInt("--steps", v.steps) } : {}),
-    };
-    if (v["target-params"] !== undefined) {
-      target.params = parseAmount("--target-params", v["target-params"]);
-    }
-    if (v["target-macs"] !== undefined) {
-      target.macs = parseAmount("--target-macs", v["target-macs"]);
-    }
-    if (v["target-speedup"] !== undefined) {
-      target.speedup = parsePositive("--target-speedup", v["target-speedup"]);
-      if (target.speedup <= 1) throw new UsageError(`--target-speedup: must be above 1`);
-    }
-    if (v["prune-embedding"]) options.pruneEmbedding = true;
-    if (v["separate-qk-v"]) {
-      if (!options.pruneHeadDims) {
-        throw new UsageError("--separate-qk-v goes with --prune-head-dims");
-      }
-      options.separateQkV = true;
-    }
-  } else {
-    for (
-      const k of [
-        "steps",
-        "profile-budget",
-        "latency-batch",
-        "latency-cache",
-        "latency-threads",
-        "latency-runtime",
-        "latency-eta",
-        "prune-embedding",
-        "separate-qk-v",
-      ] as const
-    ) {
-      if (v[k] !== undefined) throw new UsageError(`--${k} goes with a --target-… option`);
-    }
-  }
-  if (v["latency-eta"] !== undefined) {
-    if (!target?.speedup) throw new UsageError("--latency-eta goes with --target-speedup");
-    options.latencyEta = parsePositive("--latency-eta", v["latency-eta"]);
-  }
-  if (v.chart !== undefined) {
-    if (v.chart === "") throw new UsageError("--chart: empty path");
-    if (path.resolve(v.chart) === path.resolve(input)) {
-      throw new UsageError(`--chart: ${v.chart} is the input model; refusing to overwrite it`);
+    if (key === "report" && !v["dry-run"] && path.resolve(file) === path.resolve(output)) {
+      throw new UsageError(`--${key}: ${file} is the output model`);
     }
   }
   return {
@@ -578,6 +204,7 @@ export function parseCliArgs(args: string[]): CliArgs | "help" | "version" {
     output,
     options,
     chart: v.chart,
+    report: v.report,
     target,
     json: !!v.json,
     dryRun: !!v["dry-run"],
@@ -655,47 +282,89 @@ async function* reopen<T>(open: () => Promise<AsyncIterable<T>>): AsyncGenerator
   yield* await open();
 }
 
-/** Writes a text file through a temporary file and a rename: never half a file. */
-async function writeTextAtomic(file: string, text: string): Promise<void> {
+/**
+ * Writes a text file to a temporary file beside it, to be renamed into place (`commit`) once
+ * the model is written, or removed (`abort`): a failed write stops the run before the model is
+ * written, so a failed run leaves nothing behind.
+ */
+async function stageText(
+  file: string,
+  text: string,
+): Promise<{ commit(): Promise<void>; abort(): Promise<void> }> {
   const temp = tempPath(file);
   trackTemp(temp);
+  const fail = async (e: unknown) => {
+    await Deno.remove(temp).catch(() => {});
+    untrackTemp(temp);
+    const why = e instanceof Error ? e.message : String(e);
+    return new PruneError("output-dir", `cannot write ${file}: ${why}`);
+  };
   try {
     await Deno.writeTextFile(temp, text);
-    await Deno.rename(temp, file);
   } catch (e) {
-    await Deno.remove(temp).catch(() => {});
-    const why = e instanceof Error ? e.message : String(e);
-    throw new PruneError("output-dir", `cannot write ${file}: ${why}`);
-  } finally {
-    untrackTemp(temp);
+    throw await fail(e);
+  }
+  return {
+    async commit() {
+      try {
+        await Deno.rename(temp, file);
+        untrackTemp(temp);
+      } catch (e) {
+        throw await fail(e);
+      }
+    },
+    async abort() {
+      await Deno.remove(temp).catch(() => {});
+      untrackTemp(temp);
+    },
+  };
+}
+
+/** The permissions a run needs for its files, asked for before any work (see permissions.ts). */
+function requireFilePermissions(cli: CliArgs): void {
+  requirePermission({ name: "read", path: cli.input }, `reading the model ${cli.input}`);
+  const outputs = [
+    ...(cli.dryRun ? [] : [[cli.output, "the output"]]),
+    ...(cli.chart ? [[cli.chart, "the chart"]] : []),
+    ...(cli.report ? [[cli.report, "the report"]] : []),
+  ];
+  for (const [file, what] of outputs) {
+    const dir = path.dirname(path.resolve(file));
+    // The folder is checked and cleaned of interrupted runs' temporary files, then written.
+    requirePermission({ name: "read", path: dir }, `checking the folder of ${what} ${file}`);
+    requirePermission({ name: "write", path: dir }, `writing ${what} ${file}`);
+  }
+  for (const p of [...cli.calibration.paths, ...cli.evaluate]) {
+    requirePermission({ name: "read", path: p }, `reading the data ${p}`);
+  }
+}
+
+/** Checks a folder to write into before any work: it exists and is a folder. */
+async function checkFolder(file: string, what: string): Promise<void> {
+  const dir = path.dirname(path.resolve(file));
+  let stat;
+  try {
+    stat = await Deno.stat(dir);
+  } catch {
+    throw new PruneError("output-dir", `${what} folder ${path.dirname(file)} does not exist`);
+  }
+  if (!stat.isDirectory) {
+    throw new PruneError("output-dir", `${what} folder ${path.dirname(file)} is not a folder`);
+  }
+  if ((await Deno.stat(file).catch(() => null))?.isDirectory) {
+    throw new PruneError("output-dir", `${what} ${file} is a folder`);
   }
 }
 
 /** Checks the output location before any work: folder exists, output is not the input. */
 async function checkOutput(input: string, output: string): Promise<void> {
-  const dir = path.dirname(path.resolve(output));
-  let stat;
-  try {
-    stat = await Deno.stat(dir);
-  } catch {
-    throw new PruneError("output-dir", `output folder ${path.dirname(output)} does not exist`);
-  }
-  if (!stat.isDirectory) {
-    throw new PruneError("output-dir", `output folder ${path.dirname(output)} is not a folder`);
-  }
+  await checkFolder(output, "output");
   const [ri, ro] = await Promise.all([realOrNull(input), realOrNull(output)]);
   if (ri !== null && ri === ro) {
     throw new PruneError(
       "output-is-input",
       `output ${output} is the input model; refusing to overwrite it`,
     );
-  }
-  try {
-    if ((await Deno.stat(output)).isDirectory) {
-      throw new PruneError("output-dir", `output ${output} is a folder`);
-    }
-  } catch (e) {
-    if (e instanceof PruneError) throw e;
   }
 }
 
@@ -716,15 +385,15 @@ function reportLeftovers(found: { removed: string[]; kept: string[] }): void {
 }
 
 function debug(): boolean {
-  try {
-    return Deno.env.get("PRUNE_VIT_DEBUG") === "1";
-  } catch {
-    return false;
-  }
+  // Asked only where granted: a run without --allow-env must not prompt for it.
+  if (!permitted({ name: "env", variable: "PRUNE_VIT_DEBUG" })) return false;
+  return Deno.env.get("PRUNE_VIT_DEBUG") === "1";
 }
 
 function printError(e: unknown, internal: boolean): void {
   const err = e instanceof Error ? e : new Error(String(e));
+  // A permission Deno refused (Deno names the access and the flag): the user's to give.
+  if (permissionMessage(e)) internal = false;
   if (internal) {
     console.error(`error: internal error: ${err.message}`);
     if (!debug()) console.error("(set PRUNE_VIT_DEBUG=1 to see the stack trace)");
@@ -760,8 +429,13 @@ export async function main(args: string[]): Promise<number> {
     return 1;
   }
 
+  let chart: Awaited<ReturnType<typeof stageText>> | undefined;
+  let page: Awaited<ReturnType<typeof stageText>> | undefined;
   try {
+    requireFilePermissions(cli);
     if (!cli.dryRun) await checkOutput(cli.input, cli.output);
+    if (cli.chart) await checkFolder(cli.chart, "chart");
+    if (cli.report) await checkFolder(cli.report, "report");
     const model = await readModelFile(cli.input);
     const { paths, samples, batchSize } = cli.calibration;
     const load = async (paths: string[], quiet: boolean) => {
@@ -787,6 +461,16 @@ export async function main(args: string[]): Promise<number> {
         : first;
     }
     if (cli.evaluate.length) cli.options.evaluation = { batches: await load(cli.evaluate, true) };
+    let training: ProgressBar | undefined;
+    if (cli.options.distill) {
+      cli.options.distill.onProgress = (step, steps, loss) => {
+        training ??= new ProgressBar(steps, {
+          quiet: cli.quiet || cli.json,
+          unit: "distillation steps",
+        });
+        training.update(step, `loss ${loss.toPrecision(4)}`);
+      };
+    }
     const run = cli.target
       ? () => pruneTowards(model, cli.target!, cli.options, cli.quiet || cli.json)
       : () => pruneModel(model, cli.options);
@@ -797,6 +481,21 @@ export async function main(args: string[]): Promise<number> {
       }
       throw e;
     });
+    // The chart and the HTML report are written first, as temporary files: if one cannot be,
+    // no model is written.
+    if (cli.chart) {
+      chart = await stageText(cli.chart, architectureChart(report, path.basename(cli.output)));
+    }
+    if (cli.report) {
+      page = await stageText(
+        cli.report,
+        reportPage(report, {
+          title: path.basename(cli.output),
+          input: path.basename(cli.input),
+          ...(cli.dryRun ? { dryRun: true } : { output: cli.output }),
+        }),
+      );
+    }
     if (!cli.dryRun) {
       const { leftovers } = await writeModelFile(pruned, cli.output, {
         inputPath: cli.input,
@@ -804,8 +503,14 @@ export async function main(args: string[]): Promise<number> {
       });
       if (!cli.quiet) reportLeftovers(leftovers);
     }
-    if (cli.chart) {
-      await writeTextAtomic(cli.chart, architectureChart(report, path.basename(cli.output)));
+    await chart?.commit();
+    chart = undefined;
+    await page?.commit();
+    page = undefined;
+    const nothing = report.notes.find((n) => n.startsWith(NOTHING_PRUNED));
+    if (nothing && !cli.dryRun) {
+      // Said on stderr too: a copy of the input is rarely what was meant (stdout may be JSON).
+      console.error(`warning: ${nothing}; ${cli.output} is a copy of the input`);
     }
     if (cli.json) {
       console.log(JSON.stringify(report, null, 2));
@@ -814,6 +519,8 @@ export async function main(args: string[]): Promise<number> {
     }
     return 0;
   } catch (e) {
+    await chart?.abort();
+    await page?.abort();
     if (e instanceof PruneError) {
       printError(e, false);
       return 1;

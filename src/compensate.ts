@@ -18,6 +18,8 @@ import type { ComputeCore } from "./core/mod.ts";
 import { keptAxisIndices, type Plan, sizeRatio } from "./plan.ts";
 import { float32ToTensorBytes, makeTensor, tensorDims, tensorToFloat32 } from "./onnx/tensor.ts";
 
+/** How the layers that read removed channels make up for them: not at all, through their bias
+ * (FLAP: the removed channels' mean input), or by least squares over the kept ones (APMA). */
 export type Compensation = "none" | "bias" | "reweight";
 
 /** A consumer layer to update once the graph is rewritten. */

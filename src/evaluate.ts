@@ -10,6 +10,7 @@ import { createSession, type OrtTensor } from "./runtime/ort.ts";
 
 /** Fidelity of a pruned model, as in the report. */
 export interface Fidelity {
+  /** Output rows compared. */
   samples: number;
   /** Share of rows whose arg-max is the same. */
   top1Agreement: number;
@@ -23,7 +24,9 @@ export interface Fidelity {
 
 /** Held-out data: batches of feeds, and optionally one label per output row, in order. */
 export interface Evaluation {
+  /** Feeds by graph input name, one record per batch. */
   batches: Iterable<Record<string, OrtTensor>> | AsyncIterable<Record<string, OrtTensor>>;
+  /** The class of every output row, in order (for accuracy). */
   labels?: ArrayLike<number>;
 }
 
@@ -46,7 +49,11 @@ export async function fidelity(
   pruned: Uint8Array,
   evaluation: Evaluation,
 ): Promise<Fidelity> {
-  const [a, b] = [await createSession(original), await createSession(pruned)];
+  const purpose = "evaluation on held-out data";
+  const [a, b] = [
+    await createSession(original, {}, purpose),
+    await createSession(pruned, {}, purpose),
+  ];
   let rows = 0, agree = 0, kl = 0, cosine = 0, correctA = 0, correctB = 0;
   try {
     for await (const feeds of evaluation.batches) {

@@ -41,14 +41,16 @@ function beforeAfter(b: { before: number; after: number }): string {
   return b.before === b.after ? `${b.before}` : `${b.before} → ${b.after}`;
 }
 
-interface Row {
+/** The cells of one block in the report's table. */
+export interface Row {
   block: string;
   heads: string;
   headDim: string;
   mlp: string;
 }
 
-function row(b: BlockReport): Row {
+/** One block's cells: name, heads, head dim, MLP channels (or embedding width). */
+export function row(b: BlockReport): Row {
   if (b.kind === "attention") {
     const headDim = b.vHeadDim
       ? `QK ${beforeAfter(b.headDim)}, V ${beforeAfter(b.vHeadDim)}`
@@ -165,6 +167,7 @@ export function formatReport(report: PruneReport, options: FormatReportOptions =
           : ""),
     );
   }
+  if (report.distill) out.push("", distillLine(report.distill));
   if (report.target) {
     const t = report.target;
     const unit = t.metric === "latency" ? (v: number) => `${v.toFixed(2)} ms` : humanCount;
@@ -203,4 +206,18 @@ export function formatReport(report: PruneReport, options: FormatReportOptions =
   if (options.dryRun) out.push("output  (dry run: nothing written)");
   else out.push(`output  ${options.output ?? "(not written)"}`);
   return out.join("\n");
+}
+
+/** One line on a distillation run. */
+function distillLine(d: NonNullable<PruneReport["distill"]>): string {
+  const why = { steps: "all steps", "early-stop": "stopped early", time: "time limit" }[d.stopped];
+  const loss = d.loss === "kl" ? `KL at T=${d.temperature}` : d.loss;
+  const heldOut = d.heldOut
+    ? `held-out ${loss} ${d.heldOut.before.toFixed(4)} → ${d.heldOut.after.toFixed(4)} ` +
+      `(weights of step ${d.bestStep})`
+    : `training ${loss} ${d.train.first.toFixed(4)} → ${d.train.last.toFixed(4)}`;
+  const frozen = d.frozen.length ? `, ${d.frozen.length} frozen` : "";
+  return `distilled: ${d.steps} steps (${why}) on ${d.samples.train} samples, ${heldOut}; ` +
+    `${humanCount(d.trained.params)} params trained${frozen}, ${d.seconds.toFixed(1)} s ` +
+    `(${d.msPerStep.toFixed(0)} ms/step)`;
 }

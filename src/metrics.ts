@@ -128,6 +128,12 @@ function quantizedParams(graph: GraphProto): number {
  * Number of parameters of `model`, PyTorch-style (see the module doc for the exact rule):
  * elements of float initializers and float Constant tensors with more than one element, plus
  * the `Identity` copies the exporter made of de-duplicated parameters.
+ *
+ * @example
+ * ```ts
+ * import { countParams, decodeModel } from "@prune/vit";
+ * console.log(countParams(decodeModel(await Deno.readFile("vit.onnx"))));
+ * ```
  */
 export function countParams(model: ModelProto): number {
   if (!model.graph) return 0;
@@ -139,8 +145,15 @@ export type ShapeOptions = ProbeOptions;
 
 /**
  * Shapes of every tensor of the main graph at batch 1 (graph inputs, initializers, node
- * outputs), from one onnxruntime run ({@link probeTensors}). A plain number array is taken as
- * the shape of the first graph input.
+ * outputs), worked out from the graph (one onnxruntime run where an op has no shape rule). A
+ * plain number array is taken as the shape of the first graph input.
+ *
+ * @example
+ * ```ts
+ * import { countMacs, decodeModel, tensorShapes } from "@prune/vit";
+ * const model = decodeModel(await Deno.readFile("vit.onnx"));
+ * console.log(countMacs(model, await tensorShapes(model)));
+ * ```
  */
 export async function tensorShapes(
   model: ModelProto,
@@ -332,7 +345,8 @@ function addNodes(nodes: NodeProto[], b: MacBreakdown, consts: Set<string>, shap
 /**
  * Multiply-accumulates of `model` at batch 1: MatMul (attention products included unless
  * `{ attention: false }`), Gemm, Conv (groups honoured) and ConvTranspose. See the module doc
- * for the convention and how it differs from Torch-Pruning's counter.
+ * for the convention and how it differs from Torch-Pruning's counter. The shapes come from
+ * {@link tensorShapes}.
  */
 export function countMacs(model: ModelProto, shapes: ShapeMap, options: MacOptions = {}): number {
   const b = macsBreakdown(model, shapes);

@@ -12,6 +12,7 @@ export interface PruneOptions {
   /** With `pruneHeadDims`: fractions of each head's Q/K dims and of its V dims, pruned
    * separately (NViT). Unset: both follow `headPruningRatio` and Q, K and V lose the same dims. */
   qkPruningRatio?: number;
+  /** With `pruneHeadDims`: fraction of each head's V dims to remove (see `qkPruningRatio`). */
   vPruningRatio?: number;
   /** Remove whole attention heads. */
   pruneNumHeads?: boolean;

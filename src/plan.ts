@@ -79,6 +79,8 @@ export interface PlanSettings {
   shapes?: Map<string, ProbedTensor>;
   latencyCost?: (group: Group, kind: UnitKind) => number;
   latencyEta?: number;
+  /** Receives what the report should say about a global allocation. */
+  onNote?: (note: string) => void;
 }
 
 function range(n: number): number[] {
@@ -113,7 +115,11 @@ export async function makePlan(
       pruneMlp: settings.pruneMlp ?? settings.pruningRatio > 0,
       pruneEmbedding: settings.pruneEmbedding ?? settings.embeddingPruningRatio > 0,
       ranking: settings.allocation,
-      kindScale: { ...defaultKindScale(blocks), ...settings.kindScale },
+      // Per-weight scores (a budget, "global") need no divisor for what a unit spans.
+      kindScale: {
+        ...defaultKindScale(settings.budget && settings.allocation === "global" ? 0 : blocks),
+        ...settings.kindScale,
+      },
       shapes: settings.shapes ?? new Map(),
       localCounts: localCounts(settings),
       skip: (g) => settings.ratioFor(g) === 0,

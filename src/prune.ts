@@ -12,8 +12,9 @@ import type { PruneOptions } from "./options.ts";
 import type { BlockReport, GroupReport, PruneReport } from "./report.ts";
 import type { ModelProto } from "./onnx/proto.ts";
 import { DECODED_FROM, decodeModel, encodeModel } from "./onnx/model_io.ts";
+import { structuralCopy } from "./onnx/structural_copy.ts";
 import { deferredRawData, hasExternalData } from "./onnx/external_data.ts";
-import { createSession } from "./runtime/ort.ts";
+import { createSession, ortIsLoaded } from "./runtime/ort.ts";
 import { skeleton } from "./runtime/skeleton.ts";
 import { symbolicDimSizes } from "./runtime/symbolic_dims.ts";
 import { tensorDims, tensorRawBytes } from "./onnx/tensor.ts";
@@ -38,8 +39,15 @@ import type { OrtTensor } from "./runtime/ort.ts";
 import { type ComputeCore, createCore } from "./core/mod.ts";
 import { countMacs, countParams } from "./metrics.ts";
 import { headUnits, type Metric, type UnitKind } from "./allocate.ts";
+import { distillModel, type DistillOptions, readBatches } from "./distill/mod.ts";
 
-type Batches = AsyncIterable<Record<string, OrtTensor>> | Iterable<Record<string, OrtTensor>>;
+/** Calibration batches: feeds by graph input name, one record per batch. */
+export type Batches =
+  | AsyncIterable<Record<string, OrtTensor>>
+  | Iterable<Record<string, OrtTensor>>;
+
+/** A group of coupled channels by kind and name, as in {@link GroupReport}. */
+export type GroupRef = Pick<GroupReport, "kind" | "name">;
 
 /** Options of {@link pruneModel} beyond the pruning options. */
 export interface RunOptions extends PruneOptions {
@@ -68,35 +76,52 @@ export interface RunOptions extends PruneOptions {
   budget?: { metric: Metric; amount: number };
   /** With a budget: prune MLP channels (default true) and the embedding width (default false). */
   pruneMlp?: boolean;
+  /** With a budget: prune the embedding width too (default false). */
   pruneEmbedding?: boolean;
   /** Score divisors per kind in the "global" ranking (default NViT's: heads 6, embedding the
    * number of blocks). */
   kindScale?: Partial<Record<UnitKind, number>>;
-  /** Estimated latency saved per unit (latency budgets; from a latency model). */
-  latencyCost?: (group: Group, kind: UnitKind) => number;
+  /** Estimated latency saved per unit (latency budgets; from a latency model). Called with
+   * the analysis' own group record, of which `kind` and `name` are the public part (a method
+   * signature, so a model's cost function may take the full record). */
+  latencyCost?(group: GroupRef, kind: UnitKind): number;
   /** With a budget: Q/K dims and V dims as two kinds of units (q, k and v are first split into
    * separate projections where one fused layer computes them). */
   separateQkV?: boolean;
   /** Latency-aware ranking (NViT Eq. 6): a unit's score minus η × the latency it saves (ms). */
   latencyEta?: number;
+  /** false: leave out the onnxruntime load check where onnxruntime cannot run (a browser page,
+   * a service without file access); the shapes are still worked out from the graph, and a note
+   * says so. Default true. */
+  loadCheck?: boolean;
+  /** After pruning, train the pruned model's weights to match the original's outputs on the
+   * calibration data (knowledge distillation; see distill/mod.ts). */
+  distill?: DistillOptions;
 }
 
 /** Result of {@link pruneModel}. */
 export interface PruneResult {
+  /** The pruned model (the object given, changed in place). */
   model: ModelProto;
+  /** What the run did. */
   report: PruneReport;
+  /** What the rewrite changed. */
   stats: ApplyStats;
 }
 
 /**
  * Prunes an ONNX model given as bytes and returns the pruned model's bytes. No file system.
  *
+ * Magnitude criteria need no permission at all; calibration, evaluation and `verifyRun` run
+ * onnxruntime (see the README for the flags each feature needs).
+ *
  * @example
  * ```ts
- * import { prune } from "./mod.ts";
+ * import { prune } from "@prune/vit";
  * const input = await Deno.readFile("vit.onnx");
  * const { bytes, report } = await prune(input, { pruneNumHeads: true, headPruningRatio: 0.5 });
- * console.log(report.params);
+ * console.log(report.params.before, "→", report.params.after);
+ * await Deno.writeFile("vit.pruned.onnx", bytes);
  * ```
  */
 export async function prune(
@@ -120,11 +145,31 @@ function matches(name: string, patterns: string[]): boolean {
   return patterns.some((p) => name === p || name.startsWith(p));
 }
 
-/** Prunes a decoded model in place and returns it with the report. */
+/**
+ * Prunes a decoded model in place and returns it with the report; with `dryRun`, only the
+ * report (what the options would remove), the model unchanged.
+ *
+ * @example
+ * ```ts
+ * import { decodeModel, encodeModel, pruneModel } from "@prune/vit";
+ * const model = decodeModel(await Deno.readFile("vit.onnx"), "vit.onnx");
+ * const { report } = await pruneModel(model, { pruneNumHeads: true, headPruningRatio: 0.5 });
+ * console.log(report.macs.before, "→", report.macs.after);
+ * await Deno.writeFile("vit.pruned.onnx", encodeModel(model));
+ * ```
+ */
 export async function pruneModel(
   model: ModelProto,
   options: RunOptions = {},
 ): Promise<PruneResult> {
+  if (options.dryRun) {
+    // The real run on a copy sharing the weights' bytes (their cuts deferred, never made): the
+    // report gives the sizes, shapes and checks of the run it stands for.
+    const copy = structuralCopy(model);
+    const dry = { ...options, dryRun: false, evaluation: undefined };
+    const { report, stats } = await pruneModel(copy, dry);
+    return { model, report, stats };
+  }
   const pruningRatio = checkRatio("pruningRatio", options.pruningRatio);
   const headPruningRatio = checkRatio(
     "headPruningRatio",
@@ -151,7 +196,10 @@ export async function pruneModel(
     if (deferredRawData(t)) continue;
     if (t.rawData?.length) tensorRawBytes(t);
   }
-  const original = options.evaluation ? encodeModel(model) : undefined;
+  // Distillation passes over the calibration data again: it is read once and kept.
+  const healing = options.distill && !options.dryRun && !options.mask;
+  if (healing) options = { ...options, calibration: await readBatches(options.calibration) };
+  const original = options.evaluation || healing ? encodeModel(model) : undefined;
   // The analysis keys tensors by name: a name the bodies of control flow reuse is made unique.
   uniqueScopeNames(model.graph as GraphProto);
   const before = await probeTensors(model, { dimValues: options.dimValues });
@@ -165,7 +213,15 @@ export async function pruneModel(
       embeddingPruningRatio,
       roundTo,
     });
-    if (original && options.evaluation && !options.dryRun) {
+    if (healing) {
+      result.report.distill = await distillModel(
+        result.model,
+        original!,
+        options.calibration as Iterable<Record<string, OrtTensor>>,
+        options.distill!,
+      );
+    }
+    if (original && options.evaluation) {
       result.report.fidelity = await fidelity(
         original,
         encodeModel(result.model),
@@ -200,7 +256,6 @@ async function pruneWithCore(
   const separate = options.separateQkV || options.qkPruningRatio !== undefined ||
     options.vPruningRatio !== undefined;
   if (options.pruneHeadDims && separate) {
-    if (options.dryRun) model = decodeModel(encodeModel(model), "model copy");
     if (await unfuseQkv(core, model, before)) {
       before = await probeTensors(model, { dimValues: options.dimValues });
     }
@@ -218,6 +273,29 @@ async function pruneWithCore(
   }
   const { groups, problems } = findGroups(trace);
 
+  // Q/K and V heads of different sizes have no common dim grid: each loses the ratio of its own.
+  const unequal = groups.some((g) =>
+    g.kind === "attention" && g.qkDim.size !== g.vDim.size && !g.qkBlocked && !g.vBlocked
+  );
+  if (options.pruneHeadDims && !separate && unequal && headPruningRatio > 0) {
+    const result = await pruneWithCore(
+      model,
+      {
+        ...options,
+        qkPruningRatio: headPruningRatio,
+        vPruningRatio: headPruningRatio,
+      },
+      core,
+      probed,
+      params0,
+      macs0,
+      ratios,
+    );
+    result.report.notes.unshift(
+      "Q/K and V heads have different sizes: Q/K dims and V dims each lose the head ratio",
+    );
+    return result;
+  }
   const notes: string[] = [];
   options = chooseHeadMode(groups, options, notes);
   checkSomethingToPrune(trace, groups, problems, options, headPruningRatio, pruningRatio);
@@ -260,6 +338,7 @@ async function pruneWithCore(
     shapes: before,
     latencyCost: options.latencyCost,
     latencyEta: options.latencyEta,
+    onNote: (note) => notes.push(note),
     embeddingPruningRatio,
     qkRatio: options.qkPruningRatio === undefined
       ? undefined
@@ -275,6 +354,9 @@ async function pruneWithCore(
       return key === undefined ? undefined : options.layerRatios![key];
     },
   });
+  if (![...plan].some(([factor, kept]) => kept.length < factor.size)) {
+    notes.push(nothingPruned(options));
+  }
   const updates = stats
     ? await planCompensation(
       core,
@@ -287,9 +369,7 @@ async function pruneWithCore(
     : [];
   // Read before the rewrite changes the declared shapes.
   const interfaces = interfaceChanges(trace, plan);
-  const applied = options.dryRun
-    ? emptyStats()
-    : options.mask
+  const applied = options.mask
     ? await maskPlan(core, trace, plan, headFactors(groups))
     : await applyPlan(core, trace, plan).catch((e) => {
       if (e instanceof PruneError) throw e;
@@ -302,11 +382,11 @@ async function pruneWithCore(
         applied.requantized.join(", "),
     );
   }
-  if (!options.dryRun && !options.mask && updates.length) {
+  if (!options.mask && updates.length) {
     const compensated = applyCompensation(graph, updates);
     notes.push(`compensated ${compensated} layers (${options.compensation})`);
   }
-  const after = options.dryRun ? before : await verify(
+  const after = await verify(
     model,
     options,
     () => {
@@ -339,6 +419,27 @@ function sizedAt(sizes: Record<string, number>): { at?: Record<string, number> }
   return Object.keys(sizes).length ? { at: sizes } : {};
 }
 
+/** How the note of a run that removes nothing begins. */
+export const NOTHING_PRUNED = "nothing was pruned";
+
+/** Why a run removes nothing (its output is the input unchanged), as a note. */
+function nothingPruned(options: RunOptions): string {
+  const ratios = [
+    options.pruningRatio,
+    options.headPruningRatio,
+    options.embeddingPruningRatio,
+    options.qkPruningRatio,
+    options.vPruningRatio,
+    ...Object.values(options.layerRatios ?? {}),
+  ];
+  const why = options.budget || ratios.some((r) => (r ?? 0) > 0)
+    ? "the options keep every head, dim and channel (--keep-heads, --ignore, or groups left " +
+      "alone: see the report)"
+    : "no ratio or target was given (--pruning-ratio, --head-pruning-ratio, " +
+      "--embedding-pruning-ratio, --target-params, --target-macs, --target-speedup)";
+  return `${NOTHING_PRUNED}: ${why}; the model is unchanged`;
+}
+
 /** The (query and KV) head factors of the attention groups. */
 function headFactors(groups: Group[]): Set<Factor> {
   return new Set(
@@ -346,16 +447,14 @@ function headFactors(groups: Group[]): Set<Factor> {
   );
 }
 
-function emptyStats(): ApplyStats {
-  return { tensorsSliced: 0, shapeValuesRewritten: 0, scalarsFrozen: 0 };
-}
-
 /**
  * Checks the rewritten model: every tensor's shape worked out again from the graph (each op's
- * rules must hold — inner dims, reshape sizes, broadcasts) and, for a model protobuf can hold
- * inline, loaded by onnxruntime (its checker and type inference); with `verifyRun` one run. When
- * the result does not load, the input is tried too: a model onnxruntime rejects as given is
- * refused as such; otherwise it is a bug of ours, said plainly. Nothing is written either way.
+ * rules must hold — inner dims, reshape sizes, broadcasts); with `verifyRun` one onnxruntime run.
+ * Where the run has loaded onnxruntime anyway (calibration, an op without a shape rule), a model
+ * protobuf can hold inline is also loaded by it (its checker and type inference); a magnitude
+ * prune loads nothing it does not need (no download, no permission). When the result does not
+ * load, the input is tried too: a model onnxruntime rejects as given is refused as such;
+ * otherwise it is a bug of ours, said plainly. Nothing is written either way.
  */
 async function verify(
   model: ModelProto,
@@ -375,12 +474,20 @@ async function verify(
         if (lost) throw new Error(`the ${body.attribute} of "${body.owner.name}" no longer runs`);
       }
     }
-    const skipped = options.verifyRun ? undefined : loadCheckSkipped(model);
-    if (skipped) notes.push(skipped);
-    else if (!options.verifyRun) await loads(model);
+    if (!options.verifyRun) {
+      const skipped = options.loadCheck === false
+        ? "onnxruntime load check left out (onnxruntime is not loaded here); the pruned " +
+          "model's shapes were worked out again from the graph"
+        : ortIsLoaded()
+        ? loadCheckSkipped(model)
+        : undefined;
+      if (skipped) notes.push(skipped);
+      else if (options.loadCheck !== false && ortIsLoaded()) await loads(model);
+    }
   } catch (e) {
+    if (e instanceof PruneError && e.code === "permission") throw e;
     const why = e instanceof Error ? e.message : String(e);
-    const given = input();
+    const given = ortIsLoaded() ? input() : undefined;
     const rejected = given ? await loads(given).then(() => undefined, (f) => String(f)) : undefined;
     if (rejected) {
       throw new PruneError("invalid-model", `onnxruntime rejects the model as given: ${rejected}`);
@@ -439,13 +546,13 @@ function checkNamedNodes(graph: Graph, options: RunOptions) {
 }
 
 /**
- * A head ratio given without saying what to remove: head dims, Torch-Pruning's default — or
- * whole heads where the dims cannot go (RoPE rotates pairs of dims inside each head).
+ * A head ratio — or a budget (a target) — given without saying what to remove: head dims,
+ * Torch-Pruning's default — or whole heads where the dims cannot go (RoPE rotates pairs of dims
+ * inside each head). With a budget, attention takes part unless the head ratio is set to 0.
  */
 function chooseHeadMode(groups: Group[], options: RunOptions, notes: string[]): RunOptions {
-  if (options.pruneNumHeads || options.pruneHeadDims || !(options.headPruningRatio! > 0)) {
-    return options;
-  }
+  const wanted = options.budget ? options.headPruningRatio !== 0 : options.headPruningRatio! > 0;
+  if (options.pruneNumHeads || options.pruneHeadDims || !wanted) return options;
   const attention = groups.filter((g) => g.kind === "attention");
   if (attention.length === 0) return options;
   const dimsFixed = attention.find((g) => g.kind === "attention" && g.dimsBlocked);

@@ -1,14 +1,18 @@
 import type { TargetReport } from "./target.ts";
 import type { Fidelity } from "./evaluate.ts";
 import type { InterfaceChange } from "./analysis/interfaces.ts";
+import type { DistillReport } from "./distill/mod.ts";
 
 /** What a pruning run did, as printed by the CLI and returned by `prune()`. */
 export interface PruneReport {
+  /** Parameters (elements of the initializers and constants) before and after. */
   params: { before: number; after: number };
   /** `at`: the sizes of the symbolic input dims the MACs were counted at (absent when the
    * inputs have static shapes). */
   macs: { before: number; after: number; at?: Record<string, number> };
+  /** Where the compute core ran. */
   backend: "gpu" | "cpu";
+  /** Per attention block, MLP and embedding width: sizes before and after, indices kept. */
   blocks: BlockReport[];
   /** Groups found but left alone, each with the reason. */
   skipped: { name: string; reason: string }[];
@@ -24,6 +28,8 @@ export interface PruneReport {
   /** MatMuls of two activations that no attention block accounts for, each naming the node and
    * the rule that stopped it (absent when there are none). */
   problems?: string[];
+  /** Healing by distillation from the original (the `distill` option). */
+  distill?: DistillReport;
   /** Pruning to a target: the goal, what was reached, and every step. */
   target?: TargetReport;
   /** With a latency model: estimated and measured latency (ms) before and after. */
@@ -43,6 +49,7 @@ export interface PruneReport {
 
 /** A group of coupled channels found in the graph. */
 export interface GroupReport {
+  /** Attention heads and dims, MLP hidden channels, or the embedding width. */
   kind: "attention" | "mlp" | "embedding";
   /** Name of the node that produces the group's channels. */
   name: string;
@@ -59,15 +66,20 @@ export interface GroupReport {
   note?: string;
 }
 
+/** One block of the report: attention, or MLP / embedding channels. */
 export type BlockReport = AttentionBlockReport | MlpBlockReport;
 
+/** An attention block: heads and head dims before and after, and which were kept. */
 export interface AttentionBlockReport {
+  /** Always "attention". */
   kind: "attention";
   /** Name of the node that produces Q (the fused qkv / in_proj / query MatMul or Gemm). */
   name: string;
+  /** Query heads before/after. */
   heads: { before: number; after: number };
   /** Grouped-query attention: KV heads before/after. */
   kvHeads?: { before: number; after: number };
+  /** Q/K head size before/after (also V's unless `vHeadDim` says otherwise). */
   headDim: { before: number; after: number };
   /** Indices (in the original model) of the heads kept. */
   keptHeads: number[];
@@ -81,9 +93,12 @@ export interface AttentionBlockReport {
 
 /** MLP hidden channels, or (kind "embedding") the model's embedding width. */
 export interface MlpBlockReport {
+  /** MLP hidden channels, or the embedding width. */
   kind: "mlp" | "embedding";
   /** Name of the node that produces the hidden channels (fc1). */
   name: string;
+  /** Channels before/after. */
   channels: { before: number; after: number };
+  /** Indices (in the original model) of the channels kept. */
   keptChannels: number[];
 }

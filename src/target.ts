@@ -13,6 +13,8 @@ import type { BlockReport, PruneReport } from "./report.ts";
 import { pruneModel, type PruneResult, type RunOptions } from "./prune.ts";
 import type { Metric } from "./allocate.ts";
 import { createCore } from "./core/mod.ts";
+import { encodeModel } from "./onnx/model_io.ts";
+import { distillModel, readBatches } from "./distill/mod.ts";
 
 /** A target and how to reach it. */
 export interface TargetOptions {
@@ -41,7 +43,9 @@ export interface LatencyEstimator {
 
 /** One step of a target run. */
 export interface TargetStep {
+  /** Parameters after the step. */
   params: number;
+  /** MACs after the step. */
   macs: number;
   /** Estimated latency after the step (ms), with a latency model. */
   latencyMs?: number;
@@ -49,13 +53,17 @@ export interface TargetStep {
 
 /** The report of a target run. */
 export interface TargetReport {
+  /** What the goal counts. */
   metric: Metric;
   /** Goal in the metric's unit (parameters, MACs, or milliseconds). */
   goal: number;
   /** Value reached, and whether it is at or under the goal. */
   reached: number;
+  /** Whether the value reached is at or under the goal. */
   met: boolean;
+  /** The original model's value. */
   before: number;
+  /** Every step, in order. */
   steps: TargetStep[];
 }
 
@@ -159,7 +167,10 @@ export async function pruneToTarget(
         ? options.allocation
         : "global",
       evaluation: undefined,
+      distill: undefined,
     };
+    // Distilled once, after the last step, from the model as given.
+    const teacher = options.distill ? encodeModel(model) : undefined;
     // A dry look at the original for its size (and the latency model's estimate).
     const first = await pruneModel(model, { ...base, dryRun: true, budget: undefined });
     const metric: Metric = target.params !== undefined
@@ -173,7 +184,12 @@ export async function pruneToTarget(
         : metric === "macs"
         ? r.macs.after
         : await target.latency!.estimate(m);
-    const before = await measure(model, first.report);
+    // The original's own size: a dry run's "after" is what its options would remove.
+    const before = metric === "params"
+      ? first.report.params.before
+      : metric === "macs"
+      ? first.report.macs.before
+      : await target.latency!.estimate(model);
     const goal = metric === "params"
       ? goalOf(target.params, first.report.params.before, "target params")!
       : metric === "macs"
@@ -240,6 +256,14 @@ export async function pruneToTarget(
         `pruned in ${history.length} step${history.length > 1 ? "s" : ""} to a ${metric} target`,
       ],
     };
+    if (teacher) {
+      final.distill = await distillModel(
+        current,
+        teacher,
+        await readBatches(options.calibration),
+        options.distill!,
+      );
+    }
     return {
       model: current,
       report: final,

@@ -23,7 +23,6 @@ const REFUSED: [string, RunOptions, RegExp][] = [
   ["e7b_gather_transpose", MLP, /ReduceSum node "gsum"/],
   // The branches are traced: the reduction over the channels inside them is what stops them.
   ["e8_if_capture", MLP, /Reduce(Mean|Max) node "inner_(mean|max)": reduction over tracked/],
-  ["a5_qk_v_dims_differ", DIMS, /Q\/K heads of \d+ dims and V heads of \d+ differ/],
 ];
 
 const EQUIVALENT: [string, RunOptions][] = [
@@ -36,6 +35,8 @@ const EQUIVALENT: [string, RunOptions][] = [
   ["a2_value_floats_bias", DIMS],
   ["a3_shared_concat_target", { ...HEADS, layerRatios: { "b1_": 0 } }],
   ["a5_qk_v_dims_differ", HEADS],
+  // Q/K and V heads of different sizes: each loses the head ratio of its own dims.
+  ["a5_qk_v_dims_differ", DIMS],
   ["a6_fused_attention", HEADS],
   ["a6_fused_attention", DIMS],
 ];

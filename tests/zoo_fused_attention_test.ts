@@ -99,7 +99,7 @@ Deno.test("GroupQueryAttention with rotary embedding: head dims refused, the nod
   const bytes = await read("fused_llama_gqa_prefill");
   await assert.rejects(
     () => pruneModel(decodeModel(bytes), { ...DIMS, core }),
-    /GroupQueryAttention node "\/model\/layers\.0\/attn\/GroupQueryAttention": rotary embedding/,
+    /GroupQueryAttention node "\/model\/layers\.0\/attn\/GroupQueryAttention": rotary position embedding \(RoPE\)/,
   );
 });
 
@@ -117,17 +117,32 @@ Deno.test("GroupQueryAttention on a packed q|k|v input: heads, KV heads and MLP 
   await exact("fused_llama_gqa_packed_prefill", MLP);
 });
 
-/** One decoding step with a cache of 3 positions: logits and present key/values. */
-async function decodeStep(bytes: Uint8Array): Promise<Float32Array[]> {
+/**
+ * One decoding step with a cache of 3 positions: logits and present key/values. `keptBy`: the KV
+ * heads each layer keeps (its cache holds only those; the same past values are fed for them).
+ */
+async function decodeStep(
+  bytes: Uint8Array,
+  keptBy: number[][] = [[0, 1], [0, 1]],
+): Promise<Float32Array[]> {
   const ort = await loadOrt();
   const feeds: Record<string, OrtTensor> = {
     input_ids: new ort.Tensor("int64", BigInt64Array.from([5n, 9n]), [2, 1]),
     attention_mask: new ort.Tensor("int64", new BigInt64Array(8).fill(1n), [2, 4]),
   };
   for (const i of [0, 1]) {
+    const kept = keptBy[i];
     for (const kind of ["key", "value"]) {
-      const x = Float32Array.from({ length: 2 * 2 * 3 * 16 }, (_, j) => Math.sin(j * 0.3 + i));
-      feeds[`past_key_values.${i}.${kind}`] = new ort.Tensor("float32", x, [2, 2, 3, 16]);
+      // [batch 2, KV head, position 3, dim 16], each value set by its full-cache coordinates.
+      const x = Float32Array.from({ length: 2 * kept.length * 3 * 16 }, (_, j) => {
+        const [b, h, r] = [
+          Math.floor(j / (kept.length * 48)),
+          Math.floor(j / 48) % kept.length,
+          j % 48,
+        ];
+        return Math.sin(((b * 2 + kept[h]) * 48 + r) * 0.3 + i);
+      });
+      feeds[`past_key_values.${i}.${kind}`] = new ort.Tensor("float32", x, [2, kept.length, 3, 16]);
     }
   }
   const session = await createSession(bytes);
@@ -165,17 +180,49 @@ Deno.test("GroupQueryAttention with a KV cache: query heads pruned ≡ masked on
   );
 });
 
-Deno.test("GroupQueryAttention with a KV cache: KV heads refused, naming the cache input", async () => {
+Deno.test("GroupQueryAttention with a KV cache: whole KV heads pruned ≡ masked, the cache shrinks", async () => {
   const bytes = await read("fused_llama_gqa_split");
-  await assert.rejects(
-    () =>
-      pruneModel(decodeModel(bytes), {
-        ...HEADS,
-        gqaPolicy: "kv-groups",
-        core,
-        dimValues: { kv_cache_dim: 16 },
-      }),
-    /past key\/value "past_key_values\.0\.key"/,
+  const options: RunOptions = {
+    ...HEADS,
+    gqaPolicy: "kv-groups",
+    core,
+    dimValues: { kv_cache_dim: 16, sequence_length: 1 },
+  };
+  const pruned = await pruneModel(decodeModel(bytes), options);
+  const masked = await pruneModel(decodeModel(bytes), { ...options, mask: true });
+  const kvKept = pruned.report.blocks.flatMap((b) =>
+    b.kind === "attention" && b.kvHeads ? [b.kvHeads.after] : []
+  );
+  assert.deepEqual(kvKept, [1, 1]);
+  const interfaces = pruned.report.interfaces ?? [];
+  assert.equal(interfaces.length, 8, "4 cache inputs and 4 present outputs change shape");
+  const keptOf = (name: string) => {
+    const change = interfaces.find((c) => c.name === name);
+    assert.ok(change, name);
+    return change.kept.find((k) => k.axis === 1)!.indices;
+  };
+  const keptBy = [keptOf("past_key_values.0.key"), keptOf("past_key_values.1.key")];
+  const [yp, ym] = [
+    await decodeStep(encodeModel(pruned.model), keptBy),
+    await decodeStep(encodeModel(masked.model)),
+  ];
+  // Logits compared whole; each present on its layer's kept KV head (masked presents keep all).
+  let difference = Math.max(...yp[0].map((v, i) => Math.abs(v - ym[0][i])));
+  const names = pruned.model.graph!.output!.map((o) => o.name!);
+  for (let o = 1; o < yp.length; o++) {
+    const layer = Number(/present\.(\d+)\./.exec(names[o])![1]);
+    const per = yp[o].length / 2; // [2, 1, 4, 16]: one head per batch row
+    for (let b = 0; b < 2; b++) {
+      for (let j = 0; j < per; j++) {
+        const full = ym[o][(b * 2 + keptBy[layer][0]) * per + j];
+        difference = Math.max(difference, Math.abs(yp[o][b * per + j] - full));
+      }
+    }
+  }
+  assert.ok(difference <= 1e-4, `|pruned − masked| ${difference}`);
+  assert.deepEqual(
+    opAttributes(pruned.model, "GroupQueryAttention", ["num_heads", "kv_num_heads"]),
+    [{ num_heads: 2, kv_num_heads: 1 }, { num_heads: 2, kv_num_heads: 1 }],
   );
 });
 

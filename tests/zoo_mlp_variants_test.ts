@@ -29,15 +29,9 @@ const FILES: Record<string, { mlps: number; refused?: Partial<Record<string, Reg
   "mlp_pvt_v2_timm.onnx": { mlps: 2 },
   "mlp_pvt_v2_timm_dynamo.onnx": { mlps: 2 },
   // q, k and v of every head are split out of one per-head axis (sizes 8, 8, 16): segments of
-  // it. Heads prune; one dim ratio for Q/K dims of 8 and V dims of 16 is refused.
-  "mlp_levit_timm.onnx": {
-    mlps: 2,
-    refused: { dims: /Q\/K heads of \d+ dims and V heads of \d+ differ/ },
-  },
-  "mlp_levit_timm_dynamo.onnx": {
-    mlps: 2,
-    refused: { dims: /Q\/K heads of \d+ dims and V heads of \d+ differ/ },
-  },
+  // it. Heads prune; head dims too, Q/K dims and V dims each by the ratio.
+  "mlp_levit_timm.onnx": { mlps: 2 },
+  "mlp_levit_timm_dynamo.onnx": { mlps: 2 },
   "mlp_bn_hardswish.onnx": { mlps: 2 },
   "mlp_bn_hardswish_dynamo.onnx": { mlps: 2 },
   "mlp_conv_hardsigmoid.onnx": { mlps: 2 },

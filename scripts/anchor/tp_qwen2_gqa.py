@@ -31,6 +31,13 @@ class Timeout(Exception):
     pass
 
 
+def on_alarm(_signum, frame):
+    """Stops the attempt, saying where Torch-Pruning was."""
+    where = [f"{f.filename.split('site-packages/')[-1]}:{f.lineno} {f.name}"
+             for f in traceback.extract_stack(frame)[-4:]]
+    raise Timeout(" <- ".join(reversed(where)))
+
+
 def build(layers):
     torch.manual_seed(0)
     cfg = Qwen2Config(vocab_size=100, hidden_size=64, intermediate_size=128,
@@ -56,7 +63,7 @@ def attempt(way, layers, timeout):
         kwargs["out_channel_groups"] = {a.k_proj: m.config.num_key_value_heads for a in attn} | {
             a.v_proj: m.config.num_key_value_heads for a in attn}
     result = {"way": way, "torch_pruning": tp.__version__, "layers": layers}
-    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(Timeout()))
+    signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(timeout)
     t0 = time.perf_counter()
     try:
@@ -76,8 +83,9 @@ def attempt(way, layers, timeout):
                 result["forward"] = list(m(ids).logits.shape)
         except Exception as e:  # the pruned model itself no longer runs
             result["forward_error"] = f"{type(e).__name__}: {e}"[:300]
-    except Timeout:
+    except Timeout as e:
         result["error"] = f"no result within {timeout} s"
+        result["stuck_in"] = str(e)
     except Exception as e:
         result["error"] = f"{type(e).__name__}: {e}"[:300]
         result["where"] = traceback.format_exc(limit=-2)[-400:]

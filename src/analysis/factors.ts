@@ -160,7 +160,9 @@ export function unifyLists(a: Factor[], b: Factor[]): boolean {
     if (fa.size === fb.size) {
       if (!Factor.unify(fa, fb)) return false;
       i++, j++;
-    } else if (fa.segments() || fb.segments()) {
+    } else if (fa.segments() || fb.segments() || fa.children() || fb.children()) {
+      // A factor that is a sum, or was refined by an earlier step of this walk (the same
+      // channels twice in one list): no leaf-by-leaf match.
       return false;
     } else if (fa.size > fb.size) {
       if (fa.size % fb.size !== 0) return false;

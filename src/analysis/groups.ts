@@ -354,9 +354,14 @@ export function findGroups(trace: Trace): { groups: Group[]; problems: string[] 
     if (members.some((t) => channelCount(t) !== 1)) continue;
     // Hidden channels are produced from one input (fc1, or gate and up of a gated MLP); channels
     // produced by layers of several blocks are the residual stream, pruned as one model-wide group.
-    const inputs = new Set(
-      members.filter((t) => t.role === "weight-out").map((t) => t.linear!.input[0]),
-    );
+    // A weight used by several layers (a merged decoder's branches) counts once, at its first.
+    const byWeight = new Map<object, string>();
+    for (const t of members) {
+      if (t.role === "weight-out" && !byWeight.has(t.ref.tensor)) {
+        byWeight.set(t.ref.tensor, t.linear!.input[0]);
+      }
+    }
+    const inputs = new Set(byWeight.values());
     seen.add(channels);
     const source = (linear.node.opType === "Conv" && !isPointwise(linear)) ||
       linear.node.opType === "Gather" || linear.node.opType === "EmbedLayerNormalization";

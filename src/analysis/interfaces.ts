@@ -27,6 +27,13 @@ const FLOAT_TYPES = new Set([1, 10, 11, 16]);
 /** Ops a cache may pass through between the graph boundary and its Concat. */
 const CARRY = new Set(["Identity", "Cast", "Transpose", "Reshape", "Squeeze", "Unsqueeze"]);
 
+/** onnxruntime's fused attention ops that append to a cache themselves: past input index →
+ * present output index. */
+const FUSED_CACHE: Record<string, Record<number, number>> = {
+  GroupQueryAttention: { 3: 1, 4: 2 },
+  MultiHeadAttention: { 6: 1, 7: 2 },
+};
+
 /** What settleBoundary needs: the cache inputs followed, and the outputs they are appended to. */
 export interface Boundary {
   inputs: string[];
@@ -60,16 +67,21 @@ export function seedGraphInputs(ctx: TraceContext): Boundary {
     if (!FLOAT_TYPES.has(input.type?.tensorType?.elemType ?? 0)) continue;
     const outputs: string[] = [];
     forward(name, 0, (tensor) => {
-      const concats = graph.consumers(tensor).filter((u) =>
-        u.node.opType === "Concat" && u.node.input.length > 1
-      );
-      for (const c of concats) {
-        forward(c.node.output[0], 0, (t) => {
+      // Appended by a Concat, or inside a fused attention op that returns the present state.
+      const appended = graph.consumers(tensor).flatMap((u) => {
+        if (u.node.opType === "Concat" && u.node.input.length > 1) return [u.node.output[0]];
+        const present = u.node.domain === "com.microsoft"
+          ? FUSED_CACHE[u.node.opType]?.[u.inputIndex]
+          : undefined;
+        return present !== undefined && u.node.output[present] ? [u.node.output[present]] : [];
+      });
+      for (const a of appended) {
+        forward(a, 0, (t) => {
           if (graph.outputNames.has(t)) outputs.push(t);
           return false;
         });
       }
-      return concats.length > 0;
+      return appended.length > 0;
     });
     if (outputs.length === 0) continue;
     const axes = ctx.plainAxes(name, `graph input "${name}"`);
@@ -96,6 +108,12 @@ export function settleBoundary(ctx: TraceContext, boundary: Boundary): void {
   const attention = new Set<Factor>();
   for (const m of trace.matmuls) {
     for (const f of [...m.batch.flat(), ...m.contracted, ...m.rightColumns]) {
+      for (const leaf of f.leaves()) attention.add(leaf.root());
+    }
+  }
+  for (const a of trace.fusedAttention) {
+    if ("refused" in a) continue;
+    for (const f of [...a.heads, a.qk, a.v]) {
       for (const leaf of f.leaves()) attention.add(leaf.root());
     }
   }
@@ -128,10 +146,13 @@ export function settleBoundary(ctx: TraceContext, boundary: Boundary): void {
 
 /** A graph input or output whose declared shape the pruning changes. */
 export interface InterfaceChange {
+  /** The graph input's or output's name. */
   name: string;
+  /** Whether it is a graph input or a graph output. */
   kind: "input" | "output";
-  /** Declared dims before and after: sizes, or the symbolic names kept as they are. */
+  /** Declared dims before: sizes, or the symbolic names kept as they are. */
   before: (number | string)[];
+  /** Declared dims after. */
   after: (number | string)[];
   /** Per changed axis, the indices kept (original numbering): which slices of a cache the
    * pruned model reads and writes. */

@@ -69,6 +69,7 @@ function parameterSubgraph(ctx: TraceContext, name: string): NodeProto[] | undef
   const nodes = new Set<NodeProto>();
   const seen = new Set<string>();
   let blocker = "";
+  let constants = 0;
   const stack = [name];
   while (stack.length) {
     const t = stack.pop()!;
@@ -80,13 +81,19 @@ function parameterSubgraph(ctx: TraceContext, name: string): NodeProto[] | undef
       bad.set(name, "");
       return undefined;
     }
-    if (ctx.graph.constant(t)) continue;
+    if (ctx.graph.constant(t)) {
+      constants++;
+      continue;
+    }
     const producer = ctx.graph.producer(t);
     if (producer?.opType === "Shape" || producer?.opType === "Size") continue;
-    // Run-time values, and ops no rule follows, end the walk: the term stays untracked.
-    const varies = !producer || subgraphNames(producer).length > 0 ||
+    // A run-time value inside the term (ALiBi's positions from the attention mask, times the
+    // per-head slopes) stays an untracked operand: the rules block whatever channels it spans,
+    // and the axes it broadcasts over (the heads) stay the parameters'.
+    if (t !== name && varies(ctx, t) && !carriesParameters(ctx, t)) continue;
+    const runtime = !producer || subgraphNames(producer).length > 0 ||
       producer.input.every((x) => !x) || (bad.has(t) && !bad.get(t));
-    if (varies) {
+    if (runtime) {
       bad.set(name, "");
       return undefined;
     }
@@ -105,9 +112,82 @@ function parameterSubgraph(ctx: TraceContext, name: string): NodeProto[] | undef
     bad.set(name, blocker);
     return undefined;
   }
+  if (constants === 0) {
+    bad.set(name, "");
+    return undefined;
+  }
   let order = orders.get(trace);
   if (!order) orders.set(trace, order = new Map(ctx.graph.nodes.map((n, i) => [n, i])));
   return [...nodes].sort((a, b) => order!.get(a)! - order!.get(b)!);
+}
+
+/** Per trace: whether a tensor's value depends on the graph's inputs (not on parameters alone). */
+const runtimeValues = new WeakMap<Trace, Map<string, boolean>>();
+
+/** Whether `name` depends on a graph input or on anything else that varies at run time. */
+function varies(ctx: TraceContext, name: string): boolean {
+  let memo = runtimeValues.get(ctx.trace);
+  if (!memo) runtimeValues.set(ctx.trace, memo = new Map());
+  const stack: [string, boolean][] = [[name, false]];
+  while (stack.length) {
+    const [t, expanded] = stack.pop()!;
+    if (memo.has(t)) continue;
+    if (ctx.graph.constant(t)) {
+      memo.set(t, false);
+      continue;
+    }
+    const producer = ctx.graph.producer(t);
+    if (!producer || subgraphNames(producer).length > 0 || producer.input.every((x) => !x)) {
+      // A graph input, a branch, or a source op such as RandomNormal / a Constant's output.
+      memo.set(
+        t,
+        !producer || subgraphNames(producer).length > 0 ||
+          !["Constant", "ConstantOfShape", "Range"].includes(producer.opType),
+      );
+      continue;
+    }
+    const inputs = producer.input.filter((x) => x);
+    if (expanded) {
+      memo.set(t, inputs.some((x) => memo!.get(x)));
+      continue;
+    }
+    stack.push([t, true]);
+    for (const x of inputs) if (!memo.has(x)) stack.push([x, false]);
+  }
+  return memo.get(name)!;
+}
+
+/** Per trace: whether a tensor is computed from a constant of more than one value. */
+const parameterValues = new WeakMap<Trace, Map<string, boolean>>();
+
+/** Whether `name` is computed (through data inputs) from a constant of more than one value: a
+ * parameter, not a scalar such as the 1 in `cumsum(mask) - 1`. */
+function carriesParameters(ctx: TraceContext, name: string): boolean {
+  let memo = parameterValues.get(ctx.trace);
+  if (!memo) parameterValues.set(ctx.trace, memo = new Map());
+  const stack: [string, boolean][] = [[name, false]];
+  while (stack.length) {
+    const [t, expanded] = stack.pop()!;
+    if (memo.has(t)) continue;
+    const ref = ctx.graph.constant(t);
+    if (ref) {
+      memo.set(t, tensorDims(ref.tensor).reduce((a, b) => a * b, 1) > 1);
+      continue;
+    }
+    const producer = ctx.graph.producer(t);
+    if (!producer || producer.opType === "Shape" || producer.opType === "Size") {
+      memo.set(t, false);
+      continue;
+    }
+    const inputs = dataInputs(producer).map((i) => producer.input[i]);
+    if (expanded) {
+      memo.set(t, inputs.some((x) => memo!.get(x)));
+      continue;
+    }
+    stack.push([t, true]);
+    for (const x of inputs) if (!memo.has(x)) stack.push([x, false]);
+  }
+  return memo.get(name)!;
 }
 
 function ruleOf(node: NodeProto): Rule | undefined {

@@ -18,6 +18,7 @@ import { REDUCTIONS } from "./rules/normalization.ts";
 import { seedGraphInputs, settleBoundary } from "./interfaces.ts";
 import { traceParameterOperands } from "./parameter_terms.ts";
 import { traceBranches } from "./branches.ts";
+import { tieSharedWeights } from "./shared_weights.ts";
 
 /** A constant input of a node whose `axis` carries the channels in `factors`. */
 export interface TensorTouch {
@@ -50,6 +51,9 @@ export interface ShapeTouch {
    * instead of scaling with `factors`.
    */
   renumber?: { axis: Factor[]; from: number; to: number; negative?: boolean };
+  /** Gather indices along a pruned axis: the vector becomes the new positions of the `picked`
+   * channels that stay. */
+  indices?: { axis: Factor[]; picked: number[] };
 }
 
 /** An activation × activation MatMul (attention scores and context). */
@@ -222,6 +226,7 @@ export function traceGraph(
 function propagate(ctx: TraceContext): void {
   const boundary = seedGraphInputs(ctx);
   propagateNodes(ctx, ctx.graph.nodes);
+  tieSharedWeights(ctx.trace);
   settleBoundary(ctx, boundary);
 }
 

@@ -1,16 +1,17 @@
 /**
  * Reverse-mode differentiation of an ONNX inference graph, written as ONNX: the backward nodes
  * are appended to a copy of the graph, so onnxruntime computes gradients without PyTorch or a
- * training build. Only what first-order pruning criteria need is built: the gradient of a loss
- * on the model's first output with respect to chosen activation tensors, flowing through the
- * float ops transformer exporters emit. Parameters never get gradients (they are not needed: the
- * gradient of a channel's gate is Σ x·∂L/∂x at the activation the channel lives in).
+ * training build. Two uses: the gradient of the cross-entropy on the model's first output with
+ * respect to chosen activation tensors (the gates of first-order pruning criteria,
+ * {@link buildGradientModel}), and the gradient of any loss on an output with respect to the
+ * weights (distillation, {@link buildWeightGradientModel}: the weights become graph inputs, so
+ * one session serves every training step).
  *
  * @module
  */
 import { PruneError } from "../errors.ts";
 import { onnx } from "../onnx/proto.ts";
-import type { ModelProto, TensorProto } from "../onnx/proto.ts";
+import type { ModelProto, TensorProto, ValueInfoProto } from "../onnx/proto.ts";
 import { attr, attrInt, attrInts, Graph, type GraphProto, type NodeProto } from "../graph/graph.ts";
 import type { ProbedTensor } from "../runtime/probe.ts";
 import { tensorDims } from "../onnx/tensor.ts";
@@ -65,7 +66,8 @@ const DIFFERENTIABLE: Record<string, number[]> = {
   Erf: [0],
   Gelu: [0],
   Softmax: [0],
-  LayerNormalization: [0],
+  LayerNormalization: [0, 1, 2],
+  Conv: [0, 1, 2],
   ReduceMean: [0],
   ReduceSum: [0],
   MatMul: [0, 1],
@@ -166,7 +168,197 @@ export function buildGradientModel(
   return { model: copy, gates };
 }
 
-type AttrValue = number | number[];
+/** What a loss seed may append to the backward graph. */
+export interface GradientSeed {
+  /** Appends a node; returns its (fresh) output name. */
+  op(opType: string, input: string[], attrs?: Record<string, AttrValue>): string;
+  /** A float32 scalar constant. */
+  constFloat(value: number): string;
+  /** An int64 constant (a scalar with `scalar`). */
+  constInts(values: number[], scalar?: boolean): string;
+}
+
+/** The forward and backward graph of a loss, with the weights as graph inputs. */
+export interface WeightGradientModel {
+  /** Forward + backward. Its inputs: the model's, the trained weights (by their names, float32)
+   * and the seed's extra inputs; its outputs: the loss's output, then one gradient per weight. */
+  model: ModelProto;
+  /** Trained weight → the output holding ∂L/∂weight (same shape). */
+  gradients: Map<string, string>;
+  /** Candidates left out, each with the reason. */
+  frozen: { name: string; reason: string }[];
+}
+
+/**
+ * Appends to a copy of `model` the backward pass of a loss on the tensor `output` and exposes the
+ * gradient of every weight in `candidates` (float32 initializers) that reaches it. `seed`
+ * appends ∂L/∂output and returns its name; it may read the graph inputs in `inputs` (teacher
+ * outputs, labels). A weight whose gradient would flow through a node without a rule (a fused
+ * op, a grouped convolution) is frozen, with the node named, and the rest is built again; with
+ * no weight left, the error names the node. `shapes` are dims probed at a batch size above 1.
+ */
+export function buildWeightGradientModel(
+  model: ModelProto,
+  shapes: Map<string, ProbedTensor>,
+  options: {
+    candidates: string[];
+    output: string;
+    inputs: ValueInfoProto[];
+    seed: (b: GradientSeed, output: string) => string;
+  },
+): WeightGradientModel {
+  const graph = new Graph(model.graph as GraphProto);
+  const opset = Number(
+    (model.opsetImport ?? []).find((o) => !o.domain || o.domain === "ai.onnx")?.version ?? 0,
+  );
+  if (opset < 13) {
+    throw new PruneError(
+      "unsupported-graph",
+      `training needs opset 13 or later (the model imports opset ${opset})`,
+    );
+  }
+  const frozen: WeightGradientModel["frozen"] = [];
+  let trainable = options.candidates;
+  for (;;) {
+    const b = new Backward(graph, shapes, opset);
+    const active = b.activeFrom(trainable);
+    const reaching = trainable.filter((w) => reachesOutput(graph, w, options.output, active));
+    for (const w of trainable) {
+      if (!reaching.includes(w)) frozen.push({ name: w, reason: "does not reach the output" });
+    }
+    trainable = reaching;
+    if (trainable.length === 0) {
+      throw new PruneError(
+        "unsupported-graph",
+        `no weight can be trained: ${frozen[0]?.reason ?? "the model has no float weights"}`,
+      );
+    }
+    b.add(options.output, options.seed(b, options.output));
+    try {
+      b.propagate(b.activeFrom(trainable));
+    } catch (e) {
+      if (!(e instanceof Undifferentiable)) throw e;
+      const node = e.node;
+      const upstream = weightsAbove(graph, node, new Set(trainable));
+      if (upstream.size === 0) throw e;
+      const reason = `no gradient through ${node.opType} node "${node.name}"` +
+        (e.why ? ` (${e.why})` : "");
+      for (const w of upstream) frozen.push({ name: w, reason });
+      trainable = trainable.filter((w) => !upstream.has(w));
+      if (trainable.length === 0) {
+        throw new PruneError("unsupported-graph", `no weight can be trained: ${reason}`);
+      }
+      continue;
+    }
+    const gradients = new Map<string, string>();
+    const outputs = [onnx.ValueInfoProto.create({ name: options.output })];
+    for (const w of trainable) {
+      const g = b.gradient(w);
+      if (!g) continue;
+      const name = b.op("Identity", [g]);
+      gradients.set(w, name);
+      outputs.push(onnx.ValueInfoProto.create({ name }));
+    }
+    const base = weightsAsInputs(model, new Set(gradients.keys())).graph!;
+    return {
+      model: onnx.ModelProto.create({
+        ...model,
+        graph: onnx.GraphProto.create({
+          ...base,
+          node: [...(base.node ?? []), ...b.nodes],
+          initializer: [...(base.initializer ?? []), ...b.initializers],
+          input: [...(base.input ?? []), ...options.inputs],
+          output: outputs,
+        }),
+      }),
+      gradients,
+      frozen,
+    };
+  }
+}
+
+/**
+ * A copy of `model` whose initializers named in `weights` are graph inputs instead (float32, of
+ * their dims): one session runs with any values of them.
+ */
+export function weightsAsInputs(model: ModelProto, weights: Set<string>): ModelProto {
+  const inits = model.graph!.initializer ?? [];
+  const inputs = inits.filter((t) => weights.has(t.name ?? "")).map((t) =>
+    onnx.ValueInfoProto.create({
+      name: t.name,
+      type: {
+        tensorType: {
+          elemType: 1,
+          shape: { dim: tensorDims(t).map((d) => ({ dimValue: d })) },
+        },
+      },
+    })
+  );
+  return onnx.ModelProto.create({
+    ...model,
+    graph: onnx.GraphProto.create({
+      ...model.graph,
+      initializer: inits.filter((t) => !weights.has(t.name ?? "")),
+      input: [...(model.graph!.input ?? []), ...inputs],
+    }),
+  });
+}
+
+/** Whether `output` is computed from `weight` through differentiable inputs. */
+function reachesOutput(graph: Graph, weight: string, output: string, active: Set<string>) {
+  const seen = new Set([weight]);
+  const todo = [weight];
+  while (todo.length) {
+    const t = todo.pop()!;
+    if (t === output) return true;
+    for (const use of graph.consumers(t)) {
+      for (const o of use.node.output) {
+        if (o && active.has(o) && !seen.has(o)) {
+          seen.add(o);
+          todo.push(o);
+        }
+      }
+    }
+  }
+  return false;
+}
+
+/** The weights among `weights` that `node`'s inputs are computed from. */
+function weightsAbove(graph: Graph, node: NodeProto, weights: Set<string>): Set<string> {
+  const out = new Set<string>();
+  const seen = new Set<string>();
+  const todo = node.input.filter((x) => x);
+  while (todo.length) {
+    const t = todo.pop()!;
+    if (seen.has(t)) continue;
+    seen.add(t);
+    if (weights.has(t)) out.add(t);
+    const p = graph.producer(t);
+    if (p) todo.push(...p.input.filter((x) => x));
+  }
+  return out;
+}
+
+type AttrValue = number | number[] | string;
+
+/** A node the builder has no gradient rule for (or not for the inputs asked): the weight
+ * gradient builder freezes the weights upstream of it and tries again. */
+class Undifferentiable extends PruneError {
+  constructor(readonly node: NodeProto, readonly why: string, message: string) {
+    super("unsupported-graph", message);
+  }
+}
+
+/** Tensors whose values depend on the values of graph inputs (not only on their shapes). */
+function valueDependent(graph: Graph): Set<string> {
+  const out = new Set<string>();
+  for (const v of graph.proto.input) if (!graph.initializer(v.name ?? "")) out.add(v.name ?? "");
+  for (const node of graph.nodes) {
+    if (node.opType === "Shape" || node.opType === "Size") continue;
+    if (node.input.some((x) => out.has(x))) { for (const o of node.output) if (o) out.add(o); }
+  }
+  return out;
+}
 
 class Backward {
   readonly nodes: NodeProto[] = [];
@@ -177,12 +369,16 @@ class Backward {
   #counter = 0;
   /** The forward node being differentiated, named in the backward nodes' names. */
   #context = "loss";
+  /** Tensors computed from the inputs' values: never read as constants, even when probed. */
+  readonly runtime: Set<string>;
 
   constructor(
     readonly graph: Graph,
     readonly shapes: Map<string, ProbedTensor>,
     readonly opset: number,
-  ) {}
+  ) {
+    this.runtime = valueDependent(graph);
+  }
 
   fresh(hint: string): string {
     return `prune_vit_grad_${this.#counter++}_${hint}`;
@@ -191,7 +387,9 @@ class Backward {
   op(opType: string, input: string[], attrs: Record<string, AttrValue> = {}) {
     const output = [this.fresh(opType.toLowerCase())];
     const attribute = Object.entries(attrs).map(([name, v]) =>
-      Array.isArray(v)
+      typeof v === "string"
+        ? onnx.AttributeProto.create({ name, type: 3, s: new TextEncoder().encode(v) })
+        : Array.isArray(v)
         ? onnx.AttributeProto.create({ name, type: 7, ints: v })
         : Number.isInteger(v) && name !== "alpha" && name !== "beta" && name !== "epsilon"
         ? onnx.AttributeProto.create({ name, type: 2, i: v })
@@ -207,7 +405,7 @@ class Backward {
     const attribute = Object.entries(attrs).map(([name, v]) =>
       Array.isArray(v)
         ? onnx.AttributeProto.create({ name, type: 7, ints: v })
-        : onnx.AttributeProto.create({ name, type: 2, i: v })
+        : onnx.AttributeProto.create({ name, type: 2, i: v as number })
     );
     this.nodes.push(onnx.NodeProto.create({ opType, input, output, attribute }));
     return output;
@@ -245,7 +443,7 @@ class Backward {
 
   /** Integer values of a constant or probed small tensor (axes, starts, pads, indices). */
   ints(name: string, node: NodeProto): number[] {
-    const v = this.graph.constantInts(name) ?? this.shapes.get(name)?.values;
+    const v = this.constantInts(name);
     if (!v) {
       throw new PruneError(
         "unsupported-graph",
@@ -254,6 +452,13 @@ class Backward {
       );
     }
     return v;
+  }
+
+  /** Values of a tensor that is the same at every run: a constant, or probed and computed from
+   * shapes only. */
+  constantInts(name: string): number[] | undefined {
+    return this.graph.constantInts(name) ??
+      (this.runtime.has(name) ? undefined : this.shapes.get(name)?.values);
   }
 
   /** Forward tensors reachable from `tensors` through differentiable inputs. */
@@ -347,9 +552,10 @@ class Backward {
     const push = (i: number, g: () => string) => {
       if (wanted[i]) this.add(x[i], g());
     };
-    const unsupported = (why = "") => {
-      throw new PruneError(
-        "unsupported-graph",
+    const unsupported = (why = ""): never => {
+      throw new Undifferentiable(
+        node,
+        why,
         `first-order criteria cannot differentiate through ${node.opType} node "${node.name}"` +
           (why ? ` (${why})` : ""),
       );
@@ -476,13 +682,18 @@ class Backward {
         const axis = attrInt(node, "axis", -1);
         if ((axis + rank) % rank !== rank - 1) unsupported("normalises more than the last axis");
         const eps = attr(node, "epsilon");
-        return push(0, () => {
-          const mean = (t: string) => this.reduce("ReduceMean", t, [-1]);
+        const mean = (t: string) => this.reduce("ReduceMean", t, [-1]);
+        let parts: { rstd: string; xhat: string } | undefined;
+        const normalised = () => {
+          if (parts) return parts;
           const centred = this.op("Sub", [x[0], mean(x[0])]);
           const variance = mean(this.op("Mul", [centred, centred]));
           const eps0 = this.constFloat(typeof eps === "number" ? eps : 1e-5);
           const rstd = this.op("Reciprocal", [this.op("Sqrt", [this.op("Add", [variance, eps0])])]);
-          const xhat = this.op("Mul", [centred, rstd]);
+          return parts = { rstd, xhat: this.op("Mul", [centred, rstd]) };
+        };
+        push(0, () => {
+          const { rstd, xhat } = normalised();
           const gh = x[1] ? this.op("Mul", [g, x[1]]) : g;
           const inner = this.op("Sub", [
             this.op("Sub", [gh, mean(gh)]),
@@ -490,6 +701,15 @@ class Backward {
           ]);
           return this.op("Mul", [rstd, inner]);
         });
+        // Scale and bias: summed over every row.
+        const rows = (t: string, p: string) => {
+          const width = this.dims(x[0], node)[rank - 1];
+          const flat = this.op("Reshape", [t, this.constInts([-1, width])]);
+          const sum = this.op("ReduceSum", [flat, this.constInts([0])], { keepdims: 0 });
+          return this.op("Reshape", [sum, this.op("Shape", [p])]);
+        };
+        push(1, () => rows(this.op("Mul", [g, normalised().xhat]), x[1]));
+        return push(2, () => rows(g, x[2]));
       }
       case "ReduceMean":
       case "ReduceSum": {
@@ -524,8 +744,47 @@ class Backward {
           return this.unbroadcast(this.op("MatMul", [g, bt]), x[0], full(x[0]), node);
         });
         return push(1, () => {
+          if (rb === 2 && ra > 2) {
+            // A weight read by every row: one product over the rows, no per-batch partials.
+            const [k, n] = this.dims(x[1], node);
+            const a = this.op("Reshape", [x[0], this.constInts([-1, k])]);
+            const b = this.op("Reshape", [g, this.constInts([-1, n])]);
+            return this.op("Gemm", [a, b], { transA: 1 });
+          }
           const at = this.op("Transpose", [x[0]], { perm: swap(ra) });
           return this.unbroadcast(this.op("MatMul", [at, g]), x[1], full(x[1]), node);
+        });
+      }
+      case "Conv": {
+        // Weight and bias only (a patch embedding reads the images): ∂W is the convolution of
+        // the input with ∂Y, batch and channel axes swapped, strides and dilations exchanged.
+        if (wanted[0]) unsupported("the gradient of a convolution's input");
+        const w = this.dims(x[1], node), rank = w.length, spatial = rank - 2;
+        const autoPad = attr(node, "auto_pad") ?? "NOTSET";
+        if (autoPad !== "NOTSET" && autoPad !== "VALID") unsupported(`auto_pad ${autoPad}`);
+        if (attrInt(node, "group", 1) !== 1) unsupported("a grouped convolution");
+        const ones = new Array<number>(spatial).fill(1);
+        const strides = attrInts(node, "strides") ?? ones;
+        const dilations = attrInts(node, "dilations") ?? ones;
+        const pads = autoPad === "VALID"
+          ? new Array<number>(2 * spatial).fill(0)
+          : attrInts(node, "pads") ?? new Array<number>(2 * spatial).fill(0);
+        const perm = [1, 0, ...[...Array(spatial).keys()].map((i) => i + 2)];
+        push(1, () => {
+          const xt = this.op("Transpose", [x[0]], { perm });
+          const gt = this.op("Transpose", [g], { perm });
+          const full = this.op("Conv", [xt, gt], { strides: dilations, dilations: strides, pads });
+          const kernel = this.op("Slice", [
+            full,
+            this.constInts(new Array<number>(spatial).fill(0)),
+            this.constInts(w.slice(2)),
+            this.constInts(perm.slice(2)),
+          ]);
+          return this.op("Transpose", [kernel], { perm });
+        });
+        return push(2, () => {
+          const axes = [0, ...perm.slice(2)];
+          return this.op("ReduceSum", [g, this.constInts(axes)], { keepdims: 0 });
         });
       }
       case "Gemm": {
@@ -612,11 +871,25 @@ class Backward {
       case "Gather": {
         const inDims = this.dims(x[0], node), rank = inDims.length;
         const axis = (attrInt(node, "axis", 0) + rank) % rank;
-        const indices = this.ints(x[1], node).map((i) => i < 0 ? i + inDims[axis] : i);
-        const scalar = (this.shapes.get(x[1])?.dims ??
-          this.graph.constant(x[1])?.tensor.dims ?? [1]).length === 0;
-        const contiguous = indices.every((v, i) => v === indices[0] + i);
-        if (!contiguous) unsupported("indices that are not one contiguous range");
+        const known = this.constantInts(x[1])?.map((i) => i < 0 ? i + inDims[axis] : i);
+        const indexRank = (this.shapes.get(x[1])?.dims ??
+          this.graph.constant(x[1])?.tensor.dims ?? [1]).length;
+        if (!known || known.some((v, i) => v !== known[0] + i) || indexRank > 1) {
+          // A lookup table read at indices (token ids, a relative-position index): the rows
+          // read are summed back into the table.
+          if (axis !== 0) unsupported("indices that are not one range, off axis 0");
+          if (this.opset < 16) unsupported("indices that are not one range, before opset 16");
+          return push(0, () => {
+            const zeros = this.op("Mul", [x[0], this.constFloat(0)]);
+            const at = this.op("Unsqueeze", [
+              this.op("Cast", [x[1]], { to: 7 }),
+              this.constInts([-1]),
+            ]);
+            return this.op("ScatterND", [zeros, at, g], { reduction: "add" });
+          });
+        }
+        const indices = known;
+        const scalar = indexRank === 0;
         const pads = new Array<number>(2 * rank).fill(0);
         pads[axis] = indices[0];
         pads[axis + rank] = inDims[axis] - indices[0] - indices.length;

@@ -451,7 +451,7 @@ export async function loadCalibration(
   }
   const fixedBatch = staticBatch(specs);
   const batchSize = fixedBatch ?? options.batchSize;
-  const ort = await loadOrt();
+  const ort = await loadOrt("calibration");
   return images.length
     ? imageBatches(ort, images, specs, options, batchSize, fixedBatch !== undefined)
     : await npyBatches(ort, files, specs, options, batchSize, fixedBatch !== undefined);

@@ -60,6 +60,7 @@ export class ProgressBar {
   private readonly minInterval: number;
   private readonly start: number;
   private done = 0;
+  private detail = "";
   private lastDraw = -Infinity;
   private lastDecile = 0;
   private printed = -1;
@@ -91,12 +92,14 @@ export class ProgressBar {
     const secs = (this.now() - this.start) / 1000;
     return `Processed ${done}/${this.total} ${this.unit} [${bar}] ${Math.floor(frac * 100)}% ${
       secs.toFixed(1)
-    } s`;
+    } s${this.detail ? ` ${this.detail}` : ""}`;
   }
 
-  /** Records `done` samples and redraws (terminal) or prints a line at each new 10% (otherwise). */
-  update(done: number): void {
+  /** Records `done` samples and redraws (terminal) or prints a line at each new 10% (otherwise);
+   * `detail` (e.g. a loss) is shown after the time. */
+  update(done: number, detail?: string): void {
     this.done = done;
+    if (detail !== undefined) this.detail = detail;
     if (this.quiet || this.finished) return;
     const complete = done >= this.total;
     if (this.terminal) {

@@ -244,7 +244,7 @@ export async function collectStats(
       output: outputs,
     }),
   });
-  const session = await createSession(encodeModel(copy));
+  const session = await createSession(encodeModel(copy), {}, "calibration");
   const stats = new Map<string, ChannelStats>();
   const grams = new GramRows();
   let runs = 0;

@@ -7,7 +7,7 @@
  *
  * @example
  * ```ts
- * import { createCore } from "./src/core/mod.ts";
+ * import { createCore } from "@prune/vit";
  *
  * const core = await createCore(); // "gpu" when navigator.gpu gives an adapter, else "cpu"
  * const weight = new Float32Array(768 * 3072); // an MLP weight [in, out]
@@ -29,7 +29,9 @@
 import * as wasm from "./wasm/prune_core.js";
 import { RefitPool } from "./refit_pool.ts";
 
+/** Where the core computes: WebGPU compute shaders, or the CPU inside wasm. */
 export type Backend = "gpu" | "cpu";
+/** How score vectors are combined. */
 export type Reduce = "sum" | "mean" | "max";
 
 /**
@@ -37,11 +39,13 @@ export type Reduce = "sum" | "mean" | "max";
  * model): scored without first copying them into an aligned Float32Array.
  */
 export class Float32Bytes {
+  /** Wraps the bytes (no copy); their length must be a multiple of 4. */
   constructor(readonly bytes: Uint8Array) {
     if (bytes.length % 4 !== 0) {
       throw new RangeError(`${bytes.length} bytes are not whole float32 values`);
     }
   }
+  /** Length in bytes. */
   get byteLength(): number {
     return this.bytes.length;
   }
@@ -55,7 +59,21 @@ export class Float32Bytes {
 /** Weights to score: float32 values, float32 bytes, or float16 bit patterns in a Uint16Array. */
 export type ScoreData = Float32Array | Float32Bytes | Uint16Array;
 
+/**
+ * The compute core: channel scores, their reductions, selection and gathers, on the GPU or the
+ * CPU (both give the same answers).
+ *
+ * @example
+ * ```ts
+ * import { createCore } from "@prune/vit";
+ * const core = await createCore({ backend: "cpu" });
+ * const scores = await core.channelLpScores(new Float32Array([1, 2, 3, 4]), [2, 2], 0, 2);
+ * console.log(scores); // Float32Array [5, 25]
+ * core.dispose();
+ * ```
+ */
 export interface ComputeCore {
+  /** The backend in use. */
   readonly backend: Backend;
   /** Per-channel Σ|w|^p over every axis except `axis` (no root taken). Returns dims[axis] scores. */
   channelLpScores(
@@ -101,13 +119,17 @@ export interface ComputeCore {
 export interface RefitProblem {
   /** Σ xᵀx over `count` positions, cin × cin, row-major. */
   gram: Float32Array;
+  /** Positions summed into the Gram matrix. */
   count: number;
   /** W, cin × cout, row-major. */
   weight: Float32Array;
+  /** Input channels of W. */
   cin: number;
+  /** Output channels of W. */
   cout: number;
   /** Input channels kept, ascending. */
   kept: Uint32Array;
+  /** Ridge, relative to the mean input energy of the kept channels. */
   ridge: number;
   /** With a bias: its values and the input's mean over the Gram's positions. */
   bias?: { values: Float32Array; mean: Float64Array };
@@ -117,6 +139,7 @@ export interface RefitProblem {
   giveGram?: boolean;
 }
 
+/** The refitted layer of a {@link RefitProblem}. */
 export interface RefitResult {
   /** W' (kept × cout). */
   weight: Float32Array;
@@ -124,7 +147,9 @@ export interface RefitResult {
   bias?: Float32Array;
 }
 
+/** Options of {@link createCore}. */
 export interface CoreOptions {
+  /** "auto" (default), "gpu" or "cpu"; see {@link createCore}. */
   backend?: "auto" | "gpu" | "cpu";
   /** Caps the bytes per GPU storage binding below the device limit (tests use it to force chunking). */
   gpuChunkBytes?: number;

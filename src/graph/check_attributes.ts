@@ -106,6 +106,38 @@ const SCHEMA: Record<string, Record<string, number>> = {
   MatMulNBits: { K: INT, N: INT, bits: INT, block_size: INT },
 };
 
+/** Flags onnxruntime reads as "is 1": any other value would be off there and on in a shape rule. */
+const FLAGS = new Set(["keepdims", "noop_with_empty_axes", "allowzero", "transA", "transB"]);
+
+/** Counts and sizes that must be positive int32s: onnxruntime divides by some of them unchecked
+ * (a GroupQueryAttention with kv_num_heads 2^32, read as 0, stops the process with SIGFPE). */
+const POSITIVE = new Set(["num_heads", "kv_num_heads", "K", "N", "bits", "block_size", "group"]);
+
+/** Data types a Cast can produce (UNDEFINED, the complex types and unknown numbers cannot). */
+const CAST_TO = new Set([
+  1,
+  2,
+  3,
+  4,
+  5,
+  6,
+  7,
+  8,
+  9,
+  10,
+  11,
+  12,
+  13,
+  16,
+  17,
+  18,
+  19,
+  20,
+  21,
+  22,
+  23,
+]);
+
 /** Ops whose `axis` / `axes` count from the rank of the output rather than the input. */
 const AXIS_OF_OUTPUT = new Set(["Unsqueeze"]);
 
@@ -149,6 +181,24 @@ function checkNode(n: NodeProto, ranks: Map<string, number>, file: string): void
     if (!schema) continue;
     if (a.type === INT && !Number.isSafeInteger(toNumber(a.i ?? 0))) {
       throw bad(`attribute '${name}' = ${a.i} is out of range`);
+    }
+    if (FLAGS.has(name) && a.type === INT && toNumber(a.i ?? 0) !== 0 && toNumber(a.i) !== 1) {
+      throw bad(`attribute '${name}' = ${a.i} must be 0 or 1`);
+    }
+    if (POSITIVE.has(name) && a.type === INT) {
+      const v = toNumber(a.i ?? 0);
+      if (v < 1 || v > 2 ** 31 - 1) {
+        throw bad(`attribute '${name}' = ${a.i} must be a positive count`);
+      }
+    }
+    if (name === "kv_num_heads" && a.type === INT) {
+      const heads = n.attribute!.find((x) => x.name === "num_heads");
+      if (heads && toNumber(heads.i ?? 0) % toNumber(a.i ?? 1) !== 0) {
+        throw bad(`num_heads = ${heads.i} is not a multiple of kv_num_heads = ${a.i}`);
+      }
+    }
+    if (name === "to" && n.opType === "Cast" && a.type === INT && !CAST_TO.has(toNumber(a.i))) {
+      throw bad(`attribute 'to' = ${a.i} is not a data type a Cast can produce`);
     }
     const rankOf = (tensor: string | undefined, extra = 0) =>
       tensor !== undefined && ranks.has(tensor) ? ranks.get(tensor)! + extra : undefined;

@@ -18,6 +18,7 @@ import {
   type OrtSession,
   type OrtTensor,
 } from "../runtime/ort.ts";
+import { importOnDemand } from "../runtime/on_demand.ts";
 
 export type LatencyRuntime = "cpu" | "wasm" | "webgpu";
 export const LATENCY_RUNTIMES: readonly LatencyRuntime[] = ["cpu", "wasm", "webgpu"];
@@ -33,12 +34,9 @@ const web: Partial<Record<"wasm" | "webgpu", Promise<Ort>>> = {};
 
 async function loadWeb(provider: "wasm" | "webgpu"): Promise<Ort> {
   // The default bundle has no WebGPU provider; the webgpu one has both.
-  const ort =
-    (provider === "webgpu"
-      ? await import("onnxruntime-web/webgpu")
-      : await import("onnxruntime-web")) as unknown as Ort & {
-        env: { wasm: { numThreads?: number } };
-      };
+  const ort = (await importOnDemand(
+    provider === "webgpu" ? "onnxruntime-web/webgpu" : "onnxruntime-web",
+  )) as Ort & { env: { wasm: { numThreads?: number } } };
   // Worker threads need permissions Deno does not give onnxruntime-web's loader: one thread.
   ort.env.wasm.numThreads = 1;
   ort.env.logLevel = "error";
@@ -66,7 +64,7 @@ export async function timingRuntime(
 ): Promise<TimingRuntime> {
   const quiet = { logSeverityLevel: 3 as const, logVerbosityLevel: 0 };
   if (runtime === "cpu") {
-    const ort = await loadOrt();
+    const ort = await loadOrt("latency profiling");
     const options = threads ? { intraOpNumThreads: threads, interOpNumThreads: 1 } : {};
     return {
       ort,

@@ -1,12 +1,17 @@
 /**
- * The one place that loads ONNX Runtime: onnxruntime-node (native; Deno needs `--allow-ffi`),
- * falling back to onnxruntime-web (wasm, single-threaded) when the native one cannot load or when
- * `PRUNE_VIT_ORT=web`. `PRUNE_VIT_ORT=node` makes a failure of the native one an error.
+ * The one place that loads ONNX Runtime, on first use only: onnxruntime-node (native; Deno needs
+ * `--allow-ffi`), falling back to onnxruntime-web (wasm, single-threaded; it reads its `.wasm`
+ * file, so Deno needs `--allow-read`) when the native one cannot load or when
+ * `PRUNE_VIT_ORT=web`. `PRUNE_VIT_ORT=node` makes a failure of the native one an error. Without
+ * either permission nothing is tried: the error names the feature that needed onnxruntime and
+ * the flags.
  *
  * @module
  */
-import type * as OrtTypes from "onnxruntime-node";
+import type * as OrtTypes from "onnxruntime-common";
 import { PruneError } from "../errors.ts";
+import { importOnDemand } from "./on_demand.ts";
+import { permitted } from "../permissions.ts";
 import { DataType, dataTypeName, type TensorProto } from "../onnx/proto.ts";
 import { f16BitsToF32, tensorDims, tensorRawBytes } from "../onnx/tensor.ts";
 
@@ -39,15 +44,22 @@ let backend: "node" | "web" | undefined;
 let nodeError: string | undefined;
 
 function envChoice(): string | undefined {
-  try {
-    return Deno.env.get("PRUNE_VIT_ORT")?.toLowerCase();
-  } catch {
-    return undefined; // no --allow-env
-  }
+  if (!permitted({ name: "env", variable: "PRUNE_VIT_ORT" })) return undefined;
+  return Deno.env.get("PRUNE_VIT_ORT")?.toLowerCase();
+}
+
+/** The error for a feature that needs onnxruntime where Deno's permissions keep it out. */
+function permissionError(purpose: string, detail?: string): PruneError {
+  return new PruneError(
+    "permission",
+    `${purpose} needs onnxruntime, which Deno cannot load without a permission: run with ` +
+      `--allow-ffi (onnxruntime-node) or --allow-read (onnxruntime-web reads its .wasm file)` +
+      (detail ? ` (${detail})` : ""),
+  );
 }
 
 async function loadWeb(): Promise<Ort> {
-  const ort = (await import("onnxruntime-web")) as unknown as Ort & {
+  const ort = (await importOnDemand("onnxruntime-web")) as Ort & {
     env: { wasm: { numThreads?: number; proxy?: boolean } };
   };
   ort.env.wasm.numThreads = 1; // worker threads need extra permissions and can hang in Deno
@@ -56,11 +68,20 @@ async function loadWeb(): Promise<Ort> {
   return ort;
 }
 
-async function load(): Promise<Ort> {
+async function load(purpose: string): Promise<Ort> {
   const choice = envChoice();
-  if (choice === "web") return loadWeb();
+  const ffi = permitted({ name: "ffi" }), read = permitted({ name: "read" });
+  if (!ffi && !read) throw permissionError(purpose);
+  if (!ffi && choice === "node") {
+    throw new PruneError(
+      "permission",
+      `${purpose} needs onnxruntime-node (PRUNE_VIT_ORT=node): run Deno with --allow-ffi`,
+    );
+  }
+  if (!ffi) nodeError = "Deno was not given --allow-ffi";
+  if (choice === "web" || !ffi) return loadWeb();
   try {
-    const ort = (await import("onnxruntime-node")) as unknown as Ort;
+    const ort = (await importOnDemand("onnxruntime-node")) as Ort;
     // Importing can succeed while the addon is unusable; touch the backend list to be sure.
     void ort.InferenceSession;
     ort.env.logLevel = "fatal";
@@ -80,12 +101,13 @@ async function load(): Promise<Ort> {
 }
 
 /**
- * Loads ONNX Runtime once (node, else web).
+ * Loads ONNX Runtime once (node, else web). `purpose` names the feature in the error when Deno's
+ * permissions keep onnxruntime out.
  *
  * @example const ort = await loadOrt(); new ort.Tensor("float32", new Float32Array(4), [2, 2]);
  */
-export function loadOrt(): Promise<Ort> {
-  ortPromise ??= load().then((ort) => (ortLoaded = ort)).catch((e) => {
+export function loadOrt(purpose = "this feature"): Promise<Ort> {
+  ortPromise ??= load(purpose).then((ort) => (ortLoaded = ort)).catch((e) => {
     ortPromise = undefined;
     throw e;
   });
@@ -99,6 +121,11 @@ export function loadOrt(): Promise<Ort> {
  */
 export function ortBackendName(): "node" | "web" | "none" {
   return backend ?? "none";
+}
+
+/** Whether onnxruntime is loaded already (using it then costs no download and no permission). */
+export function ortIsLoaded(): boolean {
+  return ortLoaded !== undefined;
 }
 
 /** Why onnxruntime-node was not used (undefined when it was, or was not tried). */
@@ -115,15 +142,25 @@ export function ortNodeLoadError(): string | undefined {
 export async function createSession(
   modelBytes: Uint8Array,
   options: OrtTypes.InferenceSession.SessionOptions = {},
+  purpose?: string,
 ): Promise<OrtSession> {
-  const ort = await loadOrt();
+  const ort = await loadOrt(purpose);
   const opts: OrtTypes.InferenceSession.SessionOptions = {
     logSeverityLevel: 4, // fatal only: every failure reaches the caller as an exception
     logVerbosityLevel: 0,
     ...(backend === "web" ? { executionProviders: ["wasm"] } : {}),
     ...options,
   };
-  return await ort.InferenceSession.create(modelBytes, opts);
+  try {
+    return await ort.InferenceSession.create(modelBytes, opts);
+  } catch (e) {
+    // A partial --allow-read that leaves out onnxruntime-web's own files: not the model's fault.
+    const message = e instanceof Error ? e.message : String(e);
+    if (/NotCapable|Requires (read|ffi) access/.test(message)) {
+      throw permissionError(purpose ?? "this feature", message.split("\n")[0]);
+    }
+    throw e;
+  }
 }
 
 function copyBytes(bytes: Uint8Array): ArrayBuffer {

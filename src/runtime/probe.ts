@@ -82,6 +82,8 @@ function makeFeed(ort: OrtApi, type: string, dims: number[]): OrtTensor {
     case "bool":
     case "uint8":
       return new ort.Tensor(type, new Uint8Array(n), dims);
+    case "string":
+      return new ort.Tensor(type, new Array<string>(n).fill("0"), dims);
   }
   throw new Error(`unreachable: ${type}`);
 }
@@ -160,6 +162,8 @@ export async function probeTensors(
     opts.otherDims ?? 8,
   );
 
+  // What the run is for, named in the error when Deno's permissions keep onnxruntime out.
+  let purpose = "the run check (verifyRun, --verify-run)";
   if (opts.method !== "run") {
     const dims = new Map<string, number[]>();
     for (const input of realInputs) {
@@ -173,10 +177,11 @@ export async function probeTensors(
       return staticShapes(model, dims, opts.maxValues ?? 64);
     } catch (e) {
       if (!(e instanceof StaticShapeUnknown) || opts.method === "static") throw e;
+      purpose = `working out tensor shapes past ${e.message} (no shape rule; one run instead)`;
     }
   }
 
-  const ort = await loadOrt();
+  const ort = await loadOrt(purpose);
   const feeds: Record<string, OrtTensor> = {};
   const castInputs: {
     f32: string;
@@ -186,7 +191,8 @@ export async function probeTensors(
   for (const input of realInputs) {
     const name = input.name ?? "";
     const tt = input.type?.tensorType;
-    const type = ORT_ELEMENT_TYPES[tt?.elemType ?? 0];
+    // A string input is rare but valid (a Cast reads it): fed "0"s.
+    const type = tt?.elemType === 8 ? "string" : ORT_ELEMENT_TYPES[tt?.elemType ?? 0];
     if (!tt || !type) {
       throw new PruneError(
         "unsupported-graph",
@@ -248,8 +254,9 @@ export async function probeTensors(
 
   let session;
   try {
-    session = await createSession(encodeModel(probeModel));
+    session = await createSession(encodeModel(probeModel), {}, purpose);
   } catch (e) {
+    if (e instanceof PruneError && e.code === "permission") throw e;
     throw new PruneError("probe-failed", `onnxruntime cannot load the model: ${firstLine(e)}`);
   }
   const maxValues = opts.maxValues ?? 64;
@@ -257,7 +264,7 @@ export async function probeTensors(
     const results = await session.run(feeds);
     for (const [name, t] of Object.entries(results)) {
       const entry: ProbedTensor = { dims: Array.from(t.dims as ArrayLike<number>, Number) };
-      if (t.size <= maxValues && t.data && typeof t.data !== "string") {
+      if (t.size <= maxValues && t.data && t.type !== "string") {
         entry.values = Array.from(t.data as ArrayLike<number | bigint>, (v) => Number(v));
       }
       result.set(name, entry);

@@ -12,6 +12,7 @@ import type { AttributeProto, ModelProto, NodeProto, TensorProto } from "../onnx
 import { toNumber } from "../onnx/proto.ts";
 import { tensorDims, tensorNumel, tensorRawBytes, tensorToNumbers } from "../onnx/tensor.ts";
 import type { ProbedTensor } from "./probe.ts";
+import { PruneError } from "../errors.ts";
 
 /** Thrown where the graph needs more than these rules know. */
 export class StaticShapeUnknown extends Error {}
@@ -122,6 +123,25 @@ function elementwise(
 
 const normAxis = (axis: number, rank: number) => (axis < 0 ? axis + rank : axis);
 
+/** Axes read from a tensor, normalised; outside the rank (or repeated) the model is invalid and
+ * onnxruntime is left to say so — an axis of 2^31 must not index an array. */
+function dataAxes(node: NodeProto, x: Abstract | undefined, rank: number): number[] {
+  const axes = ints(node, x, "the axes").map((a) => normAxis(a, rank));
+  if (axes.some((a) => a < 0 || a >= rank) || new Set(axes).size !== axes.length) {
+    unknown(node, `axes [${x!.values}] for rank ${rank}`);
+  }
+  return axes;
+}
+
+/** The most elements a tensor may have at the probe's small input sizes (batch 1, a few tokens):
+ * activations there are far smaller than the weights, so many times the largest weight (and at
+ * least 2^27) is a model asking for a buffer no run can hold — a Range from -2^31, say. */
+function tensorLimit(known: Map<string, Abstract>): number {
+  let largest = 0;
+  for (const x of known.values()) largest = Math.max(largest, numel(x.dims));
+  return Math.max(2 ** 27, 16 * largest);
+}
+
 /** Values of a tensor as ints, or unknown. */
 function ints(node: NodeProto, x: Abstract | undefined, what: string): number[] {
   if (!x?.values) unknown(node, `${what} is computed from data`);
@@ -159,13 +179,14 @@ function sliceDims(
     const a = normAxis(a0, data.length), n = data[a], s = steps[i] ?? 1;
     let b = starts[i], e = ends[i];
     if (b < 0) b += n;
-    if (e < 0) e += n;
+    if (e === Infinity) e = s < 0 ? -1 : n;
+    else if (e < 0) e += n;
     if (s > 0) {
       b = Math.min(Math.max(b, 0), n);
       e = Math.min(Math.max(e, 0), n);
       dims[a] = Math.max(0, Math.ceil((e - b) / s));
     } else {
-      b = Math.min(Math.max(b, -1), n - 1);
+      b = Math.min(Math.max(b, 0), n - 1);
       e = Math.min(Math.max(e, -1), n - 1);
       dims[a] = Math.max(0, Math.ceil((e - b) / s));
     }
@@ -200,6 +221,9 @@ function matmulDims(node: NodeProto, a: number[], b: number[]): number[] {
 function convDims(node: NodeProto, x: number[], w: number[]): number[] {
   const spatial = x.length - 2;
   const kernel = attrInts(node, "kernel_shape") ?? w.slice(2);
+  if (kernel.join() !== w.slice(2).join()) {
+    unknown(node, `kernel_shape [${kernel}] of weight [${w}]`);
+  }
   const stride = attrInts(node, "strides") ?? new Array(spatial).fill(1);
   const dil = attrInts(node, "dilations") ?? new Array(spatial).fill(1);
   const pads = attrInts(node, "pads") ?? new Array(2 * spatial).fill(0);
@@ -265,7 +289,11 @@ type Rule = (node: NodeProto, ins: (Abstract | undefined)[], opset: number) => A
 
 /** A reduction whose axes became an input at `axesInputFrom` (an attribute before). */
 const reduceRule = (axesInputFrom: number): Rule => (node, [x, axes], opset) => [
-  reduce(node, x!, opset >= axesInputFrom && axes ? ints(node, axes, "the axes") : undefined),
+  reduce(
+    node,
+    x!,
+    opset >= axesInputFrom && axes ? dataAxes(node, axes, x!.dims.length) : undefined,
+  ),
 ];
 
 const unary = (f?: (x: number) => number, type?: number): Rule => (node, [x]) => [
@@ -276,12 +304,25 @@ const binary = (f: (a: number, b: number) => number, bool = false): Rule => (nod
 ];
 const same: Rule = (_n, [x]) => [{ dims: x!.dims, type: x!.type }];
 
+/** Integer arithmetic whose result a double does not hold exactly (past 2^53, or past int32 for
+ * int32): onnxruntime wraps around where this would not, so the run decides. */
+const exact = (rule: Rule): Rule => (node, ins, opset) => {
+  const outs = rule(node, ins, opset);
+  for (const x of outs) {
+    const bound = x.type === 6 ? 2 ** 31 : 2 ** 53;
+    if (INTEGER.has(x.type) && x.values?.some((v) => Math.abs(v) >= bound)) {
+      unknown(node, `integer arithmetic past ${x.type === 6 ? "2^31" : "2^53"}`);
+    }
+  }
+  return outs;
+};
+
 const RULES: Record<string, Rule> = {
   Identity: (_n, [x]) => [x!],
-  Add: binary((a, b) => a + b),
-  Sub: binary((a, b) => a - b),
-  Mul: binary((a, b) => a * b),
-  Div: (node, ins) => {
+  Add: exact(binary((a, b) => a + b)),
+  Sub: exact(binary((a, b) => a - b)),
+  Mul: exact(binary((a, b) => a * b)),
+  Div: exact((node, ins) => {
     const integer = INTEGER.has(ins[0]!.type);
     return [
       elementwise(
@@ -291,8 +332,8 @@ const RULES: Record<string, Rule> = {
         (a, b) => integer ? Math.trunc(a / b) : a / b,
       ),
     ];
-  },
-  Pow: binary((a, b) => a ** b),
+  }),
+  Pow: exact(binary((a, b) => a ** b)),
   Mod: (node, ins) => {
     const fmod = attrInt(node, "fmod", 0);
     return [
@@ -306,9 +347,9 @@ const RULES: Record<string, Rule> = {
   },
   Max: (node, ins) => [elementwise(node, ins as Abstract[], ins[0]!.type, Math.max)],
   Min: (node, ins) => [elementwise(node, ins as Abstract[], ins[0]!.type, Math.min)],
-  Sum: (node, ins) => [
+  Sum: exact((node, ins) => [
     elementwise(node, ins as Abstract[], ins[0]!.type, (...x) => x.reduce((a, b) => a + b, 0)),
-  ],
+  ]),
   Equal: binary((a, b) => +(a === b), true),
   Less: binary((a, b) => +(a < b), true),
   Greater: binary((a, b) => +(a > b), true),
@@ -391,6 +432,14 @@ const RULES: Record<string, Rule> = {
     const free = dims.indexOf(-1);
     if (free >= 0) dims[free] = known === 0 ? 0 : numel(x!.dims) / known;
     if (numel(dims) !== numel(x!.dims) || !dims.every(Number.isInteger)) {
+      // A shape vector reshaped to a huge length: onnxruntime's shape inference would spend
+      // minutes and gigabytes propagating its values before failing, so it is not asked.
+      if (x!.values && numel(dims) > VALUE_LIMIT) {
+        throw new PruneError(
+          "invalid-model",
+          `${node.opType} node "${node.name ?? ""}": cannot reshape [${x!.dims}] to [${target}]`,
+        );
+      }
       unknown(node, `cannot reshape [${x!.dims}] to [${target}]`);
     }
     return [{ dims, type: x!.type, values: x!.values }];
@@ -415,19 +464,20 @@ const RULES: Record<string, Rule> = {
     return [{ dims, type: x!.type, values }];
   },
   Squeeze: (node, [x, axesIn], opset) => {
-    const axes = opset >= 13
-      ? (axesIn ? ints(node, axesIn, "the axes") : undefined)
-      : attrInts(node, "axes");
     const r = x!.dims.length;
+    const axes = opset >= 13
+      ? (axesIn ? dataAxes(node, axesIn, r) : undefined)
+      : attrInts(node, "axes");
     const drop = new Set(
       axes ? axes.map((a) => normAxis(a, r)) : x!.dims.flatMap((d, i) => (d === 1 ? [i] : [])),
     );
+    if ([...drop].some((a) => x!.dims[a] !== 1)) unknown(node, `axes [${axes}] of [${x!.dims}]`);
     return [{ dims: x!.dims.filter((_, i) => !drop.has(i)), type: x!.type, values: x!.values }];
   },
   Unsqueeze: (node, [x, axesIn], opset) => {
     const axes = opset >= 13 ? ints(node, axesIn, "the axes") : attrInts(node, "axes") ?? [];
     const r = x!.dims.length + axes.length;
-    const set = new Set(axes.map((a) => normAxis(a, r)));
+    const set = new Set(opset >= 13 ? dataAxes(node, axesIn, r) : axes.map((a) => normAxis(a, r)));
     const dims: number[] = [];
     let j = 0;
     for (let i = 0; i < r; i++) dims.push(set.has(i) ? 1 : x!.dims[j++]);
@@ -463,9 +513,8 @@ const RULES: Record<string, Rule> = {
     const r = x!.dims.length;
     const starts = opset >= 10 ? ints(node, s, "the starts") : attrInts(node, "starts")!;
     const ends = opset >= 10 ? ints(node, e, "the ends") : attrInts(node, "ends")!;
-    const axes =
-      (opset >= 10 ? (a ? ints(node, a, "the axes") : undefined) : attrInts(node, "axes")) ??
-        starts.map((_, i) => i);
+    const axes = (opset >= 10 ? (a ? dataAxes(node, a, r) : undefined) : attrInts(node, "axes")) ??
+      starts.map((_, i) => i);
     const steps = opset >= 10 && st ? ints(node, st, "the steps") : starts.map(() => 1);
     const notVector = opset >= 10 && [s, e, a, st].some((v) => v && v.dims.length !== 1);
     if (
@@ -474,10 +523,18 @@ const RULES: Record<string, Rule> = {
       unknown(node, `starts [${starts}], ends [${ends}], axes [${axes}], steps [${steps}]`);
     }
     const big = (v: number) => (v > 2 ** 52 ? 2 ** 52 : v < -(2 ** 52) ? -(2 ** 52) : v);
+    // onnxruntime reads an end of INT32_MAX or INT64_MAX as "to the end" in the step's direction,
+    // also backwards (where the spec would clamp it to the last element). Other ends this large
+    // are not exact as numbers: backwards, the run decides.
+    const end = (v: number, i: number) => {
+      if (v === 2147483647 || v >= 2 ** 63) return Infinity;
+      if (steps[i] < 0 && v > 2 ** 52) unknown(node, `end ${v} with step ${steps[i]}`);
+      return big(v);
+    };
     const { dims, first, step } = sliceDims(
       x!.dims,
       starts.map(big),
-      ends.map(big),
+      ends.map(end),
       axes.map((v) => normAxis(v, r)),
       steps,
     );
@@ -561,9 +618,7 @@ const RULES: Record<string, Rule> = {
   Pad: (node, [x, p, _c, axesIn], opset) => {
     const pads = opset >= 11 ? ints(node, p, "the pads") : attrInts(node, "pads")!;
     const r = x!.dims.length;
-    const axes = axesIn
-      ? ints(node, axesIn, "the axes").map((a) => normAxis(a, r))
-      : x!.dims.map((_, i) => i);
+    const axes = axesIn ? dataAxes(node, axesIn, r) : x!.dims.map((_, i) => i);
     const dims = [...x!.dims];
     axes.forEach((a, i) => (dims[a] += pads[i] + pads[i + axes.length]));
     return [{ dims, type: x!.type }];
@@ -642,6 +697,7 @@ export function staticShapes(
   );
   const known = new Map<string, Abstract>();
   for (const t of graph.initializer ?? []) known.set(t.name ?? "", fromTensor(t));
+  const limit = tensorLimit(known);
   const result = new Map<string, ProbedTensor>();
   for (const input of graph.input ?? []) {
     const dims = inputDims.get(input.name ?? "");
@@ -649,50 +705,71 @@ export function staticShapes(
     known.set(input.name!, { dims, type: input.type?.tensorType?.elemType ?? FLOAT });
     result.set(input.name!, { dims });
   }
+  // Past a node without a rule the walk goes on where it can, so that the checks on the way (a
+  // shape vector reshaped to billions, a tensor far larger than the weights) see every node
+  // before onnxruntime does; the first node it could not follow is reported at the end.
+  let first: StaticShapeUnknown | undefined;
   for (const node of graph.node ?? []) {
-    const op = node.opType ?? "";
-    const domain = node.domain ?? "";
-    const ins = (node.input ?? []).map((name) => {
-      if (!name) return undefined;
-      const x = known.get(name);
-      if (!x) unknown(node, `input "${name}" not computed`);
-      return x;
-    });
-    let outs: Abstract[];
-    if ((domain === "" || domain === "ai.onnx") && RULES[op]) {
-      if ((node.attribute ?? []).some((a) => a.g || (a.graphs ?? []).length)) {
-        unknown(node, "subgraph");
+    try {
+      const op = node.opType ?? "";
+      const domain = node.domain ?? "";
+      const ins = (node.input ?? []).map((name) => {
+        if (!name) return undefined;
+        const x = known.get(name);
+        if (!x) unknown(node, `input "${name}" not computed`);
+        return x;
+      });
+      let outs: Abstract[];
+      if ((domain === "" || domain === "ai.onnx") && RULES[op]) {
+        if ((node.attribute ?? []).some((a) => a.g || (a.graphs ?? []).length)) {
+          unknown(node, "subgraph");
+        }
+        try {
+          checkAxes(node, ins[0]);
+          outs = RULES[op](node, ins, opset);
+        } catch (e) {
+          // A malformed node (an input missing, an attribute of the wrong kind): the run says what.
+          if (e instanceof StaticShapeUnknown || e instanceof PruneError) throw e;
+          unknown(node, e instanceof Error ? e.message : String(e));
+        }
+      } else if (domain === "com.microsoft" && MICROSOFT_SAME[op]) {
+        // SkipLayerNormalization's 4th output (input + skip + bias) has the input's shape too;
+        // its mean and inverse deviation (2nd, 3rd) are not followed.
+        const x = { dims: ins[0]!.dims, type: ins[0]!.type };
+        outs = (node.output ?? []).map((
+          _,
+          i,
+        ) => (i === 0 || i === 3 ? x : undefined)) as Abstract[];
+      } else {
+        unknown(node, "no static rule for this op");
       }
-      try {
-        checkAxes(node, ins[0]);
-        outs = RULES[op](node, ins, opset);
-      } catch (e) {
-        // A malformed node (an input missing, an attribute of the wrong kind): the run says what.
-        if (e instanceof StaticShapeUnknown) throw e;
-        unknown(node, e instanceof Error ? e.message : String(e));
-      }
-    } else if (domain === "com.microsoft" && MICROSOFT_SAME[op]) {
-      // SkipLayerNormalization's 4th output (input + skip + bias) has the input's shape too;
-      // its mean and inverse deviation (2nd, 3rd) are not followed.
-      const x = { dims: ins[0]!.dims, type: ins[0]!.type };
-      outs = (node.output ?? []).map((_, i) => (i === 0 || i === 3 ? x : undefined)) as Abstract[];
-    } else {
-      unknown(node, "no static rule for this op");
+      (node.output ?? []).forEach((name, i) => {
+        if (!name) return;
+        const x = outs[i];
+        if (!x) unknown(node, `output ${i} has no static rule`);
+        if (!x.dims.every((d) => Number.isInteger(d) && d >= 0)) {
+          unknown(node, `output dims [${x.dims}]`);
+        }
+        if (numel(x.dims) > limit) {
+          throw new PruneError(
+            "too-large",
+            `${op} node "${node.name ?? ""}": its output "${name}" would have ${numel(x.dims)} ` +
+              `elements ([${x.dims}]) at the probe's input sizes, far more than any weight of the ` +
+              `model; refused before onnxruntime tries to allocate it`,
+          );
+        }
+        known.set(name, x);
+        const entry: ProbedTensor = { dims: x.dims };
+        if (x.values && x.values.length <= maxValues) {
+          entry.values = x.values;
+        }
+        result.set(name, entry);
+      });
+    } catch (e) {
+      if (!(e instanceof StaticShapeUnknown)) throw e;
+      first ??= e;
     }
-    (node.output ?? []).forEach((name, i) => {
-      if (!name) return;
-      const x = outs[i];
-      if (!x) unknown(node, `output ${i} has no static rule`);
-      if (!x.dims.every((d) => Number.isInteger(d) && d >= 0)) {
-        unknown(node, `output dims [${x.dims}]`);
-      }
-      known.set(name, x);
-      const entry: ProbedTensor = { dims: x.dims };
-      if (x.values && x.values.length <= maxValues) {
-        entry.values = x.values;
-      }
-      result.set(name, entry);
-    });
   }
+  if (first) throw first;
   return result;
 }

@@ -171,7 +171,9 @@ function attention(ctx: TraceContext, node: NodeProto): void {
     ctx.touchTensor({ use, ref: bias, axis: 0, factors: [out], role: "operand" });
   } else if (node.input[2]) out.block(`${label}: bias is not a constant`);
   if (attrInt(node, "do_rotary", 0)) {
-    dim.block(`${label}: rotary embedding inside the op (do_rotary) rotates pairs of head dims`);
+    dim.block(
+      `${label}: rotary position embedding (RoPE) inside the op (do_rotary) rotates pairs of head dims`,
+    );
   }
   // past [2, B, heads, P, dim] / present: the same layout with K and V stacked first.
   const past = node.input[4];
@@ -293,7 +295,7 @@ function groupQueryAttention(ctx: TraceContext, node: NodeProto): void {
   }
   dim.block(
     attrInt(node, "do_rotary", 0)
-      ? `${label}: rotary embedding inside the op (do_rotary) rotates pairs of head dims`
+      ? `${label}: rotary position embedding (RoPE) inside the op (do_rotary) rotates pairs of head dims`
       : `${label}: onnxruntime needs a head size that is a multiple of 16`,
   );
   cache(b, 3, 1, [groups], dim);

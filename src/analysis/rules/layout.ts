@@ -94,7 +94,7 @@ function selectRange(
   start: number,
   length: number,
   label: string,
-): { out: Factor[]; trailing: Factor[]; segmented: boolean } | null {
+): { out: Factor[]; trailing: Factor[]; segmented: boolean } {
   // An empty range (partial RoPE's pass-through part when the rotary dim is the whole head).
   if (length === 0) return { out: plain(0, label), trailing: [], segmented: false };
   const leaves = leavesOf(axis).filter((f) => f.root().size !== 1);
@@ -247,6 +247,20 @@ export const gather: Rule = (ctx, node) => {
   const indexDims = indexConst ? tensorDims(indexConst.tensor) : ctx.dims(node.input[1]);
   if (!indexDims) return ctx.blockInputs(node, `${label}: indices shape unknown`);
   const leaves = leavesOf(data[axis]).filter((f) => f.root().size !== 1);
+  // Constant indices that pick a run of consecutive channels (Falcon's `qkv[..., [-2], :]` for
+  // the key head): a range, like a Slice's; the indices are renumbered after pruning.
+  const indices = ctx.graph.constantInts(node.input[1]);
+  const size = ctx.dims(node.input[0])?.[axis];
+  const picked = indices && size ? indices.map((i) => i < 0 ? i + size : i) : undefined;
+  const run = picked && indexDims.length === 1 && picked.length > 0 &&
+    picked.every((v, k) => v === picked[0] + k) && picked[0] >= 0 && picked.at(-1)! < size!;
+  if (run && hasChannel(data[axis])) {
+    const sel = selectRange(data[axis], picked[0], picked.length, label);
+    const use = { node, inputIndex: 1 };
+    ctx.touchShape({ use, index: 0, factors: sel.out, indices: { axis: data[axis], picked } });
+    ctx.setAxes(node.output[0], [...data.slice(0, axis), sel.out, ...data.slice(axis + 1)]);
+    return;
+  }
   if (!hasChannel(data[axis]) || leaves.length !== 1 || indexDims.length !== 0) {
     blockList(data[axis], `${label}: gathers channels`);
   } else {

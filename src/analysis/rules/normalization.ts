@@ -55,9 +55,12 @@ export const reduction: Rule = (ctx, node) => {
   const reduced = new Set((listed ?? axes.map((_, i) => i)).map((a) => normAxis(a, axes.length)));
   const last = axes.length - 1;
   const statistic = ["ReduceMean", "ReduceSumSquare", "ReduceL2"].includes(node.opType);
-  if (statistic && keep && reduced.size === 1 && reduced.has(last)) {
-    const why = node.opType === "ReduceL2" ? L2_NORM : "normalised axis";
-    ctx.trace.normalized.push({ factors: axes[last], reason: `${label}: ${why}` });
+  const norm = node.opType === "ReduceL2" || node.opType === "ReduceSumSquare";
+  if (norm && keep && reduced.size === 1 && reduced.has(last)) {
+    // A sum of squares over the channels (cosine attention's ‖q‖, ‖k‖): a removed channel,
+    // zero in the masked model, adds nothing to it — removing it is exact.
+  } else if (statistic && keep && reduced.size === 1 && reduced.has(last)) {
+    ctx.trace.normalized.push({ factors: axes[last], reason: `${label}: normalised axis` });
   } else {
     for (const i of reduced) blockList(axes[i], `${label}: reduction over tracked channels`);
   }
@@ -95,20 +98,23 @@ export const skipLayerNorm: Rule = (ctx, node) => {
   }
 };
 
-/** Why channels under an L2 norm (cosine attention's q and k) are not removed one by one. */
-const L2_NORM = "an L2 norm over these channels (cosine attention normalises q and k so): " +
-  "removing some changes the norm of the rest";
-
-/** LpNormalization: x / ‖x‖ₚ along one axis; its channels are normalised like a LayerNorm's. */
+/**
+ * LpNormalization: x / ‖x‖ₚ along one axis. Along the last axis a removed channel, zero in the
+ * masked model, adds nothing to the norm: its channels stay prunable as they are.
+ */
 export const lpNormalization: Rule = (ctx, node) => {
   const axes = ctx.axesOf(node.input[0])!;
   const axis = normAxis(attrInt(node, "axis", -1), axes.length);
-  const label = nodeLabel(node);
-  if (axis === axes.length - 1) {
-    const why = attrInt(node, "p", 2) === 2 ? L2_NORM : "normalised axis";
-    ctx.trace.normalized.push({ factors: axes[axis], reason: `${label}: ${why}` });
-  } else blockList(axes[axis], `${label}: normalised axis`);
+  if (axis !== axes.length - 1) blockList(axes[axis], `${nodeLabel(node)}: normalised axis`);
   ctx.setAxes(node.output[0], axes);
+};
+
+/** GlobalAveragePool / GlobalMaxPool over the spatial axes of [N, C, …]: channels pass. */
+export const globalPool: Rule = (ctx, node) => {
+  const axes = ctx.axesOf(node.input[0])!;
+  const label = nodeLabel(node);
+  axes.slice(2).forEach((a) => blockList(a, `${label}: pooled over these channels`));
+  ctx.setAxes(node.output[0], axes.map((a, i) => i < 2 ? a : plain(1, label)));
 };
 
 /** The Reduce* ops. */
@@ -128,6 +134,8 @@ export function normalizationRules(): Record<string, Rule> {
   const rules: Record<string, Rule> = {
     LayerNormalization: layerNorm,
     LpNormalization: lpNormalization,
+    GlobalAveragePool: globalPool,
+    GlobalMaxPool: globalPool,
     "com.microsoft:SimplifiedLayerNormalization": layerNorm,
     SimplifiedLayerNormalization: layerNorm,
   };
