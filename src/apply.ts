@@ -163,10 +163,10 @@ async function sliceConstants(
     for (const { uses, cuts } of variants.values()) {
       const dims = tensorDims(tensor);
       const size = elementSize(tensor.dataType!);
-      const source = mode === "slice" ? deferredRawData(tensor) : undefined;
+      const source = mode === "slice" ? deferredRawData(tensor) ?? heldRawData(tensor) : undefined;
       if (source) {
-        // Read from a data file when asked for: cut it then too (while the output is written),
-        // so the pruned weights are never all in memory at once.
+        // Read from a data file (or the model's own bytes) when asked for: cut it then too
+        // (while the output is written), so the pruned weights are never all in memory at once.
         const steps = cuts.map(([axis, kept]) => {
           const from = dims.slice();
           dims[axis] = kept.length;
@@ -209,6 +209,14 @@ async function sliceConstants(
       stats.tensorsSliced++;
     }
   }
+}
+
+/** Raw bytes the tensor holds (a view into the model it was read from): a source to cut from
+ * when the output is written, as a data file's tensor is. */
+function heldRawData(t: TensorProto): { length: number; read: () => Uint8Array } | undefined {
+  const raw = Object.getOwnPropertyDescriptor(t, "rawData")?.value;
+  if (!(raw instanceof Uint8Array) || raw.length === 0) return undefined;
+  return { length: raw.length, read: () => raw };
 }
 
 /** Scales a shape value by new/old channel count; throws when the result is not whole. */
