@@ -1,7 +1,8 @@
 /**
  * The data-aware benchmark: wall time, CPU time and peak resident memory of the command line with
  * calibration data, side by side in one run with the plain onnxruntime pass over the same samples
- * (scripts/bench/ort_pass.ts), rounds interleaved, medians reported.
+ * (scripts/bench/ort_pass.ts) and `cp` of the model file (the I/O floor of the magnitude run), rounds
+ * interleaved, medians reported.
  *
  *   deno run -A scripts/bench/data_aware.ts [--cases vit,bert] [--rounds 1] [--only RUN,...]
  *     [--json OUT]
@@ -135,6 +136,7 @@ try {
       String(c.batch),
     ];
     const commands: Record<string, string[]> = {
+      "cp of the model": ["cp", c.model, `${work}/copy.onnx`],
       "onnxruntime: plain pass": [
         DENO,
         "run",
@@ -176,6 +178,8 @@ try {
     const plainCpu = median(samples["onnxruntime: plain pass"].map((s) => s.cpuSeconds));
     const wanda = median(samples["wanda"].map((s) => s.seconds));
     const wandaCpu = median(samples["wanda"].map((s) => s.cpuSeconds));
+    const cp = median(samples["cp of the model"].map((s) => s.seconds));
+    const fileMiB = (await Deno.stat(c.model)).size / 2 ** 20;
     for (const [what, s] of Object.entries(samples)) {
       const seconds = median(s.map((x) => x.seconds));
       const cpuSeconds = median(s.map((x) => x.cpuSeconds));
@@ -185,6 +189,8 @@ try {
         seconds,
         cpuSeconds,
         peakMiB: median(s.map((x) => x.peakMiB)),
+        peakOfFile: median(s.map((x) => x.peakMiB)) / fileMiB,
+        ofCp: seconds / cp,
         ofPlain: seconds / plain,
         cpuOfPlain: cpuSeconds / plainCpu,
         ofWanda: seconds / wanda,
@@ -199,13 +205,14 @@ try {
 const f = (x: number, d = 2) => x.toFixed(d);
 console.log(`\n${rounds} round(s), medians; cpu = user + system seconds\n`);
 console.log(
-  "| case | run | seconds | cpu s | × plain pass | × wanda | cpu × wanda | peak RSS |",
+  "| case | run | seconds | cpu s | × plain pass | × wanda | cpu × wanda | × cp | peak RSS | × file |",
 );
-console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 for (const r of rows as Record<string, number & string>[]) {
   console.log(
     `| ${r.case} | ${r.run} | ${f(r.seconds, 1)} | ${f(r.cpuSeconds, 1)} | ${f(r.ofPlain)} | ` +
-      `${f(r.ofWanda)} | ${f(r.cpuOfWanda)} | ${f(r.peakMiB, 0)} MiB |`,
+      `${f(r.ofWanda)} | ${f(r.cpuOfWanda)} | ${f(r.ofCp, 1)} | ${f(r.peakMiB, 0)} MiB | ` +
+      `${f(r.peakOfFile)} |`,
   );
 }
 if (args.json) await Deno.writeTextFile(args.json, JSON.stringify(rows, null, 2) + "\n");
