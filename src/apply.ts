@@ -26,6 +26,7 @@ import { keptAxisIndices, type Plan, sizeRatio } from "./plan.ts";
 import { attrInt } from "./graph/graph.ts";
 import { zeroPointBytes } from "./analysis/quantization.ts";
 import { rewritePackedWeights } from "./rewrite/quantized.ts";
+import { cutStream, type Sink } from "./rewrite/cut_stream.ts";
 
 /** What the rewrite changed, for reports and tests. */
 export interface ApplyStats {
@@ -174,11 +175,16 @@ async function sliceConstants(
         });
         const read = () =>
           steps.reduce((b, s) => gatherAxisNow(b, s.from, size, s.axis, s.kept), source.read());
+        // Cut along one axis: written in pieces through one reused buffer.
+        const [only] = steps;
+        const stream = steps.length === 1
+          ? (sink: Sink) => cutStream(source.read(), only.from, size, only.axis, only.kept, sink)
+          : undefined;
         const length = dims.reduce((a, b) => a * b, 1) * size;
         const target = inPlace
           ? tensor
           : makeTensor(`${ref.name}_pruned`, tensor.dataType!, [], new Uint8Array(size));
-        deferRawData(target, length, read);
+        deferRawData(target, length, read, stream);
         target.dims = dims;
         if (!inPlace) {
           const name = graph.addInitializer(target);

@@ -10,7 +10,7 @@
 import { PruneError } from "./errors.ts";
 import type { ModelProto } from "./onnx/proto.ts";
 import type { BlockReport, PruneReport } from "./report.ts";
-import { pruneModel, type PruneResult, type RunOptions } from "./prune.ts";
+import { largestTensor, pruneModel, type PruneResult, type RunOptions } from "./prune.ts";
 import type { Metric } from "./allocate.ts";
 import { createCore } from "./core/mod.ts";
 import { encodeModel } from "./onnx/model_io.ts";
@@ -158,7 +158,8 @@ export async function pruneToTarget(
   if (target.speedup !== undefined && !target.latency) {
     throw new PruneError("bad-option", "a speed-up target needs a latency model");
   }
-  const core = options.core ?? await createCore({ backend: options.backend ?? "auto" });
+  const core = options.core ??
+    await createCore({ backend: options.backend ?? "auto", largestBytes: largestTensor(model) });
   try {
     const base: RunOptions = {
       ...options,

@@ -158,12 +158,18 @@ export interface CoreOptions {
   gpuCalls?: "all" | "by-size";
   /** Ridge refits run at once on workers (default: the CPU's cores, at most 4; 1: no workers). */
   threads?: number;
+  /**
+   * With "auto": the largest tensor the core will be given, in bytes. Below the sizes where the GPU
+   * path pays off no adapter is asked for — starting a driver costs time and memory for nothing.
+   */
+  largestBytes?: number;
 }
 
 /**
  * "auto" (default) picks the GPU when navigator.gpu gives a hardware adapter — then each call goes
  * to the path measured faster at its size (large scores on the GPU, the rest on the CPU) — else
- * the CPU path
+ * the CPU path (also, without asking for an adapter, when `largestBytes` is below every size the
+ * GPU is given)
  * (a software adapter such as Mesa's lavapipe emulates the GPU on the CPU and is slower than the
  * wasm CPU path: see bench/RESULTS.md); "gpu" uses any adapter and throws a clear error when
  * there is none.
@@ -177,6 +183,10 @@ export async function createCore(options: CoreOptions = {}): Promise<ComputeCore
     throw new RangeError(`threads must be a positive integer, got ${threads}`);
   }
   if (backend === "cpu") return new CpuCore(threads);
+  const gpuFrom = Math.min(GPU_FROM_BYTES.scoresF16, GPU_FROM_BYTES.scoresF32);
+  if (backend === "auto" && options.largestBytes !== undefined && options.largestBytes < gpuFrom) {
+    return new CpuCore(threads);
+  }
   if (backend !== "auto" && backend !== "gpu") {
     throw new TypeError(`backend must be "auto", "gpu" or "cpu", got ${JSON.stringify(backend)}`);
   }

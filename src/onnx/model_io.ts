@@ -12,6 +12,7 @@ import { type ModelProto, onnx, scanWire, type TensorProto } from "./proto.ts";
 import {
   allTensors,
   checkRelativeLocation,
+  type DeferredBytes,
   deferredRawData,
   EXTERNAL_ORIGIN,
   hasExternalData,
@@ -172,8 +173,9 @@ interface WriterOp {
   next?: WriterOp;
 }
 
-/** A piece of an encoded model: bytes, or bytes produced when asked for (once). */
-export type ModelPiece = Uint8Array | { length: number; read(): Uint8Array };
+/** A piece of an encoded model: bytes, or bytes produced when asked for (once): whole, or in
+ * pieces handed to a sink where the tensor can be. */
+export type ModelPiece = Uint8Array | DeferredBytes;
 
 /**
  * The bytes of {@link encodeModel}, as pieces to write one after another: every large byte
@@ -189,7 +191,7 @@ export type ModelPiece = Uint8Array | { length: number; read(): Uint8Array };
  */
 export function encodeModelPieces(model: ModelProto): ModelPiece[] {
   // Tensors read when asked for are encoded from a stand-in of their length.
-  const later = new Map<object, { length: number; read(): Uint8Array }>();
+  const later = new Map<object, DeferredBytes>();
   const restore: [TensorProto, PropertyDescriptor][] = [];
   for (const t of allTensors(model)) {
     const d = deferredRawData(t);
@@ -432,7 +434,18 @@ export async function writeModelFile(
     return await atomicWrite(path, keep, async (stage) => {
       const written = await stage.write(async (file) => {
         for (const piece of pieces) {
-          await writeAll(file, piece instanceof Uint8Array ? piece : piece.read());
+          if (piece instanceof Uint8Array) await writeAll(file, piece);
+          else if (!piece.stream) await writeAll(file, piece.read());
+          else {
+            let n = 0;
+            await piece.stream((bytes) => (n += bytes.length, writeAll(file, bytes)));
+            if (n !== piece.length) {
+              throw new PruneError(
+                "internal",
+                `a tensor written in pieces gave ${n} bytes instead of ${piece.length}`,
+              );
+            }
+          }
         }
       });
       stage.place(written, path);
