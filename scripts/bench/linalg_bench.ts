@@ -18,7 +18,10 @@ function layer(cin: number, cout: number) {
   const x = Float32Array.from({ length: rows * cin }, () => random() - 0.4);
   const gram = gramNow(x, rows, cin);
   for (let i = 0; i < cin; i++) gram[i * cin + i] += rows * 0.01;
-  const mean = new Float64Array(cin).fill(0.1);
+  // The input's mean over the same rows as the Gram matrix (a mean from other data can make the
+  // bias-augmented system indefinite).
+  const mean = new Float64Array(cin);
+  for (let r = 0; r < rows; r++) for (let j = 0; j < cin; j++) mean[j] += x[r * cin + j] / rows;
   return {
     gram,
     count: rows,
