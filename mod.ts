@@ -35,7 +35,7 @@ export type { Compensation } from "./src/compensate.ts";
 export type { Evaluation, Fidelity } from "./src/evaluate.ts";
 export type { Metric, UnitKind } from "./src/allocate.ts";
 export type { ApplyStats } from "./src/apply.ts";
-export type { TargetReport, TargetStep } from "./src/target.ts";
+export type { SpeedupCheck, TargetReport, TargetStep } from "./src/target.ts";
 export type { InterfaceChange } from "./src/analysis/interfaces.ts";
 export type { OrtTensor } from "./src/runtime/ort.ts";
 export { PruneError } from "./src/errors.ts";
@@ -53,6 +53,13 @@ export type {
   ScoreData,
 } from "./src/core/mod.ts";
 export type { DistillOptions, DistillReport } from "./src/distill/mod.ts";
+export type {
+  SearchCandidate,
+  SearchCandidateReport,
+  SearchOptions,
+  SearchReport,
+} from "./src/search/mod.ts";
+export type { CandidateFidelity } from "./src/search/score.ts";
 export type { LossKind } from "./src/distill/loss.ts";
 export { countMacs, countParams, tensorShapes } from "./src/metrics.ts";
 export type { MacOptions, ShapeMap, ShapeOptions } from "./src/metrics.ts";

@@ -19,6 +19,13 @@
  * budget goes where that is lowest. A budget spent on one kind alone, where others could go, is
  * said in a note.
  *
+ * With `perCost` (speed-up targets) the per-weight score times the unit's weights is a unit's
+ * whole score: what it removes. That, divided by what removing the unit saves of the budget's
+ * metric, orders the units: importance lost per millisecond saved. It is NViT's latency-aware
+ * saliency I − η·ΔLatency with η set from the data: the units removed are those with
+ * I − η·ΔLatency < 0 for the η at which they spend the budget. Heads, head dims and MLP channels
+ * compete on what they cost.
+ *
  * @module
  */
 import type { ComputeCore } from "./core/mod.ts";
@@ -88,6 +95,10 @@ export interface AllocationSettings {
   latencyCost?: (group: Group, kind: UnitKind) => number;
   /** Latency-aware ranking: score − η × latency saved (needs `latencyCost`). */
   latencyEta?: number;
+  /** Rank by whole score per unit of the budget's metric saved (see the module notes). */
+  perCost?: boolean;
+  /** Units of a kind a group keeps at least (a floor per block), beyond the structural one. */
+  minKept?: (group: { name: string }, kind: UnitKind) => number;
   /** Attention blocks whose heads must all stay. */
   headsFixed?: (group: Group) => boolean;
   /** Groups left alone (a per-block ratio of 0). */
@@ -101,6 +112,8 @@ interface Unit {
   kind: UnitKind;
   score: number;
   cost: number;
+  /** Parameters the unit holds. */
+  params: number;
   /** η × latency the unit saves, taken off its (scaled) score. */
   saves: number;
 }
@@ -198,7 +211,7 @@ export async function globalCounts(
   const sizes = groups.map(none);
   const localBudget: Record<UnitKind, number> = none();
   const metric = s.budget?.metric ?? "params";
-  const perWeightScores = !!s.budget && s.ranking === "global";
+  const perWeightScores = s.perCost || (!!s.budget && s.ranking === "global");
   const add = (
     i: number,
     kind: UnitKind,
@@ -210,7 +223,14 @@ export async function globalCounts(
     const saves = s.latencyEta && s.latencyCost ? s.latencyEta * s.latencyCost(groups[i], kind) : 0;
     const k = perWeightScores ? scale : 1;
     for (let j = 0; j < scores.length; j++) {
-      byKind[kind].push({ group: i, kind, score: scores[j] * k, cost: c, saves });
+      byKind[kind].push({
+        group: i,
+        kind,
+        score: scores[j] * k,
+        cost: c,
+        params: cost.params,
+        saves,
+      });
     }
     sizes[i][kind] = scores.length;
     const local = s.localCounts(groups[i]);
@@ -275,15 +295,25 @@ export async function globalCounts(
     }
   }
   const removed = sizes.map(none);
+  // Every block keeps a head, and two channels of each other kind (one would leave an axis of
+  // size 1, which later analyses read as broadcast, not channels), or one roundTo — and what
+  // `minKept` asks.
+  const keepAtLeast = (i: number, kind: UnitKind, size: number) =>
+    Math.min(
+      size,
+      Math.max(
+        kind === "heads" ? 1 : Math.min(Math.max(2, s.roundTo), size),
+        s.minKept?.(groups[i], kind) ?? 0,
+      ),
+    );
   const take = (units: Unit[], budget: number) => {
     let spent = 0;
     for (const u of units.sort((a, b) => a.score - b.score)) {
       if (spent >= budget) break;
-      // Every block keeps a head, and two channels of each other kind (one would leave an axis
-      // of size 1, which later analyses read as broadcast, not channels), or one roundTo.
       const size = sizes[u.group][u.kind];
-      const floor = u.kind === "heads" ? 1 : Math.min(Math.max(2, s.roundTo), size);
-      if (size - removed[u.group][u.kind] <= floor || u.cost <= 0) continue;
+      if (size - removed[u.group][u.kind] <= keepAtLeast(u.group, u.kind, size) || u.cost <= 0) {
+        continue;
+      }
       removed[u.group][u.kind]++;
       spent += u.cost;
     }
@@ -301,6 +331,14 @@ export async function globalCounts(
       for (const u of byKind[k]) u.score -= u.saves;
       take(byKind[k], share);
     }
+  } else if (s.perCost && s.ranking === "global") {
+    // Per-weight score × the unit's weights: its whole score, per unit of the budget it saves.
+    for (const k of kinds) {
+      for (const u of byKind[k]) {
+        u.score = (u.score * u.params) / (s.kindScale[k] || 1) / Math.max(u.cost, 1e-30);
+      }
+    }
+    take(kinds.flatMap((k) => byKind[k]), total);
   } else {
     if (s.ranking === "flap") kinds.forEach((k) => standardise(byKind[k]));
     else {
@@ -310,16 +348,17 @@ export async function globalCounts(
     take(kinds.flatMap((k) => byKind[k]), total);
   }
   // Kinds that had a unit to give (a block at its floor has none).
-  const floorOf = (k: UnitKind, size: number) =>
-    k === "heads" ? 1 : Math.min(Math.max(2, s.roundTo), size);
   const offered = kinds.filter((k) =>
-    byKind[k].some((u) => u.cost > 0 && sizes[u.group][k] > floorOf(k, sizes[u.group][k]))
+    byKind[k].some((u) =>
+      u.cost > 0 && sizes[u.group][k] > keepAtLeast(u.group, k, sizes[u.group][k])
+    )
   );
   const spent = offered.filter((k) => removed.some((r) => r[k] > 0));
   if (s.budget && offered.length > 1 && spent.length === 1) {
     const kept = offered.filter((k) => k !== spent[0]).map((k) => KIND_NAMES[k]).join(", ");
     s.onNote?.(
-      `the budget went to ${KIND_NAMES[spent[0]]} only: ${kept} scored higher in every block ` +
+      `the budget went to ${KIND_NAMES[spent[0]]} only: ${kept} ` +
+        `${s.perCost ? "lost more per unit saved" : "scored higher"} in every block ` +
         `(to give every kind a share of its own: allocation "isomorphic")`,
     );
   }
@@ -330,8 +369,7 @@ export async function globalCounts(
     const round = (kind: "dims" | "qk" | "v" | "channels" | "embedding") => {
       if (!size[kind] || !r[kind]) return r[kind];
       const kept = size[kind] - r[kind];
-      const floor = Math.min(Math.max(2, s.roundTo), size[kind]);
-      return size[kind] - Math.max(kept - (kept % s.roundTo), floor);
+      return size[kind] - Math.max(kept - (kept % s.roundTo), keepAtLeast(i, kind, size[kind]));
     };
     counts.set(g, {
       heads: r.heads,

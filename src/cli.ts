@@ -17,7 +17,7 @@ import { permissionMessage, permitted, requirePermission } from "./permissions.t
 import { loadCalibration } from "./calibration/inputs.ts";
 import { architectureChart } from "./chart.ts";
 import { pruneToTarget } from "./target.ts";
-import { createLatencyModel, type LatencyModel, measureLatency } from "./latency/model.ts";
+import { createLatencyModel, type LatencyModel, targetScope } from "./latency/model.ts";
 import { ProgressBar } from "./calibration/progress.ts";
 import type { RunOptions } from "./prune.ts";
 import { formatReport } from "./format_report.ts";
@@ -235,7 +235,8 @@ async function realOrNull(p: string): Promise<string | null> {
 
 /**
  * Prunes to a target: the calibration data is opened afresh for every step; a speed-up target
- * profiles the latency model first (progress on stderr) and measures the result.
+ * profiles the latency model first (progress on stderr) over the shapes this run can reach, and
+ * is judged by timing the result against the original.
  */
 async function pruneTowards(
   model: ModelProto,
@@ -252,23 +253,28 @@ async function pruneTowards(
       threads: target.threads,
       runtime: target.runtime,
       ...(target.cacheDir !== undefined ? { cacheDir: target.cacheDir } : {}),
+      ...(target.rounds !== undefined ? { rounds: target.rounds } : {}),
+      ...(target.clock !== undefined ? { clock: target.clock } : {}),
+      scope: targetScope(options, target.minKeep),
       onProgress: progress.callback,
     });
     progress.finish();
   }
-  const measuring = { batch: target.batch, threads: target.threads, runtime: target.runtime };
-  // Measured now: pruning works on `model` in place.
-  const measuredBefore = latency ? await measureLatency(model, measuring) : 0;
   const result = await pruneToTarget(model, { ...target, latency }, options);
   result.report.target = result.target;
-  if (latency) {
+  const measured = result.target.measured;
+  if (latency && measured) {
     result.report.latency = {
       batch: target.batch,
-      estimated: { before: latency.originalMs, after: result.target.reached },
-      measured: {
-        before: measuredBefore,
-        after: await measureLatency(result.model, measuring),
+      estimated: { before: result.target.before, after: result.target.reached },
+      measured: { before: measured.originalMs, after: measured.prunedMs },
+      speedup: {
+        measured: measured.speedup,
+        low: measured.low,
+        high: measured.high,
+        rounds: measured.rounds,
       },
+      clock: target.clock ?? "wall",
       profileSeconds: latency.table.seconds,
       blockScale: latency.blockScale,
       fitted: latency.fitted,

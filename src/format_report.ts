@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { searchTable } from "./search/table.ts";
 import type { BlockReport, PruneReport } from "./report.ts";
 
 /** Where the pruned model went, shown under the table. */
@@ -89,6 +90,13 @@ function table(header: string[], rows: string[][], indent = "  "): string[] {
  * ```
  * followed by the block table, skipped groups, backend and output path.
  */
+/** A speed-up with enough digits that it does not read as the goal when it is just under it. */
+function speedupText(value: number, goal: number): string {
+  let digits = 2;
+  while (digits < 4 && value < goal && Number(value.toFixed(digits)) >= goal) digits++;
+  return `×${value.toFixed(digits)}`;
+}
+
 export function formatReport(report: PruneReport, options: FormatReportOptions = {}): string {
   const out: string[] = [];
   const totals = [
@@ -167,17 +175,34 @@ export function formatReport(report: PruneReport, options: FormatReportOptions =
           : ""),
     );
   }
+  if (report.search) {
+    const { heading, rows } = searchTable(report.search);
+    out.push("", heading + ":");
+    out.push(...table(rows[0], rows.slice(1)));
+  }
   if (report.distill) out.push("", distillLine(report.distill));
   if (report.target) {
     const t = report.target;
     const unit = t.metric === "latency" ? (v: number) => `${v.toFixed(2)} ms` : humanCount;
+    const m = t.measured;
     out.push("");
     out.push(
-      `target: ${t.metric} ≤ ${unit(t.goal)} — reached ${unit(t.reached)} from ${unit(t.before)} ` +
-        `in ${t.steps.length} step${t.steps.length === 1 ? "" : "s"} (${
+      t.metric === "latency"
+        ? `target: ×${t.speedup} faster — estimated ${unit(t.reached)} from ${unit(t.before)} ` +
+          `(×${(t.before / t.reached).toFixed(2)}) in ${t.steps.length} step` +
+          `${t.steps.length === 1 ? "" : "s"}; ` +
+          (m
+            ? `measured ${speedupText(m.speedup, t.speedup!)} (rounds ×${m.low.toFixed(2)}–×${
+              m.high.toFixed(2)
+            }, ${m.rounds} interleaved) — ${t.met ? "met" : "not met"}`
+            : "not measured — not met")
+        : `target: ${t.metric} ≤ ${unit(t.goal)} — reached ${unit(t.reached)} from ${
+          unit(t.before)
+        } in ${t.steps.length} step${t.steps.length === 1 ? "" : "s"} (${
           t.met ? "met" : `not met: ${((t.reached / t.goal - 1) * 100).toFixed(1)}% above`
         })`,
     );
+    for (const w of t.warnings ?? []) out.push(`warning: ${w}`);
   }
   if (report.latency) {
     const l = report.latency;
@@ -186,7 +211,8 @@ export function formatReport(report: PruneReport, options: FormatReportOptions =
       `latency at batch ${l.batch}: estimated ${l.estimated.before.toFixed(2)} → ` +
         `${l.estimated.after.toFixed(2)} ms (${x(l.estimated.before, l.estimated.after)}), ` +
         `measured ${l.measured.before.toFixed(2)} → ${l.measured.after.toFixed(2)} ms ` +
-        `(${x(l.measured.before, l.measured.after)}); profiling ${l.profileSeconds.toFixed(1)} s`,
+        `(medians of interleaved rounds${l.clock === "cpu" ? ", CPU time" : ""}); profiling ` +
+        `${l.profileSeconds.toFixed(1)} s`,
     );
     out.push(
       `latency model: a block inside the model costs ×${l.blockScale.toFixed(2)} its time ` +

@@ -8,7 +8,7 @@
  * @module
  */
 import type { PruneOptions } from "./options.ts";
-import type { LatencyRuntime } from "./latency/runtime.ts";
+import type { LatencyClock, LatencyRuntime } from "./latency/runtime.ts";
 
 /** Where an option can be given: the command line, the HTTP service, the browser page. */
 export type Surface = "cli" | "service" | "page";
@@ -89,6 +89,7 @@ const BACKENDS = ["auto", "gpu", "cpu"] as const satisfies readonly NonNullable<
   PruneOptions["backend"]
 >[];
 const RUNTIMES = ["cpu", "wasm", "webgpu"] as const satisfies readonly LatencyRuntime[];
+const CLOCKS = ["wall", "cpu"] as const satisfies readonly LatencyClock[];
 
 /** The options, in the order `--help` lists them. */
 export const OPTIONS = [
@@ -304,6 +305,22 @@ export const OPTIONS = [
     surfaces: CLI,
   },
   {
+    name: "no-search",
+    kind: "flag",
+    label: "no search",
+    help: [
+      "with --calibration, what --criterion, --compensation and",
+      "--allocation leave open is chosen by default: each candidate prunes",
+      "on 3/4 of the samples and is scored by its fidelity to the original",
+      "on the other 1/4 (KL for classifiers, cosine otherwise), and the",
+      "best is kept (a target is then reached in one step unless --steps",
+      "is given); --no-search makes one run with the defaults (l2, none,",
+      "local — global for targets)",
+    ],
+    section: "data",
+    surfaces: CLI,
+  },
+  {
     name: "gram-stride",
     kind: "int",
     arg: "N",
@@ -449,7 +466,9 @@ export const OPTIONS = [
       "(global by default: every kind scored per weight); MLP channels and",
       "head dims (or heads with --prune-num-heads; --separate-qk-v: Q/K and",
       "V dims ranked apart; --head-pruning-ratio 0: no attention), plus",
-      "the embedding width with --prune-embedding",
+      "the embedding width with --prune-embedding; every block keeps at",
+      "least --min-keep of each kind (default 0.125; 0: one head, two",
+      "channels)",
     ],
     helpWith: "target-macs",
     section: "target",
@@ -470,13 +489,18 @@ export const OPTIONS = [
     arg: "S",
     label: "speed-up to reach",
     help: [
-      "prune until the latency model says S× faster: one transformer",
-      "block is timed in onnxruntime over a grid of shapes (cached), within",
-      "--profile-budget seconds (default 60), at --latency-batch (default 1)",
-      "and --latency-threads (default: onnxruntime's), on",
-      "--latency-runtime cpu|wasm|webgpu (default cpu: onnxruntime-node;",
-      "wasm/webgpu: onnxruntime-web, one thread);",
-      "--latency-eta η ranks by importance − η·Δlatency; the timed table",
+      "prune until S× faster: planned on a latency model (one transformer",
+      "block timed in onnxruntime over a grid of every shape the run can",
+      "reach), within --profile-budget seconds (default 60), at",
+      "--latency-batch (default 1) and --latency-threads (default:",
+      "onnxruntime's), on --latency-runtime cpu|wasm|webgpu (default cpu:",
+      "onnxruntime-node; wasm/webgpu: onnxruntime-web, one thread); units",
+      "ranked by importance per millisecond saved, or with --latency-eta η",
+      "by importance − η·Δlatency; judged by timing the result against the",
+      "original in --check-rounds interleaved rounds (default 7), the last",
+      "step corrected when it misses or passes the goal; times read on",
+      "--latency-clock wall|cpu (default wall; cpu: the process's CPU time,",
+      "for one thread on a machine other work keeps busy); the timed table",
       "is cached in --latency-cache DIR (default ~/.cache/prune-vit/latency)",
     ],
     section: "target",
@@ -503,6 +527,15 @@ export const OPTIONS = [
     name: "separate-qk-v",
     kind: "flag",
     label: "the target ranks Q/K and V dims apart",
+    help: [],
+    section: "target",
+    surfaces: ALL,
+  },
+  {
+    name: "min-keep",
+    kind: "ratio",
+    arg: "R",
+    label: "share of each kind every block keeps",
     help: [],
     section: "target",
     surfaces: ALL,
@@ -557,6 +590,24 @@ export const OPTIONS = [
     kind: "number",
     arg: "η",
     label: "latency weight η",
+    help: [],
+    section: "target",
+    surfaces: CLI,
+  },
+  {
+    name: "check-rounds",
+    kind: "int",
+    arg: "N",
+    label: "interleaved rounds of the final timing",
+    help: [],
+    section: "target",
+    surfaces: CLI,
+  },
+  {
+    name: "latency-clock",
+    kind: "choice",
+    choices: CLOCKS,
+    label: "latency clock",
     help: [],
     section: "target",
     surfaces: CLI,

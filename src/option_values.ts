@@ -6,7 +6,7 @@
  */
 import type { RunOptions } from "./prune.ts";
 import type { TargetOptions } from "./target.ts";
-import type { LatencyRuntime } from "./latency/runtime.ts";
+import type { LatencyClock, LatencyRuntime } from "./latency/runtime.ts";
 import {
   choicesFor,
   type OptionName,
@@ -32,6 +32,10 @@ export type TargetRequest = TargetOptions & {
   cacheDir?: string;
   threads?: number;
   runtime?: LatencyRuntime;
+  /** Interleaved rounds of the final check of a speed-up. */
+  rounds?: number;
+  /** What the latency is read on: wall time, or the process's CPU time. */
+  clock?: LatencyClock;
 };
 
 /** How an option is spelled in messages: `--pruning-ratio` on the command line, the bare name
@@ -215,6 +219,8 @@ export function pruneOptionsFrom(v: OptionValues, surface: Surface = "cli"): Run
   }
   if (v.compensation !== undefined) options.compensation = choice("compensation", v.compensation);
   if (v.backend !== undefined) options.backend = choice("backend", v.backend);
+  // With calibration data, what the options leave open is chosen on held-out samples.
+  if (surface === "cli" && v.calibration?.length && !v["no-search"]) options.search = true;
   distillFrom(v, options, s);
   return options;
 }
@@ -263,6 +269,9 @@ const TARGET_ONLY = [
   "latency-threads",
   "latency-runtime",
   "latency-eta",
+  "min-keep",
+  "check-rounds",
+  "latency-clock",
   "prune-embedding",
   "separate-qk-v",
 ] as const;
@@ -316,6 +325,19 @@ export function targetFrom(
         }
         : {}),
       ...(v.steps !== undefined ? { steps: parsePositiveInt(s("steps"), v.steps) } : {}),
+      ...(v["min-keep"] !== undefined ? { minKeep: parseRatio(s("min-keep"), v["min-keep"]) } : {}),
+      ...(v["check-rounds"] !== undefined
+        ? { rounds: parsePositiveInt(s("check-rounds"), v["check-rounds"]) }
+        : {}),
+      ...(v["latency-clock"] !== undefined
+        ? {
+          clock: oneOf(
+            s("latency-clock"),
+            v["latency-clock"],
+            optionSpec("latency-clock")!.choices as readonly LatencyClock[],
+          ),
+        }
+        : {}),
     };
     if (v["target-params"] !== undefined) {
       target.params = parseAmount(s("target-params"), v["target-params"]);
@@ -342,6 +364,19 @@ export function targetFrom(
         );
       }
     }
+  }
+  for (const k of ["check-rounds", "latency-clock"] as const) {
+    if (v[k] !== undefined && !target?.speedup) {
+      throw new UsageError(`${s(k)} goes with ${s("target-speedup")}`);
+    }
+  }
+  if (target?.clock === "cpu" && target.runtime !== "wasm" && target.threads !== 1) {
+    throw new UsageError(
+      target.runtime === "webgpu"
+        ? `${s("latency-clock")} cpu: WebGPU work is not CPU time`
+        : `${s("latency-clock")} cpu goes with ${s("latency-threads")} 1 (CPU time adds up over ` +
+          `threads)`,
+    );
   }
   if (v["latency-eta"] !== undefined) {
     if (!target?.speedup) {

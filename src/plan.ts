@@ -79,6 +79,11 @@ export interface PlanSettings {
   shapes?: Map<string, ProbedTensor>;
   latencyCost?: (group: Group, kind: UnitKind) => number;
   latencyEta?: number;
+  /** Rank by whole score per unit of the budget saved (allocate.ts); NViT's kind divisors are
+   * then left out (the sums weigh what each unit removes). */
+  perCost?: boolean;
+  /** Units of a kind a group keeps at least (a floor per block). */
+  minKept?: (group: { name: string }, kind: UnitKind) => number;
   /** Receives what the report should say about a global allocation. */
   onNote?: (note: string) => void;
 }
@@ -115,9 +120,12 @@ export async function makePlan(
       pruneMlp: settings.pruneMlp ?? settings.pruningRatio > 0,
       pruneEmbedding: settings.pruneEmbedding ?? settings.embeddingPruningRatio > 0,
       ranking: settings.allocation,
-      // Per-weight scores (a budget, "global") need no divisor for what a unit spans.
+      // Per-weight scores (a budget, "global"; or ranked per cost) need no divisor for what a
+      // unit spans.
       kindScale: {
-        ...defaultKindScale(settings.budget && settings.allocation === "global" ? 0 : blocks),
+        ...defaultKindScale(
+          settings.perCost || (settings.budget && settings.allocation === "global") ? 0 : blocks,
+        ),
         ...settings.kindScale,
       },
       shapes: settings.shapes ?? new Map(),

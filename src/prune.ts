@@ -37,6 +37,8 @@ import { unfuseQkv } from "./rewrite/unfuse_qkv.ts";
 import { applyCompensation, type Compensation, planCompensation } from "./compensate.ts";
 import { type Evaluation, fidelity } from "./evaluate.ts";
 import { type ChannelStats, collectStats } from "./calibration/stats.ts";
+import type { SharedStatistics, StatsNeed } from "./search/shared.ts";
+import { searches, type SearchOptions, searchPrune } from "./search/mod.ts";
 import { channelCells, type Criterion } from "./importance.ts";
 import { buildGradientModel } from "./autodiff/backward.ts";
 import { gateReader, type GateStats } from "./calibration/gradients.ts";
@@ -95,6 +97,12 @@ export interface RunOptions extends PruneOptions {
   separateQkV?: boolean;
   /** Latency-aware ranking (NViT Eq. 6): a unit's score minus η × the latency it saves (ms). */
   latencyEta?: number;
+  /** With a budget and the "global" ranking: units ranked by their whole score per unit of the
+   * budget they save (NViT's I − η·ΔLatency with η set from the data; see allocate.ts). */
+  perCost?: boolean;
+  /** With a budget: units of a kind a group keeps at least (a floor per block), by the group's
+   * name. */
+  minKept?: (group: { name: string }, kind: UnitKind) => number;
   /** false: leave out the onnxruntime load check where onnxruntime cannot run (a browser page,
    * a service without file access); the shapes are still worked out from the graph, and a note
    * says so. Default true. */
@@ -102,6 +110,29 @@ export interface RunOptions extends PruneOptions {
   /** After pruning, train the pruned model's weights to match the original's outputs on the
    * calibration data (knowledge distillation; see distill/mod.ts). */
   distill?: DistillOptions;
+  /** Choose what the options leave open of the criterion, compensation and allocation: each
+   * candidate setting prunes on part of the calibration data and is scored by its fidelity to
+   * the original on the rest (held out); the best one's model is the result, and the report's
+   * `search` lists every candidate. Needs `calibration`; `true` for the defaults.
+   *
+   * @example
+   * ```ts
+   * import { prune } from "@prune/vit";
+   * const { report } = await prune(await Deno.readFile("vit.onnx"), {
+   *   pruneHeadDims: true,
+   *   headPruningRatio: 0.5,
+   *   pruningRatio: 0.5,
+   *   calibration: batches, // feeds by input name, e.g. [{ input: tensor }]
+   *   search: { holdout: 0.25, seed: 0 },
+   * });
+   * const chosen = report.search!.candidates[report.search!.chosen];
+   * console.log(chosen.criterion, chosen.compensation, chosen.allocation);
+   * ```
+   */
+  search?: boolean | SearchOptions;
+  /** Statistics shared by the runs of a search (set by the search itself).
+   * @ignore */
+  shared?: SharedStatistics;
 }
 
 /** Result of {@link pruneModel}. */
@@ -175,6 +206,7 @@ export async function pruneModel(
     const { report, stats } = await pruneModel(copy, dry);
     return { model, report, stats };
   }
+  if (searches(options)) return await searchPrune(model, options, pruneModel);
   const pruningRatio = checkRatio("pruningRatio", options.pruningRatio);
   const headPruningRatio = checkRatio(
     "headPruningRatio",
@@ -344,6 +376,8 @@ async function pruneWithCore(
     shapes: before,
     latencyCost: options.latencyCost,
     latencyEta: options.latencyEta,
+    perCost: options.perCost,
+    minKept: options.minKept,
     onNote: (note) => notes.push(note),
     embeddingPruningRatio,
     qkRatio: options.qkPruningRatio === undefined
@@ -609,13 +643,40 @@ async function calibrationStats(
       }
     }
   }
+  const need: StatsNeed = { tensors: [...tensors], gram, gradient };
+  if (options.shared) {
+    // The same layers at the same widths: the same model for the statistics.
+    const key = JSON.stringify([
+      need.tensors,
+      groups.map((g) =>
+        g.kind === "attention"
+          ? [g.name, g.heads.size, g.qkDim.size, g.vDim.size, g.kvGroups?.size ?? 0]
+          : [g.name, g.channels.size]
+      ),
+    ]);
+    return await options.shared.get(
+      key,
+      need,
+      (n) => collectCalibration(model, groups, options, n),
+    );
+  }
+  return await collectCalibration(model, groups, options, need);
+}
+
+/** One pass over the calibration data for the statistics (and gate gradients) `need` names. */
+async function collectCalibration(
+  model: ModelProto,
+  groups: Group[],
+  options: RunOptions,
+  { tensors, gram, gradient }: StatsNeed,
+): Promise<{ stats?: Map<string, ChannelStats>; gates?: Map<string, GateStats> }> {
   const stride = options.gramStride ?? 4;
   const batches = typeof options.calibration === "function"
     ? options.calibration()
-    : options.calibration;
+    : options.calibration!;
   if (!gradient) {
     return {
-      stats: await collectStats(model, [...tensors], batches, gram, undefined, stride),
+      stats: await collectStats(model, tensors, batches, gram, undefined, stride),
     };
   }
   // Heads' channels at the attention output projections, for head-level gate sums.
@@ -629,11 +690,11 @@ async function calibrationStats(
     }
   }
   const shapes = await probeTensors(model, { batch: 2, dimValues: options.dimValues });
-  const backward = buildGradientModel(model, shapes, [...tensors], { batch: 2 });
+  const backward = buildGradientModel(model, shapes, tensors, { batch: 2 });
   const reader = gateReader(backward.gates, cells);
   const stats = await collectStats(
     backward.model,
-    [...tensors],
+    tensors,
     batches,
     gram,
     reader,

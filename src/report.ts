@@ -2,6 +2,7 @@ import type { TargetReport } from "./target.ts";
 import type { Fidelity } from "./evaluate.ts";
 import type { InterfaceChange } from "./analysis/interfaces.ts";
 import type { DistillReport } from "./distill/mod.ts";
+import type { SearchReport } from "./search/mod.ts";
 
 /** What a pruning run did, as printed by the CLI and returned by `prune()`. */
 export interface PruneReport {
@@ -32,10 +33,17 @@ export interface PruneReport {
   distill?: DistillReport;
   /** Pruning to a target: the goal, what was reached, and every step. */
   target?: TargetReport;
-  /** With a latency model: estimated and measured latency (ms) before and after. */
+  /** The search of criterion, compensation and allocation: the candidates, their fidelity on
+   * held-out calibration data, and the one chosen (the `search` option). */
+  search?: SearchReport;
+  /** With a latency model: estimated latency (ms) before and after, and the two models timed by
+   * interleaved rounds (medians), with the rounds' speed-ups. */
   latency?: {
     estimated: { before: number; after: number };
     measured: { before: number; after: number };
+    speedup?: { measured: number; low: number; high: number; rounds: number };
+    /** What times were read on: elapsed wall time, or the process's CPU time. */
+    clock?: "wall" | "cpu";
     batch: number;
     profileSeconds: number;
     /** How much a block costs inside the model against alone, and whether that was fitted

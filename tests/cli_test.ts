@@ -455,7 +455,7 @@ cliTest("--target-macs prunes in steps to the target and says how close it got",
 }, { engine: true });
 
 cliTest(
-  "--target-speedup: the report has estimated and measured latency, before and after",
+  "--target-speedup: planned on estimates, judged by interleaved timing, every block above its floor",
   async () => {
     await withDir(async (dir) => {
       const model = `${dir}/vit.onnx`;
@@ -470,34 +470,48 @@ cliTest(
           "--prune-head-dims",
           "--round-to",
           "8",
+          "--steps",
+          "2",
           "--latency-batch",
-          "16",
+          "32",
           "--profile-budget",
           budget,
+          "--check-rounds",
+          "3",
           "--latency-cache",
           `${dir}/cache`,
           "--json",
         ]);
+      // What is asserted is the report's structure and its consistency, never a speed: this
+      // machine's load moves every timing (how close estimates come is the benchmark's job).
       const check = async (budget: string) => {
         await Deno.remove(`${dir}/cache`, { recursive: true }).catch(() => {});
         const r = await run(budget);
         assert.equal(r.code, 0, r.stderr);
-        const { latency, target } = JSON.parse(r.stdout);
-        // Both "before" figures are of the original's size (loose bounds: other tests load the
-        // machine; these bounds cannot tell the original from a model pruned ×1.3, which is why
-        // the CLI measures it before pruning starts). How close estimates come is the benchmark's
-        // job.
-        const ratio = latency.estimated.before / latency.measured.before;
-        assert.ok(ratio > 0.5 && ratio < 2, JSON.stringify(latency));
+        const { latency, target, blocks } = JSON.parse(r.stdout);
         assert.equal(latency.estimated.after, target.reached);
-        assert.ok(
-          latency.measured.after > 0 && target.reached < target.before,
-          JSON.stringify(target),
-        );
+        assert.ok(target.reached < target.before, JSON.stringify(target));
+        // The measured figures are the final check's: medians of 3 interleaved rounds.
+        const m = target.measured;
+        assert.equal(m.rounds, 3);
+        assert.deepEqual(latency.measured, { before: m.originalMs, after: m.prunedMs });
+        assert.ok(m.low <= m.speedup && m.speedup <= m.high, JSON.stringify(m));
+        assert.deepEqual(latency.speedup, {
+          measured: m.speedup,
+          low: m.low,
+          high: m.high,
+          rounds: 3,
+        });
+        // "met" is the measurement's verdict.
+        assert.equal(target.met, m.speedup >= 2);
+        // No block below its floor: an eighth of its 384 MLP channels, rounded to 8.
+        for (const b of blocks) {
+          if (b.kind === "mlp") assert.ok(b.channels.after >= 48, JSON.stringify(b));
+          if (b.kind === "attention") assert.ok(b.headDim.after >= 8, JSON.stringify(b));
+        }
       };
-      // A 5 s table timed while the other tests load the machine can be too noisy: no saving
-      // for any unit (the refusal says so), or a whole model timed far off its blocks. Each
-      // check must then hold on a second run profiled with 20 s.
+      // A 5 s table of blocks this small, timed while other tests load the machine, can be too
+      // noisy to plan on (the run refuses and says so): then the check must hold with 20 s.
       try {
         await check("5");
       } catch (e) {
@@ -521,6 +535,17 @@ cliTest("target options: usage errors name the conflict", async () => {
         ["--target-params", "0.5", "--latency-eta", "1"],
         /--latency-eta goes with --target-speedup/,
       ],
+      [["--min-keep", "0.2", "--pruning-ratio", "0.3"], /--min-keep goes with a --target/],
+      [["--target-params", "0.5", "--min-keep", "1"], /--min-keep.*out of range/],
+      [
+        ["--target-params", "0.5", "--check-rounds", "3"],
+        /--check-rounds goes with --target-speedup/,
+      ],
+      [
+        ["--target-speedup", "2", "--latency-clock", "cpu"],
+        /--latency-clock cpu goes with --latency-threads 1/,
+      ],
+      [["--target-speedup", "2", "--latency-clock", "tsc"], /--latency-clock.*tsc/],
     ];
     for (const [args, pattern] of cases) {
       const r = await cli([model, "-o", `${dir}/o.onnx`, ...args]);
@@ -553,6 +578,7 @@ cliTest("--gram-stride takes a positive integer and changes the reweighting", as
         "0.5",
         "--compensation",
         "reweight",
+        "--no-search",
         "--calibration",
         `${dir}/cal.npy`,
         "--gram-stride",

@@ -58,6 +58,7 @@ Deno.test("cli: --distill-steps trains the pruned model, with a progress bar and
       `${dir}/cal.npy`,
       "--samples",
       "40",
+      "--no-search",
     ];
     const plain = await cli([...common, "-o", `${dir}/plain.onnx`, "--quiet"]);
     assert.equal(plain.code, 0, plain.stderr);

@@ -65,6 +65,10 @@ Deno.test("a query string gives the same options as the command line", () => {
       "target-macs=50%25&steps=2&prune-embedding",
       ["--target-macs", "50%", "--steps", "2", "--prune-embedding"],
     ],
+    [
+      "target-params=0.5&min-keep=0.25",
+      ["--target-params", "0.5", "--min-keep", "0.25"],
+    ],
   ];
   for (const [query, args] of cases) {
     assert.deepEqual(fromQuery(query), cliOptions(args), query);
@@ -93,6 +97,9 @@ Deno.test("bad query parameters are refused naming the parameter", () => {
     ["steps=2", /steps goes with a target-… option/],
     ["target-macs=50%25&pruning-ratio=0.5", /target-macs decides how much to prune/],
     ["target-macs=150%25", /target-macs: 150% is not below 100%/],
+    ["min-keep=0.25", /min-keep goes with a target-… option/],
+    ["target-macs=50%25&min-keep=1", /min-keep: 1 is out of range/],
+    ["target-macs=50%25&check-rounds=3", /check-rounds is an option of the command line only/],
   ];
   for (const [query, pattern] of refused) {
     assert.throws(

@@ -47,6 +47,36 @@ Deno.test("reportHtml: totals, blocks, chart, skipped and notes; names escaped",
   assert.match(html, /output vit\.pruned\.onnx/);
 });
 
+Deno.test("reportHtml: a speed-up target gives the measured speed-up and the run's warnings", () => {
+  const report = sample();
+  report.target = {
+    metric: "latency",
+    goal: 50,
+    reached: 49.5,
+    met: true,
+    before: 100,
+    steps: [{ params: 600_000, macs: 1_100_000_000, latencyMs: 49.5 }],
+    speedup: 2,
+    measured: {
+      originalMs: 101,
+      prunedMs: 49,
+      speedup: 2.06,
+      low: 1.98,
+      high: 2.11,
+      rounds: 7,
+      corrections: 1,
+    },
+    warnings: ["MLP channels took the whole budget: head dims took no part"],
+  };
+  const html = reportHtml(report);
+  assert.match(
+    html,
+    /measured against the original: ×2\.06 \(rounds ×1\.98–×2\.11, 7 interleaved\)/,
+  );
+  assert.match(html, /for ×2 asked; the last step corrected 1 time</);
+  assert.match(html, /<li>MLP channels took the whole budget: head dims took no part<\/li>/);
+});
+
 Deno.test("reportPage is self-contained: no script, no external resource", () => {
   const page = reportPage(sample(), { input: "vit.onnx" });
   assert.match(page, /^<!doctype html>/);

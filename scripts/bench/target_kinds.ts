@@ -3,7 +3,7 @@
  * `tests/fixtures/` pruned to a share of its MACs (default 50%) with each choice of the kinds
  * that take part, magnitude scores, no finetuning; accuracy on the 744 embedded test images the
  * calibration rows do not use (images 256…999). Prints one line per variant: accuracy, MACs, and
- * heads × head dim / MLP width of every block, then the notes about the allocation.
+ * heads × head dim / MLP width of every block, then the notes and warnings about the allocation.
  *
  *   deno run -A scripts/bench/target_kinds.ts [--macs 0.5]
  *
@@ -66,4 +66,5 @@ for (const [name, options] of variants) {
       `${(r.report.macs.after / 1e6).toFixed(2)} M; ${blocks.join(" ")}`,
   );
   for (const note of r.report.notes) console.log(`  note: ${note}`);
+  for (const warning of r.target.warnings ?? []) console.log(`  warning: ${warning}`);
 }

@@ -4,8 +4,13 @@
  * provider, as a browser would run the model. Each has its own tensors and sessions; the
  * pruning's own onnxruntime work is not affected by the choice.
  *
+ * Times are read on the wall clock, or on the process's CPU time (`clock: "cpu"`): on a machine
+ * other work keeps busy, a one-thread run waits for the processor between slices of work, and
+ * only the CPU time it used says what it would take on the machine alone.
+ *
  * @module
  */
+import process from "node:process";
 import denoJson from "../../deno.json" with { type: "json" };
 import { PruneError } from "../errors.ts";
 import { encodeModel } from "../onnx/model_io.ts";
@@ -22,12 +27,24 @@ import { importOnDemand } from "../runtime/on_demand.ts";
 
 export type LatencyRuntime = "cpu" | "wasm" | "webgpu";
 export const LATENCY_RUNTIMES: readonly LatencyRuntime[] = ["cpu", "wasm", "webgpu"];
+/** What a time is read on: elapsed wall time, or CPU time the process used. */
+export type LatencyClock = "wall" | "cpu";
+export const LATENCY_CLOCKS: readonly LatencyClock[] = ["wall", "cpu"];
 
-/** A runtime ready to time models: its tensors, its sessions, and a name for cache keys. */
+/** A runtime ready to time models: its tensors, its sessions, a name for cache keys, and the
+ * clock (ms) runs are timed on. */
 export interface TimingRuntime {
   ort: Ort;
   name: string;
   open(model: Uint8Array): Promise<OrtSession>;
+  clock: LatencyClock;
+  now(): number;
+}
+
+/** CPU time (user + system) the process has used, in ms. */
+function cpuNow(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
 }
 
 const web: Partial<Record<"wasm" | "webgpu", Promise<Ort>>> = {};
@@ -57,11 +74,28 @@ async function loadWeb(provider: "wasm" | "webgpu"): Promise<Ort> {
 }
 
 /** Opens `runtime` for timing (`threads`: onnxruntime-node's intra-op threads; the web
- * providers run one thread). */
+ * providers run one thread) on `clock`. CPU time is latency only for a run on one thread, on
+ * the processor: refused with more threads (or onnxruntime's default) and on WebGPU. */
 export async function timingRuntime(
   runtime: LatencyRuntime = "cpu",
   threads?: number,
+  clock: LatencyClock = "wall",
 ): Promise<TimingRuntime> {
+  if (!LATENCY_CLOCKS.includes(clock)) {
+    throw new PruneError(
+      "bad-option",
+      `latency clock must be one of ${LATENCY_CLOCKS.join(", ")}, got "${clock}"`,
+    );
+  }
+  if (clock === "cpu" && (runtime === "webgpu" || (runtime === "cpu" && threads !== 1))) {
+    throw new PruneError(
+      "bad-option",
+      runtime === "webgpu"
+        ? "latency clock cpu: WebGPU work is not CPU time (use the wall clock)"
+        : "latency clock cpu needs one thread (latency threads 1): CPU time adds up over threads",
+    );
+  }
+  const timing = { clock, now: clock === "cpu" ? cpuNow : () => performance.now() };
   const quiet = { logSeverityLevel: 3 as const, logVerbosityLevel: 0 };
   if (runtime === "cpu") {
     const ort = await loadOrt("latency profiling");
@@ -70,6 +104,7 @@ export async function timingRuntime(
       ort,
       name: `onnxruntime-${ortBackendName()} ${denoJson.imports["onnxruntime-node"]}`,
       open: (model) => createSession(model, options),
+      ...timing,
     };
   }
   if (!LATENCY_RUNTIMES.includes(runtime)) {
@@ -110,16 +145,19 @@ export async function timingRuntime(
     name: `onnxruntime-web ${runtime}${adapter} ${denoJson.imports["onnxruntime-web"]}`,
     open: (model) =>
       ort.InferenceSession.create(model, { ...quiet, executionProviders: [runtime] }),
+    ...timing,
   };
 }
 
-/** Median time (ms) of `runs` runs of a session, after warming up: at least 2 runs and
- * `warmMs` (caches, thread pools and the JIT's optimised code are in place by then). */
+/** Median time (ms, on `now`'s clock) of `runs` runs of a session, after warming up: at least
+ * 2 runs and `warmMs` of wall time (caches, thread pools and the JIT's optimised code are in
+ * place by then). */
 export async function medianRun(
   session: OrtSession,
   feeds: Record<string, OrtTensor>,
   runs: number,
   warmMs = 0,
+  now: () => number = () => performance.now(),
 ): Promise<number> {
   const start = performance.now();
   for (let i = 0; i < 2 || (performance.now() - start < warmMs && i < 200); i++) {
@@ -127,9 +165,9 @@ export async function medianRun(
   }
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
-    const t = performance.now();
+    const t = now();
     await session.run(feeds);
-    times.push(performance.now() - t);
+    times.push(now() - t);
   }
   times.sort((a, b) => a - b);
   return times[Math.floor(times.length / 2)];

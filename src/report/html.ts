@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { searchTable } from "../search/table.ts";
 import type { PruneReport } from "../report.ts";
 import { architectureChart } from "../chart.ts";
 import { humanCount, ratio, row } from "../format_report.ts";
@@ -123,6 +124,30 @@ export function reportHtml(report: PruneReport, options: ReportHtmlOptions = {})
       } in ${t.steps.length} step${t.steps.length === 1 ? "" : "s"} (${
         t.met ? "met" : "not met"
       })</p>`,
+    );
+    const m = t.measured;
+    if (m) {
+      out.push(
+        `<p>${
+          escapeHtml(
+            `measured against the original: ×${m.speedup.toFixed(2)} (rounds ` +
+              `×${m.low.toFixed(2)}–×${m.high.toFixed(2)}, ${m.rounds} interleaved) for ` +
+              `×${t.speedup} asked` +
+              (m.corrections
+                ? `; the last step corrected ${m.corrections} time${m.corrections > 1 ? "s" : ""}`
+                : ""),
+          )
+        }</p>`,
+      );
+    }
+    if (t.warnings?.length) out.push(list(t.warnings));
+  }
+  if (report.search) {
+    const { heading, rows } = searchTable(report.search);
+    out.push(
+      "<h2>Search</h2>",
+      `<p>${escapeHtml(heading)}</p>`,
+      table(rows[0], rows.slice(1), [4, 5, 6, 7, 8]),
     );
   }
   if (report.fidelity) {
