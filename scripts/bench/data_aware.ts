@@ -160,7 +160,8 @@ try {
         "-o",
         `${work}/pruned.onnx`,
         ...halve,
-        ...(extra.length ? calibration : []),
+        // One run with the criterion and compensation asked for, not a search among candidates.
+        ...(extra.length ? [...calibration, "--no-search"] : []),
         ...extra,
         "--quiet",
       ];
