@@ -103,7 +103,7 @@ export async function planCompensation(
     } else {
       const job = core.ridgeRefit({
         gram: x.gram,
-        giveGram: left === 0,
+        giveGram: left === 0 && !x.gramShared,
         count: x.gramCount,
         weight: w,
         cin,

@@ -25,6 +25,9 @@ export class ChannelStats {
    * One float32 copy: onnxruntime computes each batch's block in float32, and the compensation
    * solved from it in float32 matches the float64 solve (bench/RESULTS.md). */
   gram?: Float32Array;
+  /** Whether `gram` is another's, read through a view of these statistics (a search's candidates
+   * share one): read, never handed over to a solver. */
+  gramShared = false;
   /** Positions summed into `gram` (every `gramStride`-th position when subsampled), and their
    * per-channel sum: means used with the Gram matrix come from the same positions, so that
    * E[xxᵀ] − E[x]E[x]ᵀ stays positive semi-definite. */
