@@ -26,6 +26,7 @@ import { keptAxisIndices, type Plan, sizeRatio } from "./plan.ts";
 import { attrInt } from "./graph/graph.ts";
 import { zeroPointBytes } from "./analysis/quantization.ts";
 import { rewritePackedWeights } from "./rewrite/quantized.ts";
+import { cutStream, type Sink } from "./rewrite/cut_stream.ts";
 
 /** What the rewrite changed, for reports and tests. */
 export interface ApplyStats {
@@ -163,10 +164,10 @@ async function sliceConstants(
     for (const { uses, cuts } of variants.values()) {
       const dims = tensorDims(tensor);
       const size = elementSize(tensor.dataType!);
-      const source = mode === "slice" ? deferredRawData(tensor) : undefined;
+      const source = mode === "slice" ? deferredRawData(tensor) ?? heldRawData(tensor) : undefined;
       if (source) {
-        // Read from a data file when asked for: cut it then too (while the output is written),
-        // so the pruned weights are never all in memory at once.
+        // Read from a data file (or the model's own bytes) when asked for: cut it then too
+        // (while the output is written), so the pruned weights are never all in memory at once.
         const steps = cuts.map(([axis, kept]) => {
           const from = dims.slice();
           dims[axis] = kept.length;
@@ -174,11 +175,16 @@ async function sliceConstants(
         });
         const read = () =>
           steps.reduce((b, s) => gatherAxisNow(b, s.from, size, s.axis, s.kept), source.read());
+        // Cut along one axis: written in pieces through one reused buffer.
+        const [only] = steps;
+        const stream = steps.length === 1
+          ? (sink: Sink) => cutStream(source.read(), only.from, size, only.axis, only.kept, sink)
+          : undefined;
         const length = dims.reduce((a, b) => a * b, 1) * size;
         const target = inPlace
           ? tensor
           : makeTensor(`${ref.name}_pruned`, tensor.dataType!, [], new Uint8Array(size));
-        deferRawData(target, length, read);
+        deferRawData(target, length, read, stream);
         target.dims = dims;
         if (!inPlace) {
           const name = graph.addInitializer(target);
@@ -209,6 +215,14 @@ async function sliceConstants(
       stats.tensorsSliced++;
     }
   }
+}
+
+/** Raw bytes the tensor holds (a view into the model it was read from): a source to cut from
+ * when the output is written, as a data file's tensor is. */
+function heldRawData(t: TensorProto): { length: number; read: () => Uint8Array } | undefined {
+  const raw = Object.getOwnPropertyDescriptor(t, "rawData")?.value;
+  if (!(raw instanceof Uint8Array) || raw.length === 0) return undefined;
+  return { length: raw.length, read: () => raw };
 }
 
 /** Scales a shape value by new/old channel count; throws when the result is not whole. */

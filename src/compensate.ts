@@ -64,8 +64,8 @@ function biasOf(graph: Graph, linear: { output: string[] }, width: number) {
 
 /**
  * Computes the new weights and biases of the compensable consumers (original model). The least
- * squares run in the compute core, one layer at a time; each Gram matrix is released once the
- * last layer reading its tensor is fitted.
+ * squares run in the compute core, as many layers at once as it has threads; each Gram matrix
+ * is released (handed to the solver) as soon as the last layer reading its tensor is sent.
  */
 export async function planCompensation(
   core: ComputeCore,
@@ -80,13 +80,17 @@ export async function planCompensation(
   const layers = compensable(trace, plan, stats);
   const readers = new Map<ChannelStats, number>();
   for (const { x } of layers) readers.set(x, (readers.get(x) ?? 0) + 1);
+  const running = new Set<Promise<void>>();
   for (const { touch, linear, kept, x } of layers) {
+    const left = readers.get(x)! - 1;
+    readers.set(x, left);
     const w = tensorToFloat32(touch.ref.tensor);
     const [cin, cout] = tensorDims(touch.ref.tensor);
     const bias = biasOf(trace.graph, linear, cout);
     const b = bias ? tensorToFloat32(bias.ref.tensor) : new Float32Array(cout);
     const keep = new Set(kept);
     const update: PendingUpdate = { node: linear.name || linear.output[0] };
+    const biasAt = bias && { biasNode: bias.node.name, biasIndex: bias.index };
     if (mode === "bias" || !x.gram) {
       if (!bias) continue;
       const nb = Float32Array.from(b);
@@ -95,10 +99,11 @@ export async function planCompensation(
         const m = x.mean(j);
         for (let o = 0; o < cout; o++) nb[o] += m * w[j * cout + o];
       }
-      Object.assign(update, { bias: nb, biasNode: bias.node.name, biasIndex: bias.index });
+      Object.assign(update, { bias: nb, ...biasAt });
     } else {
-      const fit = await core.ridgeRefit({
+      const job = core.ridgeRefit({
         gram: x.gram,
+        giveGram: left === 0 && !x.gramShared,
         count: x.gramCount,
         weight: w,
         cin,
@@ -108,17 +113,18 @@ export async function planCompensation(
         bias: bias
           ? { values: b, mean: Float64Array.from({ length: cin }, (_, j) => x.gramMean(j)) }
           : undefined,
+      }).then((fit) => {
+        update.weight = fit.weight;
+        if (bias) Object.assign(update, { bias: fit.bias, ...biasAt });
       });
-      update.weight = fit.weight;
-      if (bias) {
-        Object.assign(update, { bias: fit.bias, biasNode: bias.node.name, biasIndex: bias.index });
-      }
+      if (left === 0) x.releaseGram();
+      running.add(job);
+      job.finally(() => running.delete(job)).catch(() => {});
+      if (running.size >= core.threads) await Promise.race(running);
     }
     updates.push(update);
-    const left = readers.get(x)! - 1;
-    readers.set(x, left);
-    if (left === 0) x.releaseGram();
   }
+  await Promise.all(running);
   return updates;
 }
 

@@ -13,7 +13,12 @@ import type { BlockReport, GroupReport, PruneReport } from "./report.ts";
 import type { ModelProto } from "./onnx/proto.ts";
 import { DECODED_FROM, decodeModel, encodeModel } from "./onnx/model_io.ts";
 import { structuralCopy } from "./onnx/structural_copy.ts";
-import { deferredRawData, hasExternalData } from "./onnx/external_data.ts";
+import {
+  allTensors,
+  deferredRawData,
+  hasExternalData,
+  tensorDataSize,
+} from "./onnx/external_data.ts";
 import { createSession, ortIsLoaded } from "./runtime/ort.ts";
 import { skeleton } from "./runtime/skeleton.ts";
 import { symbolicDimSizes } from "./runtime/symbolic_dims.ts";
@@ -237,7 +242,8 @@ export async function pruneModel(
   const before = await probeTensors(model, { dimValues: options.dimValues });
   const params0 = countParams(model);
   const macs0 = countMacs(model, shapeMap(model, before));
-  const core = options.core ?? await createCore({ backend: options.backend ?? "auto" });
+  const core = options.core ??
+    await createCore({ backend: options.backend ?? "auto", largestBytes: largestTensor(model) });
   try {
     const result = await pruneWithCore(model, options, core, before, params0, macs0, {
       pruningRatio,
@@ -906,4 +912,11 @@ function headsBlockedUnder(g: Group, options: RunOptions): string | null {
     return g.kvGroupsBlocked && `KV heads: ${g.kvGroupsBlocked}`;
   }
   return g.headsBlocked;
+}
+
+/** Bytes of the model's largest tensor (read from no file: lazily read tensors are measured). */
+export function largestTensor(model: ModelProto): number {
+  let most = 0;
+  for (const t of allTensors(model)) most = Math.max(most, tensorDataSize(t));
+  return most;
 }

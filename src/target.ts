@@ -17,7 +17,7 @@
 import { PruneError } from "./errors.ts";
 import type { ModelProto } from "./onnx/proto.ts";
 import type { BlockReport, PruneReport } from "./report.ts";
-import { pruneModel, type PruneResult, type RunOptions } from "./prune.ts";
+import { largestTensor, pruneModel, type PruneResult, type RunOptions } from "./prune.ts";
 import type { Metric, UnitKind } from "./allocate.ts";
 import { createCore } from "./core/mod.ts";
 // Steps done again start from the model's bytes before them.
@@ -293,7 +293,8 @@ export async function pruneToTarget(
     const once = { ...target, steps: target.steps ?? 1 };
     return await searchPrune(model, options, (m, o) => pruneToTarget(m, once, o), once.steps);
   }
-  const core = options.core ?? await createCore({ backend: options.backend ?? "auto" });
+  const core = options.core ??
+    await createCore({ backend: options.backend ?? "auto", largestBytes: largestTensor(model) });
   try {
     const base: RunOptions = {
       ...options,

@@ -452,3 +452,30 @@ Deno.test({
     await assert.rejects(g.selectKeep(Float32Array.of(1, 2), 1), /after dispose/);
   },
 });
+
+Deno.test("createCore: auto asks for no adapter when every tensor is below the GPU's sizes", async () => {
+  let asked = 0;
+  const own = Object.getOwnPropertyDescriptor(navigator, "gpu");
+  Object.defineProperty(navigator, "gpu", {
+    configurable: true,
+    value: {
+      requestAdapter() {
+        asked++;
+        return Promise.resolve(null);
+      },
+    },
+  });
+  try {
+    const small = await createCore({ largestBytes: 9 << 20 });
+    assert.equal(small.backend, "cpu");
+    small.dispose();
+    assert.equal(asked, 0);
+    const large = await createCore({ largestBytes: 64 << 20 });
+    assert.equal(large.backend, "cpu"); // no adapter
+    large.dispose();
+    assert.equal(asked, 1);
+  } finally {
+    if (own) Object.defineProperty(navigator, "gpu", own);
+    else delete (navigator as { gpu?: unknown }).gpu;
+  }
+});

@@ -13,6 +13,7 @@ import {
   ridgeRefitNow,
 } from "../src/core/mod.ts";
 import { ChannelStats, collectStats } from "../src/calibration/stats.ts";
+import { GramRows } from "../src/calibration/gram.ts";
 import { loadOrt } from "../src/runtime/ort.ts";
 import { decodeModel } from "../src/onnx/model_io.ts";
 import { tensorToFloat32 } from "../src/onnx/tensor.ts";
@@ -64,6 +65,31 @@ Deno.test("core: Gram matrix equals the sum of outer products", () => {
     }
   }
   assert.deepEqual([...gramNow(Float32Array.of(1, 2, 3, 4), 2, 2)], [10, 14, 14, 20]);
+});
+
+Deno.test("Gram rows gathered over runs: the Gram matrix of all rows, in column blocks", async () => {
+  for (const channels of [5, 600]) {
+    const rows = [3, 40, 3600, 1, 200].map((r, i) => activations(r, channels, 10 + i));
+    const stats = new ChannelStats(channels, true);
+    const grams = new GramRows();
+    try {
+      for (const x of rows) await grams.add(stats, x, x.length / channels);
+      await grams.flush();
+    } finally {
+      await grams.release();
+    }
+    const all = new Float32Array(rows.reduce((n, x) => n + x.length, 0));
+    let at = 0;
+    for (const x of rows) all.set(x, at), at += x.length;
+    const want = gramNow(all, all.length / channels, channels);
+    assert.ok(relativeError(stats.gram!, want) < 1e-5, `${channels} channels`);
+    assert.equal(stats.gramCount, all.length / channels);
+    for (let j = 0; j < channels; j += 7) {
+      let sum = 0;
+      for (let r = 0; r < all.length / channels; r++) sum += all[r * channels + j];
+      assert.ok(Math.abs(stats.gramMean(j) - sum / stats.gramCount) < 1e-5);
+    }
+  }
 });
 
 Deno.test("core: ridge refit equals the float64 reference solver (blocks, bias, precision)", () => {

@@ -12,6 +12,7 @@ import { encodeModel } from "../onnx/model_io.ts";
 import { createSession, type OrtTensor } from "../runtime/ort.ts";
 import { PruneError } from "../errors.ts";
 import { gramNow } from "../core/mod.ts";
+import { GramRows } from "./gram.ts";
 
 /** Per-channel statistics of one tensor over every calibration position (token, sample). */
 export class ChannelStats {
@@ -24,6 +25,9 @@ export class ChannelStats {
    * One float32 copy: onnxruntime computes each batch's block in float32, and the compensation
    * solved from it in float32 matches the float64 solve (bench/RESULTS.md). */
   gram?: Float32Array;
+  /** Whether `gram` is another's, read through a view of these statistics (a search's candidates
+   * share one): read, never handed over to a solver. */
+  gramShared = false;
   /** Positions summed into `gram` (every `gramStride`-th position when subsampled), and their
    * per-channel sum: means used with the Gram matrix come from the same positions, so that
    * E[xxᵀ] − E[x]E[x]ᵀ stays positive semi-definite. */
@@ -54,10 +58,11 @@ export class ChannelStats {
     this.count += rows;
   }
 
-  /** Adds a Gram block computed elsewhere (onnxruntime: xᵀx of `rows` positions, Σx of them). */
-  addGram(block: ArrayLike<number>, sum: ArrayLike<number>, rows: number): void {
+  /** Adds a Gram block computed elsewhere (xᵀx of `rows` positions, Σx of them; a block
+   * already added in place is left out). */
+  addGram(block: ArrayLike<number> | undefined, sum: ArrayLike<number>, rows: number): void {
     const g = this.gram!;
-    for (let i = 0; i < g.length; i++) g[i] += block[i];
+    if (block) { for (let i = 0; i < g.length; i++) g[i] += block[i]; }
     for (let j = 0; j < this.channels; j++) this.gramSum![j] += sum[j];
     this.gramCount += rows;
   }
@@ -154,8 +159,9 @@ export async function collectStats(
   const opset = Number(
     (model.opsetImport ?? []).find((o) => !o.domain || o.domain === "ai.onnx")?.version ?? 0,
   );
-  // The reductions run inside onnxruntime (Flatten to [positions, C], ReduceSum of x and x²,
-  // xᵀ·x): only C or C² numbers per tensor come back. Before opset 11 the tensors themselves
+  // The reductions run inside onnxruntime (Flatten to [positions, C], ReduceSum of x and x²):
+  // only C numbers per tensor come back, and for a Gram matrix the (subsampled) rows, whose
+  // product runs over many batches at once (gram.ts). Before opset 11 the tensors themselves
   // come back and are reduced here.
   const inGraph = opset >= 11;
   const extra: ReturnType<typeof onnx.NodeProto.create>[] = [];
@@ -163,7 +169,7 @@ export async function collectStats(
   const outputs = [...(graph.output ?? [])];
   const names = new Map<
     string,
-    { sum: string; squares: string; rows: string; gram?: string; gramSum?: string }
+    { sum: string; squares: string; rows: string; gram?: string }
   >();
   const fetch: string[] = [];
   const node = (opType: string, input: string[], output: string, attribute: unknown[] = []) =>
@@ -190,7 +196,6 @@ export async function collectStats(
         squares: string;
         rows: string;
         gram?: string;
-        gramSum?: string;
       };
       node("Flatten", [name], `${p}_rows`, [ints("axis", -1)]);
       reduceSum(`${p}_rows`, out.sum);
@@ -198,7 +203,6 @@ export async function collectStats(
       reduceSum(`${p}_rows_squared`, out.squares);
       node("Shape", [`${p}_rows`], out.rows);
       if (gram.has(name)) {
-        out.gram = `${p}_gram`;
         let rows = `${p}_rows`;
         if (gramStride > 1) {
           const [start, end, axis, step] = ["start", "end", "axis", "step"].map((k) =>
@@ -214,11 +218,8 @@ export async function collectStats(
           rows = `${p}_gram_rows`;
           node("Slice", [`${p}_rows`, start, end, axis, step], rows);
         }
-        node("Gemm", [rows, rows], out.gram, [ints("transA", 1)]);
-        if (gramStride > 1) {
-          out.gramSum = `${p}_gram_sum`;
-          reduceSum(rows, out.gramSum);
-        }
+        // The rows themselves: their Gram matrix is computed over many runs at once (gram.ts).
+        out.gram = rows;
       }
       for (const o of Object.values(out)) {
         if (!o) continue;
@@ -248,6 +249,7 @@ export async function collectStats(
   });
   const session = await createSession(encodeModel(copy), {}, "calibration");
   const stats = new Map<string, ChannelStats>();
+  const grams = new GramRows();
   let runs = 0;
   try {
     for await (const feeds of batches) {
@@ -274,14 +276,15 @@ export async function collectStats(
         checkFinite(name, runs, data, squares);
         s.addSums(data, squares, rows);
         if (n.gram && s.gram) {
-          const sum = out[n.gramSum ?? n.sum].data as Float32Array;
-          const block = out[n.gram].data as Float32Array;
-          checkFinite(name, runs, block);
-          s.addGram(block, sum, Math.ceil(rows / gramStride));
+          const x = out[n.gram];
+          checkFinite(name, runs, x.data as Float32Array);
+          await grams.add(s, x.data as Float32Array, Number(x.dims[0]));
         }
       }
     }
+    await grams.flush();
   } finally {
+    await grams.release();
     await session.release?.();
   }
   if (runs === 0) {

@@ -27,6 +27,7 @@
 
 // @ts-types="./wasm/prune_core.d.ts"
 import * as wasm from "./wasm/prune_core.js";
+import { RefitPool } from "./refit_pool.ts";
 
 /** Where the core computes: WebGPU compute shaders, or the CPU inside wasm. */
 export type Backend = "gpu" | "cpu";
@@ -101,8 +102,11 @@ export interface ComputeCore {
     axis: number,
     indices: Uint32Array,
   ): Promise<Uint8Array>;
-  /** The reweight compensation's ridge least squares for one layer (see {@link RefitProblem}). */
+  /** The reweight compensation's ridge least squares for one layer (see {@link RefitProblem});
+   * up to `threads` of them run at once, each on a worker of its own where workers can start. */
   ridgeRefit(problem: RefitProblem): Promise<RefitResult>;
+  /** Ridge refits that run at once. */
+  readonly threads: number;
   /** Release GPU resources (no-op on CPU). */
   dispose(): void;
 }
@@ -131,6 +135,8 @@ export interface RefitProblem {
   bias?: { values: Float32Array; mean: Float64Array };
   /** Bits of the solve: 32 (default: as accurate here, see bench/RESULTS.md) or 64. */
   precision?: 32 | 64;
+  /** The caller gives up `gram`'s buffer: a worker takes it over instead of a copy. */
+  giveGram?: boolean;
 }
 
 /** The refitted layer of a {@link RefitProblem}. */
@@ -150,19 +156,37 @@ export interface CoreOptions {
   /** With a GPU: send every call to it ("all", the default of backend "gpu"), or each call to the
    * path measured faster at its size ("by-size", the default of "auto"). */
   gpuCalls?: "all" | "by-size";
+  /** Ridge refits run at once on workers (default: the CPU's cores, at most 4; 1: no workers). */
+  threads?: number;
+  /**
+   * With "auto": the largest tensor the core will be given, in bytes. Below the sizes where the GPU
+   * path pays off no adapter is asked for — starting a driver costs time and memory for nothing.
+   */
+  largestBytes?: number;
 }
 
 /**
  * "auto" (default) picks the GPU when navigator.gpu gives a hardware adapter — then each call goes
  * to the path measured faster at its size (large scores on the GPU, the rest on the CPU) — else
- * the CPU path
+ * the CPU path (also, without asking for an adapter, when `largestBytes` is below every size the
+ * GPU is given)
  * (a software adapter such as Mesa's lavapipe emulates the GPU on the CPU and is slower than the
  * wasm CPU path: see bench/RESULTS.md); "gpu" uses any adapter and throws a clear error when
  * there is none.
  */
 export async function createCore(options: CoreOptions = {}): Promise<ComputeCore> {
   const backend = options.backend ?? "auto";
-  if (backend === "cpu") return new CpuCore();
+  const threads = options.threads === undefined
+    ? Math.max(1, Math.min(4, globalThis.navigator?.hardwareConcurrency ?? 1))
+    : options.threads;
+  if (!Number.isInteger(threads) || threads < 1) {
+    throw new RangeError(`threads must be a positive integer, got ${threads}`);
+  }
+  if (backend === "cpu") return new CpuCore(threads);
+  const gpuFrom = Math.min(GPU_FROM_BYTES.scoresF16, GPU_FROM_BYTES.scoresF32);
+  if (backend === "auto" && options.largestBytes !== undefined && options.largestBytes < gpuFrom) {
+    return new CpuCore(threads);
+  }
   if (backend !== "auto" && backend !== "gpu") {
     throw new TypeError(`backend must be "auto", "gpu" or "cpu", got ${JSON.stringify(backend)}`);
   }
@@ -170,12 +194,12 @@ export async function createCore(options: CoreOptions = {}): Promise<ComputeCore
   const gpu = (globalThis.navigator as { gpu?: GpuLike } | undefined)?.gpu;
   try {
     if (!gpu) throw new Error("navigator.gpu is not defined");
-    if (backend === "auto" && await onlySoftwareAdapter(gpu)) return new CpuCore();
+    if (backend === "auto" && await onlySoftwareAdapter(gpu)) return new CpuCore(threads);
     const chunk = options.gpuChunkBytes === undefined
       ? undefined
       : u32("gpuChunkBytes", options.gpuChunkBytes);
     const bySize = (options.gpuCalls ?? (backend === "auto" ? "by-size" : "all")) === "by-size";
-    return new GpuCore(await wasm.GpuCore.create(chunk), bySize);
+    return new GpuCore(await wasm.GpuCore.create(chunk), bySize, threads);
   } catch (error) {
     if (backend === "gpu") {
       const reason = error instanceof Error ? error.message : String(error);
@@ -183,7 +207,7 @@ export async function createCore(options: CoreOptions = {}): Promise<ComputeCore
         cause: error,
       });
     }
-    return new CpuCore();
+    return new CpuCore(threads);
   }
 }
 
@@ -314,6 +338,11 @@ export function dissimilarityNow(
 
 class CpuCore implements ComputeCore {
   readonly backend: Backend = "cpu";
+  readonly #refits: RefitPool;
+
+  constructor(readonly threads = 1) {
+    this.#refits = new RefitPool(threads, ridgeRefitNow);
+  }
 
   channelLpScores(
     data: ScoreData,
@@ -369,7 +398,7 @@ class CpuCore implements ComputeCore {
   }
 
   ridgeRefit(problem: RefitProblem): Promise<RefitResult> {
-    return Promise.resolve().then(() => ridgeRefitNow(problem));
+    return this.#refits.solve(problem, problem.giveGram);
   }
 
   dispose(): void {}
@@ -396,8 +425,8 @@ class GpuCore extends CpuCore {
   /** Send each call to the faster path by size (createCore's "auto"), else always to the GPU. */
   readonly #bySize: boolean;
 
-  constructor(gpu: wasm.GpuCore, bySize = false) {
-    super();
+  constructor(gpu: wasm.GpuCore, bySize = false, threads = 1) {
+    super(threads);
     this.#gpu = gpu;
     this.#bySize = bySize;
   }

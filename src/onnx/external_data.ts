@@ -267,15 +267,29 @@ function lazyRawData(t: TensorProto, file: string, offset: number, length: numbe
   });
 }
 
-const deferred = new WeakMap<TensorProto, { length: number; read: () => Uint8Array }>();
+/** A tensor's bytes produced when asked for: whole (`read`), or, where it can, in pieces handed to
+ * a sink one after another (`stream`: no allocation of the whole). */
+export interface DeferredBytes {
+  length: number;
+  read: () => Uint8Array;
+  stream?: (sink: (bytes: Uint8Array) => Promise<void>) => Promise<void>;
+}
+
+const deferred = new WeakMap<TensorProto, DeferredBytes>();
 
 /**
  * Makes a tensor's raw_data computed when asked for, by `read` (which must return `length`
  * bytes): a tensor read from a data file, or one sliced from such a tensor, whose bytes are then
- * produced only while the output is written. Assigning raw_data replaces the reader with the value.
+ * produced only while the output is written; `stream`, when given, hands the same bytes out in
+ * pieces. Assigning raw_data replaces the reader with the value.
  */
-export function deferRawData(t: TensorProto, length: number, read: () => Uint8Array): void {
-  deferred.set(t, { length, read });
+export function deferRawData(
+  t: TensorProto,
+  length: number,
+  read: () => Uint8Array,
+  stream?: DeferredBytes["stream"],
+): void {
+  deferred.set(t, stream ? { length, read, stream } : { length, read });
   Object.defineProperty(t, "rawData", {
     configurable: true,
     enumerable: true,
@@ -293,9 +307,7 @@ export function deferRawData(t: TensorProto, length: number, read: () => Uint8Ar
 }
 
 /** The reader and byte length of a tensor whose raw_data is produced when asked for. */
-export function deferredRawData(
-  t: TensorProto,
-): { length: number; read: () => Uint8Array } | undefined {
+export function deferredRawData(t: TensorProto): DeferredBytes | undefined {
   const d = deferred.get(t);
   // A reader copied onto another object (a clone) is not this tensor's.
   return d && Object.getOwnPropertyDescriptor(t, "rawData")?.get === d.read ? d : undefined;

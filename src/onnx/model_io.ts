@@ -12,6 +12,7 @@ import { type ModelProto, onnx, scanWire, type TensorProto } from "./proto.ts";
 import {
   allTensors,
   checkRelativeLocation,
+  type DeferredBytes,
   deferredRawData,
   EXTERNAL_ORIGIN,
   hasExternalData,
@@ -159,6 +160,91 @@ export function encodeModel(model: ModelProto): Uint8Array {
     );
   }
   return out;
+}
+
+/** Byte fields at least this long are written from their own bytes, not copied. */
+const PIECE_FROM = 64 << 10;
+
+/** One pending write of protobufjs' Writer: `fn(val, buf, pos)` fills `len` bytes at `pos`. */
+interface WriterOp {
+  fn(val: unknown, buf: Uint8Array, pos: number): void;
+  len: number;
+  val: unknown;
+  next?: WriterOp;
+}
+
+/** A piece of an encoded model: bytes, or bytes produced when asked for (once): whole, or in
+ * pieces handed to a sink where the tensor can be. */
+export type ModelPiece = Uint8Array | DeferredBytes;
+
+/**
+ * The bytes of {@link encodeModel}, as pieces to write one after another: every large byte
+ * field (a tensor's raw data) is its own bytes — a view into the model it came from, never copied
+ * — or, for a tensor whose bytes are produced when asked for (cut from the input while the output
+ * is written), a reader called when its piece is written; the framing between them (tags,
+ * lengths, names, small fields) is laid out in a few buffers of its own. protobufjs computes
+ * every length before it copies anything (its writer records the writes, then runs them into one
+ * buffer): the records are run here instead, except the copies of large byte fields. Throws
+ * PruneError "too-large" above protobuf's 2 GiB limit.
+ *
+ * @example for (const p of encodeModelPieces(model)) await file.write(p instanceof Uint8Array ? p : p.read());
+ */
+export function encodeModelPieces(model: ModelProto): ModelPiece[] {
+  // Tensors read when asked for are encoded from a stand-in of their length.
+  const later = new Map<object, DeferredBytes>();
+  const restore: [TensorProto, PropertyDescriptor][] = [];
+  for (const t of allTensors(model)) {
+    const d = deferredRawData(t);
+    if (!d || d.length < PIECE_FROM) continue;
+    const standIn = { length: d.length };
+    later.set(standIn, d);
+    restore.push([t, Object.getOwnPropertyDescriptor(t, "rawData")!]);
+    Object.defineProperty(t, "rawData", { configurable: true, enumerable: true, value: standIn });
+  }
+  let writer;
+  try {
+    writer = onnx.ModelProto.encode(model) as unknown as {
+      head: WriterOp;
+      len: number;
+      constructor: { alloc(size: number): Uint8Array };
+    };
+  } finally {
+    for (const [t, own] of restore) Object.defineProperty(t, "rawData", own);
+  }
+  if (writer.len >= TWO_GIB) {
+    throw new PruneError(
+      "too-large",
+      `the encoded model is ${writer.len} bytes, over protobuf's 2 GiB limit; use external data`,
+    );
+  }
+  const pieces: ModelPiece[] = [];
+  let run: WriterOp | undefined, runLength = 0;
+  const flush = (end: WriterOp | undefined) => {
+    if (!run || runLength === 0) return;
+    // The writer's own buffer type: its string writes use Buffer methods.
+    const buf = writer.constructor.alloc(runLength);
+    let pos = 0;
+    for (let op: WriterOp | undefined = run; op !== end; op = op!.next) {
+      op!.fn(op!.val, buf, pos);
+      pos += op!.len;
+    }
+    pieces.push(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
+  };
+  for (let op = writer.head.next; op; op = op.next) {
+    const v = op.val as object;
+    const lazy = later.get(v);
+    if (lazy || (op.len >= PIECE_FROM && v instanceof Uint8Array && v.length === op.len)) {
+      flush(op);
+      run = undefined;
+      runLength = 0;
+      pieces.push(lazy ?? v as Uint8Array);
+      continue;
+    }
+    if (!run) run = op;
+    runLength += op.len;
+  }
+  flush(undefined);
+  return pieces;
 }
 
 /**
@@ -342,9 +428,27 @@ export async function writeModelFile(
           `(read the model with readModelFile)`,
       );
     }
-    const bytes = encodeModel(model);
+    // Written piece by piece: the tensors go out from their own bytes (or are cut as they go
+    // out), with no copy of the model.
+    const pieces = encodeModelPieces(model);
     return await atomicWrite(path, keep, async (stage) => {
-      stage.place(await stage.write(bytes), path);
+      const written = await stage.write(async (file) => {
+        for (const piece of pieces) {
+          if (piece instanceof Uint8Array) await writeAll(file, piece);
+          else if (!piece.stream) await writeAll(file, piece.read());
+          else {
+            let n = 0;
+            await piece.stream((bytes) => (n += bytes.length, writeAll(file, bytes)));
+            if (n !== piece.length) {
+              throw new PruneError(
+                "internal",
+                `a tensor written in pieces gave ${n} bytes instead of ${piece.length}`,
+              );
+            }
+          }
+        }
+      });
+      stage.place(written, path);
     });
   }
 

@@ -16,7 +16,7 @@
 import type { ModelProto } from "../onnx/proto.ts";
 import type { PruneOptions } from "../options.ts";
 import type { Compensation } from "../compensate.ts";
-import type { PruneResult, RunOptions } from "../prune.ts";
+import { largestTensor, type PruneResult, type RunOptions } from "../prune.ts";
 import { encodeModel } from "../onnx/model_io.ts";
 import { structuralCopy } from "../onnx/structural_copy.ts";
 import { createCore } from "../core/mod.ts";
@@ -160,7 +160,8 @@ export async function searchPrune<R extends PruneResult>(
   const shared = new SharedStatistics({
     gradient: classifier && settings.some((c) => GRADIENT.has(c.criterion)),
   });
-  const core = options.core ?? await createCore({ backend: options.backend ?? "auto" });
+  const core = options.core ??
+    await createCore({ backend: options.backend ?? "auto", largestBytes: largestTensor(model) });
   const reports: SearchCandidateReport[] = [];
   let best: { index: number; result: R; fidelity: CandidateFidelity } | undefined;
   let firstError: unknown;

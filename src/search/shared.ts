@@ -90,6 +90,7 @@ function view(stats: Map<string, ChannelStats>, gram: Set<string>): Map<string, 
     // Reads go to the shared statistics; `releaseGram` and this field stay on the copy.
     const copy = Object.create(s) as ChannelStats;
     copy.gram = gram.has(name) ? s.gram : undefined;
+    copy.gramShared = copy.gram !== undefined;
     out.set(name, copy);
   }
   return out;
