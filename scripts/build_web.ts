@@ -16,7 +16,7 @@ const at = (p: string) => new URL(p, ROOT).pathname;
 const PAGE_SLOT = "<!-- page-script -->";
 const OUTPUTS = { page: "web/index.html", assets: "src/serve/web_assets.json" };
 
-async function bundle(entry: string, dir: string): Promise<string> {
+async function bundle(entry: string, dir: string, format: "esm" | "iife"): Promise<string> {
   const out = `${dir}/${entry.replace(/\W/g, "_")}.js`;
   const result = await new Deno.Command(Deno.execPath(), {
     args: [
@@ -25,7 +25,7 @@ async function bundle(entry: string, dir: string): Promise<string> {
       "--platform",
       "browser",
       "--format",
-      "esm",
+      format,
       "--minify",
       // onnxruntime is loaded only on demand, and never by the page or the service's jobs.
       "--external",
@@ -51,8 +51,11 @@ export async function build(): Promise<{ shell: string; worker: string }> {
   const dir = await Deno.makeTempDir({ prefix: "prune_vit_web_" });
   try {
     const [worker, page] = await Promise.all([
-      bundle("web/src/worker.ts", dir),
-      bundle("web/src/page.ts", dir),
+      // The page starts its worker as a classic script (a module worker from a Blob does not start
+      // in a page opened as a file), where `import.meta` does not parse: as an IIFE, code that
+      // locates files beside its module (the refit pool's workers) finds none and stays in-thread.
+      bundle("web/src/worker.ts", dir, "iife"),
+      bundle("web/src/page.ts", dir, "esm"),
     ]);
     if (/<\/script|<!--/i.test(page)) {
       throw new Error("the page's script holds </script or <!--, which would end it inline");
