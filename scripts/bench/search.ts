@@ -17,7 +17,9 @@
  * these runs). The load average is recorded before and after.
  *
  *   deno run -A scripts/bench/search.ts [--data DIR] [--targets 0.5,0.3] [--grid full|global|none]
- *     [--rounds N] [--cost-first] [--json OUT]
+ *     [--rounds N] [--cost-first] [--min-keep R] [--json OUT]
+ *
+ * `--min-keep R`: each block's floor under the target (`--min-keep`; default 0.125).
  *
  * With `--json` the file is rewritten after every run, so a stopped run keeps what it measured.
  */
@@ -34,6 +36,7 @@ const args = parseArgs({
     rounds: { type: "string", default: "3" },
     targets: { type: "string", default: "0.5,0.3" },
     grid: { type: "string", default: "full" },
+    "min-keep": { type: "string" },
     "cost-first": { type: "boolean", default: false },
     json: { type: "string" },
   },
@@ -69,6 +72,8 @@ function batches(images: Uint8Array, from: number, count: number, size: number) 
   return out;
 }
 const calibration = batches(trainImages, 0, 512, 64);
+/** Each block's floor under a target (the `minKeep` of `pruneToTarget`; its default unless given). */
+const minKeep = args["min-keep"] === undefined ? undefined : Number(args["min-keep"]);
 const VALIDATION = { from: 50000, count: 5000 };
 const validation = batches(trainImages, VALIDATION.from, VALIDATION.count, 500);
 const test = batches(testImages, 0, 10000, 500);
@@ -110,7 +115,12 @@ interface Row {
 async function prune(target: number, steps: number | undefined, options: RunOptions) {
   const model = decodeModel(MODEL);
   const start = performance.now();
-  const result = await pruneToTarget(model, { macs: target, ...(steps ? { steps } : {}) }, {
+  const goal = {
+    macs: target,
+    ...(steps ? { steps } : {}),
+    ...(minKeep !== undefined ? { minKeep } : {}),
+  };
+  const result = await pruneToTarget(model, goal, {
     pruneHeadDims: true,
     core,
     calibration,
@@ -155,7 +165,8 @@ async function save() {
   if (!args.json) return;
   await Deno.writeTextFile(
     args.json,
-    JSON.stringify({ validation: VALIDATION, grid: args.grid, rows, cost }, null, 2) + "\n",
+    JSON.stringify({ validation: VALIDATION, grid: args.grid, minKeep, rows, cost }, null, 2) +
+      "\n",
   );
 }
 

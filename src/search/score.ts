@@ -27,7 +27,8 @@ export interface Reference {
 
 /** How close a candidate's outputs stay to the original's. */
 export interface CandidateFidelity {
-  /** Mean KL(original ‖ candidate) of the softmax over the last axis. */
+  /** Mean KL(original ‖ candidate) of the softmax over the last axis (rows: one per sample,
+   * pooled over positions where the output has them). */
   kl: number;
   /** Share of rows with the same arg-max. */
   top1Agreement: number;
