@@ -638,8 +638,8 @@ for (const ratio of args["search-only"] ? [] : ratios) {
   }
 }
 // The automatic choice (`search`): candidates pruned on 3/4 of the calibration emails and
-// scored on the other 1/4 (cosine of the output rows), against the same settings pruned on all
-// calibration emails and scored on the held-out emails (the grid above).
+// scored on the other 1/4 (cosine of the pooled hidden states), against the same settings
+// pruned on all calibration emails and scored on the held-out emails (the grid above).
 const searchRows: Record<string, unknown>[] = [];
 for (const ratio of args.search || args["search-only"] ? ratios : []) {
   start = performance.now();
