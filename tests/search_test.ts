@@ -10,7 +10,8 @@ import { pruneToTarget } from "../src/target.ts";
 import { decodeModel, encodeModel } from "../src/onnx/model_io.ts";
 import { loadOrt, type OrtTensor } from "../src/runtime/ort.ts";
 import { splitBatches } from "../src/search/split.ts";
-import { candidateFidelity, reference } from "../src/search/score.ts";
+import { candidateFidelity, poolRows, reference } from "../src/search/score.ts";
+import { createSession } from "../src/runtime/ort.ts";
 import { candidateSettings } from "../src/search/mod.ts";
 import { formatReport } from "../src/format_report.ts";
 import { reportHtml } from "../src/report/html.ts";
@@ -129,6 +130,107 @@ Deno.test("search: a target is searched in one step per candidate, ranked global
   assert.ok(result.target.met);
   assert.equal(result.report.macs.after, s.candidates[s.chosen].macs);
   assert.equal(result.model, model, "the model given, pruned in place");
+});
+
+Deno.test("search: a model that is not a classifier is scored by cosine, bias among the candidates", async () => {
+  // Token ids for the small BERT (hidden states out): 4 batches of 8 sequences of 12 tokens.
+  const [batch, seq] = [8, 12];
+  let k = 1;
+  const calibration = [0, 1, 2, 3].map(() => {
+    const ids = BigInt64Array.from({ length: batch * seq }, () => BigInt(1 + (k++ * 37) % 97));
+    return {
+      input_ids: new ort.Tensor("int64", ids, [batch, seq]),
+      attention_mask: new ort.Tensor("int64", new BigInt64Array(batch * seq).fill(1n), [
+        batch,
+        seq,
+      ]),
+      token_type_ids: new ort.Tensor("int64", new BigInt64Array(batch * seq), [batch, seq]),
+    };
+  });
+  const bert = await Deno.readFile(new URL("more/bert.onnx", FIXTURES));
+  const model = decodeModel(bert);
+  const { report } = await pruneModel(model, {
+    pruneNumHeads: true,
+    headPruningRatio: 0.5,
+    calibration,
+    dimValues: { sequence: seq },
+    search: { seed: 2 },
+  });
+  const s = report.search!;
+  assert.equal(s.metric, "cosine");
+  assert.deepEqual(s.samples, { fit: 24, heldOut: 8 });
+  assert.deepEqual(
+    s.candidates.map((c) => [c.criterion, c.compensation, c.allocation]),
+    candidateSettings({}, false, false).map((c) => [c.criterion, c.compensation, c.allocation]),
+  );
+  assert.deepEqual(
+    [...new Set(s.candidates.map((c) => c.compensation))].sort(),
+    ["bias", "reweight"],
+  );
+  assert.equal(s.candidates.length, 12);
+  assert.equal(s.passes, 1, "bias and reweight read the same pass");
+  assert.ok(s.candidates.every((c) => c.fidelity), JSON.stringify(s.candidates));
+  const cos = s.candidates.map((c) => c.fidelity!.cosine);
+  assert.ok(new Set(cos).size > 1, "the candidates differ");
+  assert.equal(s.chosen, cos.indexOf(Math.max(...cos)), "the highest cosine is chosen");
+  const split = await splitBatches(calibration, 0.25, 2);
+  const ref = await reference(bert, split.heldOut);
+  const own = await candidateFidelity(encodeModel(model), split.heldOut, ref);
+  assert.ok(Math.abs(own.cosine - cos[s.chosen]) < 1e-9, `${own.cosine} vs ${cos[s.chosen]}`);
+  // The score is the cosine of the hidden states' mean over the positions the mask keeps (a
+  // sentence embedding), computed here by hand on feeds whose last positions are masked.
+  const feeds = split.heldOut.map((f) => {
+    const [b, n] = f.input_ids.dims.map(Number);
+    const mask = BigInt64Array.from(
+      { length: b * n },
+      (_, i) => i % n < n - 1 - (i / n) % 4 ? 1n : 0n,
+    );
+    return { ...f, attention_mask: new ort.Tensor("int64", mask, [b, n]) };
+  });
+  const pooled = async (bytes: Uint8Array) => {
+    const session = await createSession(bytes);
+    const rows: number[][] = [];
+    for (const f of feeds) {
+      const y = (await session.run(f))[session.outputNames[0]];
+      const [b, n, h] = y.dims.map(Number);
+      const data = y.data as Float32Array, mask = f.attention_mask.data as BigInt64Array;
+      for (let r = 0; r < b; r++) {
+        const e = new Array(h).fill(0);
+        let count = 0;
+        for (let t = 0; t < n; t++) {
+          if (!mask[r * n + t]) continue;
+          count++;
+          for (let c = 0; c < h; c++) e[c] += data[(r * n + t) * h + c];
+        }
+        rows.push(e.map((v) => v / count));
+      }
+    }
+    await session.release();
+    return rows;
+  };
+  const [a, b] = [await pooled(bert), await pooled(encodeModel(model))];
+  const cosine = (x: number[], y: number[]) =>
+    x.reduce((t, v, i) => t + v * y[i], 0) /
+    Math.sqrt(x.reduce((t, v) => t + v * v, 0) * y.reduce((t, v) => t + v * v, 0));
+  const byHand = a.reduce((t, row, i) => t + cosine(row, b[i]), 0) / a.length;
+  const scored = await candidateFidelity(encodeModel(model), feeds, await reference(bert, feeds));
+  assert.ok(Math.abs(scored.cosine - byHand) < 1e-5, `${scored.cosine} vs ${byHand}`);
+  // A classifier keeps reweighting alone; a fixed compensation is not searched.
+  assert.ok(candidateSettings({}, true, false).every((c) => c.compensation === "reweight"));
+  assert.deepEqual(
+    candidateSettings({ compensation: "none" }, false, true).map((c) => c.compensation),
+    ["none", "none", "none"],
+  );
+});
+
+Deno.test("search: outputs with positions are pooled per sample, over the masked positions", () => {
+  // [2 samples, 3 positions, 2 wide]
+  const data = Float32Array.from([1, 2, 3, 4, 5, 6, 10, 20, 30, 40, 50, 60]);
+  assert.deepEqual([...poolRows(data, [2, 3, 2])], [3, 4, 30, 40]);
+  assert.deepEqual([...poolRows(data, [2, 3, 2], [1n, 1n, 0n, 1n, 0n, 0n])], [2, 3, 10, 20]);
+  // A mask of another shape is not applied; a [batch, width] output is left as it is.
+  assert.deepEqual([...poolRows(data, [2, 3, 2], [1, 0])], [3, 4, 30, 40]);
+  assert.equal(poolRows(data, [6, 2]), data);
 });
 
 Deno.test("search: the held-out split is a seeded partition of the samples", async () => {

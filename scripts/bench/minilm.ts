@@ -85,6 +85,7 @@ const args = parseArgs({
     "distill-seed": { type: "string", default: "0" },
     "distill-max-length": { type: "string" },
     "distill-hidden": { type: "boolean", default: false },
+    "search-only": { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   },
 }).values;
@@ -100,13 +101,15 @@ function usage(): never {
       "         [--baseline JSON] [--json OUT] [--prepare] [--calibration N] [--heldout N]\n" +
       "         [--max-length N] [--ratios 0.5,0.25] [--criteria l2,l1,wanda,flap,apma]\n" +
       "         [--compensations none,bias,reweight] [--allocations local,global]\n" +
-      "         [--batch-size N] [--ridge R] [--gram-stride N] [--search]\n" +
+      "         [--batch-size N] [--ridge R] [--gram-stride N] [--search] [--search-only]\n" +
       "         [--distill-steps N [--distill-emails N] [--distill-lr X] [--distill-batch-size N]\n" +
       "          [--distill-loss cosine|mse|pooled] [--distill-seconds S] [--distill-seed S]\n" +
       "          [--distill-max-length N] [--distill-hidden]]\n" +
       `  --model defaults to ${DEFAULT_MODEL}; make it with\n    ${EXPORT_COMMAND}\n` +
       "  --vocab defaults to vocab.txt beside the model, --tokens to tokens/ beside it.\n" +
       "  --prepare writes the token ids and texts (for scripts/anchor/minilm_baseline.py) and exits.\n" +
+      "  --search adds the automatic choice (the library's default candidates) after the grid;\n" +
+      "  --search-only runs it without the grid.\n" +
       "  --allocations: local (every block loses the ratio) and/or global, flap, isomorphic (heads\n" +
       "  ranked across blocks; with heads as the only kind pruned the three give the same result).\n" +
       "  --distill-steps N > 0: each pruned model is then distilled from the original on further\n" +
@@ -703,7 +706,7 @@ interface Row {
 const rowsOut: Row[] = [];
 const dimValues = { sequence: maxLength };
 const DATA_CRITERIA = new Set(["wanda", "flap", "apma"]);
-for (const ratio of ratios) {
+for (const ratio of args["search-only"] ? [] : ratios) {
   for (const allocation of allocations) {
     for (const criterion of criteria) {
       for (const compensation of compensations) {
@@ -770,10 +773,10 @@ for (const ratio of ratios) {
   }
 }
 // The automatic choice (`search`): candidates pruned on 3/4 of the calibration emails and
-// scored on the other 1/4 (cosine of the output rows), against the same settings pruned on all
-// calibration emails and scored on the held-out emails (the grid above).
+// scored on the other 1/4 (cosine of the pooled hidden states), against the same settings
+// pruned on all calibration emails and scored on the held-out emails (the grid above).
 const searchRows: Record<string, unknown>[] = [];
-for (const ratio of args.search ? ratios : []) {
+for (const ratio of args.search || args["search-only"] ? ratios : []) {
   start = performance.now();
   const { bytes, report } = await prune(model!, {
     pruneNumHeads: true,
@@ -808,7 +811,7 @@ for (const ratio of args.search ? ratios : []) {
   for (const [i, c] of search.candidates.entries()) {
     console.log(
       `  ${c.criterion.padEnd(5)} ${c.compensation.padEnd(8)} ${c.allocation.padEnd(6)} ` +
-        `held-out cos ${c.fidelity ? f(c.fidelity.cosine) : c.error}` +
+        `held-out cos ${c.fidelity ? f(c.fidelity.cosine) : c.error} (${c.seconds.toFixed(1)} s)` +
         (grid[i] ? `  test (all calibration) ${f(grid[i]!.mean)}` : ""),
     );
   }
@@ -824,7 +827,7 @@ console.log(
 );
 console.log(`| heads removed | allocation | criterion | ${compensations.join(" | ")} |`);
 console.log(`| --- | --- | --- | ${compensations.map(() => "---").join(" | ")} |`);
-for (const ratio of ratios) {
+for (const ratio of rowsOut.length ? ratios : []) {
   for (const allocation of allocations) {
     for (const criterion of criteria) {
       const cells = compensations.map((c) => {
@@ -850,7 +853,7 @@ if (baseline) {
     );
   }
 }
-for (const ratio of ratios) {
+for (const ratio of rowsOut.length ? ratios : []) {
   const ours = rowsOut.filter((r) => r.ratio === ratio).sort((a, b) => b.mean - a.mean)[0];
   const theirs = baseline?.rows.filter((r) => r.ratio === ratio).sort((a, b) => b.mean - a.mean)[0];
   console.log(

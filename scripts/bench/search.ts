@@ -9,10 +9,19 @@
  *   candidates take, and the search's candidates in 4 steps), whose "best" row is picked on a
  *   validation split of the TRAINING data (images 50 000–54 999 with their labels), never on
  *   the test set; the 10 000 test images only report.
+ * `--grid global` keeps only the 24 global-ranking one-step rows (drops the FLAP-ranking and the
+ * 4-step rows); `--grid none` runs no grid.
  * Cost: the search against one data-aware run on the same 512 images (taylor + reweight, the
- * default 4 steps and 1 step), timed in turn, `--rounds` times.
+ * default 4 steps and 1 step), interleaved: each round times the three runs once per target, the
+ * order rotating from round to round; medians over `--rounds` rounds (no accuracy is computed in
+ * these runs). The load average is recorded before and after.
  *
- *   deno run -A scripts/bench/search.ts [--data DIR] [--rounds N] [--json OUT]
+ *   deno run -A scripts/bench/search.ts [--data DIR] [--targets 0.5,0.3] [--grid full|global|none]
+ *     [--rounds N] [--cost-first] [--min-keep R] [--json OUT]
+ *
+ * `--min-keep R`: each block's floor under the target (`--min-keep`; default 0.125).
+ *
+ * With `--json` the file is rewritten after every run, so a stopped run keeps what it measured.
  */
 import { parseArgs } from "node:util";
 import type { RunOptions } from "../../src/prune.ts";
@@ -24,11 +33,17 @@ import { createSession, loadOrt, type OrtTensor } from "../../src/runtime/ort.ts
 const args = parseArgs({
   options: {
     data: { type: "string", default: "/usr/share/datasets/fashion-mnist" },
-    rounds: { type: "string", default: "2" },
+    rounds: { type: "string", default: "3" },
     targets: { type: "string", default: "0.5,0.3" },
+    grid: { type: "string", default: "full" },
+    "min-keep": { type: "string" },
+    "cost-first": { type: "boolean", default: false },
     json: { type: "string" },
   },
 }).values;
+if (!["full", "global", "none"].includes(args.grid!)) {
+  throw new Error(`--grid must be full, global or none, got "${args.grid}"`);
+}
 
 async function idx(name: string): Promise<Uint8Array> {
   const file = await Deno.open(`${args.data}/${name}`);
@@ -57,6 +72,8 @@ function batches(images: Uint8Array, from: number, count: number, size: number) 
   return out;
 }
 const calibration = batches(trainImages, 0, 512, 64);
+/** Each block's floor under a target (the `minKeep` of `pruneToTarget`; its default unless given). */
+const minKeep = args["min-keep"] === undefined ? undefined : Number(args["min-keep"]);
 const VALIDATION = { from: 50000, count: 5000 };
 const validation = batches(trainImages, VALIDATION.from, VALIDATION.count, 500);
 const test = batches(testImages, 0, 10000, 500);
@@ -95,16 +112,25 @@ interface Row {
   search?: unknown;
 }
 
-async function run(target: number, steps: number | undefined, options: RunOptions) {
+async function prune(target: number, steps: number | undefined, options: RunOptions) {
   const model = decodeModel(MODEL);
   const start = performance.now();
-  const result = await pruneToTarget(model, { macs: target, ...(steps ? { steps } : {}) }, {
+  const goal = {
+    macs: target,
+    ...(steps ? { steps } : {}),
+    ...(minKeep !== undefined ? { minKeep } : {}),
+  };
+  const result = await pruneToTarget(model, goal, {
     pruneHeadDims: true,
     core,
     calibration,
     ...options,
   });
-  const seconds = (performance.now() - start) / 1000;
+  return { result, seconds: (performance.now() - start) / 1000 };
+}
+
+async function run(target: number, steps: number | undefined, options: RunOptions) {
+  const { result, seconds } = await prune(target, steps, options);
   const bytes = encodeModel(result.model);
   return {
     report: result.report,
@@ -119,6 +145,60 @@ const pc = (x: number) => `${(x * 100).toFixed(2)}%`;
 const rows: Row[] = [];
 const CRITERIA = ["l2", "l1", "wanda", "flap", "apma", "taylor", "fisher", "michel"] as const;
 const targets = args.targets!.split(",").map(Number);
+const rounds = Number(args.rounds);
+const load = () => Deno.loadavg().map((x) => Number(x.toFixed(2)));
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b), m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+type Kind = "search" | "single4" | "single1";
+interface Cost {
+  rounds: number;
+  loadBefore: number[];
+  loadAfter?: number[];
+  seconds: Record<string, Record<Kind, number[]>>;
+}
+const cost: Cost = { rounds, loadBefore: [], seconds: {} };
+
+async function save() {
+  if (!args.json) return;
+  await Deno.writeTextFile(
+    args.json,
+    JSON.stringify({ validation: VALIDATION, grid: args.grid, minKeep, rows, cost }, null, 2) +
+      "\n",
+  );
+}
+
+// Cost: the search against one data-aware run on the same samples, interleaved: in each round
+// every target gets the three runs once, the order rotating from round to round.
+async function measureCost() {
+  const one = { criterion: "taylor", compensation: "reweight" } as RunOptions;
+  const runs: Record<Kind, (target: number) => Promise<number>> = {
+    search: async (t) => (await prune(t, undefined, { search: true })).seconds,
+    single4: async (t) => (await prune(t, undefined, one)).seconds,
+    single1: async (t) => (await prune(t, 1, one)).seconds,
+  };
+  const kinds: Kind[] = ["search", "single4", "single1"];
+  cost.loadBefore = load();
+  for (const t of targets) cost.seconds[t] = { search: [], single4: [], single1: [] };
+  for (let r = 0; r < rounds; r++) {
+    for (const t of targets) {
+      for (let k = 0; k < kinds.length; k++) {
+        const kind = kinds[(k + r) % kinds.length];
+        const seconds = await runs[kind](t);
+        cost.seconds[t][kind].push(seconds);
+        console.log(`cost round ${r + 1} ${t * 100}% ${kind}: ${seconds.toFixed(2)} s`);
+        await save();
+      }
+    }
+  }
+  cost.loadAfter = load();
+  await save();
+}
+
+if (args["cost-first"] && rounds > 0) await measureCost();
+
 for (const target of targets) {
   const d = await run(target, undefined, { search: false });
   rows.push({ target, kind: "default", steps: 4, ...d, report: undefined } as Row);
@@ -143,25 +223,29 @@ for (const target of targets) {
     seconds: s.seconds,
     search,
   });
+  await save();
   console.log(
     `${target * 100}% search: chose ${c.criterion} ${c.compensation} ${c.allocation} ` +
       `MACs ${pc(s.macs)} val ${pc(s.validation)} test ${pc(s.test)} (${s.seconds.toFixed(1)} s)`,
   );
-  const grid: [string, string, string, number][] = [
+  for (const k of search.candidates) {
+    console.log(
+      `  candidate ${k.criterion} ${k.compensation} ${k.allocation}: held-out KL ${
+        k.fidelity ? k.fidelity.kl.toFixed(4) : k.error
+      } (${k.seconds.toFixed(1)} s)`,
+    );
+  }
+  type Setting = [string, string, string, number];
+  const grid: Setting[] = args.grid === "none" ? [] : [
     ...CRITERIA.flatMap((k) =>
-      (["none", "bias", "reweight"] as const).map((m) =>
-        [k, m, "global", 1] as [
-          string,
-          string,
-          string,
-          number,
-        ]
-      )
+      (["none", "bias", "reweight"] as const).map((m): Setting => [k, m, "global", 1])
     ),
-    ...CRITERIA.map((k) => [k, "reweight", "flap", 1] as [string, string, string, number]),
-    ...search.candidates.map((c) =>
-      [c.criterion, c.compensation, c.allocation, 4] as [string, string, string, number]
-    ),
+    ...(args.grid === "full"
+      ? [
+        ...CRITERIA.map((k): Setting => [k, "reweight", "flap", 1]),
+        ...search.candidates.map((c): Setting => [c.criterion, c.compensation, c.allocation, 4]),
+      ]
+      : []),
   ];
   for (const [criterion, compensation, allocation, steps] of grid) {
     const g = await run(target, steps, {
@@ -181,6 +265,7 @@ for (const target of targets) {
       test: g.test,
       seconds: g.seconds,
     });
+    await save();
     console.log(
       `  ${criterion.padEnd(6)} ${compensation.padEnd(8)} ${allocation.padEnd(6)} ${steps} ` +
         `step${steps > 1 ? "s" : " "}  MACs ${pc(g.macs)} val ${pc(g.validation)} test ${
@@ -190,43 +275,39 @@ for (const target of targets) {
   }
 }
 
-// Cost: the search against one data-aware run on the same samples, in turn.
-const timing: Record<string, number[]> = { search: [], single4: [], single1: [] };
-for (let r = 0; r < Number(args.rounds); r++) {
-  for (const target of targets) {
-    timing.search.push((await run(target, undefined, { search: true })).seconds);
-    const one = { criterion: "taylor", compensation: "reweight" } as RunOptions;
-    timing.single4.push((await run(target, undefined, one)).seconds);
-    timing.single1.push((await run(target, 1, one)).seconds);
-  }
-}
-const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+if (!args["cost-first"] && rounds > 0) await measureCost();
 
 console.log("\nper MAC target (best of the grid picked on training-data validation accuracy):");
 for (const target of targets) {
   const of = rows.filter((r) => r.target === target);
   const d = of.find((r) => r.kind === "default")!, s = of.find((r) => r.kind === "search")!;
   const grid = of.filter((r) => r.kind === "grid");
-  const best = grid.reduce((a, b) => b.validation > a.validation ? b : a);
-  const oracle = grid.reduce((a, b) => b.test > a.test ? b : a);
-  console.log(
+  let line =
     `  ${target * 100}%: defaults ${pc(d.test)}; automatic ${pc(s.test)} (${s.criterion}, ` +
-      `${s.compensation}, ${s.allocation}); grid best by validation ${pc(best.test)} ` +
-      `(${best.criterion}, ${best.compensation}, ${best.allocation}, ${best.steps} step(s)); ` +
-      `grid best by test (for reference only) ${pc(oracle.test)}`,
-  );
+    `${s.compensation}, ${s.allocation})`;
+  if (grid.length) {
+    const best = grid.reduce((a, b) => b.validation > a.validation ? b : a);
+    const oracle = grid.reduce((a, b) => b.test > a.test ? b : a);
+    line += `; grid best by validation ${pc(best.test)} (${best.criterion}, ` +
+      `${best.compensation}, ${best.allocation}, ${best.steps} step(s), validation ` +
+      `${pc(best.validation)}); grid best by test (for reference only) ${pc(oracle.test)}`;
+  }
+  console.log(line);
 }
-console.log(
-  `cost over ${args.rounds} round(s): search ${sum(timing.search).toFixed(1)} s, taylor + ` +
-    `reweight 4 steps ${sum(timing.single4).toFixed(1)} s (×${
-      (sum(timing.search) / sum(timing.single4)).toFixed(2)
-    }), 1 step ${sum(timing.single1).toFixed(1)} s (×${
-      (sum(timing.search) / sum(timing.single1)).toFixed(2)
-    })`,
-);
-if (args.json) {
-  await Deno.writeTextFile(
-    args.json,
-    JSON.stringify({ validation: VALIDATION, rows, timing }, null, 2) + "\n",
+if (rounds > 0) {
+  console.log(
+    `\ncost, medians of ${rounds} interleaved round(s) (load average before ${
+      cost.loadBefore.join(" / ")
+    }, after ${cost.loadAfter!.join(" / ")}):`,
   );
+  for (const t of targets) {
+    const m = cost.seconds[t];
+    const [s, s4, s1] = [median(m.search), median(m.single4), median(m.single1)];
+    console.log(
+      `  ${t * 100}%: search ${s.toFixed(2)} s; taylor + reweight 4 steps ${s4.toFixed(2)} s ` +
+        `(×${(s / s4).toFixed(2)}), 1 step ${s1.toFixed(2)} s (×${(s / s1).toFixed(2)})`,
+    );
+  }
 }
+await save();
+core.dispose();

@@ -2,7 +2,13 @@
  * Fidelity of a candidate to the original model on held-out data: the original's outputs are
  * computed once, each candidate runs over the same batches and is compared row by row along
  * the last axis of the first output — KL divergence of the softmax and top-1 agreement
- * (classifiers: [batch, classes] outputs), cosine similarity (every output).
+ * (classifiers: [batch, classes] outputs), cosine similarity (every output). An output with
+ * positions between batch and width ([batch, sequence, width] hidden states) is first pooled
+ * to one row per sample, the mean over its positions (over those the feeds' `attention_mask`
+ * keeps, when it has one of that shape), as a sentence embedding is computed: on
+ * all-MiniLM-L6-v2 the pooled cosine on the held-out emails ranks the candidates as the
+ * sentence embeddings' cosine on other emails does, the cosine of every position did not
+ * (bench/RESULTS.md).
  *
  * @module
  */
@@ -11,7 +17,7 @@ import type { Feeds } from "./split.ts";
 
 /** The original model's first output over the held-out batches. */
 export interface Reference {
-  /** One array per batch. */
+  /** One array per batch: its rows (pooled over positions when the output has them). */
   outputs: Float32Array[];
   /** Rank of the first output. */
   rank: number;
@@ -21,7 +27,8 @@ export interface Reference {
 
 /** How close a candidate's outputs stay to the original's. */
 export interface CandidateFidelity {
-  /** Mean KL(original ‖ candidate) of the softmax over the last axis. */
+  /** Mean KL(original ‖ candidate) of the softmax over the last axis (rows: one per sample,
+   * pooled over positions where the output has them). */
   kl: number;
   /** Share of rows with the same arg-max. */
   top1Agreement: number;
@@ -31,13 +38,40 @@ export interface CandidateFidelity {
 
 const PURPOSE = "scoring the search's candidates on held-out data";
 
+/**
+ * One row per sample of a [batch, ...positions, width] output: the mean over the positions,
+ * over those `mask` ([batch, positions], non-zero = kept) keeps when it fits; a rank-2 output
+ * as it is.
+ */
+export function poolRows(data: Float32Array, dims: number[], mask?: ArrayLike<number | bigint>) {
+  if (dims.length < 3) return data;
+  const b = dims[0], w = dims[dims.length - 1];
+  const p = dims.slice(1, -1).reduce((a, d) => a * d, 1);
+  const masked = mask !== undefined && mask.length === b * p;
+  const out = new Float32Array(b * w);
+  for (let r = 0; r < b; r++) {
+    const sum = new Float64Array(w);
+    let count = 0;
+    for (let t = 0; t < p; t++) {
+      if (masked && !Number(mask[r * p + t])) continue;
+      count++;
+      const at = (r * p + t) * w;
+      for (let c = 0; c < w; c++) sum[c] += data[at + c];
+    }
+    for (let c = 0; c < w; c++) out[r * w + c] = count ? sum[c] / count : 0;
+  }
+  return out;
+}
+
 async function outputsOf(bytes: Uint8Array, batches: Feeds[]) {
   const session = await createSession(bytes, {}, PURPOSE);
   try {
     const out = [];
     for (const feeds of batches) {
       const y = (await session.run(feeds))[session.outputNames[0]];
-      out.push({ data: Float32Array.from(y.data as Float32Array), dims: y.dims.map(Number) });
+      const dims = y.dims.map(Number);
+      const mask = feeds.attention_mask?.data as ArrayLike<number | bigint> | undefined;
+      out.push({ data: Float32Array.from(poolRows(y.data as Float32Array, dims, mask)), dims });
     }
     return out;
   } finally {
