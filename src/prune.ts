@@ -117,12 +117,13 @@ export interface RunOptions extends PruneOptions {
    *
    * @example
    * ```ts
-   * import { prune } from "@prune/vit";
+   * import { type Batches, prune } from "@prune/vit";
+   * declare const batches: Batches; // feeds by input name, e.g. [{ input: tensor }]
    * const { report } = await prune(await Deno.readFile("vit.onnx"), {
    *   pruneHeadDims: true,
    *   headPruningRatio: 0.5,
    *   pruningRatio: 0.5,
-   *   calibration: batches, // feeds by input name, e.g. [{ input: tensor }]
+   *   calibration: batches,
    *   search: { holdout: 0.25, seed: 0 },
    * });
    * const chosen = report.search!.candidates[report.search!.chosen];
