@@ -571,6 +571,33 @@ export async function pruneToTarget(
           (options.pruneNumHeads || options.pruneHeadDims ? "" : " or pruning attention"),
       );
     }
+    // Attention can hold a target short too (heads, or dims, at their floor in every block).
+    const attention = finalBlocks.filter((b) => b.kind === "attention");
+    const attentionAtFloor = new Set<string>();
+    let attentionBlocksAtFloor = 0;
+    for (const b of attention) {
+      if (b.kind !== "attention") continue;
+      const kinds: string[] = [];
+      if (options.pruneNumHeads && !b.kvHeads && b.heads.after <= minKept(b, "heads")) {
+        kinds.push("heads");
+      }
+      if (options.pruneHeadDims) {
+        const v = b.vHeadDim ?? b.headDim;
+        if (options.separateQkV) {
+          if (b.headDim.after <= minKept(b, "qk")) kinds.push("Q/K dims");
+          if (v.after <= minKept(b, "v")) kinds.push("V dims");
+        } else if (b.headDim.after <= minKept(b, "dims")) kinds.push("head dims");
+      }
+      kinds.forEach((k) => attentionAtFloor.add(k));
+      if (kinds.length) attentionBlocksAtFloor++;
+    }
+    if (attentionBlocksAtFloor && !reached) {
+      warnings.push(
+        `${attentionBlocksAtFloor} of ${attention.length} attention blocks are at their floor ` +
+          `for ${[...attentionAtFloor].join(", ")} (${minKeep} of them, minKeep): the goal may ` +
+          `be out of reach without pruning further into them`,
+      );
+    }
     const final: PruneReport = {
       ...report,
       params: { before: first.report.params.before, after: report.params.after },

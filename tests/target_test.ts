@@ -657,6 +657,21 @@ Deno.test("a floor per block: no target empties a block unless asked", async () 
   );
 });
 
+Deno.test("a target held short by attention's floor says so", async () => {
+  // Head dims only, each block keeping at least half of them: 30% of the MACs is out of reach.
+  const short = await pruneToTarget(decodeModel(vit), { macs: 0.3, minKeep: 0.5 }, {
+    pruneHeadDims: true,
+    pruneMlp: false,
+    core,
+  });
+  assert.ok(!short.target.met, JSON.stringify(short.target));
+  const warnings = short.target.warnings ?? [];
+  assert.ok(
+    warnings.some((w) => /attention blocks are at their floor for head dims/.test(w)),
+    JSON.stringify(warnings),
+  );
+});
+
 Deno.test("interleaved timing of two models: medians of rounds and their spread, wall or CPU time", async () => {
   const m = decodeModel(vit);
   for (const clock of ["wall", "cpu"] as const) {
