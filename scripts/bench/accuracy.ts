@@ -16,7 +16,7 @@
 import { parseArgs } from "node:util";
 import { prune, type RunOptions } from "../../src/prune.ts";
 import { createCore } from "../../src/core/mod.ts";
-import { createSession, loadOrt, type OrtTensor } from "../../src/runtime/ort.ts";
+import { imageBatches, readIdx, top1 } from "./fashion_mnist.ts";
 
 const args = parseArgs({
   options: {
@@ -25,49 +25,18 @@ const args = parseArgs({
   },
 }).values;
 
-async function idx(name: string): Promise<Uint8Array> {
-  const file = await Deno.open(`${args.data}/${name}`);
-  const stream = file.readable.pipeThrough(new DecompressionStream("gzip"));
-  return new Uint8Array(await new Response(stream).arrayBuffer());
-}
-
 const [trainImages, testImages, testLabels] = await Promise.all([
-  idx("train-images-idx3-ubyte.gz"),
-  idx("t10k-images-idx3-ubyte.gz"),
-  idx("t10k-labels-idx1-ubyte.gz"),
+  readIdx(args.data!, "train-images-idx3-ubyte.gz"),
+  readIdx(args.data!, "t10k-images-idx3-ubyte.gz"),
+  readIdx(args.data!, "t10k-labels-idx1-ubyte.gz"),
 ]);
-const PX = 784;
-const normalise = (bytes: Uint8Array) => Float32Array.from(bytes, (p) => (p / 255 - 0.286) / 0.353);
-const ort = await loadOrt();
 const core = await createCore({ backend: "cpu" });
 const model = await Deno.readFile(new URL("../../tests/fixtures/fmnist_vit.onnx", import.meta.url));
 
-function batches(images: Uint8Array, count: number, size: number): Record<string, OrtTensor>[] {
-  const out = [];
-  for (let s = 0; s < count; s += size) {
-    const e = Math.min(count, s + size);
-    const x = normalise(images.subarray(16 + s * PX, 16 + e * PX));
-    out.push({ input: new ort.Tensor("float32", x, [e - s, 1, 28, 28]) });
-  }
-  return out;
-}
+const calibration = await imageBatches(trainImages, 0, 512, 64);
+const test = await imageBatches(testImages, 0, 10000, 500);
 
-const calibration = batches(trainImages, 512, 64);
-const test = batches(testImages, 10000, 500);
-
-async function accuracy(bytes: Uint8Array): Promise<number> {
-  const session = await createSession(bytes);
-  let ok = 0, k = 0;
-  for (const feeds of test) {
-    const y = (await session.run(feeds))[session.outputNames[0]].data as Float32Array;
-    for (let i = 0; i < feeds.input.dims[0]; i++, k++) {
-      let best = 0;
-      for (let c = 1; c < 10; c++) if (y[i * 10 + c] > y[i * 10 + best]) best = c;
-      if (best === testLabels[8 + k]) ok++;
-    }
-  }
-  return ok / k;
-}
+const accuracy = (bytes: Uint8Array) => top1(bytes, test, testLabels, 0);
 
 type Allocation = "uniform" | "mlp-heavy" | "global" | "flap";
 

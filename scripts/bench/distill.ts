@@ -23,7 +23,8 @@ import { distillModel, type DistillReport } from "../../src/distill/mod.ts";
 import { AdamW } from "../../src/distill/adamw.ts";
 import { createCore } from "../../src/core/mod.ts";
 import { decodeModel, encodeModel } from "../../src/onnx/model_io.ts";
-import { createSession, loadOrt, type OrtTensor } from "../../src/runtime/ort.ts";
+import { createSession } from "../../src/runtime/ort.ts";
+import { imageBatches, readIdx, top1 } from "./fashion_mnist.ts";
 
 const args = parseArgs({
   options: {
@@ -42,55 +43,23 @@ const args = parseArgs({
   },
 }).values;
 
-async function idx(name: string): Promise<Uint8Array> {
-  const file = await Deno.open(`${args.data}/${name}`);
-  const stream = file.readable.pipeThrough(new DecompressionStream("gzip"));
-  return new Uint8Array(await new Response(stream).arrayBuffer());
-}
-
 const [trainImages, testImages, testLabels] = await Promise.all([
-  idx("train-images-idx3-ubyte.gz"),
-  idx("t10k-images-idx3-ubyte.gz"),
-  idx("t10k-labels-idx1-ubyte.gz"),
+  readIdx(args.data!, "train-images-idx3-ubyte.gz"),
+  readIdx(args.data!, "t10k-images-idx3-ubyte.gz"),
+  readIdx(args.data!, "t10k-labels-idx1-ubyte.gz"),
 ]);
-const PX = 784;
-const normalise = (bytes: Uint8Array) => Float32Array.from(bytes, (p) => (p / 255 - 0.286) / 0.353);
-const ort = await loadOrt();
 const core = await createCore({ backend: "cpu" });
 const original = await Deno.readFile(
   new URL("../../tests/fixtures/fmnist_vit.onnx", import.meta.url),
 );
 
-function batches(images: Uint8Array, count: number, size: number): Record<string, OrtTensor>[] {
-  const out = [];
-  for (let s = 0; s < count; s += size) {
-    const e = Math.min(count, s + size);
-    const x = normalise(images.subarray(16 + s * PX, 16 + e * PX));
-    out.push({ input: new ort.Tensor("float32", x, [e - s, 1, 28, 28]) });
-  }
-  return out;
-}
+const test = await imageBatches(testImages, 0, 10000, 500);
 
-const test = batches(testImages, 10000, 500);
-
-async function accuracy(bytes: Uint8Array): Promise<number> {
-  const session = await createSession(bytes);
-  let ok = 0, k = 0;
-  for (const feeds of test) {
-    const y = (await session.run(feeds))[session.outputNames[0]].data as Float32Array;
-    for (let i = 0; i < feeds.input.dims[0]; i++, k++) {
-      let best = 0;
-      for (let c = 1; c < 10; c++) if (y[i * 10 + c] > y[i * 10 + best]) best = c;
-      if (best === testLabels[8 + k]) ok++;
-    }
-  }
-  await session.release?.();
-  return ok / k;
-}
+const accuracy = (bytes: Uint8Array) => top1(bytes, test, testLabels, 0);
 
 const samples = Number(args.samples), batchSize = Number(args.batch);
-const calibration = batches(trainImages, 512, 64);
-const distillData = batches(trainImages, samples, 256);
+const calibration = await imageBatches(trainImages, 0, 512, 64);
+const distillData = await imageBatches(trainImages, 0, samples, 256);
 
 /** The uniform ratio whose globally allocated budget has the target share of MACs. */
 async function ratioFor(target: number): Promise<number> {
@@ -147,7 +116,7 @@ console.log(
 // Cost of a step against a plain forward pass of the pruned model on a batch of the same size,
 // timed between the steps (every fifth) so that both meet the same machine load.
 const plain = await createSession(encodeModel(pruned.model));
-const sameSize = batches(trainImages, batchSize, batchSize)[0];
+const sameSize = (await imageBatches(trainImages, 0, batchSize, batchSize))[0];
 for (let i = 0; i < 3; i++) await plain.run(sameSize);
 const forwardTimes: number[] = [];
 

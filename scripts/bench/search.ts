@@ -28,7 +28,7 @@ import type { RunOptions } from "../../src/prune.ts";
 import { pruneToTarget } from "../../src/target.ts";
 import { decodeModel, encodeModel } from "../../src/onnx/model_io.ts";
 import { createCore } from "../../src/core/mod.ts";
-import { createSession, loadOrt, type OrtTensor } from "../../src/runtime/ort.ts";
+import { imageBatches, readIdx, top1 } from "./fashion_mnist.ts";
 
 const args = parseArgs({
   options: {
@@ -45,58 +45,23 @@ if (!["full", "global", "none"].includes(args.grid!)) {
   throw new Error(`--grid must be full, global or none, got "${args.grid}"`);
 }
 
-async function idx(name: string): Promise<Uint8Array> {
-  const file = await Deno.open(`${args.data}/${name}`);
-  const stream = file.readable.pipeThrough(new DecompressionStream("gzip"));
-  return new Uint8Array(await new Response(stream).arrayBuffer());
-}
 const [trainImages, trainLabels, testImages, testLabels] = await Promise.all([
-  idx("train-images-idx3-ubyte.gz"),
-  idx("train-labels-idx1-ubyte.gz"),
-  idx("t10k-images-idx3-ubyte.gz"),
-  idx("t10k-labels-idx1-ubyte.gz"),
+  readIdx(args.data!, "train-images-idx3-ubyte.gz"),
+  readIdx(args.data!, "train-labels-idx1-ubyte.gz"),
+  readIdx(args.data!, "t10k-images-idx3-ubyte.gz"),
+  readIdx(args.data!, "t10k-labels-idx1-ubyte.gz"),
 ]);
-const PX = 784;
-const normalise = (bytes: Uint8Array) => Float32Array.from(bytes, (p) => (p / 255 - 0.286) / 0.353);
-const ort = await loadOrt();
 const core = await createCore({ backend: "cpu" });
 const MODEL = await Deno.readFile(new URL("../../tests/fixtures/fmnist_vit.onnx", import.meta.url));
 
-function batches(images: Uint8Array, from: number, count: number, size: number) {
-  const out: Record<string, OrtTensor>[] = [];
-  for (let s = from; s < from + count; s += size) {
-    const e = Math.min(from + count, s + size);
-    const x = normalise(images.subarray(16 + s * PX, 16 + e * PX));
-    out.push({ input: new ort.Tensor("float32", x, [e - s, 1, 28, 28]) });
-  }
-  return out;
-}
-const calibration = batches(trainImages, 0, 512, 64);
+const calibration = await imageBatches(trainImages, 0, 512, 64);
 /** Each block's floor under a target (the `minKeep` of `pruneToTarget`; its default unless given). */
 const minKeep = args["min-keep"] === undefined ? undefined : Number(args["min-keep"]);
 const VALIDATION = { from: 50000, count: 5000 };
-const validation = batches(trainImages, VALIDATION.from, VALIDATION.count, 500);
-const test = batches(testImages, 0, 10000, 500);
+const validation = await imageBatches(trainImages, VALIDATION.from, VALIDATION.count, 500);
+const test = await imageBatches(testImages, 0, 10000, 500);
 
-async function accuracy(
-  bytes: Uint8Array,
-  data: Record<string, OrtTensor>[],
-  labels: Uint8Array,
-  first: number,
-): Promise<number> {
-  const session = await createSession(bytes);
-  let ok = 0, k = 0;
-  for (const feeds of data) {
-    const y = (await session.run(feeds))[session.outputNames[0]].data as Float32Array;
-    for (let i = 0; i < feeds.input.dims[0]; i++, k++) {
-      let best = 0;
-      for (let c = 1; c < 10; c++) if (y[i * 10 + c] > y[i * 10 + best]) best = c;
-      if (best === labels[8 + first + k]) ok++;
-    }
-  }
-  await session.release();
-  return ok / k;
-}
+const accuracy = top1;
 
 interface Row {
   target: number;
