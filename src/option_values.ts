@@ -234,6 +234,7 @@ function distillFrom(v: OptionValues, options: RunOptions, s: (n: OptionName) =>
     "distill-loss",
     "temperature",
     "distill-hidden",
+    "distill-embeddings",
   ] as const;
   if (v["distill-steps"] === undefined) {
     const given = flags.find((k) => v[k] !== undefined);
@@ -270,6 +271,7 @@ function distillFrom(v: OptionValues, options: RunOptions, s: (n: OptionName) =>
     distill.temperature = parsePositive(s("temperature"), v.temperature);
   }
   if (v["distill-hidden"]) distill.hidden = true;
+  if (v["distill-embeddings"]) distill.trainEmbeddings = true;
   options.distill = distill;
 }
 

@@ -27,6 +27,8 @@ import { searches, searchPrune } from "./search/mod.ts";
 
 /** Share of each kind every block keeps at least under a target, unless asked otherwise. */
 export const DEFAULT_MIN_KEEP = 0.125;
+/** The floors a search tries under a parameter or MAC target when none is given. */
+const SEARCHED_FLOORS = [DEFAULT_MIN_KEEP, 0] as const;
 
 /**
  * The fewest units of a kind a block of `size` keeps under a target: `minKeep` of it (rounded up
@@ -289,9 +291,18 @@ export async function pruneToTarget(
     );
   }
   if (searches(options)) {
-    // Every candidate reaches the target in one step unless steps are given.
+    // Every candidate reaches the target in one step unless steps are given. An open floor is
+    // searched under parameter and MAC targets; a latency model is timed down to one floor.
     const once = { ...target, steps: target.steps ?? 1 };
-    return await searchPrune(model, options, (m, o) => pruneToTarget(m, once, o), once.steps);
+    const floors = target.minKeep === undefined && target.speedup === undefined
+      ? SEARCHED_FLOORS
+      : undefined;
+    return await searchPrune(
+      model,
+      options,
+      (m, o, c) => pruneToTarget(m, { ...once, minKeep: c.minKeep ?? once.minKeep }, o),
+      { steps: once.steps, floors },
+    );
   }
   const core = options.core ??
     await createCore({ backend: options.backend ?? "auto", largestBytes: largestTensor(model) });

@@ -526,6 +526,44 @@ Deno.test("distilling a BERT on batches of several lengths lowers the loss on un
   assert.ok(after < 0.8 * before, `masked cosine loss on unseen texts ${before} → ${after}`);
 });
 
+Deno.test("embedding tables are left as they are unless trainEmbeddings (BERT)", async () => {
+  const teacher = await Deno.readFile(new URL("more/bert.onnx", FIXTURES));
+  const pruned = () =>
+    pruneModel(decodeModel(teacher), { pruneNumHeads: true, headPruningRatio: 0.5 });
+  const data = [1, 2, 3].map((seed) => bertFeeds(tokenRows([8, 5, 7, 6], seed), 8));
+  const tables = (m: ModelProto) =>
+    new Map(
+      (m.graph!.initializer ?? []).filter((t) =>
+        /embeddings/.test(t.name!) && !/LayerNorm/.test(t.name!)
+      )
+        .map((t) => [t.name!, t.rawData!.slice()]),
+    );
+  const { model: student } = await pruned();
+  const before = tables(student);
+  assert.ok(before.size >= 3, [...before.keys()].join());
+  // No held-out split: the weights after the last step are kept, whatever they score.
+  const report = await distillModel(student, teacher, data, { steps: 4, batchSize: 4, heldOut: 0 });
+  assert.deepEqual(
+    report.frozen.filter((f) => /lookup table/.test(f.reason)).map((f) => f.name).sort(),
+    [...before.keys()].sort(),
+  );
+  for (const [name, bytes] of tables(student)) assert.deepEqual(bytes, before.get(name), name);
+
+  const { model: all } = await pruned();
+  const trained = await distillModel(all, teacher, data, {
+    steps: 4,
+    batchSize: 4,
+    heldOut: 0,
+    trainEmbeddings: true,
+  });
+  assert.ok(!trained.frozen.some((f) => /lookup table/.test(f.reason)));
+  assert.ok(trained.trained.params > report.trained.params);
+  const changed = [...tables(all)].filter(([name, bytes]) =>
+    !bytes.every((b, i) => b === before.get(name)![i])
+  );
+  assert.ok(changed.length >= 1, "a trained table changed");
+});
+
 Deno.test("hidden-state terms add their gradients to the output's (BERT, padded)", async () => {
   const model = decodeModel(await Deno.readFile(new URL("more/bert.onnx", FIXTURES)));
   const feeds = bertFeeds(tokenRows([6, 4, 8], 3), 8);

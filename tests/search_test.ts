@@ -126,10 +126,40 @@ Deno.test("search: a target is searched in one step per candidate, ranked global
   });
   const s = result.report.search!;
   assert.equal(s.steps, 1);
-  assert.deepEqual(s.candidates.map((c) => c.allocation), ["global", "global", "global"]);
+  // The floor is open, so each criterion is tried at the default floor and at none.
+  assert.deepEqual(
+    s.candidates.map((c) => [c.criterion, c.allocation, c.minKeep]),
+    ["l2", "taylor", "fisher"].flatMap((c) => [[c, "global", 0.125], [c, "global", 0]]),
+  );
+  assert.deepEqual(s.searched, ["criterion", "compensation", "allocation", "minKeep"]);
   assert.ok(result.target.met);
   assert.equal(result.report.macs.after, s.candidates[s.chosen].macs);
   assert.equal(result.model, model, "the model given, pruned in place");
+  // The chosen candidate is the run it names, alone, on the fitting samples.
+  const c = s.candidates[s.chosen];
+  const split = await splitBatches(calibration, 0.25, 0);
+  const alone = decodeModel(MODEL);
+  await pruneToTarget(alone, { macs: 0.6, steps: 1, minKeep: c.minKeep }, {
+    pruneHeadDims: true,
+    calibration: split.fit,
+    criterion: c.criterion,
+    compensation: c.compensation,
+    allocation: c.allocation,
+  });
+  assert.deepEqual(encodeModel(model), encodeModel(alone), JSON.stringify(c));
+});
+
+Deno.test("search: a floor given under a target is not searched", async () => {
+  const model = decodeModel(MODEL);
+  const result = await pruneToTarget(model, { macs: 0.6, minKeep: 0.25 }, {
+    pruneHeadDims: true,
+    calibration: images(0, 64),
+    criterion: "l2",
+    search: true,
+  });
+  const s = result.report.search!;
+  assert.deepEqual(s.searched, ["compensation", "allocation"]);
+  assert.deepEqual(s.candidates.map((c) => c.minKeep), [undefined]);
 });
 
 Deno.test("search: a model that is not a classifier is scored by cosine, bias among the candidates", async () => {

@@ -55,6 +55,11 @@ export interface DistillOptions {
   hidden?: boolean;
   /** Weight of the block outputs' loss with `hidden`. Default 1. */
   hiddenWeight?: number;
+  /** Also train lookup tables (the data of a Gather: word, position and token-type
+   * embeddings). Default false: a step then reads them as they are — in a text model the word
+   * table is often over half the weights, and its dense gradient and update over half a step's
+   * work, for rows a batch barely touches. */
+  trainEmbeddings?: boolean;
   /** Decoupled weight decay of the matrices (MatMul, Gemm, Conv weights). Default 0.01. */
   weightDecay?: number;
   /** Warm-up steps. Default 5% of the steps. */
@@ -221,10 +226,12 @@ export async function distillModel(
   const half = hasHalfFloats(student);
   const base = half ? float32Model(student) : student;
   const graph = new Graph(base.graph as GraphProto);
-  const candidates = (base.graph!.initializer ?? []).filter((t) =>
+  const floats = (base.graph!.initializer ?? []).filter((t) =>
     t.dataType === 1 && tensorDims(t).reduce((a, b) => a * b, 1) >= 2 &&
     !graph.proto.input.some((v) => v.name === t.name)
   ).map((t) => t.name!);
+  const tables = options.trainEmbeddings ? [] : floats.filter((n) => readAsTable(graph, n));
+  const candidates = floats.filter((n) => !tables.includes(n));
   const inputShapes = Object.fromEntries(
     [...pool.inputRows].map(([name, row]) => [name, [2, ...row]]),
   );
@@ -496,7 +503,13 @@ export async function distillModel(
       last: last.length ? last.reduce((a, b) => a + b, 0) / last.length : NaN,
     },
     trained: { tensors: names.length, params: weights.reduce((a, w) => a + w.length, 0) },
-    frozen: built.frozen,
+    frozen: [
+      ...tables.map((name) => ({
+        name,
+        reason: "a lookup table (Gather data); trainEmbeddings trains it",
+      })),
+      ...built.frozen,
+    ],
     ...(options.hidden ? { hidden } : {}),
     seconds: (performance.now() - start) / 1000,
     msPerStep: step ? trainingMs / step : 0,
@@ -574,6 +587,23 @@ function floatOutput(ort: Awaited<ReturnType<typeof loadOrt>>, t: OrtTensor): Or
   return t.type === "float16"
     ? new ort.Tensor("float32", halfToFloat32(t.data as Uint16Array), t.dims)
     : t;
+}
+
+/** Whether a weight is read only as a Gather's data (an embedding table), through views. */
+function readAsTable(graph: Graph, name: string): boolean {
+  const todo = [name], seen = new Set<string>();
+  let table = false;
+  while (todo.length) {
+    const t = todo.pop()!;
+    if (seen.has(t)) continue;
+    seen.add(t);
+    for (const { node, inputIndex } of graph.consumers(t)) {
+      if (node.opType === "Gather" && inputIndex === 0) table = true;
+      else if (["Identity", "Cast"].includes(node.opType ?? "")) todo.push(...node.output);
+      else return false;
+    }
+  }
+  return table;
 }
 
 /** Whether a weight is read as a matrix (decayed) rather than a bias, norm or embedding row. */

@@ -38,6 +38,8 @@ export interface SearchCandidate {
   compensation: Compensation;
   /** How the ratios or the target are spent (as the `allocation` option). */
   allocation: NonNullable<PruneOptions["allocation"]>;
+  /** Each block's floor under a target (as the target's `minKeep`; absent: the run's own). */
+  minKeep?: number;
 }
 
 /** How the search runs (the `search` option of a run). */
@@ -73,7 +75,7 @@ export interface SearchReport {
   /** Seed of the split. */
   seed: number;
   /** The choices searched; the others were fixed by the options. */
-  searched: ("criterion" | "compensation" | "allocation")[];
+  searched: ("criterion" | "compensation" | "allocation" | "minKeep")[];
   /** Every candidate, in the order tried. */
   candidates: SearchCandidateReport[];
   /** Index of the chosen candidate in `candidates`. */
@@ -88,11 +90,15 @@ export interface SearchReport {
 
 const GRADIENT = new Set(["taylor", "fisher", "michel"]);
 
-/** The candidate settings: what the options fix, crossed with the defaults for the rest. */
+/**
+ * The candidate settings: what the options fix, crossed with the defaults for the rest, and
+ * with `floors` (each block's floor under a target) when the target leaves the floor open.
+ */
 export function candidateSettings(
   options: Pick<RunOptions, "criterion" | "compensation" | "allocation">,
   classifier: boolean,
   target: boolean,
+  floors?: readonly number[],
 ): SearchCandidate[] {
   const criteria = options.criterion
     ? [options.criterion]
@@ -111,7 +117,11 @@ export function candidateSettings(
     : (["local", "global"] as const);
   return criteria.flatMap((criterion) =>
     compensations.flatMap((compensation) =>
-      allocations.map((allocation) => ({ criterion, compensation, allocation }))
+      allocations.flatMap((allocation) =>
+        floors?.length
+          ? floors.map((minKeep) => ({ criterion, compensation, allocation, minKeep }))
+          : [{ criterion, compensation, allocation }]
+      )
     )
   );
 }
@@ -130,18 +140,27 @@ function better(metric: "kl" | "cosine", a: CandidateFidelity, b: CandidateFidel
   return a.kl < b.kl || (a.kl === b.kl && a.top1Agreement > b.top1Agreement);
 }
 
+/** How a target run is searched: its steps per candidate, and the floors to try (none: the
+ * target's own floor for every candidate). */
+export interface TargetSearch {
+  steps: number;
+  floors?: readonly number[];
+}
+
 /**
  * Prunes `model` (in place, as `run` does) with every candidate setting on the fitting part of
  * the calibration data, and keeps the one most faithful to the original on the held-out part;
- * `run` is one pruning run (a ratio run, or a run to a target). Distillation and evaluation,
- * when asked, follow on the chosen model, as in a single run.
+ * `run` is one pruning run (a ratio run, or a run to a target, which reads the candidate's
+ * floor). Distillation and evaluation, when asked, follow on the chosen model, as in a single
+ * run.
  */
 export async function searchPrune<R extends PruneResult>(
   model: ModelProto,
   options: RunOptions,
-  run: (model: ModelProto, options: RunOptions) => Promise<R>,
-  steps?: number,
+  run: (model: ModelProto, options: RunOptions, candidate: SearchCandidate) => Promise<R>,
+  target?: TargetSearch,
 ): Promise<R> {
+  const steps = target?.steps;
   const start = performance.now();
   const search: SearchOptions = typeof options.search === "object" ? options.search : {};
   const share = search.holdout ?? 0.25;
@@ -163,7 +182,7 @@ export async function searchPrune<R extends PruneResult>(
   const metric = classifier ? "kl" : "cosine";
   const settings = search.candidates?.length
     ? search.candidates
-    : candidateSettings(options, classifier, steps !== undefined);
+    : candidateSettings(options, classifier, target !== undefined, target?.floors);
   const shared = new SharedStatistics({
     gradient: classifier && settings.some((c) => GRADIENT.has(c.criterion)),
   });
@@ -186,7 +205,7 @@ export async function searchPrune<R extends PruneResult>(
           evaluation: undefined,
           distill: undefined,
           dryRun: false,
-        });
+        }, setting);
         const f = await candidateFidelity(encodeModel(result.model), split.heldOut, ref);
         reports.push({
           ...setting,
@@ -217,22 +236,23 @@ export async function searchPrune<R extends PruneResult>(
   Object.assign(model, chosen.model);
   chosen.model = model;
   const c = settings[best.index];
-  const searched = (["criterion", "compensation", "allocation"] as const).filter((k) =>
-    !options[k] || !!search.candidates?.length
-  );
+  const searched: SearchReport["searched"] = (["criterion", "compensation", "allocation"] as const)
+    .filter((k) => !options[k] || !!search.candidates?.length);
+  if (new Set(settings.map((s) => s.minKeep)).size > 1) searched.push("minKeep");
   chosen.report.search = {
     metric,
     samples: split.samples,
     seed,
-    searched: [...searched],
+    searched,
     candidates: reports,
     chosen: best.index,
     passes: shared.passes,
     ...(steps !== undefined ? { steps } : {}),
     seconds: (performance.now() - start) / 1000,
   };
+  const floor = c.minKeep === undefined ? "" : `, floor ${c.minKeep}`;
   chosen.report.notes.push(
-    `chose ${c.criterion}, ${c.compensation}, ${c.allocation} among ${settings.length} ` +
+    `chose ${c.criterion}, ${c.compensation}, ${c.allocation}${floor} among ${settings.length} ` +
       `candidates by ${metric === "kl" ? "KL divergence" : "cosine similarity"} on ` +
       `${split.samples.heldOut} held-out calibration samples (pruned on the other ` +
       `${split.samples.fit})`,

@@ -21,11 +21,13 @@ export function searchTable(s: SearchReport): { heading: string; rows: string[][
     `pass${s.passes === 1 ? "" : "es"}` +
     (s.steps !== undefined ? `, ${s.steps} step${s.steps === 1 ? "" : "s"} to the target` : "") +
     (fixed.length ? `; fixed: ${fixed.join(", ")}` : "") + `; ${s.seconds.toFixed(1)} s`;
+  const floors = s.searched.includes("minKeep");
   const rows = [[
     "",
     "criterion",
     "compensation",
     "allocation",
+    ...(floors ? ["floor"] : []),
     "KL",
     "top-1 agree",
     "cosine",
@@ -39,6 +41,7 @@ export function searchTable(s: SearchReport): { heading: string; rows: string[][
       c.criterion,
       c.compensation,
       c.allocation,
+      ...(floors ? [c.minKeep === undefined ? "" : String(c.minKeep)] : []),
       f ? f.kl.toFixed(4) : "failed",
       f ? `${(f.top1Agreement * 100).toFixed(1)}%` : c.error?.slice(0, 60) ?? "",
       f ? f.cosine.toFixed(4) : "",
