@@ -85,6 +85,7 @@ const args = parseArgs({
     "distill-seed": { type: "string", default: "0" },
     "distill-max-length": { type: "string" },
     "distill-hidden": { type: "boolean", default: false },
+    "distill-embeddings": { type: "boolean", default: false },
     "search-only": { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   },
@@ -104,7 +105,7 @@ function usage(): never {
       "         [--batch-size N] [--ridge R] [--gram-stride N] [--search] [--search-only]\n" +
       "         [--distill-steps N [--distill-emails N] [--distill-lr X] [--distill-batch-size N]\n" +
       "          [--distill-loss cosine|mse|pooled] [--distill-seconds S] [--distill-seed S]\n" +
-      "          [--distill-max-length N] [--distill-hidden]]\n" +
+      "          [--distill-max-length N] [--distill-hidden] [--distill-embeddings]]\n" +
       `  --model defaults to ${DEFAULT_MODEL}; make it with\n    ${EXPORT_COMMAND}\n` +
       "  --vocab defaults to vocab.txt beside the model, --tokens to tokens/ beside it.\n" +
       "  --prepare writes the token ids and texts (for scripts/anchor/minilm_baseline.py) and exits.\n" +
@@ -115,7 +116,8 @@ function usage(): never {
       "  --distill-steps N > 0: each pruned model is then distilled from the original on further\n" +
       "  emails (--distill-emails, after the calibration and held-out ones), for at most\n" +
       "  --distill-seconds of training, and scored again; --distill-max-length cuts the\n" +
-      "  distillation emails shorter (default --max-length).",
+      "  distillation emails shorter (default --max-length); --distill-embeddings trains the\n" +
+      "  embedding tables too (left as they are by default).",
   );
   Deno.exit(0);
 }
@@ -602,6 +604,7 @@ async function distill(bytes: Uint8Array): Promise<Distilled> {
     seed: distillSeed,
     loss: distillLoss[0],
     hidden: args["distill-hidden"],
+    trainEmbeddings: args["distill-embeddings"],
     maxSeconds: distillSeconds,
     onProgress: async (step, steps, loss) => {
       if (step - last >= steps / 20 || step === steps) {

@@ -190,14 +190,16 @@ for (const target of targets) {
   });
   await save();
   console.log(
-    `${target * 100}% search: chose ${c.criterion} ${c.compensation} ${c.allocation} ` +
+    `${target * 100}% search: chose ${c.criterion} ${c.compensation} ${c.allocation}` +
+      `${c.minKeep === undefined ? "" : ` floor ${c.minKeep}`} ` +
       `MACs ${pc(s.macs)} val ${pc(s.validation)} test ${pc(s.test)} (${s.seconds.toFixed(1)} s)`,
   );
   for (const k of search.candidates) {
     console.log(
-      `  candidate ${k.criterion} ${k.compensation} ${k.allocation}: held-out KL ${
-        k.fidelity ? k.fidelity.kl.toFixed(4) : k.error
-      } (${k.seconds.toFixed(1)} s)`,
+      `  candidate ${k.criterion} ${k.compensation} ${k.allocation}` +
+        `${k.minKeep === undefined ? "" : ` floor ${k.minKeep}`}: held-out KL ${
+          k.fidelity ? k.fidelity.kl.toFixed(4) : k.error
+        } (${k.seconds.toFixed(1)} s)`,
     );
   }
   type Setting = [string, string, string, number];
