@@ -113,7 +113,8 @@ export interface RunOptions extends PruneOptions {
   /** Choose what the options leave open of the criterion, compensation and allocation: each
    * candidate setting prunes on part of the calibration data and is scored by its fidelity to
    * the original on the rest (held out); the best one's model is the result, and the report's
-   * `search` lists every candidate. Needs `calibration`; `true` for the defaults.
+   * `search` lists every candidate. Needs `calibration`; `true` for the defaults. Under a
+   * parameter or MAC target without `minKeep`, each block's floor is searched too.
    *
    * @example
    * ```ts

@@ -3,13 +3,14 @@
 config, random weights, in float16, with its tensors in one external data file — the large
 models of the scale benchmark.
 
-    .venv/bin/python scripts/bench/make_llama.py OUT_DIR NAME [tiny|1b|7b]
+    .venv/bin/python scripts/bench/make_llama.py OUT_DIR NAME [tiny|1b|7b] [--dynamic]
     .venv/bin/python scripts/bench/make_llama.py --check-stacking OUT_DIR
 
 1b: TinyLlama-1.1B's shape (hidden 2048, 22 layers, 32 heads / 4 KV heads, MLP 5632);
 7b: Mistral-7B's shape as a Llama (hidden 4096, 32 layers, 32 heads / 8 KV heads, MLP 14336),
 7.24 G parameters, 14.5 GB.
-Inputs input_ids and attention_mask [1, 16]; output logits; no KV cache; TorchScript exporter, opset 17.
+Inputs input_ids and attention_mask [1, 16] (--dynamic: [batch, sequence], for calibration data of
+any length); output logits; no KV cache; TorchScript exporter, opset 17.
 
 The exporter holds the weights more than once (the model, then transposed copies it folds into
 MatMul initializers), which does not fit 7B in 24 GB. So 7b is exported with two decoder layers
@@ -59,13 +60,15 @@ def build(shape):
     return m
 
 
-def export(m, path):
+def export(m, path, dynamic=False):
     ids = torch.zeros(1, 16, dtype=torch.long)
     mask = torch.ones(1, 16, dtype=torch.long)
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+            "logits": {0: "batch", 1: "sequence"}} if dynamic else None
     with torch.no_grad():
         torch.onnx.export(m, (ids, mask), path, dynamo=False, opset_version=17,
                           input_names=["input_ids", "attention_mask"],
-                          output_names=["logits"])
+                          output_names=["logits"], dynamic_axes=axes)
 
 
 def stack(model, layers, copy_weights=False, seed=1):
@@ -201,7 +204,8 @@ def main():
     if sys.argv[1] == "--check-stacking":
         check_stacking(sys.argv[2])
         return
-    out, name, size = sys.argv[1], sys.argv[2], sys.argv[3]
+    dynamic = "--dynamic" in sys.argv
+    out, name, size = [a for a in sys.argv[1:] if a != "--dynamic"][:3]
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, f"{name}.onnx")
     shape = SHAPES[size]
@@ -211,7 +215,7 @@ def main():
     params = sum(p.numel() for p in m.parameters())
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         raw = os.path.join(tmp, "model.onnx")
-        export(m, raw)
+        export(m, raw, dynamic)
         del m
         model = onnx.load(raw, load_external_data=True)
         fills = stack(model, layers) if stacked else {}

@@ -8,8 +8,8 @@
  */
 import type { ModelProto } from "../onnx/proto.ts";
 import { onnx } from "../onnx/proto.ts";
-import { encodeModel } from "../onnx/model_io.ts";
-import { createSession, type OrtTensor } from "../runtime/ort.ts";
+import { createModelSession } from "../runtime/model_session.ts";
+import type { OrtTensor } from "../runtime/ort.ts";
 import { PruneError } from "../errors.ts";
 import { gramNow } from "../core/mod.ts";
 import { GramRows } from "./gram.ts";
@@ -247,7 +247,7 @@ export async function collectStats(
       output: outputs,
     }),
   });
-  const session = await createSession(encodeModel(copy), {}, "calibration");
+  const session = await createModelSession(copy, {}, "calibration");
   const stats = new Map<string, ChannelStats>();
   const grams = new GramRows();
   let runs = 0;

@@ -367,7 +367,8 @@ async function realOrPlanned(path: string): Promise<string> {
   return `${dir === "/" ? "" : dir}/${basename(path)}`;
 }
 
-function estimateSize(model: ModelProto): number {
+/** Bytes of the model's tensor data (inline and external): what one protobuf would hold. */
+export function estimateSize(model: ModelProto): number {
   let n = 0;
   for (const t of allTensors(model)) n += tensorDataSize(t);
   return n;

@@ -134,13 +134,13 @@ export function ortNodeLoadError(): string | undefined {
 }
 
 /**
- * Creates an inference session from model bytes with quiet logging (fatal only: errors come back
- * as exceptions).
+ * Creates an inference session from model bytes (or a model file's path, where onnxruntime reads
+ * files) with quiet logging (fatal only: errors come back as exceptions).
  *
  * @example const s = await createSession(encodeModel(model)); const out = await s.run(feeds);
  */
 export async function createSession(
-  modelBytes: Uint8Array,
+  modelBytes: Uint8Array | string,
   options: OrtTypes.InferenceSession.SessionOptions = {},
   purpose?: string,
 ): Promise<OrtSession> {
@@ -152,7 +152,9 @@ export async function createSession(
     ...options,
   };
   try {
-    return await ort.InferenceSession.create(modelBytes, opts);
+    return typeof modelBytes === "string"
+      ? await ort.InferenceSession.create(modelBytes, opts)
+      : await ort.InferenceSession.create(modelBytes, opts);
   } catch (e) {
     // A partial --allow-read that leaves out onnxruntime-web's own files: not the model's fault.
     const message = e instanceof Error ? e.message : String(e);

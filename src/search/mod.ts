@@ -176,8 +176,10 @@ export async function searchPrune<R extends PruneResult>(
       "the search needs at least two calibration samples (one to prune with, one to score)",
     );
   }
-  const original = encodeModel(model);
-  const ref = await reference(original, split.heldOut);
+  // The original's bytes, for distillation and evaluation after the choice (the model given is
+  // replaced in place by then).
+  const original = options.distill || options.evaluation ? encodeModel(model) : undefined;
+  const ref = await reference(model, split.heldOut);
   const classifier = ref.rank === 2 && ref.width > 1;
   const metric = classifier ? "kl" : "cosine";
   const settings = search.candidates?.length
@@ -206,7 +208,7 @@ export async function searchPrune<R extends PruneResult>(
           distill: undefined,
           dryRun: false,
         }, setting);
-        const f = await candidateFidelity(encodeModel(result.model), split.heldOut, ref);
+        const f = await candidateFidelity(result.model, split.heldOut, ref);
         reports.push({
           ...setting,
           fidelity: f,
@@ -258,10 +260,10 @@ export async function searchPrune<R extends PruneResult>(
       `${split.samples.fit})`,
   );
   if (options.distill && !options.mask) {
-    chosen.report.distill = await distillModel(model, original, batches, options.distill);
+    chosen.report.distill = await distillModel(model, original!, batches, options.distill);
   }
   if (options.evaluation) {
-    chosen.report.fidelity = await fidelity(original, encodeModel(model), options.evaluation);
+    chosen.report.fidelity = await fidelity(original!, encodeModel(model), options.evaluation);
   }
   return chosen;
 }

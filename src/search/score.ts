@@ -13,6 +13,8 @@
  * @module
  */
 import { createSession } from "../runtime/ort.ts";
+import { createModelSession } from "../runtime/model_session.ts";
+import type { ModelProto } from "../onnx/proto.ts";
 import type { Feeds } from "./split.ts";
 
 /** The original model's first output over the held-out batches. */
@@ -63,8 +65,10 @@ export function poolRows(data: Float32Array, dims: number[], mask?: ArrayLike<nu
   return out;
 }
 
-async function outputsOf(bytes: Uint8Array, batches: Feeds[]) {
-  const session = await createSession(bytes, {}, PURPOSE);
+async function outputsOf(model: ModelProto | Uint8Array, batches: Feeds[]) {
+  const session = model instanceof Uint8Array
+    ? await createSession(model, {}, PURPOSE)
+    : await createModelSession(model, {}, PURPOSE);
   try {
     const out = [];
     for (const feeds of batches) {
@@ -79,16 +83,19 @@ async function outputsOf(bytes: Uint8Array, batches: Feeds[]) {
   }
 }
 
-/** Runs the original model over the held-out batches once. */
-export async function reference(original: Uint8Array, heldOut: Feeds[]): Promise<Reference> {
+/** Runs the original model (or its bytes) over the held-out batches once. */
+export async function reference(
+  original: ModelProto | Uint8Array,
+  heldOut: Feeds[],
+): Promise<Reference> {
   const out = await outputsOf(original, heldOut);
   const dims = out[0]?.dims ?? [1];
   return { outputs: out.map((o) => o.data), rank: dims.length, width: dims[dims.length - 1] };
 }
 
-/** Scores one candidate (its model's bytes) against the reference. */
+/** Scores one candidate (its model, or the model's bytes) against the reference. */
 export async function candidateFidelity(
-  bytes: Uint8Array,
+  bytes: ModelProto | Uint8Array,
   heldOut: Feeds[],
   ref: Reference,
 ): Promise<CandidateFidelity> {

@@ -1,0 +1,60 @@
+/**
+ * onnxruntime sessions for models held in memory, whatever their size. A model under protobuf's
+ * 2 GiB limit is handed over as one encoded buffer; a larger one (a 1B-parameter language model
+ * in float16) cannot be encoded that way, so it is written to a temporary folder with its weights
+ * in an external data file, the session is created from that file, and the folder is removed
+ * (onnxruntime has read, or mapped, the weights by then).
+ *
+ * @module
+ */
+import type { InferenceSession } from "onnxruntime-common";
+import type { ModelProto } from "../onnx/proto.ts";
+import { encodeModel, estimateSize, writeModelFile } from "../onnx/model_io.ts";
+import { PruneError } from "../errors.ts";
+import { createSession, type OrtSession } from "./ort.ts";
+
+/** Tensor bytes above which a model goes through a file (protobuf's limit, less room for the
+ * graph itself). */
+export const ONE_BUFFER_LIMIT = 2 ** 31 - 64 * 2 ** 20;
+
+/**
+ * A session for `model`: from its encoded bytes when its tensors hold under `limit` bytes, else
+ * from a temporary file with external data (needs write access to the temporary folder).
+ *
+ * @example
+ * ```ts
+ * import { decodeModel } from "../onnx/model_io.ts";
+ * const model = decodeModel(await Deno.readFile("llama.onnx"));
+ * const session = await createModelSession(model, {}, "calibration");
+ * ```
+ */
+export async function createModelSession(
+  model: ModelProto,
+  options: InferenceSession.SessionOptions = {},
+  purpose?: string,
+  limit = ONE_BUFFER_LIMIT,
+): Promise<OrtSession> {
+  if (estimateSize(model) < limit) return await createSession(encodeModel(model), options, purpose);
+  let dir: string;
+  try {
+    dir = await Deno.makeTempDir({ prefix: "prune_vit_session_" });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotCapable)) {
+      throw e;
+    }
+    throw new PruneError(
+      "permission",
+      `${purpose ?? "this run"} needs the model in onnxruntime, and a model over 2 GiB goes ` +
+        `there through a temporary file, which could not be made (${
+          e instanceof Error ? e.message : e
+        }); allow writing to the temporary folder (--allow-write)`,
+    );
+  }
+  try {
+    const path = `${dir}/model.onnx`;
+    await writeModelFile(model, path, { externalData: { location: "model.onnx.data" } });
+    return await createSession(path, options, purpose);
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}

@@ -1,0 +1,49 @@
+/**
+ * Sessions for models in memory: a model over protobuf's 2 GiB limit goes to onnxruntime through
+ * a temporary file with external data (forced here with a limit of 0 bytes), and gives the
+ * outputs of the same model handed over as one buffer; the temporary folder is gone afterwards.
+ */
+import assert from "node:assert/strict";
+import { decodeModel, encodeModel } from "../src/onnx/model_io.ts";
+import { createModelSession } from "../src/runtime/model_session.ts";
+import { createSession, loadOrt } from "../src/runtime/ort.ts";
+
+const FIXTURES = new URL("./fixtures/", import.meta.url);
+
+async function sessionFolders(): Promise<string[]> {
+  const dir = Deno.env.get("TMPDIR") || "/tmp";
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    if (e.name.startsWith("prune_vit_session_")) names.push(e.name);
+  }
+  return names.sort();
+}
+
+Deno.test("a model too large for one buffer runs from a temporary file with external data", async () => {
+  const ort = await loadOrt();
+  const bytes = await Deno.readFile(new URL("fmnist_vit.onnx", FIXTURES));
+  const model = decodeModel(bytes);
+  const input = model.graph!.input![0].name!;
+  const x = new ort.Tensor(
+    "float32",
+    Float32Array.from({ length: 2 * 28 * 28 }, (_, i) => Math.sin(i) * 0.5),
+    [2, 1, 28, 28],
+  );
+  const before = await sessionFolders();
+  const viaFile = await createModelSession(model, {}, "a test", 0);
+  assert.deepEqual(await sessionFolders(), before, "the temporary folder is removed");
+  const viaBuffer = await createSession(encodeModel(model));
+  const [a, b] = [await viaFile.run({ [input]: x }), await viaBuffer.run({ [input]: x })];
+  const name = viaBuffer.outputNames[0];
+  assert.deepEqual(a[name].data, b[name].data);
+  // The model in memory is left as it was (its tensors inline, nothing pointing at the file).
+  assert.deepEqual(encodeModel(model), bytes);
+});
+
+Deno.test("a model under the limit is handed over as one buffer", async () => {
+  const model = decodeModel(await Deno.readFile(new URL("fmnist_vit.onnx", FIXTURES)));
+  const before = await sessionFolders();
+  const session = await createModelSession(model);
+  assert.ok(session.outputNames.length >= 1);
+  assert.deepEqual(await sessionFolders(), before);
+});
