@@ -9,7 +9,9 @@ import { createCore } from "../src/core/mod.ts";
 import { createSession, loadOrt } from "../src/runtime/ort.ts";
 import { ChannelStats, collectStats } from "../src/calibration/stats.ts";
 import { dissimilarity } from "../src/importance.ts";
-import { decodeModel } from "../src/onnx/model_io.ts";
+import { decodeModel, encodeModel } from "../src/onnx/model_io.ts";
+import { onnx } from "../src/onnx/proto.ts";
+import { withFloat32Io } from "../src/runtime/float32_io.ts";
 import { tensorToFloat32 } from "../src/onnx/tensor.ts";
 import type { MlpBlockReport } from "../src/report.ts";
 
@@ -180,6 +182,51 @@ Deno.test("statistics reduced inside onnxruntime equal a direct reduction of the
   for (let j = 0; j < stats.channels; j++) {
     assert.ok(Math.abs(stats.mean(j) - direct.mean(j)) < 1e-5 * (1 + Math.abs(direct.mean(j))));
     assert.ok(Math.abs(stats.variance(j) - direct.variance(j)) < 1e-4 * (1 + direct.variance(j)));
+  }
+  for (let i = 0; i < stats.gram!.length; i += 97) {
+    const d = direct.gram![i];
+    assert.ok(Math.abs(stats.gram![i] - d) < 1e-3 * (1 + Math.abs(d)), `gram ${i}`);
+  }
+});
+
+Deno.test("a float16 model's statistics and Gram matrix are summed in float32", async () => {
+  const ort = await loadOrt();
+  // float16 inputs cannot pass onnxruntime-node under Deno: the model takes float32 at its edges.
+  const f16 = () => withFloat32Io(decodeModel(f16Bytes)).model;
+  const f16Bytes = await Deno.readFile(new URL("timm_vit_f16.onnx", FIXTURES));
+  const name = "/blocks/blocks.0/mlp/act/Mul_1_output_0";
+  const input = f16().graph!.input![0].name!;
+  // Inputs far from the model's usual range, for large activations.
+  const feeds = [512, 16].map((n, k) => ({
+    [input]: new ort.Tensor(
+      "float32",
+      Float32Array.from({ length: n * 3 * 32 * 32 }, (_, i) => 60 * Math.sin(i * 0.37 + k)),
+      [n, 3, 32, 32],
+    ),
+  }));
+  // A run of 512 samples gives more rows than a Gram product takes at once: its rows go to the
+  // product as they came back from onnxruntime (one chunk), the next run's are buffered.
+  const stats = (await collectStats(f16(), [name], feeds, new Set([name]), undefined, 1)).get(
+    name,
+  )!;
+  // The same tensor fetched (as float32) and reduced here.
+  const probe = f16();
+  probe.graph!.node!.push(onnx.NodeProto.create({
+    opType: "Cast",
+    input: [name],
+    output: ["probe_float32"],
+    attribute: [onnx.AttributeProto.create({ name: "to", type: 2, i: 1 })],
+  }));
+  probe.graph!.output!.push(onnx.ValueInfoProto.create({ name: "probe_float32" }));
+  const session = await createSession(encodeModel(probe));
+  const direct = new ChannelStats(stats.channels, true);
+  for (const f of feeds) {
+    direct.add((await session.run(f, ["probe_float32"])).probe_float32.data as Float32Array);
+  }
+  assert.equal(stats.count, direct.count);
+  for (let j = 0; j < stats.channels; j++) {
+    assert.ok(Math.abs(stats.mean(j) - direct.mean(j)) < 1e-3 * (1 + Math.abs(direct.mean(j))));
+    assert.ok(Math.abs(stats.variance(j) - direct.variance(j)) < 1e-3 * (1 + direct.variance(j)));
   }
   for (let i = 0; i < stats.gram!.length; i += 97) {
     const d = direct.gram![i];

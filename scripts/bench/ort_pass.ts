@@ -14,7 +14,8 @@ const batches = await loadCalibration({ folder }, model, {
   batchSize: Number(batchSize ?? 32),
   samples: Number(samples),
 });
-const session = await createSession(await Deno.readFile(path));
+// From the path: onnxruntime reads the file (and its external data beside it) itself.
+const session = await createSession(path);
 let runs = 0;
 for await (const feeds of batches) {
   await session.run(feeds);

@@ -13,6 +13,7 @@ import type { OrtTensor } from "../runtime/ort.ts";
 import { PruneError } from "../errors.ts";
 import { gramNow } from "../core/mod.ts";
 import { GramRows } from "./gram.ts";
+import { hasHalfFloats } from "../distill/float32.ts";
 
 /** Per-channel statistics of one tensor over every calibration position (token, sample). */
 export class ChannelStats {
@@ -176,6 +177,7 @@ export async function collectStats(
     extra.push(onnx.NodeProto.create({ opType, input, output: [output], attribute } as never));
   const ints = (name: string, i: number) => onnx.AttributeProto.create({ name, type: 2, i });
   if (inGraph) {
+    const half = hasHalfFloats(model);
     const axes = "prune_vit_stats_axis0";
     if (opset >= 13) {
       initializers.push(
@@ -198,12 +200,16 @@ export async function collectStats(
         gram?: string;
       };
       node("Flatten", [name], `${p}_rows`, [ints("axis", -1)]);
-      reduceSum(`${p}_rows`, out.sum);
-      node("Mul", [`${p}_rows`, `${p}_rows`], `${p}_rows_squared`);
+      // Half-float activations are summed in float32: a float16 sum of squares over thousands
+      // of positions overflows, and its rounding swamps a Gram matrix.
+      const x = half ? `${p}_rows_float32` : `${p}_rows`;
+      if (half) node("Cast", [`${p}_rows`], x, [ints("to", 1)]);
+      reduceSum(x, out.sum);
+      node("Mul", [x, x], `${p}_rows_squared`);
       reduceSum(`${p}_rows_squared`, out.squares);
-      node("Shape", [`${p}_rows`], out.rows);
+      node("Shape", [x], out.rows);
       if (gram.has(name)) {
-        let rows = `${p}_rows`;
+        let rows = x;
         if (gramStride > 1) {
           const [start, end, axis, step] = ["start", "end", "axis", "step"].map((k) =>
             `${p}_gram_${k}`
@@ -216,7 +222,7 @@ export async function collectStats(
             ),
           );
           rows = `${p}_gram_rows`;
-          node("Slice", [`${p}_rows`, start, end, axis, step], rows);
+          node("Slice", [x, start, end, axis, step], rows);
         }
         // The rows themselves: their Gram matrix is computed over many runs at once (gram.ts).
         out.gram = rows;
