@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { originalAsBuffer } from "./runtime/model_session.ts";
 import { loadCheckSkipped } from "./runtime/load_check.ts";
 import { checkAttributes } from "./graph/check_attributes.ts";
 import { PruneError } from "./errors.ts";
@@ -238,7 +239,12 @@ export async function pruneModel(
   // Distillation passes over the calibration data again: it is read once and kept.
   const healing = options.distill && !options.dryRun && !options.mask;
   if (healing) options = { ...options, calibration: await readBatches(options.calibration) };
-  const original = options.evaluation || healing ? encodeModel(model) : undefined;
+  const original = options.evaluation || healing
+    ? originalAsBuffer(
+      model,
+      healing ? "distillation (--distill-steps)" : "evaluation (--evaluate)",
+    )
+    : undefined;
   // The analysis keys tensors by name: a name the bodies of control flow reuse is made unique.
   uniqueScopeNames(model.graph as GraphProto);
   const before = await probeTensors(model, { dimValues: options.dimValues });

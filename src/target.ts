@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { originalAsBuffer } from "./runtime/model_session.ts";
 import { PruneError } from "./errors.ts";
 import type { ModelProto } from "./onnx/proto.ts";
 import type { BlockReport, PruneReport } from "./report.ts";
@@ -317,7 +318,9 @@ export async function pruneToTarget(
       distill: undefined,
     };
     // Distilled once, after the last step, from the model as given.
-    const teacher = options.distill ? encodeModel(model) : undefined;
+    const teacher = options.distill
+      ? originalAsBuffer(model, "distillation (--distill-steps)")
+      : undefined;
     // A dry look at the original for its size (and the latency model's estimate).
     const first = await pruneModel(model, { ...base, dryRun: true, budget: undefined });
     const metric: Metric = target.params !== undefined

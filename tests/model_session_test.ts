@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { decodeModel, encodeModel } from "../src/onnx/model_io.ts";
-import { createModelSession } from "../src/runtime/model_session.ts";
+import { createModelSession, originalAsBuffer } from "../src/runtime/model_session.ts";
 import { createSession, loadOrt } from "../src/runtime/ort.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url);
@@ -46,4 +46,16 @@ Deno.test("a model under the limit is handed over as one buffer", async () => {
   const session = await createModelSession(model);
   assert.ok(session.outputNames.length >= 1);
   assert.deepEqual(await sessionFolders(), before);
+});
+
+Deno.test("the original kept as one buffer: refused past the limit, naming what needs it", async () => {
+  const bytes = await Deno.readFile(new URL("fmnist_vit.onnx", FIXTURES));
+  const model = decodeModel(bytes);
+  assert.deepEqual(originalAsBuffer(model, "distillation (--distill-steps)"), bytes);
+  assert.throws(
+    () => originalAsBuffer(model, "distillation (--distill-steps)", 1000),
+    (e: Error & { code?: string }) =>
+      e.code === "too-large" && /distillation \(--distill-steps\)/.test(e.message) &&
+      /run without it/.test(e.message),
+  );
 });

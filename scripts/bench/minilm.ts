@@ -86,6 +86,7 @@ const args = parseArgs({
     "distill-max-length": { type: "string" },
     "distill-hidden": { type: "boolean", default: false },
     "distill-embeddings": { type: "boolean", default: false },
+    "distill-windows": { type: "string", default: "1" },
     "search-only": { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   },
@@ -105,7 +106,8 @@ function usage(): never {
       "         [--batch-size N] [--ridge R] [--gram-stride N] [--search] [--search-only]\n" +
       "         [--distill-steps N [--distill-emails N] [--distill-lr X] [--distill-batch-size N]\n" +
       "          [--distill-loss cosine|mse|pooled] [--distill-seconds S] [--distill-seed S]\n" +
-      "          [--distill-max-length N] [--distill-hidden] [--distill-embeddings]]\n" +
+      "          [--distill-max-length N] [--distill-hidden] [--distill-embeddings]\n" +
+      "          [--distill-windows W]]\n" +
       `  --model defaults to ${DEFAULT_MODEL}; make it with\n    ${EXPORT_COMMAND}\n` +
       "  --vocab defaults to vocab.txt beside the model, --tokens to tokens/ beside it.\n" +
       "  --prepare writes the token ids and texts (for scripts/anchor/minilm_baseline.py) and exits.\n" +
@@ -117,7 +119,9 @@ function usage(): never {
       "  emails (--distill-emails, after the calibration and held-out ones), for at most\n" +
       "  --distill-seconds of training, and scored again; --distill-max-length cuts the\n" +
       "  distillation emails shorter (default --max-length); --distill-embeddings trains the\n" +
-      "  embedding tables too (left as they are by default).",
+      "  embedding tables too (left as they are by default); --distill-windows W takes up to W\n" +
+      "  consecutive pieces of each distillation email (each [CLS] … [SEP] in --distill-max-length\n" +
+      "  tokens) instead of its beginning only.",
   );
   Deno.exit(0);
 }
@@ -180,6 +184,7 @@ if (!(Number.isInteger(distillSteps) && distillSteps >= 0)) {
   fail(`--distill-steps must be a whole number, got "${args["distill-steps"]}"`);
 }
 const nDistill = distillSteps ? positiveInt("distill-emails", args["distill-emails"]!) : 0;
+const distillWindows = positiveInt("distill-windows", args["distill-windows"]!);
 const distillBatch = positiveInt("distill-batch-size", args["distill-batch-size"]!);
 const distillLr = Number(args["distill-lr"]);
 if (!(distillLr > 0)) fail(`--distill-lr must be a positive number, got "${args["distill-lr"]}"`);
@@ -337,6 +342,25 @@ class WordPiece {
     }
     return [...ids, this.sep];
   }
+
+  /** Up to `count` consecutive pieces of the text, each framed [CLS] … [SEP] in `maxLength`
+   * tokens; a last piece under a quarter of the length is left out (the first never is). */
+  encodeWindows(text: string, maxLength: number, count: number): number[][] {
+    const body: number[] = [], per = maxLength - 2;
+    outer: for (const word of this.words(this.normalize(text))) {
+      for (const id of this.wordPieces(word)) {
+        if (body.length === per * count) break outer;
+        body.push(id);
+      }
+    }
+    const out: number[][] = [];
+    for (let at = 0; at === 0 || at < body.length; at += per) {
+      const piece = body.slice(at, at + per);
+      if (at > 0 && piece.length < per / 4) break;
+      out.push([this.cls, ...piece, this.sep]);
+    }
+    return out;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -406,11 +430,15 @@ const tokenizer = new WordPiece(
 /** Token ids [N, maxLength] (padded with 0) and the attention mask; each text cut to `limit`
  * tokens. */
 function tokenize(emails: Email[], limit = maxLength) {
-  const n = emails.length;
+  return tokenRows(emails.map((e) => tokenizer.encode(e.text, limit)));
+}
+
+/** Token ids [N, maxLength] (padded with 0) and the attention mask of encoded texts. */
+function tokenRows(encoded: number[][]) {
+  const n = encoded.length;
   const ids = new BigInt64Array(n * maxLength), mask = new BigInt64Array(n * maxLength);
   const lengths: number[] = [];
-  emails.forEach((e, i) => {
-    const t = tokenizer.encode(e.text, limit);
+  encoded.forEach((t, i) => {
     lengths.push(t.length);
     t.forEach((id, k) => {
       ids[i * maxLength + k] = BigInt(id);
@@ -419,11 +447,19 @@ function tokenize(emails: Email[], limit = maxLength) {
   });
   return { ids, mask, lengths, n };
 }
-type Tokens = ReturnType<typeof tokenize>;
+type Tokens = ReturnType<typeof tokenRows>;
 
 const calibrationTokens = tokenize(calibrationEmails);
 const heldoutTokens = tokenize(heldoutEmails);
-const distillTokens = tokenize(distillEmails, distillMaxLength);
+// With --distill-windows W, each distillation email gives up to W consecutive pieces.
+const distillTokens = distillWindows > 1
+  ? tokenRows(
+    distillEmails.flatMap((e) => tokenizer.encodeWindows(e.text, distillMaxLength, distillWindows)),
+  )
+  : tokenize(distillEmails, distillMaxLength);
+if (distillSteps) {
+  console.log(`distillation: ${distillTokens.n} texts from ${distillEmails.length} emails`);
+}
 
 async function writeTokens(): Promise<string> {
   await Deno.mkdir(tokensDir, { recursive: true });
@@ -884,7 +920,10 @@ if (args.json) {
         ...(distillSteps
           ? {
             distill: {
-              emails: distillTokens.n,
+              emails: nDistill,
+              samples: distillTokens.n,
+              windows: distillWindows,
+              embeddings: args["distill-embeddings"],
               steps: distillSteps,
               lr: distillLr,
               batchSize: distillBatch,

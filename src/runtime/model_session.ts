@@ -58,3 +58,31 @@ export async function createModelSession(
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }
+
+/**
+ * The original model's bytes, kept to compare the pruned model with (distillation's teacher,
+ * the evaluation's reference). Refuses a model over protobuf's limit naming what needs it, where
+ * encoding would only say the model is too large.
+ *
+ * @example
+ * ```ts
+ * import { decodeModel } from "../onnx/model_io.ts";
+ * const model = decodeModel(await Deno.readFile("vit.onnx"));
+ * const teacher = originalAsBuffer(model, "distillation (--distill-steps)");
+ * ```
+ */
+export function originalAsBuffer(
+  model: ModelProto,
+  needs: string,
+  limit = ONE_BUFFER_LIMIT,
+): Uint8Array {
+  const size = estimateSize(model);
+  if (size >= limit) {
+    throw new PruneError(
+      "too-large",
+      `${needs} keeps the original model as one buffer, which holds at most 2 GiB, and this ` +
+        `model's tensors hold ${(size / 2 ** 30).toFixed(2)} GiB: run without it`,
+    );
+  }
+  return encodeModel(model);
+}
