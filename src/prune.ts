@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { originalAsBuffer } from "./runtime/model_session.ts";
+import { originalAsBuffer, originalNeededBy } from "./runtime/model_session.ts";
 import { loadCheckSkipped } from "./runtime/load_check.ts";
 import { checkAttributes } from "./graph/check_attributes.ts";
 import { PruneError } from "./errors.ts";
@@ -242,7 +242,7 @@ export async function pruneModel(
   const original = options.evaluation || healing
     ? originalAsBuffer(
       model,
-      healing ? "distillation (--distill-steps)" : "evaluation (--evaluate)",
+      originalNeededBy({ distill: healing, evaluation: options.evaluation }),
     )
     : undefined;
   // The analysis keys tensors by name: a name the bodies of control flow reuse is made unique.

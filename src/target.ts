@@ -14,7 +14,8 @@
  *
  * @module
  */
-import { originalAsBuffer } from "./runtime/model_session.ts";
+import { originalAsBuffer, originalNeededBy } from "./runtime/model_session.ts";
+import { fidelity } from "./evaluate.ts";
 import { PruneError } from "./errors.ts";
 import type { ModelProto } from "./onnx/proto.ts";
 import type { BlockReport, PruneReport } from "./report.ts";
@@ -54,7 +55,8 @@ export interface TargetOptions {
   steps?: number;
   /** Share of each kind (MLP channels, heads, head dims, embedding width) of the original that
    * every block keeps at least (default {@link DEFAULT_MIN_KEEP}; 0: down to one head and two
-   * channels). */
+   * channels). Left open under a parameter or MAC target with a `search`, the search tries
+   * both. */
   minKeep?: number;
   /** The latency model, for `speedup` (see latency/). */
   latency?: LatencyEstimator;
@@ -301,7 +303,12 @@ export async function pruneToTarget(
     return await searchPrune(
       model,
       options,
-      (m, o, c) => pruneToTarget(m, { ...once, minKeep: c.minKeep ?? once.minKeep }, o),
+      (m, o, c) =>
+        pruneToTarget(m, {
+          ...once,
+          // A speed-up target's latency grid was timed down to its own floor.
+          minKeep: target.speedup === undefined ? c.minKeep ?? once.minKeep : once.minKeep,
+        }, o),
       { steps: once.steps, floors },
     );
   }
@@ -317,9 +324,9 @@ export async function pruneToTarget(
       evaluation: undefined,
       distill: undefined,
     };
-    // Distilled once, after the last step, from the model as given.
-    const teacher = options.distill
-      ? originalAsBuffer(model, "distillation (--distill-steps)")
+    // Distilled once, after the last step, from the model as given; evaluated against it.
+    const original = options.distill || options.evaluation
+      ? originalAsBuffer(model, originalNeededBy(options))
       : undefined;
     // A dry look at the original for its size (and the latency model's estimate).
     const first = await pruneModel(model, { ...base, dryRun: true, budget: undefined });
@@ -628,13 +635,16 @@ export async function pruneToTarget(
           : ""),
       ],
     };
-    if (teacher) {
+    if (options.distill) {
       final.distill = await distillModel(
         current,
-        teacher,
+        original!,
         await readBatches(options.calibration),
-        options.distill!,
+        options.distill,
       );
+    }
+    if (options.evaluation) {
+      final.fidelity = await fidelity(original!, encodeModel(current), options.evaluation);
     }
     return {
       model: current,

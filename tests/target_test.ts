@@ -729,3 +729,21 @@ Deno.test("latency on onnxruntime-web: wasm, and webgpu where an adapter exists 
     );
   }
 });
+
+Deno.test("a target run without a search reports the evaluation asked for", async () => {
+  const ort = await loadOrt();
+  const x = new ort.Tensor(
+    "float32",
+    Float32Array.from({ length: 8 * 28 * 28 }, (_, i) => Math.sin(i * 0.1)),
+    [8, 1, 28, 28],
+  );
+  const input = decodeModel(vit).graph!.input![0].name!;
+  const r = await pruneToTarget(decodeModel(vit), { macs: 0.6 }, {
+    pruneHeadDims: true,
+    core,
+    evaluation: { batches: [{ [input]: x }] },
+  });
+  const f = r.report.fidelity;
+  assert.ok(f, "fidelity reported");
+  assert.ok(f.top1Agreement > 0 && f.top1Agreement <= 1, JSON.stringify(f));
+});

@@ -98,12 +98,11 @@ export class GramRows {
   #lower = new Set<ChannelStats>();
 
   /** Adds `rows` rows of `stats.channels` values (row-major) to `stats`' Gram matrix. */
-  async add(stats: ChannelStats, data: ArrayLike<number>, rows: number): Promise<void> {
+  async add(stats: ChannelStats, data: Float32Array, rows: number): Promise<void> {
     if (rows === 0) return;
     let p = this.#pending.get(stats);
     if (!p) this.#pending.set(stats, p = { chunks: [], rows: 0 });
-    // Rows of another float type (a half-float model's) become float32 for the product.
-    p.chunks.push(data instanceof Float32Array ? data : Float32Array.from(data));
+    p.chunks.push(data);
     p.rows += rows;
     if (p.rows * stats.channels * 4 >= FLUSH_BYTES) await this.#flush(stats);
   }

@@ -55,10 +55,11 @@ export interface DistillOptions {
   hidden?: boolean;
   /** Weight of the block outputs' loss with `hidden`. Default 1. */
   hiddenWeight?: number;
-  /** Also train lookup tables (the data of a Gather: word, position and token-type
-   * embeddings). Default false: a step then reads them as they are — in a text model the word
-   * table is often over half the weights, and its dense gradient and update over half a step's
-   * work, for rows a batch barely touches. */
+  /** Also train the lookup tables read by token ids (a Gather whose indices are a graph input:
+   * word and token-type embeddings). Default false: a step then reads them as they are — in a
+   * text model the word table is often over half the weights, and its dense gradient and update
+   * over half a step's work, for rows a batch barely touches. Tables looked up by position train
+   * either way. */
   trainEmbeddings?: boolean;
   /** Decoupled weight decay of the matrices (MatMul, Gemm, Conv weights). Default 0.01. */
   weightDecay?: number;
@@ -506,7 +507,8 @@ export async function distillModel(
     frozen: [
       ...tables.map((name) => ({
         name,
-        reason: "a lookup table (Gather data); trainEmbeddings trains it",
+        reason: "a lookup table (Gather data) read by token ids; --distill-embeddings " +
+          "(distill.trainEmbeddings) trains it",
       })),
       ...built.frozen,
     ],
@@ -589,7 +591,12 @@ function floatOutput(ort: Awaited<ReturnType<typeof loadOrt>>, t: OrtTensor): Or
     : t;
 }
 
-/** Whether a weight is read only as a Gather's data (an embedding table), through views. */
+/**
+ * Whether a weight is read only as a Gather's data, looked up by indices that come from a graph
+ * input (token ids: a word or token-type table), through views. Tables looked up by positions
+ * or by constant indices (position embeddings, Swin's relative-position table) are read whole
+ * by every batch and train.
+ */
 function readAsTable(graph: Graph, name: string): boolean {
   const todo = [name], seen = new Set<string>();
   let table = false;
@@ -598,12 +605,30 @@ function readAsTable(graph: Graph, name: string): boolean {
     if (seen.has(t)) continue;
     seen.add(t);
     for (const { node, inputIndex } of graph.consumers(t)) {
-      if (node.opType === "Gather" && inputIndex === 0) table = true;
-      else if (["Identity", "Cast"].includes(node.opType ?? "")) todo.push(...node.output);
+      if (node.opType === "Gather" && inputIndex === 0) {
+        if (!fromGraphInput(graph, node.input[1])) return false;
+        table = true;
+      } else if (["Identity", "Cast"].includes(node.opType ?? "")) todo.push(...node.output);
       else return false;
     }
   }
   return table;
+}
+
+/** Whether a tensor is a graph input, or one reshaped or cast. */
+function fromGraphInput(graph: Graph, name: string): boolean {
+  for (let steps = 0; steps < 8; steps++) {
+    if (graph.proto.input.some((v) => v.name === name) && !graph.constant(name)) return true;
+    const node = graph.producer(name);
+    if (
+      !node ||
+      !["Identity", "Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten"].includes(
+        node.opType ?? "",
+      )
+    ) return false;
+    name = node.input[0];
+  }
+  return false;
 }
 
 /** Whether a weight is read as a matrix (decayed) rather than a bias, norm or embedding row. */

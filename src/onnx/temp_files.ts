@@ -42,14 +42,14 @@ export function tempPath(path: string): string {
 function removeLive(): void {
   for (const p of live) {
     try {
-      Deno.removeSync(p);
+      Deno.removeSync(p, { recursive: true });
     } catch { /* never created or already renamed */ }
   }
   live.clear();
 }
 
 /**
- * Registers a temporary file: while any is registered, SIGINT and SIGTERM remove them all and
+ * Registers a temporary file (or folder): while any is registered, SIGINT and SIGTERM remove them all and
  * end the process (exit code 130 / 143), as the signal would have.
  */
 export function trackTemp(path: string): void {

@@ -11,7 +11,8 @@ import type { InferenceSession } from "onnxruntime-common";
 import type { ModelProto } from "../onnx/proto.ts";
 import { encodeModel, estimateSize, writeModelFile } from "../onnx/model_io.ts";
 import { PruneError } from "../errors.ts";
-import { createSession, type OrtSession } from "./ort.ts";
+import { createSession, loadOrt, ortBackendName, type OrtSession } from "./ort.ts";
+import { trackTemp, untrackTemp } from "../onnx/temp_files.ts";
 
 /** Tensor bytes above which a model goes through a file (protobuf's limit, less room for the
  * graph itself). */
@@ -35,9 +36,25 @@ export async function createModelSession(
   limit = ONE_BUFFER_LIMIT,
 ): Promise<OrtSession> {
   if (estimateSize(model) < limit) return await createSession(encodeModel(model), options, purpose);
-  let dir: string;
+  await loadOrt(purpose);
+  if (ortBackendName() !== "node") {
+    throw new PruneError(
+      "too-large",
+      `${
+        purpose ?? "this run"
+      } needs the model in onnxruntime, and a model over protobuf's 2 GiB ` +
+        `limit only goes to onnxruntime-node (from a file with external data); this run uses ` +
+        `onnxruntime-web: allow it to load onnxruntime-node (--allow-ffi)`,
+    );
+  }
+  let dir: string | undefined;
   try {
     dir = await Deno.makeTempDir({ prefix: "prune_vit_session_" });
+    // A stopped run (SIGINT, SIGTERM) removes the copy too: it is as large as the model.
+    trackTemp(dir);
+    const path = `${dir}/model.onnx`;
+    await writeModelFile(model, path, { externalData: { location: "model.onnx.data" } });
+    return await createSession(path, options, purpose);
   } catch (e) {
     if (!(e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotCapable)) {
       throw e;
@@ -45,17 +62,21 @@ export async function createModelSession(
     throw new PruneError(
       "permission",
       `${purpose ?? "this run"} needs the model in onnxruntime, and a model over 2 GiB goes ` +
-        `there through a temporary file, which could not be made (${
+        `there through a temporary copy, which could not be written (${
           e instanceof Error ? e.message : e
-        }); allow writing to the temporary folder (--allow-write)`,
+        }); allow reading and writing the temporary folder (--allow-read, --allow-write; ` +
+        `TMPDIR chooses it)`,
     );
-  }
-  try {
-    const path = `${dir}/model.onnx`;
-    await writeModelFile(model, path, { externalData: { location: "model.onnx.data" } });
-    return await createSession(path, options, purpose);
   } finally {
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    if (dir !== undefined) {
+      untrackTemp(dir);
+      const made = dir;
+      await Deno.remove(made, { recursive: true }).catch((e) =>
+        console.warn(
+          `could not remove the temporary copy ${made}: ${e instanceof Error ? e.message : e}`,
+        )
+      );
+    }
   }
 }
 
@@ -71,6 +92,14 @@ export async function createModelSession(
  * const teacher = originalAsBuffer(model, "distillation (--distill-steps)");
  * ```
  */
+/** What keeps the original as one buffer in a run with these options, for messages. */
+export function originalNeededBy(options: { distill?: unknown; evaluation?: unknown }): string {
+  return [
+    options.distill ? "distillation (--distill-steps)" : "",
+    options.evaluation ? "evaluation (--evaluate)" : "",
+  ].filter((s) => s).join(" and ");
+}
+
 export function originalAsBuffer(
   model: ModelProto,
   needs: string,
@@ -80,8 +109,10 @@ export function originalAsBuffer(
   if (size >= limit) {
     throw new PruneError(
       "too-large",
-      `${needs} keeps the original model as one buffer, which holds at most 2 GiB, and this ` +
-        `model's tensors hold ${(size / 2 ** 30).toFixed(2)} GiB: run without it`,
+      `${needs} keeps the original model as one buffer, which holds at most ` +
+        `${(limit / 2 ** 30).toFixed(2)} GiB of tensors, and this model's hold ` +
+        `${(size / 2 ** 30).toFixed(2)} GiB: run without it (models over protobuf's 2 GiB ` +
+        `limit are pruned, with calibration too, but not yet distilled or evaluated)`,
     );
   }
   return encodeModel(model);

@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { originalAsBuffer } from "../runtime/model_session.ts";
+import { originalAsBuffer, originalNeededBy } from "../runtime/model_session.ts";
 import type { ModelProto } from "../onnx/proto.ts";
 import type { PruneOptions } from "../options.ts";
 import type { Compensation } from "../compensate.ts";
@@ -180,10 +180,7 @@ export async function searchPrune<R extends PruneResult>(
   // The original's bytes, for distillation and evaluation after the choice (the model given is
   // replaced in place by then).
   const original = options.distill || options.evaluation
-    ? originalAsBuffer(
-      model,
-      options.distill ? "distillation (--distill-steps)" : "evaluation (--evaluate)",
-    )
+    ? originalAsBuffer(model, originalNeededBy(options))
     : undefined;
   const ref = await reference(model, split.heldOut);
   const classifier = ref.rank === 2 && ref.width > 1;
