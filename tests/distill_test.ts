@@ -318,6 +318,21 @@ Deno.test("weight gradients match finite differences: BERT, padding tokens left 
 
 /** One forward + backward pass of `spec` on the BERT fixture: the loss's sum and rows, and
  * ∂(mean loss)/∂W per trained weight. */
+/** The model's own values of the trained weights, as the feeds of a weight-gradient model. */
+function trainedWeightFeeds(
+  ort: Awaited<ReturnType<typeof loadOrt>>,
+  model: ModelProto,
+  names: Iterable<string>,
+): Record<string, OrtTensor> {
+  const inits = new Map(model.graph!.initializer!.map((t) => [t.name!, t]));
+  return Object.fromEntries(
+    [...names].map((w) => [
+      w,
+      new ort.Tensor("float32", tensorToFloat32(inits.get(w)!), tensorDims(inits.get(w)!)),
+    ]),
+  );
+}
+
 async function bertStep(
   model: ModelProto,
   feeds: Record<string, OrtTensor>,
@@ -343,16 +358,10 @@ async function bertStep(
     ],
     seed: (b, y) => seedLoss(spec, b, y, 64, "teacher", undefined, weights ? "weights" : undefined),
   });
-  const inits = new Map(model.graph!.initializer!.map((t) => [t.name!, t]));
   const session = await createSession(encodeModel(built.model));
   const out = await session.run({
     ...feeds,
-    ...Object.fromEntries(
-      [...built.gradients.keys()].map((w) => [
-        w,
-        new ort.Tensor("float32", tensorToFloat32(inits.get(w)!), tensorDims(inits.get(w)!)),
-      ]),
-    ),
+    ...trainedWeightFeeds(ort, model, built.gradients.keys()),
     teacher: new ort.Tensor("float32", teacher, [n, length, 64]),
     ...(weights ? { weights: new ort.Tensor("float32", weights, [n, length]) } : {}),
   });
@@ -598,16 +607,10 @@ Deno.test("hidden-state terms add their gradients to the output's (BERT, padded)
         }
         : {}),
     });
-    const inits = new Map(model.graph!.initializer!.map((t) => [t.name!, t]));
     const session = await createSession(encodeModel(built.model));
     const out = await session.run({
       ...feeds,
-      ...Object.fromEntries(
-        [...built.gradients.keys()].map((w) => [
-          w,
-          new ort.Tensor("float32", tensorToFloat32(inits.get(w)!), tensorDims(inits.get(w)!)),
-        ]),
-      ),
+      ...trainedWeightFeeds(ort, model, built.gradients.keys()),
       teacher: new ort.Tensor("float32", seeded(3 * 8 * 64, output === hidden[0] ? 23 : 21), [
         3,
         8,
