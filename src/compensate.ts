@@ -14,7 +14,8 @@ import type { Graph, Use } from "./graph/graph.ts";
 import { writeConstant } from "./graph/graph.ts";
 import type { Trace } from "./analysis/trace.ts";
 import type { ChannelStats } from "./calibration/stats.ts";
-import type { ComputeCore } from "./core/mod.ts";
+import { HeldRowsRefit } from "./calibration/held_rows.ts";
+import type { ComputeCore, RefitProblem } from "./core/mod.ts";
 import { keptAxisIndices, type Plan, sizeRatio } from "./plan.ts";
 import { float32ToTensorBytes, makeTensor, tensorDims, tensorToFloat32 } from "./onnx/tensor.ts";
 
@@ -65,7 +66,9 @@ function biasOf(graph: Graph, linear: { output: string[] }, width: number) {
 /**
  * Computes the new weights and biases of the compensable consumers (original model). The least
  * squares run in the compute core, as many layers at once as it has threads; each Gram matrix
- * is released (handed to the solver) as soon as the last layer reading its tensor is sent.
+ * is released (handed to the solver) as soon as the last layer reading its tensor is sent. Where
+ * the statistics hold the Gram's rows instead, the products the refit reads are formed from them
+ * first (calibration/held_rows.ts).
  */
 export async function planCompensation(
   core: ComputeCore,
@@ -80,53 +83,74 @@ export async function planCompensation(
   const layers = compensable(trace, plan, stats);
   const readers = new Map<ChannelStats, number>();
   for (const { x } of layers) readers.set(x, (readers.get(x) ?? 0) + 1);
-  const running = new Set<Promise<void>>();
-  for (const { touch, linear, kept, x } of layers) {
-    const left = readers.get(x)! - 1;
-    readers.set(x, left);
-    const w = tensorToFloat32(touch.ref.tensor);
-    const [cin, cout] = tensorDims(touch.ref.tensor);
-    const bias = biasOf(trace.graph, linear, cout);
-    const b = bias ? tensorToFloat32(bias.ref.tensor) : new Float32Array(cout);
-    const keep = new Set(kept);
-    const update: PendingUpdate = { node: linear.name || linear.output[0] };
-    const biasAt = bias && { biasNode: bias.node.name, biasIndex: bias.index };
-    if (mode === "bias" || !x.gram) {
-      if (!bias) continue;
-      const nb = Float32Array.from(b);
-      for (let j = 0; j < cin; j++) {
-        if (keep.has(j)) continue;
-        const m = x.mean(j);
-        for (let o = 0; o < cout; o++) nb[o] += m * w[j * cout + o];
+  // First every problem (the products from held rows run in onnxruntime, on all cores), then
+  // the solves (in the core's workers): the two would only slow each other down.
+  const refits: { problem: RefitProblem; update: PendingUpdate; biasAt?: BiasAt }[] = [];
+  const held = new HeldRowsRefit();
+  try {
+    for (const { touch, linear, kept, x } of layers) {
+      const left = readers.get(x)! - 1;
+      readers.set(x, left);
+      const w = tensorToFloat32(touch.ref.tensor);
+      const [cin, cout] = tensorDims(touch.ref.tensor);
+      const bias = biasOf(trace.graph, linear, cout);
+      const b = bias ? tensorToFloat32(bias.ref.tensor) : new Float32Array(cout);
+      const keep = new Set(kept);
+      const update: PendingUpdate = { node: linear.name || linear.output[0] };
+      const biasAt = bias && { biasNode: bias.node.name, biasIndex: bias.index };
+      if (mode === "bias" || !x.hasGram) {
+        if (!bias) continue;
+        const nb = Float32Array.from(b);
+        for (let j = 0; j < cin; j++) {
+          if (keep.has(j)) continue;
+          const m = x.mean(j);
+          for (let o = 0; o < cout; o++) nb[o] += m * w[j * cout + o];
+        }
+        Object.assign(update, { bias: nb, ...biasAt });
+      } else {
+        const problem: RefitProblem = x.gram
+          ? {
+            gram: x.gram,
+            giveGram: left === 0 && !x.gramShared,
+            count: x.gramCount,
+            weight: w,
+            cin,
+            cout,
+            kept: Uint32Array.from(kept),
+            ridge,
+            bias: bias
+              ? { values: b, mean: Float64Array.from({ length: cin }, (_, j) => x.gramMean(j)) }
+              : undefined,
+          }
+          : await held.problem(x, w, cout, kept, ridge, bias ? b : undefined);
+        if (left === 0) x.releaseGram();
+        refits.push({ problem, update, biasAt });
       }
-      Object.assign(update, { bias: nb, ...biasAt });
-    } else {
-      const job = core.ridgeRefit({
-        gram: x.gram,
-        giveGram: left === 0 && !x.gramShared,
-        count: x.gramCount,
-        weight: w,
-        cin,
-        cout,
-        kept: Uint32Array.from(kept),
-        ridge,
-        bias: bias
-          ? { values: b, mean: Float64Array.from({ length: cin }, (_, j) => x.gramMean(j)) }
-          : undefined,
-      }).then((fit) => {
+      updates.push(update);
+    }
+  } finally {
+    await held.release();
+  }
+  const running = new Set<Promise<void>>();
+  try {
+    for (const { problem, update, biasAt } of refits.splice(0)) {
+      const job = core.ridgeRefit(problem).then((fit) => {
         update.weight = fit.weight;
-        if (bias) Object.assign(update, { bias: fit.bias, ...biasAt });
+        if (biasAt) Object.assign(update, { bias: fit.bias, ...biasAt });
       });
-      if (left === 0) x.releaseGram();
       running.add(job);
       job.finally(() => running.delete(job)).catch(() => {});
       if (running.size >= core.threads) await Promise.race(running);
     }
-    updates.push(update);
+    await Promise.all(running);
+  } finally {
+    await Promise.allSettled(running);
   }
-  await Promise.all(running);
   return updates;
 }
+
+/** Where a layer's bias is read: the Add node and its input index. */
+type BiasAt = { biasNode: string; biasIndex: number };
 
 /** Writes planned updates into the rewritten graph (weights are the kept rows by now). */
 export function applyCompensation(graph: Graph, updates: PendingUpdate[]): number {

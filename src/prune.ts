@@ -651,7 +651,10 @@ async function calibrationStats(
       }
     }
   }
+  // APMA scores read the whole Gram matrix; otherwise only the refit does.
+  const holdRows = apma ? new Set<string>() : gram;
   const need: StatsNeed = { tensors: [...tensors], gram, gradient };
+  if (!options.shared) need.holdRows = holdRows;
   if (options.shared) {
     // The same layers at the same widths: the same model for the statistics.
     const key = JSON.stringify([
@@ -676,7 +679,7 @@ async function collectCalibration(
   model: ModelProto,
   groups: Group[],
   options: RunOptions,
-  { tensors, gram, gradient }: StatsNeed,
+  { tensors, gram, gradient, holdRows }: StatsNeed,
 ): Promise<{ stats?: Map<string, ChannelStats>; gates?: Map<string, GateStats> }> {
   const stride = options.gramStride ?? 4;
   const batches = typeof options.calibration === "function"
@@ -684,7 +687,7 @@ async function collectCalibration(
     : options.calibration!;
   if (!gradient) {
     return {
-      stats: await collectStats(model, tensors, batches, gram, undefined, stride),
+      stats: await collectStats(model, tensors, batches, gram, undefined, stride, holdRows),
     };
   }
   // Heads' channels at the attention output projections, for head-level gate sums.
@@ -707,6 +710,7 @@ async function collectCalibration(
     gram,
     reader,
     stride,
+    holdRows,
   );
   return { stats, gates: reader.stats };
 }

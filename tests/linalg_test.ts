@@ -14,6 +14,7 @@ import {
 } from "../src/core/mod.ts";
 import { ChannelStats, collectStats } from "../src/calibration/stats.ts";
 import { GramRows } from "../src/calibration/gram.ts";
+import { HeldRowsRefit } from "../src/calibration/held_rows.ts";
 import { loadOrt } from "../src/runtime/ort.ts";
 import { decodeModel } from "../src/onnx/model_io.ts";
 import { tensorToFloat32 } from "../src/onnx/tensor.ts";
@@ -163,29 +164,36 @@ Deno.test("core: ridge refit through createCore, and its argument checks", async
   assert.ok(relativeError(all.weight, same.weight) < 1e-4);
 });
 
-Deno.test("core: refit on the Fashion-MNIST ViT's calibration statistics, float32 as float64", async () => {
+/** The Fashion-MNIST ViT with `batches` batches of 64 test images, and its block 0's fc2 (the
+ * MLP's hidden channels) and attention projection (the heads' channels): nodes, input tensors,
+ * bias names. */
+async function fmnistBlock0(batches: number) {
   const ort = await loadOrt();
   const fixtures = new URL("./fixtures/", import.meta.url);
   const model = decodeModel(await Deno.readFile(new URL("fmnist_vit.onnx", fixtures)));
   const data = await Deno.readFile(new URL("fmnist_test_1000.bin", fixtures));
   const px = 784;
   const images = Float32Array.from(
-    data.subarray(16, 16 + 256 * px),
+    data.subarray(16, 16 + batches * 64 * px),
     (p) => (p / 255 - 0.286) / 0.353,
   );
-  const batches = [0, 1, 2, 3].map((b) => ({
+  const feeds = Array.from({ length: batches }, (_, b) => ({
     input: new ort.Tensor("float32", images.slice(b * 64 * px, (b + 1) * 64 * px), [64, 1, 28, 28]),
   }));
-  // Block 0's fc2 (the MLP's hidden channels) and attention projection (the heads' channels).
   const layers = [
     ["/blocks/blocks.0/mlp/fc2/MatMul", "blocks.0.mlp.fc2.bias"],
     ["/blocks/blocks.0/attn/proj/MatMul", "blocks.0.attn.proj.bias"],
   ];
   const nodes = layers.map(([name]) => model.graph!.node!.find((n) => n.name === name)!);
   const inputs = nodes.map((n) => n.input![0]);
-  const stats = await collectStats(model, inputs, batches, new Set(inputs), undefined, 4);
   const init = (name: string) =>
     tensorToFloat32(model.graph!.initializer!.find((t) => t.name === name)!);
+  return { model, feeds, layers, nodes, inputs, init };
+}
+
+Deno.test("core: refit on the Fashion-MNIST ViT's calibration statistics, float32 as float64", async () => {
+  const { model, feeds, layers, nodes, inputs, init } = await fmnistBlock0(4);
+  const stats = await collectStats(model, inputs, feeds, new Set(inputs), undefined, 4);
   for (const [i, node] of nodes.entries()) {
     const x = stats.get(inputs[i])!, w = init(node.input![1]), b = init(layers[i][1]);
     const cin = x.channels, cout = b.length;
@@ -226,5 +234,67 @@ Deno.test("core: APMA's dissimilarity equals the direct loop over channel pairs"
       }
       assert.ok(Math.abs(got[i] - Math.max(0, 1 - most)) < 1e-6, `channel ${i}`);
     }
+  }
+});
+
+Deno.test("core: a refit from held Gram rows equals the refit from the whole Gram matrix", async () => {
+  const { model, feeds, layers, nodes, inputs, init } = await fmnistBlock0(1);
+  const gram = new Set(inputs);
+  // 64 images × 17 tokens, every 2nd: 544 rows — held for fc2 (384 wide, up to 768 rows), too
+  // many for the 96-wide projection, whose Gram matrix is summed as before.
+  const held = await collectStats(model, inputs, feeds, gram, undefined, 2, gram);
+  const whole = await collectStats(model, inputs, feeds, gram, undefined, 2);
+  const [fc2, proj] = inputs.map((name) => held.get(name)!);
+  assert.ok(fc2.rows && !fc2.gram && fc2.gramCount === 544);
+  assert.ok(proj.gram && !proj.rows);
+  const x = whole.get(inputs[0])!;
+  assert.equal(x.gramCount, fc2.gramCount);
+  const w = init(nodes[0].input![1]), b = init(layers[0][1]);
+  const cin = fc2.channels, cout = b.length;
+  const refit = new HeldRowsRefit();
+  try {
+    const every = [...Array(cin).keys()];
+    for (const kept of [every.filter((j) => j % 3 !== 1), every.slice(0, 5), every]) {
+      for (const withBias of [true, false]) {
+        const want = referenceLeastSquares(w, b, cin, cout, kept, x, 0.01, withBias);
+        const problem = await refit.problem(fc2, w, cout, kept, 0.01, withBias ? b : undefined);
+        const got = ridgeRefitNow({ ...problem, precision: 64 });
+        const what = `${kept.length} kept, ${withBias ? "with" : "without"} bias`;
+        assert.ok(relativeError(got.weight, want.weight) < 1e-4, what);
+        if (withBias) assert.ok(relativeError(got.bias!, want.bias) < 1e-4, what);
+      }
+    }
+  } finally {
+    await refit.release();
+  }
+});
+
+Deno.test("core: held rows in several blocks are summed as one (600 kept channels: four column blocks)", async () => {
+  const cin = 700, cout = 7, rows = [500, 300, 400];
+  const blocks = rows.map((n, i) => activations(n, cin, 11 + i));
+  const whole = new ChannelStats(cin, true);
+  const held = new ChannelStats(cin, "rows");
+  held.rows = blocks;
+  for (const [i, block] of blocks.entries()) {
+    whole.add(block);
+    const sum = new Float64Array(cin);
+    block.forEach((v, at) => sum[at % cin] += v);
+    held.addGram(undefined, sum, rows[i]);
+  }
+  const random = seededRandom(5);
+  const w = Float32Array.from({ length: cin * cout }, () => random() - 0.5);
+  const b = Float32Array.from({ length: cout }, () => random() - 0.5);
+  const kept = [...Array(cin).keys()].filter((j) => j % 7 !== 3);
+  const want = referenceLeastSquares(w, b, cin, cout, kept, whole, 0.01, true);
+  const refit = new HeldRowsRefit();
+  try {
+    const got = ridgeRefitNow({
+      ...(await refit.problem(held, w, cout, kept, 0.01, b)),
+      precision: 64,
+    });
+    assert.ok(relativeError(got.weight, want.weight) < 1e-4);
+    assert.ok(relativeError(got.bias!, want.bias) < 1e-4);
+  } finally {
+    await refit.release();
   }
 });

@@ -16,6 +16,9 @@ import type { ChannelStats } from "./stats.ts";
 /** Rows buffered per tensor before their product runs (bytes of float32 rows). */
 const FLUSH_BYTES = 8 * 2 ** 20;
 
+/** Rows held instead of a Gram matrix, at most this many per channel: twice the Gram's memory. */
+const HELD_ROWS_PER_CHANNEL = 2;
+
 /** Column blocks of a Gram matrix: only the blocks on and below the diagonal are computed
  * (XᵢᵀXⱼ, i ≥ j), 10 products of 16 for 4 blocks, and the rest mirrored once at the end. */
 function columnBlocks(channels: number): number[] {
@@ -97,19 +100,38 @@ export class GramRows {
   /** Tensors whose Gram holds only its lower blocks so far. */
   #lower = new Set<ChannelStats>();
 
-  /** Adds `rows` rows of `stats.channels` values (row-major) to `stats`' Gram matrix. */
+  /** Adds `rows` rows of `stats.channels` values (row-major) to `stats`' Gram matrix (or to
+   * the rows it holds, see `ChannelStats.rows`). */
   async add(stats: ChannelStats, data: Float32Array, rows: number): Promise<void> {
     if (rows === 0) return;
+    const c = stats.channels;
+    if (
+      stats.holdingRows &&
+      stats.gramCount + this.#buffered(stats) + rows > HELD_ROWS_PER_CHANNEL * c
+    ) {
+      // Too many to hold: the Gram matrix after all, from every row so far.
+      stats.holdingRows = false;
+      stats.gram = new Float32Array(c * c);
+      for (const block of stats.rows ?? []) await this.#product(stats, block, block.length / c);
+      stats.rows = undefined;
+    }
+    if (stats.holdingRows && data.length * 4 >= FLUSH_BYTES) return this.#keep(stats, data, rows);
     let p = this.#pending.get(stats);
     if (!p) this.#pending.set(stats, p = { chunks: [], rows: 0 });
     p.chunks.push(data);
     p.rows += rows;
-    if (p.rows * stats.channels * 4 >= FLUSH_BYTES) await this.#flush(stats);
+    if (p.rows * c * 4 < FLUSH_BYTES) return;
+    if (stats.holdingRows) this.#keep(stats, ...this.#take(stats)!);
+    else await this.#flush(stats);
   }
 
-  /** Adds every buffered row and completes each Gram matrix (its upper blocks mirrored). */
+  /** Adds every buffered row and completes each Gram matrix (its upper blocks mirrored); the
+   * rows of a tensor still holding them are all in its `rows` from now on. */
   async flush(): Promise<void> {
-    for (const stats of [...this.#pending.keys()]) await this.#flush(stats);
+    for (const stats of [...this.#pending.keys()]) {
+      if (stats.holdingRows) this.#keep(stats, ...this.#take(stats)!);
+      else await this.#flush(stats);
+    }
     for (const stats of this.#lower) mirrorLower(stats.gram, stats.channels);
     this.#lower.clear();
   }
@@ -121,25 +143,42 @@ export class GramRows {
     for (const s of sessions) await (await s.catch(() => undefined))?.session.release?.();
   }
 
-  async #flush(stats: ChannelStats): Promise<void> {
+  #buffered(stats: ChannelStats): number {
+    return this.#pending.get(stats)?.rows ?? 0;
+  }
+
+  /** The buffered rows of `stats` as one array. */
+  #take(stats: ChannelStats): [Float32Array, number] | undefined {
     const p = this.#pending.get(stats);
     this.#pending.delete(stats);
-    if (!p || p.rows === 0 || !stats.gram) return;
+    if (!p || p.rows === 0) return undefined;
+    if (p.chunks.length === 1) return [p.chunks[0], p.rows];
+    const x = new Float32Array(p.rows * stats.channels);
+    let at = 0;
+    for (const chunk of p.chunks) {
+      x.set(chunk, at);
+      at += chunk.length;
+    }
+    return [x, p.rows];
+  }
+
+  /** Holds a block of rows in `stats.rows` (their sums counted now). */
+  #keep(stats: ChannelStats, x?: Float32Array, rows = 0): void {
+    if (!x) return;
+    (stats.rows ??= []).push(x);
+    stats.addGram(undefined, columnSums(x, rows, stats.channels), rows);
+  }
+
+  async #flush(stats: ChannelStats): Promise<void> {
+    const taken = this.#take(stats);
+    if (!taken || !stats.gram) return;
+    await this.#product(stats, ...taken);
+    stats.addGram(undefined, columnSums(...taken, stats.channels), taken[1]);
+  }
+
+  /** Adds XᵀX of `rows` rows to `stats.gram` (its blocks below the diagonal; sums not counted). */
+  async #product(stats: ChannelStats, x: Float32Array, rows: number): Promise<void> {
     const c = stats.channels;
-    let x = p.chunks[0];
-    if (p.chunks.length > 1) {
-      x = new Float32Array(p.rows * c);
-      let at = 0;
-      for (const chunk of p.chunks) {
-        x.set(chunk, at);
-        at += chunk.length;
-      }
-    }
-    p.chunks.length = 0;
-    const sum = new Float64Array(c);
-    for (let r = 0; r < p.rows; r++) {
-      for (let j = 0; j < c; j++) sum[j] += x[r * c + j];
-    }
     const ort = await loadOrt();
     let made = this.#sessions.get(c);
     if (!made) {
@@ -148,10 +187,10 @@ export class GramRows {
       this.#sessions.set(c, made);
     }
     const { session, outputs } = await made;
-    const out = await session.run({ x: new ort.Tensor("float32", x, [p.rows, c]) }, outputs);
+    const out = await session.run({ x: new ort.Tensor("float32", x, [rows, c]) }, outputs);
     const starts = [0];
     for (const size of columnBlocks(c)) starts.push(starts.at(-1)! + size);
-    const g = stats.gram;
+    const g = stats.gram!;
     for (const name of outputs) {
       const [i, j] = name.slice(1).split("_").map(Number);
       const block = out[name].data as Float32Array;
@@ -162,8 +201,16 @@ export class GramRows {
       }
     }
     this.#lower.add(stats);
-    stats.addGram(undefined, sum, p.rows);
   }
+}
+
+/** Per-channel sums of `rows` rows of `channels` values. */
+function columnSums(x: Float32Array, rows: number, channels: number): Float64Array {
+  const sum = new Float64Array(channels);
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < channels; j++) sum[j] += x[r * channels + j];
+  }
+  return sum;
 }
 
 /** Copies the blocks below the diagonal into those above (the blocks on it are whole). */

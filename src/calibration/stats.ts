@@ -34,20 +34,36 @@ export class ChannelStats {
    * E[xxᵀ] − E[x]E[x]ᵀ stays positive semi-definite. */
   gramCount = 0;
   readonly gramSum?: Float64Array;
+  /** The Gram's rows themselves instead of `gram` (blocks of [rows, channels], row-major,
+   * gramCount rows in all), while they take no more memory than twice the Gram would: a refit
+   * then multiplies only what it reads (the kept channels' columns, once the plan is known)
+   * instead of all of XᵀX. */
+  rows?: Float32Array[];
+  /** Whether rows are still being gathered for `rows` (see `gram: "rows"` below). */
+  holdingRows = false;
 
-  constructor(channels: number, gram: boolean) {
+  /** `gram`: collect a Gram matrix; "rows": hold its rows instead while they are few (the
+   * tensor's Gram is then only read through a refit, which can use them). */
+  constructor(channels: number, gram: boolean | "rows") {
     this.channels = channels;
     this.sum = new Float64Array(channels);
     this.sumSquares = new Float64Array(channels);
     if (gram) {
-      this.gram = new Float32Array(channels * channels);
+      if (gram === "rows") this.holdingRows = true;
+      else this.gram = new Float32Array(channels * channels);
       this.gramSum = new Float64Array(channels);
     }
   }
 
-  /** Drops the Gram matrix (C² values) once nothing needs it any more. */
+  /** Whether a Gram matrix, or the rows it is made of, is at hand. */
+  get hasGram(): boolean {
+    return this.gram !== undefined || this.rows !== undefined;
+  }
+
+  /** Drops the Gram matrix (C² values), or its rows, once nothing needs it any more. */
   releaseGram(): void {
     this.gram = undefined;
+    this.rows = undefined;
   }
 
   /** Adds per-channel sums of x and x² over `rows` positions computed elsewhere. */
@@ -141,8 +157,9 @@ export interface BatchReader {
  * Runs `model` on every batch and returns the statistics of `tensors` (float tensors whose last
  * axis holds the channels). `gram` names the tensors whose Gram matrix is also collected, from
  * every `gramStride`-th position (a Gram matrix costs C² per position, more than the layer
- * itself for an MLP's hidden width; a regular subsample keeps it within budget); `also` reads
- * further outputs of the same runs.
+ * itself for an MLP's hidden width; a regular subsample keeps it within budget); of those in
+ * `holdRows` the rows are kept instead while they are few (`ChannelStats.rows`: only a refit
+ * reads them); `also` reads further outputs of the same runs.
  */
 export async function collectStats(
   model: ModelProto,
@@ -151,6 +168,7 @@ export async function collectStats(
   gram: Set<string> = new Set(),
   also?: BatchReader,
   gramStride = 1,
+  holdRows: Set<string> = new Set(),
 ): Promise<Map<string, ChannelStats>> {
   if (!Number.isInteger(gramStride) || gramStride < 1) {
     throw new PruneError("bad-option", `gramStride must be a positive integer, got ${gramStride}`);
@@ -268,7 +286,11 @@ export async function collectStats(
         const dims = n ? [...out[n.sum].dims].map(Number) : [...out[name].dims].map(Number);
         const channels = dims[dims.length - 1];
         let s = stats.get(name);
-        if (!s) stats.set(name, s = new ChannelStats(channels, gram.has(name)));
+        if (!s) {
+          // Rows are held only where they come back as rows (reduced inside onnxruntime).
+          const kind = gram.has(name) && (n && holdRows.has(name) ? "rows" : true);
+          stats.set(name, s = new ChannelStats(channels, kind));
+        }
         if (s.channels !== channels) {
           throw new PruneError("bad-calibration", `tensor "${name}" changed width between batches`);
         }
@@ -281,7 +303,7 @@ export async function collectStats(
         const squares = out[n.squares].data as Float32Array;
         checkFinite(name, runs, data, squares);
         s.addSums(data, squares, rows);
-        if (n.gram && s.gram) {
+        if (n.gram && (s.gram || s.holdingRows)) {
           const x = out[n.gram];
           checkFinite(name, runs, x.data as Float32Array);
           await grams.add(s, x.data as Float32Array, Number(x.dims[0]));

@@ -16,6 +16,9 @@ export interface StatsNeed {
   tensors: string[];
   /** The tensors that need a Gram matrix. */
   gram: Set<string>;
+  /** Of those, the ones read only by a refit of this run's plan: their rows may be held
+   * instead (`ChannelStats.rows`; never for statistics shared among candidates). */
+  holdRows?: Set<string>;
   /** Whether gate gradients are needed (gradient criteria). */
   gradient: boolean;
 }
