@@ -83,9 +83,12 @@ export async function planCompensation(
   const layers = compensable(trace, plan, stats);
   const readers = new Map<ChannelStats, number>();
   for (const { x } of layers) readers.set(x, (readers.get(x) ?? 0) + 1);
-  // First every problem (the products from held rows run in onnxruntime, on all cores), then
-  // the solves (in the core's workers): the two would only slow each other down.
-  const refits: { problem: RefitProblem; update: PendingUpdate; biasAt?: BiasAt }[] = [];
+  // Problems in waves: first a wave's problems (the products from held rows run in onnxruntime,
+  // on all cores), then its solves (in the core's workers) — run together the two only slow each
+  // other down; a wave ends after a few problems posed from held rows, which bounds the memory
+  // their matrices take.
+  const wave: Refit[] = [];
+  let heldInWave = 0;
   const held = new HeldRowsRefit();
   try {
     for (const { touch, linear, kept, x } of layers) {
@@ -123,17 +126,38 @@ export async function planCompensation(
               : undefined,
           }
           : await held.problem(x, w, cout, kept, ridge, bias ? b : undefined);
+        if (!x.gram) heldInWave++;
         if (left === 0) x.releaseGram();
-        refits.push({ problem, update, biasAt });
+        wave.push({ problem, update, biasAt });
+        if (heldInWave >= 2 * core.threads) {
+          await solve(core, wave.splice(0));
+          heldInWave = 0;
+        }
       }
       updates.push(update);
     }
   } finally {
     await held.release();
   }
+  await solve(core, wave);
+  return updates;
+}
+
+/** Where a layer's bias is read: the Add node and its input index. */
+type BiasAt = { biasNode: string; biasIndex: number };
+
+/** A refit to solve and the update it fills in. */
+interface Refit {
+  problem: RefitProblem;
+  update: PendingUpdate;
+  biasAt?: BiasAt;
+}
+
+/** Solves the refits, as many at once as the core has threads. */
+async function solve(core: ComputeCore, refits: Refit[]): Promise<void> {
   const running = new Set<Promise<void>>();
   try {
-    for (const { problem, update, biasAt } of refits.splice(0)) {
+    for (const { problem, update, biasAt } of refits) {
       const job = core.ridgeRefit(problem).then((fit) => {
         update.weight = fit.weight;
         if (biasAt) Object.assign(update, { bias: fit.bias, ...biasAt });
@@ -146,11 +170,7 @@ export async function planCompensation(
   } finally {
     await Promise.allSettled(running);
   }
-  return updates;
 }
-
-/** Where a layer's bias is read: the Add node and its input index. */
-type BiasAt = { biasNode: string; biasIndex: number };
 
 /** Writes planned updates into the rewritten graph (weights are the kept rows by now). */
 export function applyCompensation(graph: Graph, updates: PendingUpdate[]): number {
