@@ -90,6 +90,7 @@ export async function planCompensation(
   const wave: Refit[] = [];
   let heldInWave = 0;
   const held = new HeldRowsRefit();
+  using _workers = core.holdRefitWorkers?.();
   try {
     for (const { touch, linear, kept, x } of layers) {
       const left = readers.get(x)! - 1;

@@ -2,9 +2,8 @@
  * A refit from held Gram rows (`ChannelStats.rows`) instead of a whole Gram matrix. Once the plan
  * is known, a refit of y = x·W + b on the kept inputs K reads only X_KᵀX_K and X_KᵀX_R·W_R (R:
  * the removed inputs), so those are all that is multiplied: in onnxruntime's GEMM, X_KᵀX_K by
- * its blocks on and below the diagonal. The refit is then posed on the inputs [x_K, x_R·W_R]
- * with weight [W_K; I] — the same layer, the removed inputs folded into cout of them — so the
- * compute core's solver takes it as any other.
+ * its blocks on and below the diagonal. The refit is then posed on the kept inputs alone, with
+ * the removed ones' contribution given (`RefitProblem.removed`).
  *
  * @module
  */
@@ -129,9 +128,8 @@ export class HeldRowsRefit {
     }
     const out = Object.fromEntries([...sums].map(([name, data]) => [name, { data }]));
 
-    // The Gram of [x_K, x_R·W_R]: only its first k rows are read by the solver.
-    const width = k + cout;
-    const gram = new Float32Array(width * width);
+    // X_KᵀX_K whole (the solver reads its lower triangle), the kept rows of W, the means.
+    const gram = new Float32Array(k * k);
     const starts = [0];
     for (const size of sizes) starts.push(starts.at(-1)! + size);
     for (const name of outputs.slice(1)) {
@@ -139,39 +137,36 @@ export class HeldRowsRefit {
       const block = out[name].data as Float32Array;
       const w = starts[j + 1] - starts[j];
       for (let row = starts[i]; row < starts[i + 1]; row++) {
-        for (let col = 0; col < w; col++) {
-          const v = block[(row - starts[i]) * w + col];
-          gram[row * width + starts[j] + col] = v;
-          gram[(starts[j] + col) * width + row] = v;
-        }
+        gram.set(
+          block.subarray((row - starts[i]) * w, (row - starts[i] + 1) * w),
+          row * k + starts[j],
+        );
       }
     }
-    const cross = out.cross.data as Float32Array;
-    for (let row = 0; row < k; row++) {
-      gram.set(cross.subarray(row * cout, (row + 1) * cout), row * width + k);
-    }
-    const folded = new Float32Array(width * cout);
-    kept.forEach((j, row) => folded.set(weight.subarray(j * cout, (j + 1) * cout), row * cout));
-    for (let o = 0; o < cout; o++) folded[(k + o) * cout + o] = 1;
-    let mean: Float64Array | undefined;
+    const keptWeight = new Float32Array(k * cout);
+    kept.forEach((j, row) => keptWeight.set(weight.subarray(j * cout, (j + 1) * cout), row * cout));
+    let means: { kept: Float64Array; removed: Float64Array } | undefined;
     if (bias) {
-      mean = new Float64Array(width);
-      kept.forEach((j, row) => mean![row] = stats.gramMean(j));
+      means = {
+        kept: Float64Array.from(kept, (j) => stats.gramMean(j)),
+        removed: new Float64Array(cout),
+      };
       for (const j of removed) {
         const m = stats.gramMean(j);
-        for (let o = 0; o < cout; o++) mean[k + o] += m * weight[j * cout + o];
+        for (let o = 0; o < cout; o++) means.removed[o] += m * weight[j * cout + o];
       }
     }
     return {
       gram,
       giveGram: true,
       count: n,
-      weight: folded,
-      cin: width,
+      weight: keptWeight,
+      cin: k,
       cout,
       kept: Uint32Array.from({ length: k }, (_, i) => i),
       ridge,
-      bias: bias && mean ? { values: bias, mean } : undefined,
+      bias: bias && means ? { values: bias, mean: means.kept } : undefined,
+      removed: { cross: out.cross.data as Float32Array, mean: means?.removed },
     };
   }
 

@@ -105,6 +105,9 @@ export interface ComputeCore {
   /** The reweight compensation's ridge least squares for one layer (see {@link RefitProblem});
    * up to `threads` of them run at once, each on a worker of its own where workers can start. */
   ridgeRefit(problem: RefitProblem): Promise<RefitResult>;
+  /** Keeps the refit workers between bursts of refits until the handle is disposed (idle, they
+   * stop, so that an idle core never keeps the process alive). */
+  holdRefitWorkers?(): Disposable;
   /** Ridge refits that run at once. */
   readonly threads: number;
   /** Release GPU resources (no-op on CPU). */
@@ -137,6 +140,10 @@ export interface RefitProblem {
   precision?: 32 | 64;
   /** The caller gives up `gram`'s buffer: a worker takes it over instead of a copy. */
   giveGram?: boolean;
+  /** The removed inputs' contribution, given instead of read from `gram` and `weight` (which
+   * then hold the kept inputs only, every one kept): `cross` = Σ x_Kᵀ·(x_R·W_R) over the
+   * positions (kept × cout), and with a bias `mean` = μ_Rᵀ·W_R (cout). */
+  removed?: { cross: Float32Array; mean?: Float64Array };
 }
 
 /** The refitted layer of a {@link RefitProblem}. */
@@ -305,6 +312,8 @@ export function ridgeRefitNow(problem: RefitProblem): RefitResult {
     problem.bias?.values,
     problem.bias?.mean,
     problem.precision ?? 32,
+    problem.removed?.cross,
+    problem.removed?.mean,
   );
   const rows = kept.length * cout;
   return problem.bias
@@ -399,6 +408,10 @@ class CpuCore implements ComputeCore {
 
   ridgeRefit(problem: RefitProblem): Promise<RefitResult> {
     return this.#refits.solve(problem, problem.giveGram);
+  }
+
+  holdRefitWorkers(): Disposable {
+    return this.#refits.hold();
   }
 
   dispose(): void {}

@@ -28,6 +28,7 @@ export class RefitPool {
   #busy = new Map<number, Job>();
   #next = 0;
   #broken = false;
+  #holds = 0;
 
   constructor(
     readonly size: number,
@@ -53,8 +54,20 @@ export class RefitPool {
         values: problem.bias.values.slice(),
         mean: problem.bias.mean.slice(),
       },
+      removed: problem.removed && {
+        cross: problem.removed.cross.slice(),
+        mean: problem.removed.mean?.slice(),
+      },
     };
-    const arrays = [sent.gram, sent.weight, sent.kept, sent.bias?.values, sent.bias?.mean];
+    const arrays = [
+      sent.gram,
+      sent.weight,
+      sent.kept,
+      sent.bias?.values,
+      sent.bias?.mean,
+      sent.removed?.cross,
+      sent.removed?.mean,
+    ];
     const transfer = arrays.flatMap((a) => a ? [a.buffer as ArrayBuffer] : []);
     return new Promise<RefitResult>((resolve, reject) => {
       this.#queue.push({ id: this.#next++, problem: sent, transfer, resolve, reject });
@@ -71,7 +84,22 @@ export class RefitPool {
     }
     const wanted = Math.min(this.size, this.#queue.length + this.#busy.size);
     while (this.#workers.length + this.#starting < wanted) this.#start();
-    if (this.#queue.length === 0 && this.#busy.size === 0) this.#stop();
+    if (this.#queue.length === 0 && this.#busy.size === 0 && this.#holds === 0) this.#stop();
+  }
+
+  /** Keeps idle workers (instead of stopping them) until the returned handle is disposed: for
+   * bursts of problems with work in between, which would otherwise start workers anew each time. */
+  hold(): Disposable {
+    this.#holds++;
+    let released = false;
+    return {
+      [Symbol.dispose]: () => {
+        if (released) return;
+        released = true;
+        this.#holds--;
+        this.#pump();
+      },
+    };
   }
 
   #start(): void {

@@ -101,8 +101,10 @@ pub fn cpu_gather_axis(
 
 /// The reweight compensation's ridge least squares (`linalg::ridge_refit`): the kept rows of a
 /// layer's weight refitted from the Gram matrix of its input. `bias` and `mean` (the input's mean
-/// over the Gram's positions) come together. `precision`: 32 or 64 (bits of the solve). Returns
-/// the new kept rows (kept × cout), then with a bias the new bias.
+/// over the Gram's positions) come together. `precision`: 32 or 64 (bits of the solve). `removed`
+/// (Σ x_Kᵀ·(x_R·W_R), kept × cout) and `removed_mean` (μ_Rᵀ·W_R, with a bias) give the removed
+/// inputs' contribution when the Gram and weight hold the kept inputs only. Returns the new kept
+/// rows (kept × cout), then with a bias the new bias.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
 pub fn cpu_ridge_refit(
@@ -116,6 +118,8 @@ pub fn cpu_ridge_refit(
     bias: Option<Vec<f32>>,
     mean: Option<Vec<f64>>,
     precision: u32,
+    removed: Option<Vec<f32>>,
+    removed_mean: Option<Vec<f64>>,
 ) -> Result<Vec<f32>, JsError> {
     let bias = match (&bias, &mean) {
         (Some(b), Some(m)) => Some((&b[..], &m[..])),
@@ -135,6 +139,7 @@ pub fn cpu_ridge_refit(
         kept,
         ridge,
         bias,
+        removed: removed.as_deref().map(|c| (c, removed_mean.as_deref())),
     };
     match precision {
         32 => linalg::ridge_refit::<f32>(&problem),

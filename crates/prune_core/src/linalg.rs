@@ -429,6 +429,10 @@ pub struct RefitProblem<'a> {
     pub ridge: f64,
     /// With a bias: its values and the mean input over the Gram's positions.
     pub bias: Option<(&'a [f32], &'a [f64])>,
+    /// The removed inputs' contribution given instead of read from `gram` and `weight`:
+    /// Σ x_Kᵀ·(x_R·W_R) over the positions (kept × cout), and with a bias μ_Rᵀ·W_R (cout). `gram`
+    /// and `weight` are then the kept inputs' only, every one of them kept.
+    pub removed: Option<(&'a [f32], Option<&'a [f64]>)>,
 }
 
 /// [W'; b'] minimising E‖x·W + b − x_K·W' − b'‖² + λ‖W'‖² (the intercept not penalised; without
@@ -436,6 +440,8 @@ pub struct RefitProblem<'a> {
 /// W' = W_K + (C_KK + λI)⁻¹ (C_KR·W_R − λ·W_K) and b' = b + μ_Rᵀ·W_R − μ_Kᵀ·(W' − W_K),
 /// the normal equations of the problem written around W_K (the kept rows), so that the solve
 /// only carries the correction. Returns W' (k × cout) followed, with a bias, by b' (cout).
+/// With `removed` given, C_KR·W_R and μ_Rᵀ·W_R come from it (the Gram and weight then hold
+/// the kept inputs only).
 pub fn ridge_refit<T: Real>(p: &RefitProblem) -> Result<Vec<f32>, String> {
     let (cin, cout, k) = (p.cin, p.cout, p.kept.len());
     if p.gram.len() != cin * cin || p.weight.len() != cin * cout {
@@ -459,6 +465,18 @@ pub fn ridge_refit<T: Real>(p: &RefitProblem) -> Result<Vec<f32>, String> {
     let removed: Vec<usize> = (0..cin).filter(|&j| !is_kept[j]).collect();
     let kept: Vec<usize> = p.kept.iter().map(|&j| j as usize).collect();
     let r = removed.len();
+    if let Some((cross, removed_mean)) = p.removed {
+        if r > 0 || cross.len() != k * cout || removed_mean.is_some() != p.bias.is_some() {
+            return Err(format!(
+                "refit: a given removed contribution needs every input kept, {k} × {cout} values \
+                 ({} given) and μ_Rᵀ·W_R exactly when there is a bias",
+                cross.len()
+            ));
+        }
+        if removed_mean.is_some_and(|m| m.len() != cout) {
+            return Err(format!("refit: μ_Rᵀ·W_R needs {cout} values"));
+        }
+    }
     let inv_n = 1.0 / p.count;
     let zeros = vec![0f64; cin];
     let mean = p.bias.map_or(&zeros[..], |(_, m)| m);
@@ -503,16 +521,28 @@ pub fn ridge_refit<T: Real>(p: &RefitProblem) -> Result<Vec<f32>, String> {
     let mut x = w_rows(&kept);
     let neg_lambda = T::from_f64(-lambda);
     x.iter_mut().for_each(|v| *v = *v * neg_lambda);
-    gemm(
-        k,
-        cout,
-        r,
-        Operand::new(&c_kr, r),
-        Operand::new(&w_r, cout),
-        &mut x,
-        cout,
-        T::from_f64(1.0),
-    );
+    match p.removed {
+        // C_KR·W_R = E[x_K (x_R W_R)ᵀ] − μ_K (μ_Rᵀ W_R).
+        Some((cross, removed_mean)) => {
+            for (row, &i) in kept.iter().enumerate() {
+                for o in 0..cout {
+                    let centre = removed_mean.map_or(0.0, |m| mean[i] * m[o]);
+                    let v = cross[row * cout + o] as f64 * inv_n - centre;
+                    x[row * cout + o] += T::from_f64(v);
+                }
+            }
+        }
+        None => gemm(
+            k,
+            cout,
+            r,
+            Operand::new(&c_kr, r),
+            Operand::new(&w_r, cout),
+            &mut x,
+            cout,
+            T::from_f64(1.0),
+        ),
+    }
     drop(c_kr);
     cholesky(&mut a, k)?;
     cholesky_solve(&a, k, &mut x, cout);
@@ -536,6 +566,11 @@ pub fn ridge_refit<T: Real>(p: &RefitProblem) -> Result<Vec<f32>, String> {
         for (row, &i) in removed.iter().enumerate() {
             for o in 0..cout {
                 nb[o] += mean[i] * w_r[row * cout + o].to_f64();
+            }
+        }
+        if let Some((_, Some(removed_mean))) = p.removed {
+            for o in 0..cout {
+                nb[o] += removed_mean[o];
             }
         }
         for (row, &i) in kept.iter().enumerate() {

@@ -76,9 +76,11 @@ export function cpu_group_scores(scores: Float32Array | number[], groups: number
 /**
  * The reweight compensation's ridge least squares (`linalg::ridge_refit`): the kept rows of a
  * layer's weight refitted from the Gram matrix of its input. `bias` and `mean` (the input's mean
- * over the Gram's positions) come together. `precision`: 32 or 64 (bits of the solve). Returns
- * the new kept rows (kept × cout), then with a bias the new bias.
+ * over the Gram's positions) come together. `precision`: 32 or 64 (bits of the solve). `removed`
+ * (Σ x_Kᵀ·(x_R·W_R), kept × cout) and `removed_mean` (μ_Rᵀ·W_R, with a bias) give the removed
+ * inputs' contribution when the Gram and weight hold the kept inputs only. Returns the new kept
+ * rows (kept × cout), then with a bias the new bias.
  */
-export function cpu_ridge_refit(gram: Float32Array | number[], cin: number, count: number, weight: Float32Array | number[], cout: number, kept: Uint32Array | number[], ridge: number, bias: Float32Array | number[] | null | undefined, mean: Float64Array | number[] | null | undefined, precision: number): Float32Array;
+export function cpu_ridge_refit(gram: Float32Array | number[], cin: number, count: number, weight: Float32Array | number[], cout: number, kept: Uint32Array | number[], ridge: number, bias: Float32Array | number[] | null | undefined, mean: Float64Array | number[] | null | undefined, precision: number, removed?: Float32Array | number[] | null, removed_mean?: Float64Array | number[] | null): Float32Array;
 
 export function cpu_select_keep_per_group(scores: Float32Array | number[], groups: number, drop: number): Uint32Array;

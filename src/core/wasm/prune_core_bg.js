@@ -392,8 +392,10 @@ export function cpu_group_scores(scores, groups, reduce) {
 /**
  * The reweight compensation's ridge least squares (`linalg::ridge_refit`): the kept rows of a
  * layer's weight refitted from the Gram matrix of its input. `bias` and `mean` (the input's mean
- * over the Gram's positions) come together. `precision`: 32 or 64 (bits of the solve). Returns
- * the new kept rows (kept × cout), then with a bias the new bias.
+ * over the Gram's positions) come together. `precision`: 32 or 64 (bits of the solve). `removed`
+ * (Σ x_Kᵀ·(x_R·W_R), kept × cout) and `removed_mean` (μ_Rᵀ·W_R, with a bias) give the removed
+ * inputs' contribution when the Gram and weight hold the kept inputs only. Returns the new kept
+ * rows (kept × cout), then with a bias the new bias.
  * @param {Float32Array | number[]} gram
  * @param {number} cin
  * @param {number} count
@@ -404,15 +406,17 @@ export function cpu_group_scores(scores, groups, reduce) {
  * @param {Float32Array | number[] | null | undefined} bias
  * @param {Float64Array | number[] | null | undefined} mean
  * @param {number} precision
+ * @param {Float32Array | number[] | null} [removed]
+ * @param {Float64Array | number[] | null} [removed_mean]
  * @returns {Float32Array}
  */
-export function cpu_ridge_refit(gram, cin, count, weight, cout, kept, ridge, bias, mean, precision) {
-    const val6 = +cin;
-    const val7 = +count;
-    const val8 = +cout;
-    const val9 = +ridge;
-    const val10 = +precision;
-    let ptr0, len0, ptr1, len1, ptr2, len2, ptr3, len3, ptr4, len4;
+export function cpu_ridge_refit(gram, cin, count, weight, cout, kept, ridge, bias, mean, precision, removed, removed_mean) {
+    const val8 = +cin;
+    const val9 = +count;
+    const val10 = +cout;
+    const val11 = +ridge;
+    const val12 = +precision;
+    let ptr0, len0, ptr1, len1, ptr2, len2, ptr3, len3, ptr4, len4, ptr5, len5, ptr6, len6;
     try {
         ptr0 = passArrayF32ToWasm0(gram, wasm.__wbindgen_malloc);
         len0 = WASM_VECTOR_LEN;
@@ -424,7 +428,13 @@ export function cpu_ridge_refit(gram, cin, count, weight, cout, kept, ridge, bia
         len3 = WASM_VECTOR_LEN;
         ptr4 = isLikeNone(mean) ? 0 : passArrayF64ToWasm0(mean, wasm.__wbindgen_malloc);
         len4 = WASM_VECTOR_LEN;
+        ptr5 = isLikeNone(removed) ? 0 : passArrayF32ToWasm0(removed, wasm.__wbindgen_malloc);
+        len5 = WASM_VECTOR_LEN;
+        ptr6 = isLikeNone(removed_mean) ? 0 : passArrayF64ToWasm0(removed_mean, wasm.__wbindgen_malloc);
+        len6 = WASM_VECTOR_LEN;
     } catch (e) {
+        if (ptr6) { wasm.__wbindgen_free(ptr6, len6 * 8, 8); }
+        if (ptr5) { wasm.__wbindgen_free(ptr5, len5 * 4, 4); }
         if (ptr4) { wasm.__wbindgen_free(ptr4, len4 * 8, 8); }
         if (ptr3) { wasm.__wbindgen_free(ptr3, len3 * 4, 4); }
         if (ptr2) { wasm.__wbindgen_free(ptr2, len2 * 4, 4); }
@@ -432,13 +442,13 @@ export function cpu_ridge_refit(gram, cin, count, weight, cout, kept, ridge, bia
         if (ptr0) { wasm.__wbindgen_free(ptr0, len0 * 4, 4); }
         throw e;
     }
-    const ret = wasm.cpu_ridge_refit(ptr0, len0, val6, val7, ptr1, len1, val8, ptr2, len2, val9, ptr3, len3, ptr4, len4, val10);
+    const ret = wasm.cpu_ridge_refit(ptr0, len0, val8, val9, ptr1, len1, val10, ptr2, len2, val11, ptr3, len3, ptr4, len4, val12, ptr5, len5, ptr6, len6);
     if (ret[3]) {
         throw takeObject(ret[2]);
     }
-    var v11 = getArrayF32FromWasm0(ret[0], ret[1]).slice();
+    var v13 = getArrayF32FromWasm0(ret[0], ret[1]).slice();
     wasm.__wbindgen_free(ret[0], ret[1] * 4, 4);
-    return v11;
+    return v13;
 }
 
 /**

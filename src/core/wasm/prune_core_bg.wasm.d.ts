@@ -10,7 +10,7 @@ export const cpu_dissimilarity: (a: number, b: number, c: number, d: number, e: 
 export const cpu_gather_axis: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number) => [number, number, number, number];
 export const cpu_gram: (a: number, b: number, c: number, d: number) => [number, number, number, number];
 export const cpu_group_scores: (a: number, b: number, c: number, d: number, e: number) => [number, number, number, number];
-export const cpu_ridge_refit: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number, i: number, j: number, k: number, l: number, m: number, n: number, o: number) => [number, number, number, number];
+export const cpu_ridge_refit: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number, i: number, j: number, k: number, l: number, m: number, n: number, o: number, p: number, q: number, r: number, s: number) => [number, number, number, number];
 export const cpu_select_keep_per_group: (a: number, b: number, c: number, d: number) => [number, number, number, number];
 export const gpucore_adapter_name: (a: number) => [number, number];
 export const gpucore_channel_lp_scores_f16: (a: number, b: number, c: number, d: number, e: number, f: number, g: number) => number;
