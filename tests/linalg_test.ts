@@ -298,3 +298,29 @@ Deno.test("core: held rows in several blocks are summed as one (600 kept channel
     await refit.release();
   }
 });
+
+Deno.test("core: a given removed contribution needs every input kept and its mean with a bias", () => {
+  const problem = {
+    gram: Float32Array.of(2, 0, 0, 2),
+    count: 1,
+    weight: Float32Array.of(1, 1),
+    cin: 2,
+    cout: 1,
+    kept: Uint32Array.of(0, 1),
+    ridge: 0.01,
+    removed: { cross: Float32Array.of(1, 1) },
+  };
+  assert.ok(ridgeRefitNow(problem).weight.every(Number.isFinite));
+  assert.throws(
+    () => ridgeRefitNow({ ...problem, kept: Uint32Array.of(0) }),
+    /every input kept/,
+  );
+  assert.throws(
+    () =>
+      ridgeRefitNow({
+        ...problem,
+        bias: { values: Float32Array.of(0), mean: new Float64Array(2) },
+      }),
+    /exactly when there is a bias/,
+  );
+});
