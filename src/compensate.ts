@@ -65,9 +65,9 @@ function biasOf(graph: Graph, linear: { output: string[] }, width: number) {
 
 /**
  * Computes the new weights and biases of the compensable consumers (original model). The least
- * squares run in the compute core, as many layers at once as it has threads; each Gram matrix
- * is released (handed to the solver) as soon as the last layer reading its tensor is sent. Where
- * the statistics hold the Gram's rows instead, the products the refit reads are formed from them
+ * squares run in the compute core, as many layers at once as it has threads, in waves; each
+ * Gram matrix is handed to the solver with the last layer reading its tensor. Where the
+ * statistics hold the Gram's rows instead, the products the refit reads are formed from them
  * first (calibration/held_rows.ts).
  */
 export async function planCompensation(
@@ -85,10 +85,10 @@ export async function planCompensation(
   for (const { x } of layers) readers.set(x, (readers.get(x) ?? 0) + 1);
   // Problems in waves: first a wave's problems (the products from held rows run in onnxruntime,
   // on all cores), then its solves (in the core's workers) — run together the two only slow each
-  // other down; a wave ends after a few problems posed from held rows, which bounds the memory
-  // their matrices take.
+  // other down. A wave ends after a few problems posed from held rows or once its problems' own
+  // arrays (weights, products) pass WAVE_BYTES: that bounds the memory they take.
   const wave: Refit[] = [];
-  let heldInWave = 0;
+  let heldInWave = 0, waveBytes = 0;
   const held = new HeldRowsRefit();
   using _workers = core.holdRefitWorkers?.();
   try {
@@ -128,11 +128,13 @@ export async function planCompensation(
           }
           : await held.problem(x, w, cout, kept, ridge, bias ? b : undefined);
         if (!x.gram) heldInWave++;
+        waveBytes += problem.weight.byteLength + (problem.removed?.cross.byteLength ?? 0) +
+          (x.gram ? 0 : problem.gram.byteLength);
         if (left === 0) x.releaseGram();
         wave.push({ problem, update, biasAt });
-        if (heldInWave >= 2 * core.threads) {
+        if (heldInWave >= 2 * core.threads || waveBytes >= WAVE_BYTES) {
           await solve(core, wave.splice(0));
-          heldInWave = 0;
+          heldInWave = waveBytes = 0;
         }
       }
       updates.push(update);
@@ -143,6 +145,9 @@ export async function planCompensation(
   await solve(core, wave);
   return updates;
 }
+
+/** The arrays a wave's problems may hold before they are solved (bytes). */
+const WAVE_BYTES = 256 * 2 ** 20;
 
 /** Where a layer's bias is read: the Add node and its input index. */
 type BiasAt = { biasNode: string; biasIndex: number };

@@ -300,6 +300,7 @@ Deno.test("core: held rows in several blocks are summed as one (600 kept channel
 });
 
 Deno.test("core: a given removed contribution needs every input kept and its mean with a bias", () => {
+  // x = [1, 1] at every position (E[xxᵀ] = 2I after centring-free counting), W = [1, 1]ᵀ.
   const problem = {
     gram: Float32Array.of(2, 0, 0, 2),
     count: 1,
@@ -310,10 +311,21 @@ Deno.test("core: a given removed contribution needs every input kept and its mea
     ridge: 0.01,
     removed: { cross: Float32Array.of(1, 1) },
   };
-  assert.ok(ridgeRefitNow(problem).weight.every(Number.isFinite));
+  // W' = W + (2I + λI)⁻¹ (cross − λW), λ = 0.01 · 2: 1 + (1 − 0.02) / 2.02 each.
+  const got = ridgeRefitNow({ ...problem, precision: 64 }).weight;
+  for (const v of got) assert.ok(Math.abs(v - (1 + 0.98 / 2.02)) < 1e-6, `${v}`);
   assert.throws(
-    () => ridgeRefitNow({ ...problem, kept: Uint32Array.of(0) }),
+    () =>
+      ridgeRefitNow({
+        ...problem,
+        kept: Uint32Array.of(0),
+        removed: { cross: Float32Array.of(1) },
+      }),
     /every input kept/,
+  );
+  assert.throws(
+    () => ridgeRefitNow({ ...problem, removed: { cross: Float32Array.of(1) } }),
+    /needs 2 × 1 values/,
   );
   assert.throws(
     () =>
@@ -323,4 +335,30 @@ Deno.test("core: a given removed contribution needs every input kept and its mea
       }),
     /exactly when there is a bias/,
   );
+});
+
+Deno.test("core: rows held past twice the channels fall back to the Gram matrix of every row", async () => {
+  // 1100 channels: blocks of 1907 rows pass the 8 MiB at which rows are kept as one block; the
+  // second block crosses 2 × 1100 rows, so the first is multiplied into the Gram matrix then.
+  const c = 1100, rows = 1907;
+  const random = seededRandom(3);
+  const blocks = [0, 1].map(() => Float32Array.from({ length: rows * c }, () => random() - 0.5));
+  const held = new ChannelStats(c, "rows"), grams = new GramRows();
+  try {
+    await grams.add(held, blocks[0], rows);
+    assert.equal(held.rows?.length, 1);
+    assert.ok(!held.gram);
+    await grams.add(held, blocks[1], rows);
+    await grams.flush();
+  } finally {
+    await grams.release();
+  }
+  assert.ok(held.gram && !held.rows);
+  assert.equal(held.gramCount, 2 * rows);
+  const both = new Float32Array(2 * rows * c);
+  blocks.forEach((b, i) => both.set(b, i * rows * c));
+  assert.ok(relativeError(held.gram, gramNow(both, 2 * rows, c)) < 1e-5);
+  const sum = new Float64Array(c);
+  both.forEach((v, i) => sum[i % c] += v);
+  assert.ok(relativeError(held.gramSum!, sum) < 1e-9);
 });

@@ -90,6 +90,9 @@ export class HeldRowsRefit {
     bias?: Float32Array,
   ): Promise<RefitProblem> {
     const n = stats.gramCount, cin = stats.channels;
+    if (!stats.rows?.length || n === 0) {
+      throw new Error("refit: the Gram matrix covers no positions (no calibration rows held)");
+    }
     const keep = new Set(kept);
     const removed = [...Array(cin).keys()].filter((j) => !keep.has(j));
     const k = kept.length;

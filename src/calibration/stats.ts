@@ -39,7 +39,7 @@ export class ChannelStats {
    * then multiplies only what it reads (the kept channels' columns, once the plan is known)
    * instead of all of XᵀX. */
   rows?: Float32Array[];
-  /** Whether rows are still being gathered for `rows` (see `gram: "rows"` below). */
+  /** Whether rows are gathered for `rows` (see `gram: "rows"` below) rather than a Gram matrix. */
   holdingRows = false;
 
   /** `gram`: collect a Gram matrix; "rows": hold its rows instead while they are few (the
@@ -57,7 +57,7 @@ export class ChannelStats {
 
   /** Whether a Gram matrix, or the rows it is made of, is at hand. */
   get hasGram(): boolean {
-    return this.gram !== undefined || this.rows !== undefined;
+    return this.gram !== undefined || this.rows !== undefined || this.holdingRows;
   }
 
   /** Drops the Gram matrix (C² values), or its rows, once nothing needs it any more. */

@@ -130,6 +130,11 @@ pub fn cpu_ridge_refit(
             ))
         }
     };
+    if removed.is_none() && removed_mean.is_some() {
+        return Err(JsError::new(
+            "refit: μ_Rᵀ·W_R given without the removed inputs' contribution",
+        ));
+    }
     let problem = linalg::RefitProblem {
         gram,
         cin: cin as usize,

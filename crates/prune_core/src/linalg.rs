@@ -466,12 +466,19 @@ pub fn ridge_refit<T: Real>(p: &RefitProblem) -> Result<Vec<f32>, String> {
     let kept: Vec<usize> = p.kept.iter().map(|&j| j as usize).collect();
     let r = removed.len();
     if let Some((cross, removed_mean)) = p.removed {
-        if r > 0 || cross.len() != k * cout || removed_mean.is_some() != p.bias.is_some() {
+        if r > 0 {
             return Err(format!(
-                "refit: a given removed contribution needs every input kept, {k} × {cout} values \
-                 ({} given) and μ_Rᵀ·W_R exactly when there is a bias",
+                "refit: a given removed contribution needs every input kept ({r} of {cin} are not)"
+            ));
+        }
+        if cross.len() != k * cout {
+            return Err(format!(
+                "refit: the removed contribution needs {k} × {cout} values, not {}",
                 cross.len()
             ));
+        }
+        if removed_mean.is_some() != p.bias.is_some() {
+            return Err("refit: μ_Rᵀ·W_R is given exactly when there is a bias".into());
         }
         if removed_mean.is_some_and(|m| m.len() != cout) {
             return Err(format!("refit: μ_Rᵀ·W_R needs {cout} values"));
