@@ -90,59 +90,64 @@ export async function planCompensation(
   const wave: Refit[] = [];
   let heldInWave = 0, waveBytes = 0;
   const held = new HeldRowsRefit();
-  using _workers = core.holdRefitWorkers?.();
+  // Not `using`: the page's bundle keeps the syntax, which not every browser parses yet.
+  const letWorkersGo = core.holdRefitWorkers?.();
   try {
-    for (const { touch, linear, kept, x } of layers) {
-      const left = readers.get(x)! - 1;
-      readers.set(x, left);
-      const w = tensorToFloat32(touch.ref.tensor);
-      const [cin, cout] = tensorDims(touch.ref.tensor);
-      const bias = biasOf(trace.graph, linear, cout);
-      const b = bias ? tensorToFloat32(bias.ref.tensor) : new Float32Array(cout);
-      const keep = new Set(kept);
-      const update: PendingUpdate = { node: linear.name || linear.output[0] };
-      const biasAt = bias && { biasNode: bias.node.name, biasIndex: bias.index };
-      if (mode === "bias" || !x.hasGram) {
-        if (!bias) continue;
-        const nb = Float32Array.from(b);
-        for (let j = 0; j < cin; j++) {
-          if (keep.has(j)) continue;
-          const m = x.mean(j);
-          for (let o = 0; o < cout; o++) nb[o] += m * w[j * cout + o];
-        }
-        Object.assign(update, { bias: nb, ...biasAt });
-      } else {
-        const problem: RefitProblem = x.gram
-          ? {
-            gram: x.gram,
-            giveGram: left === 0 && !x.gramShared,
-            count: x.gramCount,
-            weight: w,
-            cin,
-            cout,
-            kept: Uint32Array.from(kept),
-            ridge,
-            bias: bias
-              ? { values: b, mean: Float64Array.from({ length: cin }, (_, j) => x.gramMean(j)) }
-              : undefined,
+    try {
+      for (const { touch, linear, kept, x } of layers) {
+        const left = readers.get(x)! - 1;
+        readers.set(x, left);
+        const w = tensorToFloat32(touch.ref.tensor);
+        const [cin, cout] = tensorDims(touch.ref.tensor);
+        const bias = biasOf(trace.graph, linear, cout);
+        const b = bias ? tensorToFloat32(bias.ref.tensor) : new Float32Array(cout);
+        const keep = new Set(kept);
+        const update: PendingUpdate = { node: linear.name || linear.output[0] };
+        const biasAt = bias && { biasNode: bias.node.name, biasIndex: bias.index };
+        if (mode === "bias" || !x.hasGram) {
+          if (!bias) continue;
+          const nb = Float32Array.from(b);
+          for (let j = 0; j < cin; j++) {
+            if (keep.has(j)) continue;
+            const m = x.mean(j);
+            for (let o = 0; o < cout; o++) nb[o] += m * w[j * cout + o];
           }
-          : await held.problem(x, w, cout, kept, ridge, bias ? b : undefined);
-        if (!x.gram) heldInWave++;
-        waveBytes += problem.weight.byteLength + (problem.removed?.cross.byteLength ?? 0) +
-          (x.gram ? 0 : problem.gram.byteLength);
-        if (left === 0) x.releaseGram();
-        wave.push({ problem, update, biasAt });
-        if (heldInWave >= 2 * core.threads || waveBytes >= WAVE_BYTES) {
-          await solve(core, wave.splice(0));
-          heldInWave = waveBytes = 0;
+          Object.assign(update, { bias: nb, ...biasAt });
+        } else {
+          const problem: RefitProblem = x.gram
+            ? {
+              gram: x.gram,
+              giveGram: left === 0 && !x.gramShared,
+              count: x.gramCount,
+              weight: w,
+              cin,
+              cout,
+              kept: Uint32Array.from(kept),
+              ridge,
+              bias: bias
+                ? { values: b, mean: Float64Array.from({ length: cin }, (_, j) => x.gramMean(j)) }
+                : undefined,
+            }
+            : await held.problem(x, w, cout, kept, ridge, bias ? b : undefined);
+          if (!x.gram) heldInWave++;
+          waveBytes += problem.weight.byteLength + (problem.removed?.cross.byteLength ?? 0) +
+            (x.gram ? 0 : problem.gram.byteLength);
+          if (left === 0) x.releaseGram();
+          wave.push({ problem, update, biasAt });
+          if (heldInWave >= 2 * core.threads || waveBytes >= WAVE_BYTES) {
+            await solve(core, wave.splice(0));
+            heldInWave = waveBytes = 0;
+          }
         }
+        updates.push(update);
       }
-      updates.push(update);
+    } finally {
+      await held.release();
     }
+    await solve(core, wave);
   } finally {
-    await held.release();
+    letWorkersGo?.();
   }
-  await solve(core, wave);
   return updates;
 }
 

@@ -31,6 +31,12 @@ function findBrowser(): string | undefined {
   return undefined;
 }
 
+Deno.test("web: the page's script has no `using` declarations (not every browser parses them)", async () => {
+  const page = await Deno.readTextFile(new URL(PAGE_FILE));
+  const found = page.match(/[;{}()]\s*(?:await\s+)?using\s+[A-Za-z_$][\w$]*\s*=/);
+  assert.equal(found, null, `the bundle keeps a \`using\` declaration: ${found?.[0]}`);
+});
+
 const BROWSER = findBrowser();
 const REQUIRED = Deno.env.get("PRUNE_VIT_REQUIRE_BROWSER") === "1";
 

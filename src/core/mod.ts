@@ -105,9 +105,9 @@ export interface ComputeCore {
   /** The reweight compensation's ridge least squares for one layer (see {@link RefitProblem});
    * up to `threads` of them run at once, each on a worker of its own where workers can start. */
   ridgeRefit(problem: RefitProblem): Promise<RefitResult>;
-  /** Keeps the refit workers between bursts of refits until the handle is disposed (idle, they
-   * stop, so that an idle core never keeps the process alive). */
-  holdRefitWorkers?(): Disposable;
+  /** Keeps the refit workers between bursts of refits until the returned function is called
+   * (idle, they stop, so that an idle core never keeps the process alive). */
+  holdRefitWorkers?(): () => void;
   /** Ridge refits that run at once. */
   readonly threads: number;
   /** Release GPU resources (no-op on CPU). */
@@ -410,7 +410,7 @@ class CpuCore implements ComputeCore {
     return this.#refits.solve(problem, problem.giveGram);
   }
 
-  holdRefitWorkers(): Disposable {
+  holdRefitWorkers(): () => void {
     return this.#refits.hold();
   }
 

@@ -87,18 +87,16 @@ export class RefitPool {
     if (this.#queue.length === 0 && this.#busy.size === 0 && this.#holds === 0) this.#stop();
   }
 
-  /** Keeps idle workers (instead of stopping them) until the returned handle is disposed: for
+  /** Keeps idle workers (instead of stopping them) until the returned function is called: for
    * bursts of problems with work in between, which would otherwise start workers anew each time. */
-  hold(): Disposable {
+  hold(): () => void {
     this.#holds++;
     let released = false;
-    return {
-      [Symbol.dispose]: () => {
-        if (released) return;
-        released = true;
-        this.#holds--;
-        this.#pump();
-      },
+    return () => {
+      if (released) return;
+      released = true;
+      this.#holds--;
+      this.#pump();
     };
   }
 

@@ -254,14 +254,18 @@ export async function loadExternalData(model: ModelProto, modelPath: string): Pr
 function lazyRawData(t: TensorProto, file: string, offset: number, length: number): void {
   deferRawData(t, length, () => {
     const bytes = new Uint8Array(length);
-    using f = Deno.openSync(file);
-    f.seekSync(offset, Deno.SeekMode.Start);
-    for (let at = 0; at < length;) {
-      const n = f.readSync(bytes.subarray(at));
-      if (n === null) {
-        throw new PruneError("truncated", `${file}: ended while reading ${label(t)}`);
+    const f = Deno.openSync(file);
+    try {
+      f.seekSync(offset, Deno.SeekMode.Start);
+      for (let at = 0; at < length;) {
+        const n = f.readSync(bytes.subarray(at));
+        if (n === null) {
+          throw new PruneError("truncated", `${file}: ended while reading ${label(t)}`);
+        }
+        at += n;
       }
-      at += n;
+    } finally {
+      f.close();
     }
     return bytes;
   });

@@ -18,12 +18,16 @@ export async function readInto(file: Deno.FsFile, bytes: Uint8Array): Promise<nu
 /** A file's bytes, read into one buffer of its size (Deno.readFile grows its buffer as it goes:
  * twice the time on big models). */
 export async function readWhole(path: string): Promise<Uint8Array> {
-  using file = await Deno.open(path);
-  const bytes = new Uint8Array((await file.stat()).size);
-  if ((await readInto(file, bytes)) !== bytes.length) {
-    throw new Error(`${path}: changed while being read`);
+  const file = await Deno.open(path);
+  try {
+    const bytes = new Uint8Array((await file.stat()).size);
+    if ((await readInto(file, bytes)) !== bytes.length) {
+      throw new Error(`${path}: changed while being read`);
+    }
+    return bytes;
+  } finally {
+    file.close();
   }
-  return bytes;
 }
 
 /** Writes out a file's content, piece by piece. */
@@ -36,9 +40,14 @@ export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<vo
   }
 }
 
-/** Writes a new file (never an existing one) from bytes or a writer. */
+/** Writes a new file (never an existing one) from bytes or a writer. (Files here are closed in
+ * `finally`, not by `using`: the page's bundle keeps that syntax, which not every browser parses.) */
 export async function writeWhole(path: string, content: Uint8Array | WriteTo): Promise<void> {
-  using file = await Deno.open(path, { write: true, createNew: true });
-  if (content instanceof Uint8Array) await writeAll(file, content);
-  else await content(file);
+  const file = await Deno.open(path, { write: true, createNew: true });
+  try {
+    if (content instanceof Uint8Array) await writeAll(file, content);
+    else await content(file);
+  } finally {
+    file.close();
+  }
 }

@@ -306,9 +306,9 @@ async function checkModelFile(path: string): Promise<void> {
     );
   }
   if (info.size < HEAD_CHECKED_ABOVE) return; // read whole: decodeModel says what is wrong
-  using file = await Deno.open(path);
+  const file = await Deno.open(path);
   const head = new Uint8Array(Math.min(info.size, 4096));
-  const n = await readInto(file, head);
+  const n = await readInto(file, head).finally(() => file.close());
   const scan = scanWire(head, 0, n);
   const badWire = scan.fields.find(([f, wt]) =>
     MODEL_WIRE[f] !== undefined && MODEL_WIRE[f] !== wt
