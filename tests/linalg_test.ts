@@ -240,12 +240,13 @@ Deno.test("core: APMA's dissimilarity equals the direct loop over channel pairs"
 Deno.test("core: a refit from held Gram rows equals the refit from the whole Gram matrix", async () => {
   const { model, feeds, layers, nodes, inputs, init } = await fmnistBlock0(1);
   const gram = new Set(inputs);
-  // 64 images × 17 tokens, every 2nd: 544 rows — held for fc2 (384 wide, up to 768 rows), too
-  // many for the 96-wide projection, whose Gram matrix is summed as before.
-  const held = await collectStats(model, inputs, feeds, gram, undefined, 2, gram);
-  const whole = await collectStats(model, inputs, feeds, gram, undefined, 2);
+  // 64 images × 17 tokens, every 4th: 272 rows — held for fc2 (384 wide: within the 384² + 96²
+  // values both Gram matrices would take), too many for the 96-wide projection (over 2 × 96),
+  // whose Gram matrix is summed as before.
+  const held = await collectStats(model, inputs, feeds, gram, undefined, 4, gram);
+  const whole = await collectStats(model, inputs, feeds, gram, undefined, 4);
   const [fc2, proj] = inputs.map((name) => held.get(name)!);
-  assert.ok(fc2.rows && !fc2.gram && fc2.gramCount === 544);
+  assert.ok(fc2.rows && !fc2.gram && fc2.gramCount === 272);
   assert.ok(proj.gram && !proj.rows);
   const x = whole.get(inputs[0])!;
   assert.equal(x.gramCount, fc2.gramCount);
@@ -344,6 +345,7 @@ Deno.test("core: rows held past twice the channels fall back to the Gram matrix 
   const random = seededRandom(3);
   const blocks = [0, 1].map(() => Float32Array.from({ length: rows * c }, () => random() - 0.5));
   const held = new ChannelStats(c, "rows"), grams = new GramRows();
+  for (let i = 0; i < 4; i++) grams.reserve(c); // as if other tensors' Gram matrices were counted
   try {
     await grams.add(held, blocks[0], rows);
     assert.equal(held.rows?.length, 1);
@@ -361,4 +363,30 @@ Deno.test("core: rows held past twice the channels fall back to the Gram matrix 
   const sum = new Float64Array(c);
   both.forEach((v, i) => sum[i % c] += v);
   assert.ok(relativeError(held.gramSum!, sum) < 1e-9);
+});
+
+Deno.test("core: rows held by all tensors together stay within what their Gram matrices take", async () => {
+  // Two 1100-channel tensors: 1000 rows each fit (8.8 of 9.68 MB for both Gram matrices); 300
+  // more for the first would pass that, though under its own 2 × 1100 rows: it falls back.
+  const c = 1100;
+  const random = seededRandom(4);
+  const rows = (n: number) => Float32Array.from({ length: n * c }, () => random() - 0.5);
+  const [a, b] = [new ChannelStats(c, "rows"), new ChannelStats(c, "rows")];
+  const grams = new GramRows();
+  grams.reserve(c);
+  grams.reserve(c);
+  try {
+    await grams.add(a, rows(1000), 1000);
+    await grams.add(b, rows(1000), 1000);
+    assert.ok(a.holdingRows && b.holdingRows);
+    await grams.add(a, rows(300), 300);
+    assert.ok(!a.holdingRows && a.gram, "the first falls back to its Gram matrix");
+    await grams.add(b, rows(300), 300);
+    assert.ok(b.holdingRows, "the second holds on: the first's rows are gone");
+    await grams.flush();
+  } finally {
+    await grams.release();
+  }
+  assert.equal(a.gramCount, 1300);
+  assert.ok(b.rows && !b.gram && b.gramCount === 1300);
 });

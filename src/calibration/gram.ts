@@ -16,7 +16,8 @@ import type { ChannelStats } from "./stats.ts";
 /** Rows buffered per tensor before their product runs (bytes of float32 rows). */
 const FLUSH_BYTES = 8 * 2 ** 20;
 
-/** Rows held instead of a Gram matrix, at most this many per channel: twice the Gram's memory. */
+/** Rows held instead of a Gram matrix, at most this many per channel (twice the Gram's memory;
+ * all held rows together stay within what their Gram matrices would take, see GramRows). */
 const HELD_ROWS_PER_CHANNEL = 2;
 
 /** Column blocks of a Gram matrix: only the blocks on and below the diagonal are computed
@@ -97,6 +98,16 @@ export class GramRows {
   /** One session per width. */
   #sessions = new Map<number, Promise<{ session: OrtSession; outputs: string[] }>>();
   #pending = new Map<ChannelStats, { chunks: Float32Array[]; rows: number }>();
+  /** Rows held (bytes) by every tensor holding rows, and what their Gram matrices would take: the
+   * held rows together never take more than that, so holding them never raises the peak memory
+   * above that of summing every Gram matrix from the start. */
+  #heldBytes = 0;
+  #budget = 0;
+
+  /** Counts the Gram matrix of a tensor that may hold rows, before any rows arrive. */
+  reserve(channels: number): void {
+    this.#budget += channels * channels * 4;
+  }
   /** Tensors whose Gram holds only its lower blocks so far. */
   #lower = new Set<ChannelStats>();
 
@@ -105,15 +116,19 @@ export class GramRows {
   async add(stats: ChannelStats, data: Float32Array, rows: number): Promise<void> {
     if (rows === 0) return;
     const c = stats.channels;
-    if (
-      stats.holdingRows &&
-      stats.gramCount + this.#buffered(stats) + rows > HELD_ROWS_PER_CHANNEL * c
-    ) {
-      // Too many to hold: the Gram matrix after all, from every row so far.
-      stats.holdingRows = false;
-      stats.gram = new Float32Array(c * c);
-      for (const block of stats.rows ?? []) await this.#product(stats, block, block.length / c);
-      stats.rows = undefined;
+    if (stats.holdingRows) {
+      const held = stats.gramCount + this.#buffered(stats);
+      if (
+        held + rows > HELD_ROWS_PER_CHANNEL * c ||
+        this.#heldBytes + rows * c * 4 > this.#budget
+      ) {
+        // Too many to hold: the Gram matrix after all, from every row so far.
+        this.#heldBytes -= held * c * 4;
+        stats.holdingRows = false;
+        stats.gram = new Float32Array(c * c);
+        for (const block of stats.rows ?? []) await this.#product(stats, block, block.length / c);
+        stats.rows = undefined;
+      } else this.#heldBytes += rows * c * 4;
     }
     if (stats.holdingRows && data.length * 4 >= FLUSH_BYTES) return this.#keep(stats, data, rows);
     let p = this.#pending.get(stats);

@@ -35,9 +35,9 @@ export class ChannelStats {
   gramCount = 0;
   readonly gramSum?: Float64Array;
   /** The Gram's rows themselves instead of `gram` (blocks of [rows, channels], row-major,
-   * gramCount rows in all), while they take no more memory than twice the Gram would: a refit
-   * then multiplies only what it reads (the kept channels' columns, once the plan is known)
-   * instead of all of XᵀX. */
+   * gramCount rows in all), while they take no more memory than twice the Gram would and all
+   * tensors' held rows together no more than their Gram matrices would: a refit then multiplies
+   * only what it reads (the kept channels' columns, once the plan is known) instead of XᵀX. */
   rows?: Float32Array[];
   /** Whether rows are gathered for `rows` (see `gram: "rows"` below) rather than a Gram matrix. */
   holdingRows = false;
@@ -280,6 +280,15 @@ export async function collectStats(
       const out = await session.run(feeds, fetch);
       runs++;
       also?.read(out);
+      if (runs === 1) {
+        // Every tensor that may hold rows counts its Gram matrix before any rows are added.
+        for (const name of tensors) {
+          const n = names.get(name);
+          if (!n || !gram.has(name) || !holdRows.has(name)) continue;
+          const dims = out[n.sum].dims;
+          grams.reserve(Number(dims[dims.length - 1]));
+        }
+      }
       for (const name of tensors) {
         const n = names.get(name);
         const data = n ? out[n.sum].data as Float32Array : out[name].data as Float32Array;
