@@ -22,29 +22,34 @@ const HELD_ROWS_PER_CHANNEL = 2;
 
 /** Column blocks of a Gram matrix: only the blocks on and below the diagonal are computed
  * (XᵢᵀXⱼ, i ≥ j), 10 products of 16 for 4 blocks, and the rest mirrored once at the end. */
-function columnBlocks(channels: number): number[] {
+export function columnBlocks(channels: number): number[] {
   const count = channels >= 512 ? 4 : 1;
   const base = Math.floor(channels / count);
   return Array.from({ length: count }, (_, i) => i < count - 1 ? base : channels - base * i);
 }
 
-/** A model computing the lower blocks gᵢⱼ = xᵢᵀxⱼ of xᵀx for x of any [rows, channels]. */
-function gramModel(channels: number): { bytes: Uint8Array; outputs: string[] } {
-  const blocks = columnBlocks(channels);
+/** A graph input or output of element type `elemType` (1: float, 7: int64); dimensions by size
+ * or by name. */
+export function valueInfo(name: string, elemType: number, dims: (string | number)[]) {
   const dim = (d: string | number) =>
     onnx.TensorShapeProto.Dimension.create(
       typeof d === "string" ? { dimParam: d } : { dimValue: d },
     );
-  const value = (name: string, dims: (string | number)[]) =>
-    onnx.ValueInfoProto.create({
-      name,
-      type: onnx.TypeProto.create({
-        tensorType: onnx.TypeProto.Tensor.create({
-          elemType: 1,
-          shape: onnx.TensorShapeProto.create({ dim: dims.map(dim) }),
-        }),
+  return onnx.ValueInfoProto.create({
+    name,
+    type: onnx.TypeProto.create({
+      tensorType: onnx.TypeProto.Tensor.create({
+        elemType,
+        shape: onnx.TensorShapeProto.create({ dim: dims.map(dim) }),
       }),
-    });
+    }),
+  });
+}
+
+/** A model computing the lower blocks gᵢⱼ = xᵢᵀxⱼ of xᵀx for x of any [rows, channels]. */
+function gramModel(channels: number): { bytes: Uint8Array; outputs: string[] } {
+  const blocks = columnBlocks(channels);
+  const value = (name: string, dims: (string | number)[]) => valueInfo(name, 1, dims);
   const parts = blocks.map((_, i) => `x${i}`);
   const node: ReturnType<typeof onnx.NodeProto.create>[] = [];
   const outputs: string[] = [];
@@ -103,13 +108,13 @@ export class GramRows {
    * above that of summing every Gram matrix from the start. */
   #heldBytes = 0;
   #budget = 0;
+  /** Tensors whose Gram holds only its lower blocks so far. */
+  #lower = new Set<ChannelStats>();
 
   /** Counts the Gram matrix of a tensor that may hold rows, before any rows arrive. */
   reserve(channels: number): void {
     this.#budget += channels * channels * 4;
   }
-  /** Tensors whose Gram holds only its lower blocks so far. */
-  #lower = new Set<ChannelStats>();
 
   /** Adds `rows` rows of `stats.channels` values (row-major) to `stats`' Gram matrix (or to
    * the rows it holds, see `ChannelStats.rows`). */

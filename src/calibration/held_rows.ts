@@ -12,29 +12,12 @@ import { encodeModel } from "../onnx/model_io.ts";
 import { createSession, loadOrt, type OrtSession } from "../runtime/ort.ts";
 import type { RefitProblem } from "../core/mod.ts";
 import type { ChannelStats } from "./stats.ts";
+import { columnBlocks, valueInfo } from "./gram.ts";
 
-/** Column blocks of X_K: blocks on and below the diagonal of X_KᵀX_K are computed. */
-function blockSizes(kept: number): number[] {
-  const count = kept >= 512 ? 4 : 1;
-  const base = Math.floor(kept / count);
-  return Array.from({ length: count }, (_, i) => i < count - 1 ? base : kept - base * i);
-}
-
-/** Inputs x [n, c], kept [k], removed [r] (int64), wr [r, o], sizes (block widths of x_K);
+/** Inputs x [n, c], kept [k], removed [r] (int64), wr [r, o], sizes (column blocks of x_K, as
+ * a Gram matrix's: gram.ts);
  * outputs the lower blocks g{i}_{j} of X_KᵀX_K and cross = X_Kᵀ·(X_R·W_R). */
 function productsModel(blocks: number): { bytes: Uint8Array; outputs: string[] } {
-  const value = (name: string, elemType: number, dims: string[]) =>
-    onnx.ValueInfoProto.create({
-      name,
-      type: onnx.TypeProto.create({
-        tensorType: onnx.TypeProto.Tensor.create({
-          elemType,
-          shape: onnx.TensorShapeProto.create({
-            dim: dims.map((d) => onnx.TensorShapeProto.Dimension.create({ dimParam: d })),
-          }),
-        }),
-      }),
-    });
   const ints = (name: string, i: number) => onnx.AttributeProto.create({ name, type: 2, i });
   const node = (opType: string, input: string[], output: string[], attribute = [] as unknown[]) =>
     onnx.NodeProto.create({ opType, input, output, attribute } as never);
@@ -60,13 +43,13 @@ function productsModel(blocks: number): { bytes: Uint8Array; outputs: string[] }
       name: "held_rows",
       node: nodes,
       input: [
-        value("x", 1, ["n", "c"]),
-        value("kept", 7, ["k"]),
-        value("removed", 7, ["r"]),
-        value("wr", 1, ["r", "o"]),
-        ...(blocks > 1 ? [value("sizes", 7, ["b"])] : []),
+        valueInfo("x", 1, ["n", "c"]),
+        valueInfo("kept", 7, ["k"]),
+        valueInfo("removed", 7, ["r"]),
+        valueInfo("wr", 1, ["r", "o"]),
+        ...(blocks > 1 ? [valueInfo("sizes", 7, ["b"])] : []),
       ],
-      output: outputs.map((o) => value(o, 1, [`${o}_rows`, `${o}_columns`])),
+      output: outputs.map((o) => valueInfo(o, 1, [`${o}_rows`, `${o}_columns`])),
     }),
   }));
   return { bytes, outputs };
@@ -78,8 +61,8 @@ export class HeldRowsRefit {
 
   /**
    * The refit problem of y = x·W + b (W: cin × cout, row-major) on the `kept` inputs, from the
-   * rows `stats` holds, written on the inputs [x_K, x_R·W_R]: its solution is the kept rows' W'
-   * and b' of the original problem.
+   * rows `stats` holds: the kept inputs' Gram matrix and weight rows, the removed inputs'
+   * contribution given as it is (`RefitProblem.removed`).
    */
   async problem(
     stats: ChannelStats,
@@ -100,7 +83,7 @@ export class HeldRowsRefit {
     const r = Math.max(removed.length, 1);
     const wr = new Float32Array(r * cout);
     removed.forEach((j, row) => wr.set(weight.subarray(j * cout, (j + 1) * cout), row * cout));
-    const sizes = blockSizes(k);
+    const sizes = columnBlocks(k);
     const ort = await loadOrt();
     let made = this.#sessions.get(sizes.length);
     if (!made) {
