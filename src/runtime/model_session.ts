@@ -80,6 +80,14 @@ export async function createModelSession(
   }
 }
 
+/** What keeps the original as one buffer in a run with these options, for messages. */
+export function originalNeededBy(options: { distill?: unknown; evaluation?: unknown }): string {
+  return [
+    options.distill ? "distillation (--distill-steps)" : "",
+    options.evaluation ? "evaluation (--evaluate)" : "",
+  ].filter((s) => s).join(" and ");
+}
+
 /**
  * The original model's bytes, kept to compare the pruned model with (distillation's teacher,
  * the evaluation's reference). Refuses a model over protobuf's limit naming what needs it, where
@@ -92,14 +100,6 @@ export async function createModelSession(
  * const teacher = originalAsBuffer(model, "distillation (--distill-steps)");
  * ```
  */
-/** What keeps the original as one buffer in a run with these options, for messages. */
-export function originalNeededBy(options: { distill?: unknown; evaluation?: unknown }): string {
-  return [
-    options.distill ? "distillation (--distill-steps)" : "",
-    options.evaluation ? "evaluation (--evaluate)" : "",
-  ].filter((s) => s).join(" and ");
-}
-
 export function originalAsBuffer(
   model: ModelProto,
   needs: string,
