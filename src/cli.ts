@@ -467,6 +467,16 @@ export async function main(args: string[]): Promise<number> {
         : first;
     }
     if (cli.evaluate.length) cli.options.evaluation = { batches: await load(cli.evaluate, true) };
+    let segmentRuns: ProgressBar | undefined;
+    cli.options.onSegmentProgress = (done, total) => {
+      if (done === 1) {
+        segmentRuns = new ProgressBar(total, {
+          quiet: cli.quiet || cli.json,
+          unit: "segment runs (the statistics pass, one segment's session at a time)",
+        });
+      }
+      segmentRuns?.update(done);
+    };
     let training: ProgressBar | undefined;
     if (cli.options.distill) {
       cli.options.distill.onProgress = (step, steps, loss) => {

@@ -333,6 +333,21 @@ export const OPTIONS = [
     surfaces: CLI,
   },
   {
+    name: "session-memory",
+    kind: "number",
+    arg: "MiB",
+    label: "weights in one onnxruntime session",
+    help: [
+      "the statistics pass holds at most MiB of weights in one",
+      "onnxruntime session (float16 counted as float32, as its CPU",
+      "provider holds them); a larger model runs a stretch of its graph",
+      "at a time, the calibration batches held in memory (default 512;",
+      "0: one session whatever the size)",
+    ],
+    section: "data",
+    surfaces: CLI,
+  },
+  {
     name: "distill-steps",
     kind: "int",
     arg: "N",

@@ -217,6 +217,16 @@ export function pruneOptionsFrom(v: OptionValues, surface: Surface = "cli"): Run
   if (v["gram-stride"] !== undefined) {
     options.gramStride = parsePositiveInt(s("gram-stride"), v["gram-stride"]);
   }
+  if (v["session-memory"] !== undefined) {
+    const mib = Number(v["session-memory"]);
+    if (!Number.isFinite(mib) || mib < 0 || v["session-memory"].trim() === "") {
+      throw new UsageError(
+        `${s("session-memory")} takes mebibytes (a number ≥ 0; 0: one session whatever the ` +
+          `size), got "${v["session-memory"]}"`,
+      );
+    }
+    options.sessionMemory = mib === 0 ? Infinity : mib * 2 ** 20;
+  }
   if (v.compensation !== undefined) options.compensation = choice("compensation", v.compensation);
   if (v.backend !== undefined) options.backend = choice("backend", v.backend);
   // With calibration data, what the options leave open is chosen on held-out samples.

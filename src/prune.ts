@@ -37,12 +37,12 @@ import { applyPlan, type ApplyStats, maskPlan } from "./apply.ts";
 import { unfuseQkv } from "./rewrite/unfuse_qkv.ts";
 import { applyCompensation, type Compensation, planCompensation } from "./compensate.ts";
 import { type Evaluation, fidelity } from "./evaluate.ts";
-import { type ChannelStats, collectStats } from "./calibration/stats.ts";
-import type { SharedStatistics, StatsNeed } from "./search/shared.ts";
+import { collectStats } from "./calibration/stats.ts";
+import type { CollectedStats, SharedStatistics, StatsNeed } from "./search/shared.ts";
 import { searches, type SearchOptions, searchPrune } from "./search/mod.ts";
 import { channelCells, type Criterion } from "./importance.ts";
 import { buildGradientModel } from "./autodiff/backward.ts";
-import { gateReader, type GateStats } from "./calibration/gradients.ts";
+import { gateReader } from "./calibration/gradients.ts";
 import type { OrtTensor } from "./runtime/ort.ts";
 import { type ComputeCore, createCore } from "./core/mod.ts";
 import { countMacs, countParams } from "./metrics.ts";
@@ -75,6 +75,12 @@ export interface RunOptions extends PruneOptions {
   /** The "reweight" Gram matrices are summed over 1 in this many positions (their cost grows
    * with the square of the width). Default 4. */
   gramStride?: number;
+  /** Weight bytes the statistics pass holds in one onnxruntime session (half floats counted
+   * widened to float32, as its CPU provider holds them); a larger model runs a segment of its
+   * graph at a time. Default 512 MiB; Infinity: one session whatever the size. */
+  sessionMemory?: number;
+  /** Told of each run of a segment on a batch when the statistics pass runs in segments. */
+  onSegmentProgress?: (done: number, total: number) => void;
   /** Held-out batches (and labels) to measure the pruned model against the original. */
   evaluation?: Evaluation;
   /** A compute core to use (and keep) instead of creating one for this run. */
@@ -360,7 +366,16 @@ async function pruneWithCore(
   }
   checkNumHeads(groups, options.numHeads ?? {});
 
-  const { stats, gates } = await calibrationStats(model, groups, options);
+  const { stats, gates, segments } = await calibrationStats(model, groups, options);
+  if (segments) {
+    const mib = (options.sessionMemory ?? DEFAULT_SESSION_MEMORY) / 2 ** 20;
+    notes.push(
+      `the statistics pass ran the model in ${segments} segments, each holding at most ` +
+        `${
+          mib >= 10 ? Math.round(mib) : Number(mib.toPrecision(2))
+        } MiB of weights in onnxruntime (--session-memory)`,
+    );
+  }
   const criterion: Criterion = options.criterion === "wanda" || options.criterion === "flap" ||
       options.criterion === "apma"
     ? { kind: options.criterion, stats: stats! }
@@ -625,7 +640,7 @@ async function calibrationStats(
   model: ModelProto,
   groups: Group[],
   options: RunOptions,
-): Promise<{ stats?: Map<string, ChannelStats>; gates?: Map<string, GateStats> }> {
+): Promise<CollectedStats> {
   const gradient = GRADIENT_CRITERIA.has(options.criterion ?? "");
   const apma = options.criterion === "apma";
   const dataCriterion = options.criterion === "wanda" || options.criterion === "flap" || apma ||
@@ -674,21 +689,31 @@ async function calibrationStats(
   return await collectCalibration(model, groups, options, need);
 }
 
+/** Weight bytes of one statistics session before a model runs in segments. */
+export const DEFAULT_SESSION_MEMORY = 512 * 2 ** 20;
+
 /** One pass over the calibration data for the statistics (and gate gradients) `need` names. */
 async function collectCalibration(
   model: ModelProto,
   groups: Group[],
   options: RunOptions,
   { tensors, gram, gradient, holdRows }: StatsNeed,
-): Promise<{ stats?: Map<string, ChannelStats>; gates?: Map<string, GateStats> }> {
+): Promise<CollectedStats> {
   const stride = options.gramStride ?? 4;
   const batches = typeof options.calibration === "function"
     ? options.calibration()
     : options.calibration!;
   if (!gradient) {
-    return {
-      stats: await collectStats(model, tensors, batches, gram, undefined, stride, holdRows),
-    };
+    let segments: number | undefined;
+    const stats = await collectStats(model, tensors, batches, {
+      gram,
+      gramStride: stride,
+      holdRows,
+      segmentBytes: options.sessionMemory ?? DEFAULT_SESSION_MEMORY,
+      onSegments: (n) => segments = n,
+      onSegmentProgress: options.onSegmentProgress,
+    });
+    return { stats, segments };
   }
   // Heads' channels at the attention output projections, for head-level gate sums.
   const cells = new Map<string, Int32Array>();
@@ -703,15 +728,12 @@ async function collectCalibration(
   const shapes = await probeTensors(model, { batch: 2, dimValues: options.dimValues });
   const backward = buildGradientModel(model, shapes, tensors, { batch: 2 });
   const reader = gateReader(backward.gates, cells);
-  const stats = await collectStats(
-    backward.model,
-    tensors,
-    batches,
+  const stats = await collectStats(backward.model, tensors, batches, {
     gram,
-    reader,
-    stride,
+    also: reader,
+    gramStride: stride,
     holdRows,
-  );
+  });
   return { stats, gates: reader.stats };
 }
 

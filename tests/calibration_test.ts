@@ -187,7 +187,8 @@ function assertSameStats(
 Deno.test("statistics reduced inside onnxruntime equal a direct reduction of the tensor", async () => {
   const original = decodeModel(model);
   const name = "/blocks/blocks.2/mlp/act/Mul_1_output_0";
-  const stats = (await collectStats(original, [name], batches(0, 128), new Set([name]))).get(name)!;
+  const stats = (await collectStats(original, [name], batches(0, 128), { gram: new Set([name]) }))
+    .get(name)!;
   // The same tensor fetched as an output and reduced here.
   const direct = new ChannelStats(stats.channels, true);
   const probe = decodeModel(model);
@@ -217,9 +218,10 @@ Deno.test("a float16 model's statistics and Gram matrix are summed in float32", 
   }));
   // A run of 512 samples gives more rows than a Gram product takes at once: its rows go to the
   // product as they came back from onnxruntime (one chunk), the next run's are buffered.
-  const stats = (await collectStats(f16(), [name], feeds, new Set([name]), undefined, 1)).get(
-    name,
-  )!;
+  const stats = (await collectStats(f16(), [name], feeds, { gram: new Set([name]), gramStride: 1 }))
+    .get(
+      name,
+    )!;
   // The same tensor fetched (as float32) and reduced here.
   const probe = f16();
   probe.graph!.node!.push(onnx.NodeProto.create({
@@ -240,9 +242,11 @@ Deno.test("a float16 model's statistics and Gram matrix are summed in float32", 
 Deno.test("a subsampled Gram matrix is the Gram matrix of every k-th position, with its own means", async () => {
   const original = decodeModel(model);
   const name = "/blocks/blocks.1/attn/Reshape_1_output_0";
-  const stats =
-    (await collectStats(original, [name], batches(0, 96, 48), new Set([name]), undefined, 3))
-      .get(name)!;
+  const stats = (await collectStats(original, [name], batches(0, 96, 48), {
+    gram: new Set([name]),
+    gramStride: 3,
+  }))
+    .get(name)!;
   const probe = decodeModel(model);
   probe.graph!.output!.push({ name } as never);
   const { encodeModel } = await import("../src/onnx/model_io.ts");
@@ -263,7 +267,7 @@ Deno.test("a subsampled Gram matrix is the Gram matrix of every k-th position, w
     assert.ok(Math.abs(stats.gramMean(j) - direct.mean(j)) < 1e-5 * (1 + Math.abs(direct.mean(j))));
   }
   await assert.rejects(
-    () => collectStats(original, [name], batches(0, 8), new Set([name]), undefined, 0),
+    () => collectStats(original, [name], batches(0, 8), { gram: new Set([name]), gramStride: 0 }),
     /gramStride must be a positive integer/,
   );
 });

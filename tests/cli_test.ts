@@ -555,6 +555,38 @@ cliTest("target options: usage errors name the conflict", async () => {
   });
 });
 
+cliTest("--session-memory takes mebibytes; a model above them runs in segments", async () => {
+  await withDir(async (dir, model) => {
+    for (const value of ["-1", "abc", ""]) {
+      const bad = await cli([model, "-o", `${dir}/o.onnx`, "--session-memory", value]);
+      assertFailed(bad, 2, /--session-memory takes mebibytes/, `value "${value}"`);
+    }
+    const x = new Float32Array(8 * 3 * 32 * 32).map((_, i) => Math.cos(i * 0.003));
+    const header = `{'descr': '<f4', 'fortran_order': False, 'shape': (8, 3, 32, 32), }`;
+    const pad = 64 - ((10 + header.length + 1) % 64);
+    const head = new TextEncoder().encode(header + " ".repeat(pad) + "\n");
+    const npy = new Uint8Array(10 + head.length + x.byteLength);
+    npy.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, head.length & 255, head.length >> 8]);
+    npy.set(head, 10);
+    npy.set(new Uint8Array(x.buffer), 10 + head.length);
+    await Deno.writeFile(`${dir}/cal.npy`, npy);
+    const args = ["--pruning-ratio", "0.5", "--criterion", "wanda", "--compensation", "reweight"];
+    const r = await cli([
+      model,
+      "-o",
+      `${dir}/seg.onnx`,
+      ...args,
+      "--no-search",
+      "--calibration",
+      `${dir}/cal.npy`,
+      "--session-memory",
+      "0.05",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /ran the model in \d+ segments, each holding at most 0.05 MiB/);
+  });
+}, { engine: true });
+
 cliTest("--gram-stride takes a positive integer and changes the reweighting", async () => {
   await withDir(async (dir, model) => {
     const bad = await cli([model, "-o", `${dir}/o.onnx`, "--gram-stride", "0"]);

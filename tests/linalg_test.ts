@@ -193,7 +193,7 @@ async function fmnistBlock0(batches: number) {
 
 Deno.test("core: refit on the Fashion-MNIST ViT's calibration statistics, float32 as float64", async () => {
   const { model, feeds, layers, nodes, inputs, init } = await fmnistBlock0(4);
-  const stats = await collectStats(model, inputs, feeds, new Set(inputs), undefined, 4);
+  const stats = await collectStats(model, inputs, feeds, { gram: new Set(inputs), gramStride: 4 });
   for (const [i, node] of nodes.entries()) {
     const x = stats.get(inputs[i])!, w = init(node.input![1]), b = init(layers[i][1]);
     const cin = x.channels, cout = b.length;
@@ -243,8 +243,8 @@ Deno.test("core: a refit from held Gram rows equals the refit from the whole Gra
   // 64 images × 17 tokens, every 4th: 272 rows — held for fc2 (384 wide: within the 384² + 96²
   // values both Gram matrices would take), too many for the 96-wide projection (over 2 × 96),
   // whose Gram matrix is summed as before.
-  const held = await collectStats(model, inputs, feeds, gram, undefined, 4, gram);
-  const whole = await collectStats(model, inputs, feeds, gram, undefined, 4);
+  const held = await collectStats(model, inputs, feeds, { gram, gramStride: 4, holdRows: gram });
+  const whole = await collectStats(model, inputs, feeds, { gram, gramStride: 4 });
   const [fc2, proj] = inputs.map((name) => held.get(name)!);
   assert.ok(fc2.rows && !fc2.gram && fc2.gramCount === 272);
   assert.ok(proj.gram && !proj.rows);

@@ -14,6 +14,7 @@ import { PruneError } from "../errors.ts";
 import { gramNow } from "../core/mod.ts";
 import { GramRows } from "./gram.ts";
 import { hasHalfFloats } from "../distill/float32.ts";
+import { planSegments, runSegments, sessionWeightBytes } from "../runtime/segmented.ts";
 
 /** Per-channel statistics of one tensor over every calibration position (token, sample). */
 export class ChannelStats {
@@ -153,23 +154,53 @@ export interface BatchReader {
   read(outputs: Record<string, OrtTensor>): void;
 }
 
+/** What {@link collectStats} collects besides per-channel sums, and how it runs. */
+export interface CollectOptions {
+  /** Tensors whose Gram matrix is also collected. */
+  gram?: Set<string>;
+  /** Further outputs of the same runs (gradients). */
+  also?: BatchReader;
+  /** The Gram matrices are summed over every `gramStride`-th position (default 1). */
+  gramStride?: number;
+  /** Of the `gram` tensors, those whose rows are held instead while they are few. */
+  holdRows?: Set<string>;
+  /** Weight bytes (half floats counted widened, as onnxruntime holds them) above which the
+   * model runs a segment at a time (runtime/segmented.ts), each segment holding at most this
+   * many; default: one session whatever the size. Not with `also`. */
+  segmentBytes?: number;
+  /** Told how many segments the model runs in, when it is segmented. */
+  onSegments?: (segments: number) => void;
+  /** Told of each segment's run on a batch (done of segments × batches), when segmented. */
+  onSegmentProgress?: (done: number, total: number) => void;
+}
+
 /**
  * Runs `model` on every batch and returns the statistics of `tensors` (float tensors whose last
  * axis holds the channels). `gram` names the tensors whose Gram matrix is also collected, from
  * every `gramStride`-th position (a Gram matrix costs C² per position, more than the layer
  * itself for an MLP's hidden width; a regular subsample keeps it within budget); of those in
  * `holdRows` the rows are kept instead while they are few (`ChannelStats.rows`: only a refit
- * reads them); `also` reads further outputs of the same runs.
+ * reads them); `also` reads further outputs of the same runs. A model whose weights pass
+ * `segmentBytes` runs a segment at a time over all batches (the batches are then held in
+ * memory, and no rows are held).
+ *
+ * @example
+ * ```ts
+ * import { decodeModel } from "../onnx/model_io.ts";
+ * const model = decodeModel(await Deno.readFile("vit.onnx"));
+ * const feeds = [{ pixel_values: images }];
+ * const stats = await collectStats(model, ["fc2_input"], feeds, { gram: new Set(["fc2_input"]) });
+ * console.log(stats.get("fc2_input")!.norm(0));
+ * ```
  */
 export async function collectStats(
   model: ModelProto,
   tensors: string[],
   batches: AsyncIterable<Record<string, OrtTensor>> | Iterable<Record<string, OrtTensor>>,
-  gram: Set<string> = new Set(),
-  also?: BatchReader,
-  gramStride = 1,
-  holdRows: Set<string> = new Set(),
+  options: CollectOptions = {},
 ): Promise<Map<string, ChannelStats>> {
+  const { gram = new Set<string>(), also, gramStride = 1 } = options;
+  let holdRows = options.holdRows ?? new Set<string>();
   if (!Number.isInteger(gramStride) || gramStride < 1) {
     throw new PruneError("bad-option", `gramStride must be a positive integer, got ${gramStride}`);
   }
@@ -271,58 +302,89 @@ export async function collectStats(
       output: outputs,
     }),
   });
-  const session = await createModelSession(copy, {}, "calibration");
   const stats = new Map<string, ChannelStats>();
   const grams = new GramRows();
-  let runs = 0;
-  try {
-    for await (const feeds of batches) {
-      const out = await session.run(feeds, fetch);
-      runs++;
-      also?.read(out);
-      if (runs === 1) {
-        // Every tensor that may hold rows counts its Gram matrix before any rows are added.
-        for (const name of tensors) {
-          const n = names.get(name);
-          if (!n || !gram.has(name) || !holdRows.has(name)) continue;
-          const dims = out[n.sum].dims;
-          grams.reserve(Number(dims[dims.length - 1]));
-        }
-      }
+  const segmented = !also && sessionWeightBytes(copy) > (options.segmentBytes ?? Infinity);
+  // Segment by segment, a tensor's first batch comes when its segment runs, not with the first
+  // run: rows could not be counted against every Gram matrix before any are held.
+  if (segmented) holdRows = new Set();
+
+  /** Adds one run's outputs (those of one segment, when segmented) for batch `batch` (1-based). */
+  const absorb = async (out: Record<string, OrtTensor>, batch: number) => {
+    if (batch === 1 && !segmented) {
+      // Every tensor that may hold rows counts its Gram matrix before any rows are added.
       for (const name of tensors) {
         const n = names.get(name);
-        const data = n ? out[n.sum].data as Float32Array : out[name].data as Float32Array;
-        const dims = n ? [...out[n.sum].dims].map(Number) : [...out[name].dims].map(Number);
-        const channels = dims[dims.length - 1];
-        let s = stats.get(name);
-        if (!s) {
-          // Rows are held only where they come back as rows (reduced inside onnxruntime).
-          const kind = gram.has(name) && (n && holdRows.has(name) ? "rows" : true);
-          stats.set(name, s = new ChannelStats(channels, kind));
+        if (!n || !gram.has(name) || !holdRows.has(name)) continue;
+        const dims = out[n.sum].dims;
+        grams.reserve(Number(dims[dims.length - 1]));
+      }
+    }
+    for (const name of tensors) {
+      const n = names.get(name);
+      const first = out[n ? n.sum : name];
+      if (!first) continue; // computed in another segment
+      const data = first.data as Float32Array;
+      const dims = [...first.dims].map(Number);
+      const channels = dims[dims.length - 1];
+      let s = stats.get(name);
+      if (!s) {
+        // Rows are held only where they come back as rows (reduced inside onnxruntime).
+        const kind = gram.has(name) && (n && holdRows.has(name) ? "rows" : true);
+        stats.set(name, s = new ChannelStats(channels, kind));
+      }
+      if (s.channels !== channels) {
+        throw new PruneError("bad-calibration", `tensor "${name}" changed width between batches`);
+      }
+      if (!n) {
+        checkFinite(name, batch, data);
+        s.add(data);
+        continue;
+      }
+      const rows = Number((out[n.rows].data as BigInt64Array)[0]);
+      const squares = out[n.squares].data as Float32Array;
+      checkFinite(name, batch, data, squares);
+      s.addSums(data, squares, rows);
+      if (n.gram && (s.gram || s.holdingRows)) {
+        const x = out[n.gram];
+        checkFinite(name, batch, x.data as Float32Array);
+        await grams.add(s, x.data as Float32Array, Number(x.dims[0]));
+      }
+    }
+  };
+
+  let runs = 0;
+  try {
+    if (segmented) {
+      const all: Record<string, OrtTensor>[] = [];
+      for await (const feeds of batches) all.push(feeds);
+      runs = all.length;
+      if (runs === 0) {
+        throw new PruneError("bad-calibration", "the calibration data holds no batch");
+      }
+      const segments = planSegments(copy, fetch, options.segmentBytes!);
+      options.onSegments?.(segments.length);
+      let done = 0;
+      for await (const { batch, outputs } of runSegments(copy, segments, all, "calibration")) {
+        await absorb(outputs, batch + 1);
+        options.onSegmentProgress?.(++done, segments.length * runs);
+      }
+    } else {
+      const session = await createModelSession(copy, {}, "calibration");
+      try {
+        for await (const feeds of batches) {
+          const out = await session.run(feeds, fetch);
+          runs++;
+          also?.read(out);
+          await absorb(out, runs);
         }
-        if (s.channels !== channels) {
-          throw new PruneError("bad-calibration", `tensor "${name}" changed width between batches`);
-        }
-        if (!n) {
-          checkFinite(name, runs, data);
-          s.add(data);
-          continue;
-        }
-        const rows = Number((out[n.rows].data as BigInt64Array)[0]);
-        const squares = out[n.squares].data as Float32Array;
-        checkFinite(name, runs, data, squares);
-        s.addSums(data, squares, rows);
-        if (n.gram && (s.gram || s.holdingRows)) {
-          const x = out[n.gram];
-          checkFinite(name, runs, x.data as Float32Array);
-          await grams.add(s, x.data as Float32Array, Number(x.dims[0]));
-        }
+      } finally {
+        await session.release?.();
       }
     }
     await grams.flush();
   } finally {
     await grams.release();
-    await session.release?.();
   }
   if (runs === 0) {
     throw new PruneError("bad-calibration", "the calibration data holds no batch");

@@ -27,6 +27,8 @@ export interface StatsNeed {
 export interface CollectedStats {
   stats?: Map<string, ChannelStats>;
   gates?: Map<string, GateStats>;
+  /** Segments the model ran in for them (runtime/segmented.ts), when more than one. */
+  segments?: number;
 }
 
 /** The statistics of one model, collected once for several runs (see the module). */
@@ -82,7 +84,8 @@ export class SharedStatistics {
       this.passes++;
       return await collect(need);
     }
-    return { stats: view(entry.value.stats!, need.gram), gates: entry.value.gates };
+    const { gates, segments } = entry.value;
+    return { stats: view(entry.value.stats!, need.gram), gates, segments };
   }
 }
 
