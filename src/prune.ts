@@ -32,12 +32,18 @@ import { interfaceChanges } from "./analysis/interfaces.ts";
 import { subgraphHint } from "./analysis/subgraphs.ts";
 import type { Factor } from "./analysis/factors.ts";
 import { uniqueScopeNames } from "./graph/scopes.ts";
-import { type GroupDecision, makePlan } from "./plan.ts";
+import { type GroupDecision, makePlan, type Plan } from "./plan.ts";
 import { applyPlan, type ApplyStats, maskPlan } from "./apply.ts";
 import { unfuseQkv } from "./rewrite/unfuse_qkv.ts";
-import { applyCompensation, type Compensation, planCompensation } from "./compensate.ts";
+import {
+  applyCompensation,
+  type Compensation,
+  type PendingUpdate,
+  planCompensation,
+} from "./compensate.ts";
 import { type Evaluation, fidelity } from "./evaluate.ts";
-import { collectStats } from "./calibration/stats.ts";
+import { type ChannelStats, collectStats } from "./calibration/stats.ts";
+import { sessionWeightBytes } from "./runtime/segmented.ts";
 import type { CollectedStats, SharedStatistics, StatsNeed } from "./search/shared.ts";
 import { searches, type SearchOptions, searchPrune } from "./search/mod.ts";
 import { channelCells, type Criterion } from "./importance.ts";
@@ -75,9 +81,12 @@ export interface RunOptions extends PruneOptions {
   /** The "reweight" Gram matrices are summed over 1 in this many positions (their cost grows
    * with the square of the width). Default 4. */
   gramStride?: number;
-  /** Weight bytes the statistics pass holds in one onnxruntime session (half floats counted
-   * widened to float32, as its CPU provider holds them); a larger model runs a segment of its
-   * graph at a time. Default 512 MiB; Infinity: one session whatever the size. */
+  /** Memory for the model's weights in onnxruntime during the statistics pass (half floats
+   * counted widened to float32, as its CPU provider holds them): a model whose weights take
+   * more runs a segment of its graph at a time, each segment's weights at most half of it (the
+   * other half left to its activations and statistics); when its reweighting Gram matrices also
+   * take more, they are summed segment by segment after the plan. Default 512 MiB; Infinity: one
+   * session whatever the size. */
   sessionMemory?: number;
   /** Told of each run of a segment on a batch when the statistics pass runs in segments. */
   onSegmentProgress?: (done: number, total: number) => void;
@@ -366,14 +375,13 @@ async function pruneWithCore(
   }
   checkNumHeads(groups, options.numHeads ?? {});
 
-  const { stats, gates, segments } = await calibrationStats(model, groups, options);
+  const { stats, gates, segments, gramAfterPlan } = await calibrationStats(model, groups, options);
   if (segments) {
-    const mib = (options.sessionMemory ?? DEFAULT_SESSION_MEMORY) / 2 ** 20;
+    const mib = segments.bytes / 2 ** 20;
     notes.push(
-      `the statistics pass ran the model in ${segments} segments, each holding at most ` +
-        `${
-          mib >= 10 ? Math.round(mib) : Number(mib.toPrecision(2))
-        } MiB of weights in onnxruntime (--session-memory)`,
+      `the statistics pass ran the model in ${segments.count} segments of at most ${
+        mib >= 10 ? Math.round(mib) : Number(mib.toPrecision(2))
+      } MiB of weights each in onnxruntime (half of --session-memory)`,
     );
   }
   const criterion: Criterion = options.criterion === "wanda" || options.criterion === "flap" ||
@@ -420,16 +428,26 @@ async function pruneWithCore(
   if (![...plan].some(([factor, kept]) => kept.length < factor.size)) {
     notes.push(nothingPruned(options));
   }
-  const updates = stats
-    ? await planCompensation(
+  const updates = !stats
+    ? []
+    : gramAfterPlan
+    ? await refitBySegment(model, core, trace, plan, stats, gramAfterPlan, options)
+    : await planCompensation(
       core,
       trace,
       plan,
       stats,
       options.compensation ?? "none",
       options.ridge ?? 0.01,
-    )
-    : [];
+    );
+  if (gramAfterPlan) {
+    notes.push(
+      `the Gram matrices (${
+        (gramBytes(model, gramAfterPlan.tensors) / 2 ** 30).toFixed(2)
+      } GiB in all) were summed in a second pass once the plan was made, a segment at a ` +
+        `time, each segment's layers refitted before the next segment ran`,
+    );
+  }
   // Read before the rewrite changes the declared shapes.
   const interfaces = interfaceChanges(trace, plan);
   const applied = options.mask
@@ -640,7 +658,7 @@ async function calibrationStats(
   model: ModelProto,
   groups: Group[],
   options: RunOptions,
-): Promise<CollectedStats> {
+): Promise<CollectedStats & { gramAfterPlan?: GramAfterPlan }> {
   const gradient = GRADIENT_CRITERIA.has(options.criterion ?? "");
   const apma = options.criterion === "apma";
   const dataCriterion = options.criterion === "wanda" || options.criterion === "flap" || apma ||
@@ -668,6 +686,26 @@ async function calibrationStats(
   }
   // APMA scores read the whole Gram matrix; otherwise only the refit does.
   const holdRows = apma ? new Set<string>() : gram;
+  const sessionMemory = options.sessionMemory ?? DEFAULT_SESSION_MEMORY;
+  if (
+    !options.shared && !apma && !gradient && gram.size > 0 &&
+    sessionWeightBytes(model) > sessionMemory && gramBytes(model, gram) > sessionMemory
+  ) {
+    // A segmented model whose Gram matrices would take more than a session: the plan is made
+    // from the sums alone, then a second pass sums each segment's Gram matrices and refits its
+    // layers before the next segment's run (refitBySegment).
+    const batches: Record<string, OrtTensor>[] = [];
+    const source = typeof options.calibration === "function"
+      ? options.calibration()
+      : options.calibration;
+    for await (const feeds of source) batches.push(feeds);
+    const first = await collectCalibration(model, groups, { ...options, calibration: batches }, {
+      tensors: [...tensors],
+      gram: new Set(),
+      gradient: false,
+    });
+    return { ...first, gramAfterPlan: { tensors: gram, batches } };
+  }
   const need: StatsNeed = { tensors: [...tensors], gram, gradient };
   if (!options.shared) need.holdRows = holdRows;
   if (options.shared) {
@@ -689,6 +727,55 @@ async function calibrationStats(
   return await collectCalibration(model, groups, options, need);
 }
 
+/** Tensors whose Gram matrices are summed after the plan, segment by segment, over these
+ * batches (the calibration data held in memory). */
+interface GramAfterPlan {
+  tensors: Set<string>;
+  batches: Record<string, OrtTensor>[];
+}
+
+/** Bytes of the float32 Gram matrices of the inputs of the MatMuls reading `tensors`. */
+function gramBytes(model: ModelProto, tensors: Set<string>): number {
+  const constants = new Map((model.graph?.initializer ?? []).map((t) => [t.name, t]));
+  const widths = new Map<string, number>();
+  for (const node of model.graph?.node ?? []) {
+    if (node.opType !== "MatMul" || !tensors.has(node.input?.[0] ?? "")) continue;
+    const w = constants.get(node.input![1]);
+    if (w) widths.set(node.input![0], tensorDims(w)[0]);
+  }
+  return [...widths.values()].reduce((sum, c) => sum + c * c * 4, 0);
+}
+
+/**
+ * The reweighting of a model whose Gram matrices would not fit beside a segment's session:
+ * the calibration batches run through the model again, a segment at a time, each segment's Gram
+ * matrices summed and its layers refitted (and the matrices let go) before the next segment
+ * runs; layers reading tensors without a Gram matrix get the bias compensation from `stats`.
+ */
+async function refitBySegment(
+  model: ModelProto,
+  core: ComputeCore,
+  trace: Trace,
+  plan: Plan,
+  stats: Map<string, ChannelStats>,
+  after: GramAfterPlan,
+  options: RunOptions,
+): Promise<PendingUpdate[]> {
+  const ridge = options.ridge ?? 0.01;
+  const rest = new Map([...stats].filter(([t]) => !after.tensors.has(t)));
+  const updates = await planCompensation(core, trace, plan, rest, "reweight", ridge);
+  await collectStats(model, [...after.tensors], after.batches, {
+    gram: after.tensors,
+    gramStride: options.gramStride ?? 4,
+    sessionMemory: options.sessionMemory ?? DEFAULT_SESSION_MEMORY,
+    onSegmentProgress: options.onSegmentProgress,
+    onSegmentDone: async (done) => {
+      updates.push(...await planCompensation(core, trace, plan, done, "reweight", ridge));
+    },
+  });
+  return updates;
+}
+
 /** Weight bytes of one statistics session before a model runs in segments. */
 export const DEFAULT_SESSION_MEMORY = 512 * 2 ** 20;
 
@@ -704,13 +791,13 @@ async function collectCalibration(
     ? options.calibration()
     : options.calibration!;
   if (!gradient) {
-    let segments: number | undefined;
+    let segments: CollectedStats["segments"];
     const stats = await collectStats(model, tensors, batches, {
       gram,
       gramStride: stride,
       holdRows,
-      segmentBytes: options.sessionMemory ?? DEFAULT_SESSION_MEMORY,
-      onSegments: (n) => segments = n,
+      sessionMemory: options.sessionMemory ?? DEFAULT_SESSION_MEMORY,
+      onSegments: (n, bytes) => segments = { count: n, bytes },
       onSegmentProgress: options.onSegmentProgress,
     });
     return { stats, segments };

@@ -95,7 +95,7 @@ for (const [path, feeds, tol] of CASES) {
     assert.ok(segments.length >= 4, `${segments.length} segments`);
     const batches = feeds(model);
     const whole = await collectStats(model, tensors, batches, { gram });
-    const parts = await collectStats(model, tensors, batches, { gram, segmentBytes: budget });
+    const parts = await collectStats(model, tensors, batches, { gram, sessionMemory: 2 * budget });
     for (const name of tensors) {
       const [w, p] = [whole.get(name)!, parts.get(name)!];
       assert.equal(p.count, w.count, name);
@@ -156,7 +156,12 @@ Deno.test("a prune with a small session budget keeps the same channels and weigh
     sessionMemory: budget,
   });
   assert.ok(parts.report.notes.some((n) => /ran the model in \d+ segments/.test(n)));
+  // The Gram matrices take more than a segment's session: summed after the plan.
+  assert.ok(parts.report.notes.some((n) => /summed in a second pass/.test(n)));
   assert.ok(!whole.report.notes.some((n) => /segments/.test(n)));
+  const refitted = (notes: string[]) => notes.find((n) => n.startsWith("compensated"));
+  assert.match(refitted(whole.report.notes) ?? "", /compensated [1-9]\d* layers \(reweight\)/);
+  assert.equal(refitted(parts.report.notes), refitted(whole.report.notes));
   const tensors = (m: ModelProto) => new Map(m.graph!.initializer!.map((t) => [t.name!, t]));
   const want = tensors(whole.model);
   assert.deepEqual([...tensors(parts.model).keys()], [...want.keys()]);

@@ -164,12 +164,17 @@ export interface CollectOptions {
   gramStride?: number;
   /** Of the `gram` tensors, those whose rows are held instead while they are few. */
   holdRows?: Set<string>;
-  /** Weight bytes (half floats counted widened, as onnxruntime holds them) above which the
-   * model runs a segment at a time (runtime/segmented.ts), each segment holding at most this
-   * many; default: one session whatever the size. Not with `also`. */
-  segmentBytes?: number;
+  /** Memory for the model's weights in onnxruntime (half floats counted widened, as its CPU
+   * provider holds them): a model whose weights take more runs a segment at a time
+   * (runtime/segmented.ts), each segment's weights at most half of it — the other half is left
+   * to what the segment computes and to the statistics summed from it. Default: one session
+   * whatever the size. Not with `also`. */
+  sessionMemory?: number;
   /** Told how many segments the model runs in, when it is segmented. */
-  onSegments?: (segments: number) => void;
+  onSegments?: (segments: number, bytesEach: number) => void;
+  /** Called when a segment has run on every batch, with the (complete) statistics of the
+   * tensors it computes; awaited before the next segment runs. Only when segmented. */
+  onSegmentDone?: (done: Map<string, ChannelStats>) => Promise<void>;
   /** Told of each segment's run on a batch (done of segments × batches), when segmented. */
   onSegmentProgress?: (done: number, total: number) => void;
 }
@@ -181,7 +186,7 @@ export interface CollectOptions {
  * itself for an MLP's hidden width; a regular subsample keeps it within budget); of those in
  * `holdRows` the rows are kept instead while they are few (`ChannelStats.rows`: only a refit
  * reads them); `also` reads further outputs of the same runs. A model whose weights pass
- * `segmentBytes` runs a segment at a time over all batches (the batches are then held in
+ * `sessionMemory` runs a segment at a time over all batches (the batches are then held in
  * memory, and no rows are held).
  *
  * @example
@@ -304,7 +309,8 @@ export async function collectStats(
   });
   const stats = new Map<string, ChannelStats>();
   const grams = new GramRows();
-  const segmented = !also && sessionWeightBytes(copy) > (options.segmentBytes ?? Infinity);
+  const memory = options.sessionMemory ?? Infinity;
+  const segmented = !also && sessionWeightBytes(copy) > memory;
   // Segment by segment, a tensor's first batch comes when its segment runs, not with the first
   // run: rows could not be counted against every Gram matrix before any are held.
   if (segmented) holdRows = new Set();
@@ -362,12 +368,18 @@ export async function collectStats(
       if (runs === 0) {
         throw new PruneError("bad-calibration", "the calibration data holds no batch");
       }
-      const segments = planSegments(copy, fetch, options.segmentBytes!);
-      options.onSegments?.(segments.length);
+      const segments = planSegments(copy, fetch, memory / 2);
+      options.onSegments?.(segments.length, memory / 2);
       let done = 0;
-      for await (const { batch, outputs } of runSegments(copy, segments, all, "calibration")) {
+      for await (
+        const { batch, outputs, last } of runSegments(copy, segments, all, "calibration")
+      ) {
         await absorb(outputs, batch + 1);
         options.onSegmentProgress?.(++done, segments.length * runs);
+        if (!last || !options.onSegmentDone) continue;
+        await grams.flush();
+        const here = tensors.filter((t) => outputs[names.get(t)?.sum ?? t]);
+        await options.onSegmentDone(new Map(here.map((t) => [t, stats.get(t)!])));
       }
     } else {
       const session = await createModelSession(copy, {}, "calibration");

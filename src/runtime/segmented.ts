@@ -18,7 +18,7 @@ import { type NodeProto, subgraphNames } from "../graph/graph.ts";
 import { tensorDataSize } from "../onnx/external_data.ts";
 import { tensorNumel } from "../onnx/tensor.ts";
 import { createModelSession } from "./model_session.ts";
-import { ORT_ELEMENT_TYPES, type OrtTensor } from "./ort.ts";
+import { ORT_ELEMENT_TYPES, type OrtSession, type OrtTensor } from "./ort.ts";
 import { PruneError } from "../errors.ts";
 
 /** One stretch of the graph and what it reads and hands on. */
@@ -256,6 +256,10 @@ export interface SegmentOutputs {
   batch: number;
   /** The requested outputs this segment computes for that batch. */
   outputs: Record<string, OrtTensor>;
+  /** The segment's index. */
+  segment: number;
+  /** Whether this is the segment's last batch (its outputs are then all given). */
+  last: boolean;
 }
 
 /**
@@ -285,7 +289,11 @@ export async function* runSegments(
   const types = new Map<string, string>();
   for (let s = 0; s < segments.length; s++) {
     const segment = segments[s];
-    const session = await createModelSession(segmentModel(model, segment, types), {}, purpose);
+    let session: OrtSession | undefined = await createModelSession(
+      segmentModel(model, segment, types),
+      {},
+      purpose,
+    );
     try {
       for (let b = 0; b < batches.length; b++) {
         const feeds: Record<string, OrtTensor> = {};
@@ -293,7 +301,14 @@ export async function* runSegments(
           if (batches[b][name]) feeds[name] = batches[b][name];
         }
         for (const name of segment.carriedIn) feeds[name] = carried[b].get(name)!;
-        const out = await session.run(feeds, [...segment.carriedOut, ...segment.fetch]);
+        const out = await session!.run(feeds, [...segment.carriedOut, ...segment.fetch]);
+        const last = b === batches.length - 1;
+        if (last) {
+          // Let go of the segment's weights before its last outputs are used (a refit on them
+          // need not share the memory with them).
+          await session!.release?.();
+          session = undefined;
+        }
         for (const name of segment.carriedIn) {
           if (lastReader.get(name) === s) carried[b].delete(name);
         }
@@ -303,10 +318,10 @@ export async function* runSegments(
         }
         const outputs: Record<string, OrtTensor> = {};
         for (const name of segment.fetch) outputs[name] = out[name];
-        yield { batch: b, outputs };
+        yield { batch: b, outputs, segment: s, last };
       }
     } finally {
-      await session.release?.();
+      await session?.release?.();
     }
   }
 }

@@ -27,8 +27,9 @@ export interface StatsNeed {
 export interface CollectedStats {
   stats?: Map<string, ChannelStats>;
   gates?: Map<string, GateStats>;
-  /** Segments the model ran in for them (runtime/segmented.ts), when more than one. */
-  segments?: number;
+  /** The segments the model ran in for them (runtime/segmented.ts), when it was segmented:
+   * how many, and the weight bytes each held at most. */
+  segments?: { count: number; bytes: number };
 }
 
 /** The statistics of one model, collected once for several runs (see the module). */
