@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { DataType, onnx } from "../src/onnx/proto.ts";
 import { makeTensor } from "../src/onnx/tensor.ts";
+import { encodeNpy } from "../src/calibration/npy.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const ENTRY = Deno.env.get("PRUNE_VIT_CLI") ?? new URL("mod.ts", ROOT).pathname;
@@ -562,14 +563,10 @@ cliTest("--session-memory takes mebibytes; a model above them runs in segments",
       assertFailed(bad, 2, /--session-memory takes mebibytes/, `value "${value}"`);
     }
     const x = new Float32Array(8 * 3 * 32 * 32).map((_, i) => Math.cos(i * 0.003));
-    const header = `{'descr': '<f4', 'fortran_order': False, 'shape': (8, 3, 32, 32), }`;
-    const pad = 64 - ((10 + header.length + 1) % 64);
-    const head = new TextEncoder().encode(header + " ".repeat(pad) + "\n");
-    const npy = new Uint8Array(10 + head.length + x.byteLength);
-    npy.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, head.length & 255, head.length >> 8]);
-    npy.set(head, 10);
-    npy.set(new Uint8Array(x.buffer), 10 + head.length);
-    await Deno.writeFile(`${dir}/cal.npy`, npy);
+    await Deno.writeFile(
+      `${dir}/cal.npy`,
+      encodeNpy({ dtype: "float32", shape: [8, 3, 32, 32], data: x }),
+    );
     const args = ["--pruning-ratio", "0.5", "--criterion", "wanda", "--compensation", "reweight"];
     const r = await cli([
       model,
