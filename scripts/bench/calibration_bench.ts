@@ -41,14 +41,14 @@ Deno.bench("statistics (sums, squares), 512 images", { group: "calibration" }, a
   await collectStats(model, layers, batches);
 });
 Deno.bench("statistics with Gram matrices, 512 images", { group: "calibration" }, async () => {
-  await collectStats(model, layers, batches, new Set(layers));
+  await collectStats(model, layers, batches, { gram: new Set(layers) });
 });
 for (const stride of [2, 3, 4]) {
   Deno.bench(
     `statistics with Gram matrices from 1 in ${stride} positions, 512 images`,
     { group: "calibration" },
     async () => {
-      await collectStats(model, layers, batches, new Set(layers), undefined, stride);
+      await collectStats(model, layers, batches, { gram: new Set(layers), gramStride: stride });
     },
   );
 }
@@ -60,6 +60,6 @@ Deno.bench(
   async () => {
     const backward = buildGradientModel(model, shapes, layers, { batch: 2 });
     const reader = gateReader(backward.gates, new Map());
-    await collectStats(backward.model, layers, batches, new Set(), reader);
+    await collectStats(backward.model, layers, batches, { also: reader });
   },
 );
