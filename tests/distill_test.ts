@@ -688,7 +688,7 @@ Deno.test("distillation matching block outputs: BERT with padding, the ViT; refu
   );
 });
 
-Deno.test("AdamW matches PyTorch's torch.optim.AdamW; warm-up then cosine decay", () => {
+Deno.test("AdamW (in the compute core) matches PyTorch's torch.optim.AdamW, refuses non-finite gradients; warm-up then cosine decay", () => {
   // torch 2 reference: two parameter groups (decay 0.1 and 0), three steps at lr 0.01, 0.02, 0.005.
   const w = new Float32Array([1, -0.5, 0.25]), b = new Float32Array([0.3, -0.2]);
   const adam = new AdamW([w, b], [true, false], { weightDecay: 0.1 });
@@ -702,6 +702,20 @@ Deno.test("AdamW matches PyTorch's torch.optim.AdamW; warm-up then cosine decay"
     e.forEach((v, i) => assert.ok(Math.abs(a[i] - v) < 1e-6, `${a[i]} against ${v}`));
   close(w, [0.9762733578681946, -0.4801309108734131, 0.23744076490402222]);
   close(b, [0.267753541469574, -0.21196570992469788]);
+  // A gradient that is not finite is refused before anything moves.
+  const [w0, b0] = [w.slice(), b.slice()];
+  for (const bad of [NaN, Infinity, -Infinity]) {
+    assert.equal(adam.step([[0.1, bad, 0.1], [0.1, 0.1]], 0.01), false);
+    assert.deepEqual([w, b], [w0, b0]);
+  }
+  assert.equal(adam.step([[0.1, 0.1, 0.1], [0.1, 0.1]], 0.01), true);
+  assert.notDeepEqual(w, w0);
+  assert.throws(
+    () => adam.step([[0.1], [0.1, 0.1]], 0.01),
+    /gradient 0 has 1 values, its weight 3/,
+  );
+  adam.dispose();
+  assert.throws(() => adam.step(grads[0], 0.01), /after dispose/);
 
   assert.equal(learningRate(1, 100, 1e-3, 10), 1e-4);
   assert.equal(learningRate(10, 100, 1e-3, 10), 1e-3);

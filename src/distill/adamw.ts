@@ -1,11 +1,14 @@
 /**
- * AdamW (Loshchilov & Hutter: Adam with decoupled weight decay, PyTorch's update order) over
- * float32 weights, and the learning-rate schedule: linear warm-up, then cosine decay to zero.
- * Plain TypeScript loops: at the sizes distillation runs on a CPU the update costs a small part of
- * a step (onnxruntime's forward and backward pass is the rest; bench/RESULTS.md).
+ * AdamW (Loshchilov & Hutter: Adam with decoupled weight decay, PyTorch's update order, in
+ * float32) over float32 weights, and the learning-rate schedule: linear warm-up, then cosine decay
+ * to zero. The update runs in the compute core (wasm SIMD, `crates/prune_core/src/optim.rs`),
+ * which holds the weights, gradients and moments of every trained tensor in flat buffers; this
+ * class copies gradients in and the updated weights back out to the caller's arrays.
  *
  * @module
  */
+// @ts-types="../core/wasm/prune_core.d.ts"
+import { AdamWCore } from "../core/wasm/prune_core.js";
 
 /** Settings of {@link AdamW}. */
 export interface AdamWOptions {
@@ -18,13 +21,8 @@ export interface AdamWOptions {
 
 /** Adam's moments for a list of weight tensors, updated in place by {@link AdamW.step}. */
 export class AdamW {
-  readonly #m: Float32Array[];
-  readonly #v: Float32Array[];
-  #t = 0;
-  readonly #beta1: number;
-  readonly #beta2: number;
-  readonly #eps: number;
-  readonly #decay: number;
+  #core: AdamWCore | undefined;
+  readonly #spans: [number, number][];
 
   /** `weights` are updated in place; `decay[i]` says whether tensor i is decayed. */
   constructor(
@@ -32,30 +30,55 @@ export class AdamW {
     readonly decay: boolean[],
     options: AdamWOptions = {},
   ) {
-    this.#m = weights.map((w) => new Float32Array(w.length));
-    this.#v = weights.map((w) => new Float32Array(w.length));
-    this.#beta1 = options.beta1 ?? 0.9;
-    this.#beta2 = options.beta2 ?? 0.999;
-    this.#eps = options.eps ?? 1e-8;
-    this.#decay = options.weightDecay ?? 0;
+    this.#core = new AdamWCore(
+      Uint32Array.from(weights, (w) => w.length),
+      Uint8Array.from(decay, (d) => d ? 1 : 0),
+      options.beta1 ?? 0.9,
+      options.beta2 ?? 0.999,
+      options.eps ?? 1e-8,
+      options.weightDecay ?? 0,
+    );
+    this.#spans = weights.map((_, k) => {
+      const [start, end] = this.#core!.span(k);
+      return [start, end];
+    });
+    // Views of wasm memory are taken after every other call into the core: a call may grow the
+    // memory and detach an older view.
+    const flat = this.#core.weights_view();
+    weights.forEach((w, k) => flat.set(w, this.#spans[k][0]));
   }
 
-  /** One update with gradients in the order of the weights, at learning rate `lr`. */
-  step(grads: ArrayLike<number>[], lr: number): void {
-    this.#t++;
-    const [b1, b2, eps] = [this.#beta1, this.#beta2, this.#eps];
-    const c1 = 1 - b1 ** this.#t, c2 = 1 - b2 ** this.#t;
-    const stepSize = lr / c1, root2 = Math.sqrt(c2);
-    this.weights.forEach((w, k) => {
-      const g = grads[k], m = this.#m[k], v = this.#v[k];
-      const shrink = this.decay[k] ? 1 - lr * this.#decay : 1;
-      for (let i = 0; i < w.length; i++) {
-        const gi = g[i];
-        m[i] = b1 * m[i] + (1 - b1) * gi;
-        v[i] = b2 * v[i] + (1 - b2) * gi * gi;
-        w[i] = w[i] * shrink - stepSize * m[i] / (Math.sqrt(v[i]) / root2 + eps);
+  /**
+   * One update with gradients in the order of the weights, at learning rate `lr`. Returns false,
+   * leaving the weights as they were, when a gradient holds a value that is not finite.
+   */
+  step(grads: ArrayLike<number>[], lr: number): boolean {
+    const core = this.#live();
+    const flat = core.grads_view();
+    grads.forEach((g, k) => {
+      const [start, end] = this.#spans[k];
+      if (g.length !== end - start) {
+        throw new RangeError(
+          `AdamW: gradient ${k} has ${g.length} values, its weight ${end - start}`,
+        );
       }
+      flat.set(g, start);
     });
+    if (!core.step(lr)) return false;
+    const w = core.weights_view();
+    this.weights.forEach((out, k) => out.set(w.subarray(...this.#spans[k])));
+    return true;
+  }
+
+  /** Frees the core's buffers (four float32 copies of the weights); the instance is unusable after. */
+  dispose(): void {
+    this.#core?.free();
+    this.#core = undefined;
+  }
+
+  #live(): AdamWCore {
+    if (!this.#core) throw new Error("AdamW: used after dispose()");
+    return this.#core;
   }
 }
 

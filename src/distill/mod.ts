@@ -444,7 +444,10 @@ export async function distillModel(
         rowWeight,
       );
       const grads = gradOutputs.map((g) => out[g].data as Float32Array);
-      if (!Number.isFinite(loss.sum) || grads.some((g) => !allFinite(g))) {
+      // AdamW checks the gradients before it updates anything.
+      if (
+        !Number.isFinite(loss.sum) || !adam.step(grads, learningRate(step + 1, steps, lr, warmup))
+      ) {
         throw new PruneError(
           "bad-option",
           `distillation diverged at step ${step + 1} (the loss or a gradient is not finite); ` +
@@ -452,7 +455,6 @@ export async function distillModel(
         );
       }
       step++;
-      adam.step(grads, learningRate(step, steps, lr, warmup));
       trainingMs += performance.now() - t0;
       const mean = loss.sum / loss.rows;
       running = Number.isNaN(running) ? mean : 0.9 * running + 0.1 * mean;
@@ -476,6 +478,7 @@ export async function distillModel(
       }
     }
   } finally {
+    adam.dispose();
     await train.release?.();
     await score.release?.();
   }
@@ -653,11 +656,6 @@ function readAsMatrix(graph: Graph, name: string): boolean {
 
 function toFloat32(t: OrtTensor): Float32Array {
   return t.data instanceof Float32Array ? t.data : Float32Array.from(t.data as ArrayLike<number>);
-}
-
-function allFinite(a: Float32Array): boolean {
-  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return false;
-  return true;
 }
 
 /** A small seeded generator (mulberry32): the split and the batch order follow the seed. */

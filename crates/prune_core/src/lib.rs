@@ -1,5 +1,6 @@
-//! Compute core of `@prune/vit`: per-channel Lp scores, score reductions, stable selection and
-//! raw-byte gather, exported to JavaScript with wasm-bindgen. `cpu_*` functions run in wasm;
+//! Compute core of `@prune/vit`: per-channel Lp scores, score reductions, stable selection,
+//! raw-byte gather, the data-aware path's linear algebra and distillation's optimizer, exported to
+//! JavaScript with wasm-bindgen. `cpu_*` functions run in wasm;
 //! `GpuCore` runs the heavy ops through WebGPU (see `gpu.rs` for when it falls back to the CPU).
 //! `src/core/mod.ts` wraps both behind one `ComputeCore` interface.
 
@@ -7,6 +8,7 @@ mod cpu;
 #[cfg(target_arch = "wasm32")]
 mod gpu;
 mod linalg;
+mod optim;
 
 use cpu::{Layout, Reduce};
 use wasm_bindgen::prelude::*;
@@ -168,6 +170,60 @@ pub fn cpu_dissimilarity(
     heads: Option<Vec<i32>>,
 ) -> Result<Vec<f64>, JsError> {
     linalg::dissimilarity(gram, channels as usize, heads.as_deref()).map_err(|e| JsError::new(&e))
+}
+
+/// Distillation's AdamW (`optim::AdamW`): weights, gradients and moments of every trained tensor
+/// in wasm memory, one call per step.
+#[wasm_bindgen]
+pub struct AdamWCore {
+    state: optim::AdamW,
+}
+
+#[wasm_bindgen]
+impl AdamWCore {
+    /// Tensors of `sizes` elements; `decay[i]` != 0 where tensor i takes weight decay.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        sizes: &[u32],
+        decay: &[u8],
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        weight_decay: f32,
+    ) -> Result<AdamWCore, JsError> {
+        optim::AdamW::new(sizes, decay, beta1, beta2, eps, weight_decay)
+            .map(|state| AdamWCore { state })
+            .map_err(|e| JsError::new(&e))
+    }
+
+    /// `[start, end)` of tensor `k` in the flat buffers.
+    pub fn span(&self, k: u32) -> Result<Vec<u32>, JsError> {
+        let (s, e) = self
+            .state
+            .span(k as usize)
+            .ok_or_else(|| JsError::new(&format!("adamw: no tensor {k}")))?;
+        Ok(vec![s as u32, e as u32])
+    }
+
+    /// A view of the flat weights: valid until the next call into the core (a call may grow
+    /// wasm memory, which detaches it). Copy in or out at once.
+    pub fn weights_view(&self) -> js_sys::Float32Array {
+        // SAFETY: the view is handed to JavaScript, which reads or writes it before calling into
+        // wasm again (documented above); nothing in Rust holds a reference to the buffer meanwhile.
+        unsafe { js_sys::Float32Array::view(&self.state.weights) }
+    }
+
+    /// A view of the flat gradients, under the same terms as `weights_view`.
+    pub fn grads_view(&self) -> js_sys::Float32Array {
+        // SAFETY: as in `weights_view`.
+        unsafe { js_sys::Float32Array::view(&self.state.grads) }
+    }
+
+    /// One update from the gradients at learning rate `lr`; false (nothing changed) when a
+    /// gradient is not finite.
+    pub fn step(&mut self, lr: f64) -> bool {
+        self.state.step(lr)
+    }
 }
 
 /// WebGPU-backed ops. Methods return Promises; run one call at a time per instance (WebGPU error

@@ -2,6 +2,37 @@
 /* eslint-disable */
 
 /**
+ * Distillation's AdamW (`optim::AdamW`): weights, gradients and moments of every trained tensor
+ * in wasm memory, one call per step.
+ */
+export class AdamWCore {
+    free(): void;
+    [Symbol.dispose](): void;
+    /**
+     * A view of the flat gradients, under the same terms as `weights_view`.
+     */
+    grads_view(): Float32Array;
+    /**
+     * Tensors of `sizes` elements; `decay[i]` != 0 where tensor i takes weight decay.
+     */
+    constructor(sizes: Uint32Array | number[], decay: Uint8Array | number[], beta1: number, beta2: number, eps: number, weight_decay: number);
+    /**
+     * `[start, end)` of tensor `k` in the flat buffers.
+     */
+    span(k: number): Uint32Array;
+    /**
+     * One update from the gradients at learning rate `lr`; false (nothing changed) when a
+     * gradient is not finite.
+     */
+    step(lr: number): boolean;
+    /**
+     * A view of the flat weights: valid until the next call into the core (a call may grow
+     * wasm memory, which detaches it). Copy in or out at once.
+     */
+    weights_view(): Float32Array;
+}
+
+/**
  * WebGPU-backed ops. Methods return Promises; run one call at a time per instance (WebGPU error
  * scopes are per device). Score reductions and aggregation are O(channels) and use `cpu_*`.
  */

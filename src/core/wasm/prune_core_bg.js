@@ -1,4 +1,96 @@
 /**
+ * Distillation's AdamW (`optim::AdamW`): weights, gradients and moments of every trained tensor
+ * in wasm memory, one call per step.
+ */
+export class AdamWCore {
+    __destroy_into_raw() {
+        const ptr = this.__wbg_ptr;
+        this.__wbg_ptr = 0;
+        AdamWCoreFinalization.unregister(this);
+        return ptr;
+    }
+    free() {
+        const ptr = this.__destroy_into_raw();
+        wasm.__wbg_adamwcore_free(ptr, 0);
+    }
+    /**
+     * A view of the flat gradients, under the same terms as `weights_view`.
+     * @returns {Float32Array}
+     */
+    grads_view() {
+        const ret = wasm.adamwcore_grads_view(this.__wbg_ptr);
+        return takeObject(ret);
+    }
+    /**
+     * Tensors of `sizes` elements; `decay[i]` != 0 where tensor i takes weight decay.
+     * @param {Uint32Array | number[]} sizes
+     * @param {Uint8Array | number[]} decay
+     * @param {number} beta1
+     * @param {number} beta2
+     * @param {number} eps
+     * @param {number} weight_decay
+     */
+    constructor(sizes, decay, beta1, beta2, eps, weight_decay) {
+        const val3 = +beta1;
+        const val4 = +beta2;
+        const val5 = +eps;
+        const val6 = +weight_decay;
+        let ptr0, len0, ptr1, len1;
+        try {
+            ptr0 = passArray32ToWasm0(sizes, wasm.__wbindgen_malloc);
+            len0 = WASM_VECTOR_LEN;
+            ptr1 = passArray8ToWasm0(decay, wasm.__wbindgen_malloc);
+            len1 = WASM_VECTOR_LEN;
+        } catch (e) {
+            if (ptr1) { wasm.__wbindgen_free(ptr1, len1 * 1, 1); }
+            if (ptr0) { wasm.__wbindgen_free(ptr0, len0 * 4, 4); }
+            throw e;
+        }
+        const ret = wasm.adamwcore_new(ptr0, len0, ptr1, len1, val3, val4, val5, val6);
+        if (ret[2]) {
+            throw takeObject(ret[1]);
+        }
+        this.__wbg_ptr = ret[0];
+        AdamWCoreFinalization.register(this, this.__wbg_ptr, this);
+        return this;
+    }
+    /**
+     * `[start, end)` of tensor `k` in the flat buffers.
+     * @param {number} k
+     * @returns {Uint32Array}
+     */
+    span(k) {
+        const ret = wasm.adamwcore_span(this.__wbg_ptr, k);
+        if (ret[3]) {
+            throw takeObject(ret[2]);
+        }
+        var v1 = getArrayU32FromWasm0(ret[0], ret[1]).slice();
+        wasm.__wbindgen_free(ret[0], ret[1] * 4, 4);
+        return v1;
+    }
+    /**
+     * One update from the gradients at learning rate `lr`; false (nothing changed) when a
+     * gradient is not finite.
+     * @param {number} lr
+     * @returns {boolean}
+     */
+    step(lr) {
+        const ret = wasm.adamwcore_step(this.__wbg_ptr, lr);
+        return ret !== 0;
+    }
+    /**
+     * A view of the flat weights: valid until the next call into the core (a call may grow
+     * wasm memory, which detaches it). Copy in or out at once.
+     * @returns {Float32Array}
+     */
+    weights_view() {
+        const ret = wasm.adamwcore_weights_view(this.__wbg_ptr);
+        return takeObject(ret);
+    }
+}
+if (Symbol.dispose) AdamWCore.prototype[Symbol.dispose] = AdamWCore.prototype.free;
+
+/**
  * WebGPU-backed ops. Methods return Promises; run one call at a time per instance (WebGPU error
  * scopes are per device). Score reductions and aggregation are O(channels) and use `cpu_*`.
  */
@@ -1049,23 +1141,23 @@ export function __wbg_writeBuffer_d7640e64ceb69371() { return handleError(functi
     getObject(arg0).writeBuffer(getObject(arg1), arg2, getArrayU8FromWasm0(arg3, arg4), arg5, arg6);
 }, arguments); }
 export function __wbindgen_generic_0000000000000001(arg0, arg1) {
-    // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 105, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
+    // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 106, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
     const ret = makeMutClosure(arg0, arg1, wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___JsValue__core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true_);
     return addHeapObject(ret);
 }
 export function __wbindgen_generic_0000000000000002(arg0, arg1) {
-    // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("GPUDevice")], shim_idx: 55, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
+    // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("GPUDevice")], shim_idx: 56, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
     const ret = makeMutClosure(arg0, arg1, wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true_);
     return addHeapObject(ret);
 }
 export function __wbindgen_generic_0000000000000003(arg0, arg1) {
-    // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("any")], shim_idx: 55, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
-    const ret = makeMutClosure(arg0, arg1, wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__21);
+    // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("any")], shim_idx: 56, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
+    const ret = makeMutClosure(arg0, arg1, wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__26);
     return addHeapObject(ret);
 }
 export function __wbindgen_generic_0000000000000004(arg0, arg1) {
-    // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("undefined")], shim_idx: 55, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
-    const ret = makeMutClosure(arg0, arg1, wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__22);
+    // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("undefined")], shim_idx: 56, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
+    const ret = makeMutClosure(arg0, arg1, wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__27);
     return addHeapObject(ret);
 }
 export function __wbindgen_generic_0000000000000005(arg0) {
@@ -1074,11 +1166,16 @@ export function __wbindgen_generic_0000000000000005(arg0) {
     return addHeapObject(ret);
 }
 export function __wbindgen_generic_0000000000000006(arg0, arg1) {
+    // Cast intrinsic for `Ref(Slice(F32)) -> NamedExternref("Float32Array")`.
+    const ret = getArrayF32FromWasm0(arg0, arg1);
+    return addHeapObject(ret);
+}
+export function __wbindgen_generic_0000000000000007(arg0, arg1) {
     // Cast intrinsic for `Ref(Slice(U8)) -> NamedExternref("Uint8Array")`.
     const ret = getArrayU8FromWasm0(arg0, arg1);
     return addHeapObject(ret);
 }
-export function __wbindgen_generic_0000000000000007(arg0, arg1) {
+export function __wbindgen_generic_0000000000000008(arg0, arg1) {
     // Cast intrinsic for `Ref(String) -> Externref`.
     const ret = getStringFromWasm0(arg0, arg1);
     return addHeapObject(ret);
@@ -1104,15 +1201,15 @@ function wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bin
     }
 }
 
-function wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__21(arg0, arg1, arg2) {
-    const ret = wasm.wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__21(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__26(arg0, arg1, arg2) {
+    const ret = wasm.wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__26(arg0, arg1, addHeapObject(arg2));
     if (ret[1]) {
         throw takeObject(ret[0]);
     }
 }
 
-function wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__22(arg0, arg1, arg2) {
-    const ret = wasm.wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__22(arg0, arg1, addHeapObject(arg2));
+function wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__27(arg0, arg1, arg2) {
+    const ret = wasm.wasm_bindgen_da820ccd4815c6fd___convert__closures_____invoke___wasm_bindgen_da820ccd4815c6fd___sys__JsNullable_wgpu_64d0ffaed2d414b9___backend__webgpu__webgpu_sys__gen_GpuError__GpuError___core_c4124321cdeb024c___result__Result_____wasm_bindgen_da820ccd4815c6fd___JsError___true__27(arg0, arg1, addHeapObject(arg2));
     if (ret[1]) {
         throw takeObject(ret[0]);
     }
@@ -1133,6 +1230,9 @@ const __wbindgen_enum_GpuPowerPreference = ["low-power", "high-performance"];
 
 
 const __wbindgen_enum_GpuTextureFormat = ["r8unorm", "r8snorm", "r8uint", "r8sint", "r16unorm", "r16snorm", "r16uint", "r16sint", "r16float", "rg8unorm", "rg8snorm", "rg8uint", "rg8sint", "r32uint", "r32sint", "r32float", "rg16unorm", "rg16snorm", "rg16uint", "rg16sint", "rg16float", "rgba8unorm", "rgba8unorm-srgb", "rgba8snorm", "rgba8uint", "rgba8sint", "bgra8unorm", "bgra8unorm-srgb", "rgb9e5ufloat", "rgb10a2uint", "rgb10a2unorm", "rg11b10ufloat", "rg32uint", "rg32sint", "rg32float", "rgba16unorm", "rgba16snorm", "rgba16uint", "rgba16sint", "rgba16float", "rgba32uint", "rgba32sint", "rgba32float", "stencil8", "depth16unorm", "depth24plus", "depth24plus-stencil8", "depth32float", "depth32float-stencil8", "bc1-rgba-unorm", "bc1-rgba-unorm-srgb", "bc2-rgba-unorm", "bc2-rgba-unorm-srgb", "bc3-rgba-unorm", "bc3-rgba-unorm-srgb", "bc4-r-unorm", "bc4-r-snorm", "bc5-rg-unorm", "bc5-rg-snorm", "bc6h-rgb-ufloat", "bc6h-rgb-float", "bc7-rgba-unorm", "bc7-rgba-unorm-srgb", "etc2-rgb8unorm", "etc2-rgb8unorm-srgb", "etc2-rgb8a1unorm", "etc2-rgb8a1unorm-srgb", "etc2-rgba8unorm", "etc2-rgba8unorm-srgb", "eac-r11unorm", "eac-r11snorm", "eac-rg11unorm", "eac-rg11snorm", "astc-4x4-unorm", "astc-4x4-unorm-srgb", "astc-5x4-unorm", "astc-5x4-unorm-srgb", "astc-5x5-unorm", "astc-5x5-unorm-srgb", "astc-6x5-unorm", "astc-6x5-unorm-srgb", "astc-6x6-unorm", "astc-6x6-unorm-srgb", "astc-8x5-unorm", "astc-8x5-unorm-srgb", "astc-8x6-unorm", "astc-8x6-unorm-srgb", "astc-8x8-unorm", "astc-8x8-unorm-srgb", "astc-10x5-unorm", "astc-10x5-unorm-srgb", "astc-10x6-unorm", "astc-10x6-unorm-srgb", "astc-10x8-unorm", "astc-10x8-unorm-srgb", "astc-10x10-unorm", "astc-10x10-unorm-srgb", "astc-12x10-unorm", "astc-12x10-unorm-srgb", "astc-12x12-unorm", "astc-12x12-unorm-srgb"];
+const AdamWCoreFinalization = (typeof FinalizationRegistry === 'undefined')
+    ? { register: () => {}, unregister: () => {} }
+    : new FinalizationRegistry(ptr => wasm.__wbg_adamwcore_free(ptr, 1));
 const GpuCoreFinalization = (typeof FinalizationRegistry === 'undefined')
     ? { register: () => {}, unregister: () => {} }
     : new FinalizationRegistry(ptr => wasm.__wbg_gpucore_free(ptr, 1));
