@@ -36,8 +36,9 @@ export interface DataCriterion {
 /**
  * Gradient criteria over the gates of the channels at the consumer layers' inputs (see
  * calibration/gradients.ts): "taylor" — first-order Taylor, (Σ s)² over the removed group
- * (NViT; Σ g·w over the consumer's weights); "fisher" — the group's sum of diagonal Fisher
- * terms Σ s² (second order); "michel" — E|Σ s| per head (Michel et al. 2019), E|s| per channel.
+ * (NViT; Σ g·w over the consumer's weights); "fisher" — second order: per head the Fisher of
+ * the head's gate Σ (Σ_head s)² (Kwon et al. 2022), per channel or dim the sum of its diagonal
+ * Fisher terms Σ s²; "michel" — E|Σ s| per head (Michel et al. 2019), E|s| per channel.
  */
 export interface GradientCriterion {
   kind: "taylor" | "fisher" | "michel";
@@ -156,22 +157,23 @@ function gradientGroupScores(
   return Float32Array.from(out, (v) => criterion.kind === "taylor" ? v * v : v);
 }
 
-/** Michel's head importance E|Σ_{head} s| from the head-level sums, when the gates carry them. */
-function michelHeads(
+/**
+ * Head scores from the head-level gate sums, when the gates carry them: Michel's importance
+ * E|Σ_{head} s|, or the Fisher of the head's gate E(Σ_{head} s)² (Kwon et al.), which unlike
+ * the sum of its channels' diagonal terms counts how their gradients add up or cancel.
+ */
+function headGateScores(
   members: TensorTouch[],
   gates: Map<string, GateStats>,
   heads: number,
+  field: "cellAbsolute" | "cellSquares",
 ): Float32Array | undefined {
-  const out = new Float64Array(heads);
-  let found = false;
   for (const touch of members) {
     if (touch.role !== "weight-in") continue;
-    const g = gates.get(touch.linear!.input[0]);
-    if (!g?.cellAbsolute || g.cellAbsolute.length !== heads || found) continue;
-    g.cellAbsolute.forEach((v, i) => out[i] += v);
-    found = true;
+    const cells = gates.get(touch.linear!.input[0])?.[field];
+    if (cells?.length === heads) return Float32Array.from(cells);
   }
-  return found ? Float32Array.from(out) : undefined;
+  return undefined;
 }
 
 /** Scores of the channels of a group, laid out over `cells` (major → minor), e.g. [heads, dims]. */
@@ -311,8 +313,9 @@ export async function attentionScores(
     const score = (groupOf: (cell: number) => number, n: number) =>
       gradientGroupScores(group.members, cells, criterion, groupOf, n);
     let heads = score((c) => Math.floor(c / d) % r, r);
-    if (criterion.kind === "michel") {
-      const perHead = michelHeads(group.members, criterion.gates, g * r);
+    if (criterion.kind !== "taylor") {
+      const field = criterion.kind === "michel" ? "cellAbsolute" : "cellSquares";
+      const perHead = headGateScores(group.members, criterion.gates, g * r, field);
       if (perHead) {
         heads = new Float32Array(r);
         for (let i = 0; i < g * r; i++) heads[i % r] += perHead[i];

@@ -814,6 +814,15 @@ async function collectCalibration(
   }
   const shapes = await probeTensors(model, { batch: 2, dimValues: options.dimValues });
   const backward = buildGradientModel(model, shapes, tensors, { batch: 2 });
+  if (!backward.classifier && options.criterion === "taylor") {
+    const output = model.graph!.output![0].name;
+    throw new PruneError(
+      "bad-option",
+      `criterion "taylor" needs a classifier: the first graph output "${output}" is not ` +
+        `[batch, classes], and the first-order change of the distance to the original output ` +
+        `is zero; use fisher or michel`,
+    );
+  }
   const reader = gateReader(backward.gates, cells);
   const stats = await collectStats(backward.model, tensors, batches, {
     gram,

@@ -13,7 +13,7 @@ import { Graph, type GraphProto } from "../src/graph/graph.ts";
 import { probeTensors } from "../src/runtime/probe.ts";
 import { createSession, loadOrt, type OrtTensor } from "../src/runtime/ort.ts";
 import { pruneModel } from "../src/prune.ts";
-import type { ModelProto } from "../src/onnx/proto.ts";
+import { type ModelProto, onnx } from "../src/onnx/proto.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url);
 const ort = await loadOrt();
@@ -166,7 +166,7 @@ async function fmnistBatches(count: number, size: number) {
   return out;
 }
 
-Deno.test("michel and taylor keep the heads an independent gate computation ranks first", async () => {
+Deno.test("michel, taylor and fisher keep the heads an independent gate computation ranks first", async () => {
   const bytes = await Deno.readFile(new URL("fmnist_vit.onnx", FIXTURES));
   const model = decodeModel(bytes);
   const calibration = await fmnistBatches(96, 32);
@@ -186,6 +186,7 @@ Deno.test("michel and taylor keep the heads an independent gate computation rank
   const session = await createSession(encodeModel(withGrad));
   const michel = proj.map(() => new Float64Array(3));
   const taylor = proj.map(() => new Float64Array(3));
+  const fisher = proj.map(() => new Float64Array(3));
   for (const feeds of calibration) {
     const out = await session.run(feeds, [...gates.values()].map((g) => g.output));
     proj.forEach((n, block) => {
@@ -197,13 +198,15 @@ Deno.test("michel and taylor keep the heads an independent gate computation rank
           for (let j = 0; j < d; j++) head += s[b * width + h * d + j];
           michel[block][h] += Math.abs(head);
           taylor[block][h] += head;
+          fisher[block][h] += head * head;
         }
       }
     });
   }
   const top = (scores: Float64Array, keep: number) =>
     [...scores.keys()].sort((a, b) => scores[b] - scores[a]).slice(0, keep).sort();
-  for (const [criterion, scores] of [["michel", michel], ["taylor", taylor]] as const) {
+  const criteria = [["michel", michel], ["taylor", taylor], ["fisher", fisher]] as const;
+  for (const [criterion, scores] of criteria) {
     const { report } = await pruneModel(decodeModel(bytes), {
       pruneNumHeads: true,
       headPruningRatio: 0.3,
@@ -251,30 +254,116 @@ Deno.test("gradient criteria prune to a model equal to masking the same channels
   }
 });
 
-Deno.test("gradient criteria: clear errors without calibration or without a classifier", async () => {
+/** Seeded token ids for the BERT fixture: ids, a full mask, token types 0. */
+function bertFeeds(model: ModelProto, batch: number, seq: number) {
+  let s = 11;
+  const ids = BigInt64Array.from({ length: batch * seq }, () => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return BigInt(1 + (s % 99));
+  });
+  return Object.fromEntries(model.graph!.input!.map((i) => [
+    i.name!,
+    new ort.Tensor(
+      "int64",
+      i.name === "input_ids"
+        ? ids
+        : new BigInt64Array(batch * seq).fill(i.name === "attention_mask" ? 1n : 0n),
+      [batch, seq],
+    ),
+  ]));
+}
+
+Deno.test("gate gradients of an embedding model: εᵀ∂z/∂ξ for the ε drawn, against finite differences", async () => {
+  const bytes = await Deno.readFile(new URL("more/bert.onnx", FIXTURES));
+  const model = decodeModel(bytes);
+  const feeds = bertFeeds(model, 3, 8);
+  const shapes = await probeTensors(model, { batch: 2 });
+  const layers = linearInputs(model).filter((_, i) => i % 3 === 0);
+  const { model: withGrad, gates, classifier } = buildGradientModel(
+    model,
+    shapes,
+    layers.map((l) => l.x),
+    { batch: 2 },
+  );
+  assert.equal(classifier, false);
+  const draws = withGrad.graph!.node!.filter((n) => n.opType === "RandomNormalLike");
+  assert.equal(draws.length, 1);
+  withGrad.graph!.output!.push(onnx.ValueInfoProto.create({ name: draws[0].output![0] }));
+  const session = await createSession(encodeModel(withGrad));
+  const out = await session.run(feeds, [
+    draws[0].output![0],
+    ...[...gates.values()].map((g) => g.output),
+  ]);
+  const eps = out[draws[0].output![0]].data as Float32Array;
+  const outputOf = async (m: ModelProto) => {
+    const s = await createSession(encodeModel(m));
+    return (await s.run(feeds))[s.outputNames[0]].data as Float32Array;
+  };
+  for (const layer of layers) {
+    const gate = gates.get(layer.x);
+    assert.ok(gate?.perSample, `no per-sample gradient for "${layer.x}"`);
+    const g = out[gate.output].data as Float32Array;
+    const width = Number(out[gate.output].dims[1]);
+    // Differences of float32 outputs: errors are judged against the layer's largest gradient.
+    const largest = g.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    for (const j of [0, 7]) {
+      const h = 5e-2;
+      const scaled = (xi: number) => {
+        const copy = decodeModel(bytes);
+        const w = copy.graph!.initializer!.find((t) => t.name === layer.weight)!;
+        const values = tensorToFloat32(w);
+        const [rows, cols] = w.dims!.map(Number);
+        for (let k = 0; k < (layer.transB ? rows : cols); k++) {
+          values[layer.transB ? k * cols + j : j * cols + k] *= xi;
+        }
+        setTensorRawBytes(w, float32ToTensorBytes(values, 1), [rows, cols]);
+        return outputOf(copy);
+      };
+      const [up, down] = [await scaled(1 + h), await scaled(1 - h)];
+      const per = up.length / 3;
+      for (let b = 0; b < 3; b++) {
+        let numeric = 0;
+        for (let i = b * per; i < (b + 1) * per; i++) {
+          numeric += eps[i] * (up[i] - down[i]) / (2 * h);
+        }
+        const analytic = g[b * width + j];
+        const scale = Math.max(0.05 * largest, Math.abs(numeric), Math.abs(analytic));
+        assert.ok(
+          Math.abs(analytic - numeric) / scale < 2e-2,
+          `"${layer.x}"[${j}] sample ${b}: backward graph ${analytic}, finite difference ${numeric}`,
+        );
+      }
+    }
+  }
+});
+
+Deno.test("fisher and michel rank an embedding model's heads; taylor is refused there", async () => {
+  const bert = decodeModel(await Deno.readFile(new URL("more/bert.onnx", FIXTURES)));
+  const calibration = [bertFeeds(bert, 4, 8), bertFeeds(bert, 4, 8)];
+  for (const criterion of ["fisher", "michel"] as const) {
+    const { report } = await pruneModel(decodeModel(encodeModel(bert)), {
+      pruneNumHeads: true,
+      headPruningRatio: 0.5,
+      criterion,
+      calibration,
+      dryRun: true,
+    });
+    const heads = report.blocks.filter((b) => b.kind === "attention");
+    assert.ok(heads.length > 0);
+    for (const b of heads) {
+      if (b.kind === "attention") assert.equal(b.heads.after, b.heads.before / 2);
+    }
+  }
+  await assert.rejects(
+    () => pruneModel(bert, { pruningRatio: 0.5, criterion: "taylor", calibration }),
+    /criterion "taylor" needs a classifier: the first graph output "[^"]+" is not \[batch, classes\]/,
+  );
+});
+
+Deno.test("gradient criteria: a clear error without calibration", async () => {
   const vit = await Deno.readFile(new URL("fmnist_vit.onnx", FIXTURES));
   await assert.rejects(
     () => pruneModel(decodeModel(vit), { pruningRatio: 0.5, criterion: "taylor" }),
     /criterion "taylor" needs calibration data/,
-  );
-  const bert = decodeModel(await Deno.readFile(new URL("more/bert.onnx", FIXTURES)));
-  const inputs = bert.graph!.input!.map((i) => i.name!);
-  const ids = new ort.Tensor("int64", new BigInt64Array(2 * 8).fill(5n), [2, 8]);
-  const feeds = Object.fromEntries(
-    inputs.map((
-      n,
-    ) => [
-      n,
-      n === "input_ids"
-        ? ids
-        : new ort.Tensor("int64", new BigInt64Array(16).fill(n === "attention_mask" ? 1n : 0n), [
-          2,
-          8,
-        ]),
-    ]),
-  );
-  await assert.rejects(
-    () => pruneModel(bert, { pruningRatio: 0.5, criterion: "fisher", calibration: [feeds] }),
-    /first-order criteria need a classifier: the first graph output "[^"]+" should be \[batch, classes\]/,
   );
 });

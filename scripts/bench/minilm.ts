@@ -101,7 +101,7 @@ function usage(): never {
   console.log(
     "usage: deno run -A scripts/bench/minilm.ts [--model PATH] [--vocab PATH] [--tokens DIR]\n" +
       "         [--baseline JSON] [--json OUT] [--prepare] [--calibration N] [--heldout N]\n" +
-      "         [--max-length N] [--ratios 0.5,0.25] [--criteria l2,l1,wanda,flap,apma]\n" +
+      "         [--max-length N] [--ratios 0.5,0.25] [--criteria l2,l1,wanda,flap,apma,fisher,michel]\n" +
       "         [--compensations none,bias,reweight] [--allocations local,global]\n" +
       "         [--batch-size N] [--ridge R] [--gram-stride N] [--search] [--search-only]\n" +
       "         [--distill-steps N [--distill-emails N] [--distill-lr X] [--distill-batch-size N]\n" +
@@ -157,7 +157,7 @@ const ratios = args.ratios!.split(",").map((s) => {
 const criteria = list(
   "criteria",
   args.criteria!,
-  ["l2", "l1", "wanda", "flap", "apma"] as const,
+  ["l2", "l1", "wanda", "flap", "apma", "fisher", "michel"] as const,
 );
 const allocations = list(
   "allocations",
@@ -744,7 +744,7 @@ interface Row {
 }
 const rowsOut: Row[] = [];
 const dimValues = { sequence: maxLength };
-const DATA_CRITERIA = new Set(["wanda", "flap", "apma"]);
+const DATA_CRITERIA = new Set(["wanda", "flap", "apma", "fisher", "michel"]);
 for (const ratio of args["search-only"] ? [] : ratios) {
   for (const allocation of allocations) {
     for (const criterion of criteria) {

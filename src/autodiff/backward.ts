@@ -98,12 +98,18 @@ export interface GradientModel {
    * over all rows: [1, C], `perSample` false. Tensors the loss does not depend on are absent.
    */
   gates: Map<string, { output: string; perSample: boolean }>;
+  /** Whether the loss is the cross-entropy of a classifier (else a random projection). */
+  classifier: boolean;
 }
 
 /**
- * Appends to a copy of `model` the backward pass of the loss Σ_samples CE(softmax(z), y), z the
- * model's first output ([batch, classes]) and y the model's own top-1 prediction (or the labels
- * fed as `labelsInput`, int64 [batch], when given), and exposes the gate gradients of `tensors`.
+ * Appends to a copy of `model` the backward pass of a loss on its first output z and exposes the
+ * gate gradients of `tensors`. For a classifier (z: [batch, classes]) the loss is
+ * Σ_samples CE(softmax(z), y), y the model's own top-1 prediction (or the labels fed as
+ * `labelsInput`, int64 [batch], when given). For any other output (embeddings, hidden states) it
+ * is εᵀz with ε ~ N(0, I) drawn afresh per run: the squares of its gate gradients average to the
+ * diagonal of JᵀJ — the curvature of the squared distance to the original output, which is zero
+ * there — so Fisher-type criteria need no labels (its first-order sums average to zero).
  * `shapes` are dims probed at batch size `batch` (above 1, so that broadcast batch axes are told
  * apart from real ones).
  */
@@ -125,17 +131,22 @@ export function buildGradientModel(
   }
   const b = new Backward(graph, shapes, opset);
   const loss = (model.graph!.output ?? [])[0]?.name ?? "";
-  const logits = shapes.get(loss)?.dims;
-  if (!logits || logits.length !== 2) {
+  const dims = shapes.get(loss)?.dims;
+  if (!dims) {
+    throw new PruneError("unsupported-graph", `the first graph output "${loss}" has no shape`);
+  }
+  const classifier = isClassifierOutput(dims);
+  if (!classifier && options.labelsInput) {
     throw new PruneError(
       "unsupported-graph",
-      `first-order criteria need a classifier: the first graph output "${loss}" should be ` +
-        `[batch, classes]${logits ? `, it is [${logits.join(", ")}]` : ""}`,
+      `labels need a classifier: the first graph output "${loss}" should be [batch, classes], ` +
+        `it is [${dims.join(", ")}]`,
     );
   }
   const active = b.activeFrom(tensors);
-  if (!active.has(loss)) return { model, gates: new Map() };
-  b.seedCrossEntropy(loss, options.labelsInput);
+  if (!active.has(loss)) return { model, gates: new Map(), classifier };
+  if (classifier) b.seedCrossEntropy(loss, options.labelsInput);
+  else b.seedGaussian(loss);
   b.propagate(active);
 
   const gates: GradientModel["gates"] = new Map();
@@ -165,7 +176,12 @@ export function buildGradientModel(
       output: outputs,
     }),
   });
-  return { model: copy, gates };
+  return { model: copy, gates, classifier };
+}
+
+/** Whether an output of these (probed) dims holds one score per class per sample. */
+export function isClassifierOutput(dims: number[]): boolean {
+  return dims.length === 2 && dims[1] > 1;
 }
 
 /** What a loss seed may append to the backward graph. */
@@ -344,6 +360,8 @@ function weightsAbove(graph: Graph, node: NodeProto, weights: Set<string>): Set<
 }
 
 type AttrValue = number | number[] | string;
+/** Attributes ONNX types as float, written as float even when the value is whole. */
+const FLOAT_ATTRIBUTES = new Set(["alpha", "beta", "epsilon", "seed", "mean", "scale"]);
 
 /** A node the builder has no gradient rule for (or not for the inputs asked): the weight
  * gradient builder freezes the weights upstream of it and tries again. */
@@ -395,7 +413,7 @@ class Backward {
         ? onnx.AttributeProto.create({ name, type: 3, s: new TextEncoder().encode(v) })
         : Array.isArray(v)
         ? onnx.AttributeProto.create({ name, type: 7, ints: v })
-        : Number.isInteger(v) && name !== "alpha" && name !== "beta" && name !== "epsilon"
+        : Number.isInteger(v) && !FLOAT_ATTRIBUTES.has(name)
         ? onnx.AttributeProto.create({ name, type: 2, i: v })
         : onnx.AttributeProto.create({ name, type: 1, f: v })
     );
@@ -490,6 +508,12 @@ class Backward {
     );
     const oneHot = this.op("OneHot", [target, classes, onOff], { axis: -1 });
     this.add(logits, this.op("Sub", [this.op("Softmax", [logits], { axis: -1 }), oneHot]));
+  }
+
+  /** ∂(εᵀz)/∂z = ε ~ N(0, 1), float32 like the graphs the criteria read; seeded, so a session
+   * draws the same sequence on every run of the same data. */
+  seedGaussian(output: string) {
+    this.add(output, this.op("RandomNormalLike", [output], { dtype: 1, seed: 1 }));
   }
 
   add(tensor: string, grad: string) {

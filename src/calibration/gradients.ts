@@ -5,7 +5,7 @@
  * the column of the reading layer's weight. Summed over samples per channel: Σ s (first-order
  * Taylor), Σ s² (the diagonal of the gates' Fisher information, an estimate of their Hessian)
  * and Σ |s|; for heads (cells of channels) Σ_samples |Σ_{j∈head} sⱼ|, Michel et al.'s head
- * importance. The per-sample gate gradients come from the backward graph (autodiff/backward.ts)
+ * importance, and Σ_samples (Σ_{j∈head} sⱼ)², the Fisher of the head's gate (Kwon et al.). The per-sample gate gradients come from the backward graph (autodiff/backward.ts)
  * run by onnxruntime in the statistics pass.
  *
  * @module
@@ -28,6 +28,9 @@ export class GateStats {
   /** Cell (head) of each channel, and Σ_samples |Σ_{channels of the cell} s| per cell. */
   readonly cellOf?: Int32Array;
   readonly cellAbsolute?: Float64Array;
+  /** Σ_samples (Σ_{channels of the cell} s)² per cell: the Fisher of the cell's gate (Kwon et
+   * al.'s head mask), cross terms between its channels included. */
+  readonly cellSquares?: Float64Array;
 
   constructor(channels: number, cellOf?: Int32Array) {
     this.channels = channels;
@@ -37,6 +40,7 @@ export class GateStats {
     if (cellOf && cellOf.length === channels) {
       this.cellOf = cellOf;
       this.cellAbsolute = new Float64Array(Math.max(0, ...cellOf) + 1);
+      this.cellSquares = new Float64Array(this.cellAbsolute.length);
     }
   }
 
@@ -55,7 +59,10 @@ export class GateStats {
         if (cell) cell[this.cellOf![j]] += v;
       }
       if (cell && perSample) {
-        for (let k = 0; k < cell.length; k++) this.cellAbsolute![k] += Math.abs(cell[k]);
+        for (let k = 0; k < cell.length; k++) {
+          this.cellAbsolute![k] += Math.abs(cell[k]);
+          this.cellSquares![k] += cell[k] * cell[k];
+        }
       }
     }
     if (perSample) this.samples += rows;

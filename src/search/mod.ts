@@ -189,7 +189,7 @@ export async function searchPrune<R extends PruneResult>(
     ? search.candidates
     : candidateSettings(options, classifier, target !== undefined, target?.floors);
   const shared = new SharedStatistics({
-    gradient: classifier && settings.some((c) => GRADIENT.has(c.criterion)),
+    gradient: settings.some((c) => GRADIENT.has(c.criterion)),
   });
   const core = options.core ??
     await createCore({ backend: options.backend ?? "auto", largestBytes: largestTensor(model) });

@@ -34,8 +34,8 @@ export interface CollectedStats {
 
 /** The statistics of one model, collected once for several runs (see the module). */
 export class SharedStatistics {
-  /** Gate gradients are collected with the first pass (the model is a classifier and a
-   * gradient criterion is among the candidates). */
+  /** Gate gradients are collected with the first pass (a gradient criterion is among the
+   * candidates). */
   gradient: boolean;
   /** Passes over the calibration data made so far (each candidate adds none once the first
    * has collected). */
