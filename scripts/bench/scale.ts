@@ -1,6 +1,9 @@
 /**
  * The scale benchmark: wall time and peak resident memory, side by side in one run, of
  *   - cp of the model file(s)                               (the I/O floor)
+ *   - Deno moving the bytes with no pruning: the file read whole into memory and half of it
+ *     written, and the same streamed through one reused buffer (scripts/bench/io_floor.ts;
+ *     one-file models only)
  *   - our parse + serialize with no change                  (scripts/bench/roundtrip.ts)
  *   - our magnitude pruning, CLI, end to end                (half the heads, half the MLP)
  *   - the same, its in-memory step alone (read first; scripts/bench/prune_step.ts)
@@ -94,6 +97,26 @@ try {
       (data.length ? (await Deno.stat(data[0])).size : 0);
     const commands: Record<string, string[]> = {
       cp: ["cp", model, ...data, `${work}/`],
+      ...(data.length ? {} : {
+        "Deno: read whole, write half": [
+          Deno.execPath(),
+          "run",
+          "-A",
+          "scripts/bench/io_floor.ts",
+          "whole",
+          model,
+          `${work}/half.onnx`,
+        ],
+        "Deno: stream through one buffer, copy half": [
+          Deno.execPath(),
+          "run",
+          "-A",
+          "scripts/bench/io_floor.ts",
+          "stream",
+          model,
+          `${work}/half.onnx`,
+        ],
+      }),
       "parse + serialize": [
         Deno.execPath(),
         "run",
