@@ -248,10 +248,13 @@ export async function loadExternalData(model: ModelProto, modelPath: string): Pr
 }
 
 /**
- * Out of core: the tensor's raw_data is read from its data file each time it is asked for (the
- * page cache keeps repeats cheap), so only the tensors in use are in memory.
+ * Out of core: the tensor's raw_data is read from `file` (its data file, or a one-file model
+ * itself) each time it is asked for (the page cache keeps repeats cheap), so only the tensors in
+ * use are in memory.
+ *
+ * @example lazyRawData(tensor, "/models/vit.onnx.data", 4096, 2359296);
  */
-function lazyRawData(t: TensorProto, file: string, offset: number, length: number): void {
+export function lazyRawData(t: TensorProto, file: string, offset: number, length: number): void {
   deferRawData(t, length, () => {
     const bytes = new Uint8Array(length);
     const f = Deno.openSync(file);

@@ -7,6 +7,7 @@
 import { PruneError } from "../errors.ts";
 import { readInto, readWhole, writeAll, type WriteTo, writeWhole } from "./file_io.ts";
 import { withFolderLock } from "./folder_lock.ts";
+import { readModelSkeleton } from "./skeleton.ts";
 import { cleanLeftovers, tempPath, trackTemp, untrackTemp } from "./temp_files.ts";
 import { type ModelProto, onnx, scanWire, type TensorProto } from "./proto.ts";
 import {
@@ -255,10 +256,21 @@ export function encodeModelPieces(model: ModelProto): ModelPiece[] {
  * @example const model = await readModelFile("models/vit-base.onnx");
  */
 export async function readModelFile(path: string): Promise<ModelProto> {
-  let bytes: Uint8Array;
+  let model: ModelWithSource | undefined;
   try {
-    await checkModelFile(path);
-    bytes = await readWhole(path);
+    const size = await checkModelFile(path);
+    if (size >= SKELETON_FROM) {
+      // The weights stay in the file until used (onnx/skeleton.ts).
+      model = await readModelSkeleton(await Deno.realPath(path), (b) => decodeModel(b, path))
+        .catch((e) => {
+          // A damaged file is read whole, for decodeModel's account of what is wrong.
+          if (e instanceof PruneError && e.code === "truncated") return undefined;
+          throw e;
+        });
+      // The skeleton's bytes are not the model's: nothing may stand for the model with them.
+      if (model) delete (model as { [DECODED_FROM]?: Uint8Array })[DECODED_FROM];
+    }
+    model ??= decodeModel(await readWhole(path), path);
   } catch (e) {
     if (e instanceof PruneError) throw e;
     if (e instanceof Deno.errors.NotFound) {
@@ -272,7 +284,6 @@ export async function readModelFile(path: string): Promise<ModelProto> {
     }
     throw e;
   }
-  const model = decodeModel(bytes, path) as ModelWithSource;
   const externalFiles = await loadExternalData(model, path);
   Object.defineProperty(model, MODEL_SOURCE, {
     value: { path: await Deno.realPath(path), externalFiles },
@@ -285,12 +296,14 @@ export async function readModelFile(path: string): Promise<ModelProto> {
 
 /** Files at least this large are looked at before they are read whole. */
 const HEAD_CHECKED_ABOVE = 16 << 20;
+/** One-file models at least this large are read as a skeleton, their weights left in the file. */
+const SKELETON_FROM = 32 << 20;
 
 /**
  * Looks at a model file before reading it whole: a regular file (a FIFO would block), under
  * protobuf's 2 GiB limit, and starting with fields a ModelProto can have.
  */
-async function checkModelFile(path: string): Promise<void> {
+async function checkModelFile(path: string): Promise<number> {
   const info = await Deno.stat(path);
   if (info.isDirectory) {
     throw new PruneError("not-onnx", `${path}: is a directory, expected an .onnx file`);
@@ -305,7 +318,7 @@ async function checkModelFile(path: string): Promise<void> {
         `file is below 2 GiB (larger models keep their tensors in external data files)`,
     );
   }
-  if (info.size < HEAD_CHECKED_ABOVE) return; // read whole: decodeModel says what is wrong
+  if (info.size < HEAD_CHECKED_ABOVE) return info.size; // decodeModel says what is wrong
   const file = await Deno.open(path);
   const head = new Uint8Array(Math.min(info.size, 4096));
   const n = await readInto(file, head).finally(() => file.close());
@@ -321,6 +334,7 @@ async function checkModelFile(path: string): Promise<void> {
         `its first ${n} bytes). Is this really a .onnx file?`,
     );
   }
+  return info.size;
 }
 
 /** Options of {@link writeModelFile}. */
