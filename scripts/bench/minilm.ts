@@ -31,7 +31,7 @@
  * (`distillModel`) on --distill-emails further emails of the same shuffled corpus — after the
  * calibration and the held-out ones, so neither is trained on — cut to --distill-max-length
  * tokens, in batches of 32 padded to their longest email (the library pads them to one length
- * and leaves padding out of the loss); a tenth of them is held out by the library for early
+ * and leaves padding out of the loss); a tenth of them (--distill-held-out) is held out by the library for early
  * stopping. Reported: the held-out cosine again, the whole `distillModel` time (the teacher's
  * pass, building the training graph, the steps) and a training step against a plain forward
  * pass of the pruned model on a batch of the step's size, timed between the steps.
@@ -87,6 +87,7 @@ const args = parseArgs({
     "distill-hidden": { type: "boolean", default: false },
     "distill-embeddings": { type: "boolean", default: false },
     "distill-windows": { type: "string", default: "1" },
+    "distill-held-out": { type: "string", default: "0.1" },
     "search-only": { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   },
@@ -107,7 +108,7 @@ function usage(): never {
       "         [--distill-steps N [--distill-emails N] [--distill-lr X] [--distill-batch-size N]\n" +
       "          [--distill-loss cosine|mse|pooled] [--distill-seconds S] [--distill-seed S]\n" +
       "          [--distill-max-length N] [--distill-hidden] [--distill-embeddings]\n" +
-      "          [--distill-windows W]]\n" +
+      "          [--distill-windows W] [--distill-held-out R]]\n" +
       `  --model defaults to ${DEFAULT_MODEL}; make it with\n    ${EXPORT_COMMAND}\n` +
       "  --vocab defaults to vocab.txt beside the model, --tokens to tokens/ beside it.\n" +
       "  --prepare writes the token ids and texts (for scripts/anchor/minilm_baseline.py) and exits.\n" +
@@ -121,7 +122,8 @@ function usage(): never {
       "  distillation emails shorter (default --max-length); --distill-embeddings trains the\n" +
       "  embedding tables too (left as they are by default); --distill-windows W takes up to W\n" +
       "  consecutive pieces of each distillation email (each [CLS] … [SEP] in --distill-max-length\n" +
-      "  tokens) instead of its beginning only.",
+      "  tokens) instead of its beginning only; --distill-held-out R: the share of the distillation\n" +
+      "  emails the library holds out for early stopping (default 0.1).",
   );
   Deno.exit(0);
 }
@@ -191,6 +193,10 @@ if (!(distillLr > 0)) fail(`--distill-lr must be a positive number, got "${args[
 const distillSeconds = Number(args["distill-seconds"]);
 if (!(distillSeconds > 0)) {
   fail(`--distill-seconds must be a positive number, got "${args["distill-seconds"]}"`);
+}
+const distillHeldOut = Number(args["distill-held-out"]);
+if (!(distillHeldOut > 0 && distillHeldOut < 1)) {
+  fail(`--distill-held-out must be a share in (0, 1), got "${args["distill-held-out"]}"`);
 }
 const distillSeed = Number(args["distill-seed"]);
 if (!Number.isInteger(distillSeed)) {
@@ -642,6 +648,7 @@ async function distill(bytes: Uint8Array): Promise<Distilled> {
     hidden: args["distill-hidden"],
     trainEmbeddings: args["distill-embeddings"],
     maxSeconds: distillSeconds,
+    heldOut: distillHeldOut,
     onProgress: async (step, steps, loss) => {
       if (step - last >= steps / 20 || step === steps) {
         last = step;
