@@ -28,9 +28,10 @@ const LEN = 2;
 /** ModelProto.graph, GraphProto.initializer, TensorProto.raw_data. */
 const MODEL_GRAPH = 7, GRAPH_INITIALIZER = 5, TENSOR_RAW_DATA = 9;
 
-/** A window of the file, refilled where a read falls outside it. */
+/** A window of the file, refilled where a read falls outside it: small, since after each skipped
+ * raw data it is refilled past it, and a large window would read what was skipped. */
 class FileWindow {
-  #buffer = new Uint8Array(1 << 20);
+  #buffer = new Uint8Array(64 << 10);
   #start = 0;
   #end = 0;
 
@@ -126,7 +127,7 @@ class Pieces {
   length = 0;
   copy(file: FileWindow, start: number, end: number) {
     for (let at = start; at < end;) {
-      const n = Math.min(end - at, 1 << 20);
+      const n = Math.min(end - at, 64 << 10);
       this.push(file.view(at, n).slice());
       at += n;
     }
