@@ -649,6 +649,17 @@ function chooseHeadMode(groups: Group[], options: RunOptions, notes: string[]): 
 
 const GRADIENT_CRITERIA = new Set(["taylor", "fisher", "michel"]);
 
+/** The error for `taylor` on a model whose first output is not a classifier's. */
+export function taylorNeedsClassifier(model: ModelProto): PruneError {
+  const output = model.graph?.output?.[0]?.name ?? "";
+  return new PruneError(
+    "bad-option",
+    `criterion "taylor" needs a classifier: the first graph output "${output}" is not ` +
+      `[batch, classes], and the first-order change of the distance to the original output ` +
+      `is zero; use fisher or michel`,
+  );
+}
+
 /**
  * Statistics of the inputs of the layers that read prunable channels, from the calibration
  * batches — when a data-aware criterion or compensation asks for them — and, for gradient
@@ -814,15 +825,7 @@ async function collectCalibration(
   }
   const shapes = await probeTensors(model, { batch: 2, dimValues: options.dimValues });
   const backward = buildGradientModel(model, shapes, tensors, { batch: 2 });
-  if (!backward.classifier && options.criterion === "taylor") {
-    const output = model.graph!.output![0].name;
-    throw new PruneError(
-      "bad-option",
-      `criterion "taylor" needs a classifier: the first graph output "${output}" is not ` +
-        `[batch, classes], and the first-order change of the distance to the original output ` +
-        `is zero; use fisher or michel`,
-    );
-  }
+  if (!backward.classifier && options.criterion === "taylor") throw taylorNeedsClassifier(model);
   const reader = gateReader(backward.gates, cells);
   const stats = await collectStats(backward.model, tensors, batches, {
     gram,

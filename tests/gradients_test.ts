@@ -255,8 +255,8 @@ Deno.test("gradient criteria prune to a model equal to masking the same channels
 });
 
 /** Seeded token ids for the BERT fixture: ids, a full mask, token types 0. */
-function bertFeeds(model: ModelProto, batch: number, seq: number) {
-  let s = 11;
+function bertFeeds(model: ModelProto, batch: number, seq: number, seed = 11) {
+  let s = seed;
   const ids = BigInt64Array.from({ length: batch * seq }, () => {
     s = (s * 1103515245 + 12345) % 2147483648;
     return BigInt(1 + (s % 99));
@@ -339,7 +339,7 @@ Deno.test("gate gradients of an embedding model: εᵀ∂z/∂ξ for the ε draw
 
 Deno.test("fisher and michel rank an embedding model's heads; taylor is refused there", async () => {
   const bert = decodeModel(await Deno.readFile(new URL("more/bert.onnx", FIXTURES)));
-  const calibration = [bertFeeds(bert, 4, 8), bertFeeds(bert, 4, 8)];
+  const calibration = [bertFeeds(bert, 4, 8, 1), bertFeeds(bert, 4, 8, 2)];
   for (const criterion of ["fisher", "michel"] as const) {
     const { report } = await pruneModel(decodeModel(encodeModel(bert)), {
       pruneNumHeads: true,
@@ -354,9 +354,26 @@ Deno.test("fisher and michel rank an embedding model's heads; taylor is refused 
       if (b.kind === "attention") assert.equal(b.heads.after, b.heads.before / 2);
     }
   }
+  const refused =
+    /criterion "taylor" needs a classifier: the first graph output "[^"]+" is not \[batch, classes\]/;
   await assert.rejects(
     () => pruneModel(bert, { pruningRatio: 0.5, criterion: "taylor", calibration }),
-    /criterion "taylor" needs a classifier: the first graph output "[^"]+" is not \[batch, classes\]/,
+    refused,
+  );
+  // In a search the candidates share the first one's gate gradients: refused before any runs.
+  const candidates = [
+    { criterion: "fisher" as const, compensation: "none" as const, allocation: "local" as const },
+    { criterion: "taylor" as const, compensation: "none" as const, allocation: "local" as const },
+  ];
+  await assert.rejects(
+    () =>
+      pruneModel(decodeModel(encodeModel(bert)), {
+        pruneNumHeads: true,
+        headPruningRatio: 0.5,
+        calibration,
+        search: { candidates, seed: 1 },
+      }),
+    refused,
   );
 });
 

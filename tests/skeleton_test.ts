@@ -4,13 +4,13 @@
  * reweighting), distilled and written must be byte for byte what the model read whole gives.
  */
 import assert from "node:assert/strict";
-import { decodeModel, encodeModel } from "../src/onnx/model_io.ts";
+import { decodeModel, encodeModel, readModelFile } from "../src/onnx/model_io.ts";
 import { readModelSkeleton } from "../src/onnx/skeleton.ts";
 import { deferredRawData } from "../src/onnx/external_data.ts";
 import { pruneModel } from "../src/prune.ts";
 import { distillModel } from "../src/distill/mod.ts";
 import { loadOrt } from "../src/runtime/ort.ts";
-import type { ModelProto } from "../src/onnx/proto.ts";
+import { type ModelProto, onnx } from "../src/onnx/proto.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url);
 const ort = await loadOrt();
@@ -93,6 +93,54 @@ Deno.test("a damaged one-file model: truncated is an error naming the file, odd 
     const twice = `${dir}/twice.onnx`;
     await Deno.writeFile(twice, new Uint8Array([...bytes, ...extra.subarray(2)]));
     assert.equal(await readModelSkeleton(twice, (b) => decodeModel(b, twice), 1), undefined);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("readModelFile reads a one-file model of 32 MiB or more as a skeleton", async () => {
+  const model = await whole("fmnist_vit.onnx");
+  // An unused 36 MB initializer takes the file past the threshold.
+  model.graph!.initializer!.push(onnx.TensorProto.create({
+    name: "unused_padding",
+    dataType: 1,
+    dims: [9_000_000],
+    rawData: new Uint8Array(36_000_000).fill(7),
+  }));
+  const dir = await Deno.makeTempDir();
+  try {
+    const big = `${dir}/big.onnx`;
+    await Deno.writeFile(big, encodeModel(model));
+    const read = await readModelFile(big);
+    const deferred = read.graph!.initializer!.filter((t) => deferredRawData(t));
+    assert.ok(deferred.some((t) => t.name === "unused_padding"));
+    const options = { pruneNumHeads: true, headPruningRatio: 0.5, pruningRatio: 0.5 };
+    const [a, b] = [
+      await pruneModel(read, options),
+      await pruneModel(decodeModel(await Deno.readFile(big)), options),
+    ];
+    assert.deepEqual(encodeModel(a.model), encodeModel(b.model));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a skeleton's tensor whose data does not fill its dims is refused as a whole read is", async () => {
+  const model = await whole("fmnist_vit.onnx");
+  const t = model.graph!.initializer!.find((t) => (t.rawData?.length ?? 0) > 100_000)!;
+  t.dims = [Number(t.dims![0]) + 1, ...t.dims!.slice(1)];
+  const dir = await Deno.makeTempDir();
+  try {
+    const bad = `${dir}/bad.onnx`;
+    await Deno.writeFile(bad, encodeModel(model));
+    const options = { pruningRatio: 0.5 };
+    const fromWhole = await pruneModel(decodeModel(await Deno.readFile(bad)), options).then(
+      () => "no error",
+      (e: Error) => e.message,
+    );
+    assert.match(fromWhole, new RegExp(t.name!.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));
+    const skeletonModel = (await readModelSkeleton(bad, (b) => decodeModel(b, bad), 1))!;
+    await assert.rejects(() => pruneModel(skeletonModel, options), { message: fromWhole });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -11,6 +11,7 @@
  */
 import { PruneError } from "../errors.ts";
 import { lazyRawData } from "./external_data.ts";
+import { elementSize, tensorNumel } from "./tensor.ts";
 import type { ModelProto } from "./proto.ts";
 
 /** Raw data at least this long is left in the file until used. */
@@ -224,7 +225,14 @@ export async function readModelSkeleton(
   const model = decode(skeleton.bytes);
   const initializers = model.graph?.initializer ?? [];
   for (const { index, offset, length } of skeleton.skipped) {
-    lazyRawData(initializers[index], path, offset, length);
+    const t = initializers[index];
+    lazyRawData(t, path, offset, length);
+    let expected = -1;
+    try {
+      expected = tensorNumel(t) * elementSize(t.dataType ?? 0);
+    } catch { /* strings etc.: no check */ }
+    // Data that does not fill its dims is read now, for the check a whole read gets (prune.ts).
+    if (expected >= 0 && expected !== length) t.rawData = t.rawData;
   }
   return model;
 }

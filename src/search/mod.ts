@@ -20,7 +20,12 @@ import { originalAsBuffer, originalNeededBy } from "../runtime/model_session.ts"
 import type { ModelProto } from "../onnx/proto.ts";
 import type { PruneOptions } from "../options.ts";
 import type { Compensation } from "../compensate.ts";
-import { largestTensor, type PruneResult, type RunOptions } from "../prune.ts";
+import {
+  largestTensor,
+  type PruneResult,
+  type RunOptions,
+  taylorNeedsClassifier,
+} from "../prune.ts";
 import { encodeModel } from "../onnx/model_io.ts";
 import { structuralCopy } from "../onnx/structural_copy.ts";
 import { createCore } from "../core/mod.ts";
@@ -188,6 +193,10 @@ export async function searchPrune<R extends PruneResult>(
   const settings = search.candidates?.length
     ? search.candidates
     : candidateSettings(options, classifier, target !== undefined, target?.floors);
+  // Candidates share the first one's gate gradients: taylor is refused before any is made.
+  if (!classifier && settings.some((c) => c.criterion === "taylor")) {
+    throw taylorNeedsClassifier(model);
+  }
   const shared = new SharedStatistics({
     gradient: settings.some((c) => GRADIENT.has(c.criterion)),
   });
