@@ -13,6 +13,7 @@ import { PruneError } from "../errors.ts";
 import { onnx } from "../onnx/proto.ts";
 import type { ModelProto, TensorProto, ValueInfoProto } from "../onnx/proto.ts";
 import { attr, attrInt, attrInts, Graph, type GraphProto, type NodeProto } from "../graph/graph.ts";
+import { isClassifierOutput } from "../graph/output_kind.ts";
 import type { ProbedTensor } from "../runtime/probe.ts";
 import { tensorDims } from "../onnx/tensor.ts";
 
@@ -135,7 +136,7 @@ export function buildGradientModel(
   if (!dims) {
     throw new PruneError("unsupported-graph", `the first graph output "${loss}" has no shape`);
   }
-  const classifier = isClassifierOutput(dims);
+  const classifier = isClassifierOutput(model, dims);
   if (!classifier && options.labelsInput) {
     throw new PruneError(
       "unsupported-graph",
@@ -177,11 +178,6 @@ export function buildGradientModel(
     }),
   });
   return { model: copy, gates, classifier };
-}
-
-/** Whether an output of these (probed) dims holds one score per class per sample. */
-export function isClassifierOutput(dims: number[]): boolean {
-  return dims.length === 2 && dims[1] > 1;
 }
 
 /** What a loss seed may append to the backward graph. */

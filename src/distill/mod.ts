@@ -27,6 +27,7 @@ import { LOSS_KINDS, type LossKind, type LossSpec, lossSum, seedLoss } from "./l
 import { AdamW, learningRate } from "./adamw.ts";
 import { halfToFloat32, SamplePool } from "./samples.ts";
 import { blockOutputs } from "./hidden.ts";
+import { isClassifierOutput } from "../graph/output_kind.ts";
 
 export type { LossKind } from "./loss.ts";
 
@@ -197,7 +198,8 @@ export async function distillModel(
   }
   const output = student.graph!.output![0].name!;
   const width = pool.outputRow[pool.outputRow.length - 1];
-  const kind: LossKind = options.loss ?? (pool.outputRow.length === 1 ? "kl" : "cosine");
+  const kind: LossKind = options.loss ??
+    (isClassifierOutput(student, [2, ...pool.outputRow]) ? "kl" : "cosine");
   if (options.labels && kind !== "kl") {
     throw new PruneError("bad-option", `distill.labels go with the "kl" loss, not "${kind}"`);
   }

@@ -33,6 +33,7 @@ import { distillModel, readBatches } from "../distill/mod.ts";
 import { fidelity } from "../evaluate.ts";
 import { PruneError } from "../errors.ts";
 import { SharedStatistics } from "./shared.ts";
+import { isClassifierOutput } from "../graph/output_kind.ts";
 import { splitBatches } from "./split.ts";
 import { type CandidateFidelity, candidateFidelity, reference } from "./score.ts";
 
@@ -188,7 +189,7 @@ export async function searchPrune<R extends PruneResult>(
     ? originalAsBuffer(model, originalNeededBy(options))
     : undefined;
   const ref = await reference(model, split.heldOut);
-  const classifier = ref.rank === 2 && ref.width > 1;
+  const classifier = ref.rank === 2 && isClassifierOutput(model, [2, ref.width]);
   const metric = classifier ? "kl" : "cosine";
   const settings = search.candidates?.length
     ? search.candidates
