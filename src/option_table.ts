@@ -358,7 +358,8 @@ export const OPTIONS = [
     help: [
       "after pruning, train the pruned model for N steps to match the",
       "original's outputs on the --calibration data (knowledge",
-      "distillation; a tenth held out for early stopping), with",
+      "distillation; a tenth, at most 256, held out for early",
+      "stopping), with",
       "--lr X (AdamW peak learning rate, default 5e-4; warm-up, cosine",
       "decay), --distill-batch-size N (default 32), --seed N (default 0),",
       "--distill-loss kl|cosine|mse|pooled (default: kl for a",

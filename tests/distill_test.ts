@@ -744,6 +744,23 @@ async function klOn(teacher: Uint8Array, student: Uint8Array, feeds: Record<stri
   return sum / rows;
 }
 
+Deno.test("the default held-out split is a tenth of the samples, at most 256; a given share is kept", async () => {
+  const { teacher, student } = await prunedVit();
+  // 2800 samples (the test images again and again): a tenth would be 280.
+  const data = await Promise.all(Array.from({ length: 14 }, (_, i) => fmnist((i % 5) * 200, 200)));
+  const size = data.reduce((n, b) => n + Number(b.input.dims[0]), 0);
+  assert.equal(size, 2800);
+  const one = { steps: 1, batchSize: 8, evalEvery: 1 };
+  const copy = () => decodeModel(encodeModel(student));
+  const byDefault = await distillModel(copy(), teacher, data, one);
+  assert.deepEqual(byDefault.samples, { train: 2544, heldOut: 256 });
+  const given = await distillModel(structuredClone(student), teacher, data, {
+    ...one,
+    heldOut: 0.1,
+  });
+  assert.deepEqual(given.samples, { train: 2520, heldOut: 280 });
+});
+
 Deno.test("a short distillation lowers the loss on images it never saw", async () => {
   const { teacher, student } = await prunedVit();
   const unseen = await fmnist(800, 200);

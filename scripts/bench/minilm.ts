@@ -31,10 +31,11 @@
  * (`distillModel`) on --distill-emails further emails of the same shuffled corpus — after the
  * calibration and the held-out ones, so neither is trained on — cut to --distill-max-length
  * tokens, in batches of 32 padded to their longest email (the library pads them to one length
- * and leaves padding out of the loss); a tenth of them (--distill-held-out) is held out by the library for early
- * stopping. Reported: the held-out cosine again, the whole `distillModel` time (the teacher's
- * pass, building the training graph, the steps) and a training step against a plain forward
- * pass of the pruned model on a batch of the step's size, timed between the steps.
+ * and leaves padding out of the loss); a tenth of them, at most 256 (--distill-held-out), is
+ * held out by the library for early stopping. Reported: the held-out cosine again, the whole
+ * `distillModel` time (the teacher's pass, building the training graph, the steps) and a
+ * training step against a plain forward pass of the pruned model on a batch of the step's size,
+ * timed between the steps.
  *
  * @module
  */
@@ -87,7 +88,7 @@ const args = parseArgs({
     "distill-hidden": { type: "boolean", default: false },
     "distill-embeddings": { type: "boolean", default: false },
     "distill-windows": { type: "string", default: "1" },
-    "distill-held-out": { type: "string", default: "0.1" },
+    "distill-held-out": { type: "string" },
     "search-only": { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   },
@@ -123,7 +124,8 @@ function usage(): never {
       "  embedding tables too (left as they are by default); --distill-windows W takes up to W\n" +
       "  consecutive pieces of each distillation email (each [CLS] … [SEP] in --distill-max-length\n" +
       "  tokens) instead of its beginning only; --distill-held-out R: the share of the distillation\n" +
-      "  emails the library holds out for early stopping (default 0.1).",
+      "  emails the library holds out for early stopping (default: the library's, a tenth, at most\n" +
+      "  256).",
   );
   Deno.exit(0);
 }
@@ -194,8 +196,10 @@ const distillSeconds = Number(args["distill-seconds"]);
 if (!(distillSeconds > 0)) {
   fail(`--distill-seconds must be a positive number, got "${args["distill-seconds"]}"`);
 }
-const distillHeldOut = Number(args["distill-held-out"]);
-if (!(distillHeldOut > 0 && distillHeldOut < 1)) {
+const distillHeldOut = args["distill-held-out"] === undefined
+  ? undefined
+  : Number(args["distill-held-out"]);
+if (distillHeldOut !== undefined && !(distillHeldOut > 0 && distillHeldOut < 1)) {
   fail(`--distill-held-out must be a share in (0, 1), got "${args["distill-held-out"]}"`);
 }
 const distillSeed = Number(args["distill-seed"]);
