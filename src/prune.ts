@@ -247,7 +247,8 @@ export async function pruneModel(
   // Data that does not fill its dims is an invalid model, said with the tensor's name (the
   // shape rules read dims only and would not notice).
   for (const t of model.graph.initializer ?? []) {
-    // Tensors read lazily from a data file were measured against their dims when opened.
+    // Tensors read lazily (from a data file, or a one-file model's skeleton) were measured
+    // against their dims when opened.
     if (deferredRawData(t)) continue;
     if (t.rawData?.length) tensorRawBytes(t);
   }

@@ -228,10 +228,7 @@ export async function loadExternalData(model: ModelProto, modelPath: string): Pr
           `'${origin.location}', which has only ${fileSize} bytes (truncated data file?)`,
       );
     }
-    let expected = -1;
-    try {
-      expected = tensorNumel(t) * elementSize(t.dataType ?? 0);
-    } catch { /* strings etc.: no check */ }
+    const expected = dimsByteLength(t);
     if (expected >= 0 && expected !== length) {
       throw new PruneError(
         "bad-external-data",
@@ -245,6 +242,20 @@ export async function loadExternalData(model: ModelProto, modelPath: string): Pr
     (t as TensorWithOrigin)[EXTERNAL_ORIGIN] = { ...origin, length };
   }
   return [...files.keys()];
+}
+
+/**
+ * The bytes a tensor's dims and element type call for; -1 where they say nothing (strings, an
+ * unknown type).
+ *
+ * @example dimsByteLength(weight) // → 2359296 for a float32 [768, 768]
+ */
+export function dimsByteLength(t: TensorProto): number {
+  try {
+    return tensorNumel(t) * elementSize(t.dataType ?? 0);
+  } catch {
+    return -1;
+  }
 }
 
 /**
@@ -326,11 +337,7 @@ export function tensorDataSize(t: TensorProto): number {
   if (later) return later.length; // not read just to be measured
   const raw = t.rawData;
   if (raw && raw.length) return raw.length;
-  try {
-    return tensorNumel(t) * elementSize(t.dataType ?? 0);
-  } catch {
-    return 0;
-  }
+  return Math.max(0, dimsByteLength(t));
 }
 
 /** Whether a model has tensors that came from (or still point to) external data. */

@@ -10,8 +10,7 @@
  * @module
  */
 import { PruneError } from "../errors.ts";
-import { lazyRawData } from "./external_data.ts";
-import { elementSize, tensorNumel } from "./tensor.ts";
+import { dimsByteLength, lazyRawData } from "./external_data.ts";
 import type { ModelProto } from "./proto.ts";
 
 /** Raw data at least this long is left in the file until used. */
@@ -203,8 +202,9 @@ function skeletonOf(
 /**
  * Reads the one-file model at `path` with its large weights left in the file (see the module):
  * `decode` turns the skeleton's bytes into a model, whose initializers with at least `rawFrom`
- * bytes of raw data then read them from `path` when used. Undefined when the file is not laid out as expected (the caller
- * reads it whole). PruneError "truncated" when a field runs past the end of the file.
+ * bytes of raw data then read them from `path` when used. Undefined when the file is not laid
+ * out as expected (the caller reads it whole). PruneError "truncated" when a field runs past the
+ * end of the file.
  *
  * @example
  * const model = await readModelSkeleton("vit.onnx", (b) => decodeModel(b, "vit.onnx"));
@@ -227,12 +227,13 @@ export async function readModelSkeleton(
   for (const { index, offset, length } of skeleton.skipped) {
     const t = initializers[index];
     lazyRawData(t, path, offset, length);
-    let expected = -1;
-    try {
-      expected = tensorNumel(t) * elementSize(t.dataType ?? 0);
-    } catch { /* strings etc.: no check */ }
-    // Data that does not fill its dims is read now, for the check a whole read gets (prune.ts).
-    if (expected >= 0 && expected !== length) t.rawData = t.rawData;
+    const expected = dimsByteLength(t);
+    // Data that does not fill its dims is read now (the read bytes replace the reader), for the
+    // check a whole read gets (prune.ts).
+    if (expected >= 0 && expected !== length) {
+      const bytes = t.rawData!;
+      t.rawData = bytes;
+    }
   }
   return model;
 }
