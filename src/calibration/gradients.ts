@@ -5,8 +5,9 @@
  * the column of the reading layer's weight. Summed over samples per channel: Σ s (first-order
  * Taylor), Σ s² (the diagonal of the gates' Fisher information, an estimate of their Hessian)
  * and Σ |s|; for heads (cells of channels) Σ_samples |Σ_{j∈head} sⱼ|, Michel et al.'s head
- * importance, and Σ_samples (Σ_{j∈head} sⱼ)², the Fisher of the head's gate (Kwon et al.). The per-sample gate gradients come from the backward graph (autodiff/backward.ts)
- * run by onnxruntime in the statistics pass.
+ * importance, and Σ_samples (Σ_{j∈head} sⱼ)², the Fisher of the head's gate (Kwon et al.). The
+ * per-sample gate gradients come from the backward graph (autodiff/backward.ts) run by
+ * onnxruntime in the statistics pass.
  *
  * @module
  */

@@ -28,7 +28,7 @@ const PASS = new Set([
  * Whether the first output of `model`, of probed dims `dims`, holds one score per class per
  * sample: [batch, classes] with more than one class, computed from linear layers.
  *
- * @example isClassifierOutput(model, [2, 1000]) // → true for a ViT's head, false for pooled embeddings
+ * @example isClassifierOutput(vit, [2, 1000]) // → true (its head); false for a pooled embedding
  */
 export function isClassifierOutput(model: ModelProto, dims: number[]): boolean {
   if (dims.length !== 2 || !(dims[1] > 1)) return false;
