@@ -244,6 +244,7 @@ function distillFrom(v: OptionValues, options: RunOptions, s: (n: OptionName) =>
     "distill-loss",
     "temperature",
     "distill-hidden",
+    "distill-hidden-weight",
     "distill-embeddings",
   ] as const;
   if (v["distill-steps"] === undefined) {
@@ -281,6 +282,12 @@ function distillFrom(v: OptionValues, options: RunOptions, s: (n: OptionName) =>
     distill.temperature = parsePositive(s("temperature"), v.temperature);
   }
   if (v["distill-hidden"]) distill.hidden = true;
+  if (v["distill-hidden-weight"] !== undefined) {
+    if (!v["distill-hidden"]) {
+      throw new UsageError(`${s("distill-hidden-weight")} goes with ${s("distill-hidden")}`);
+    }
+    distill.hiddenWeight = parsePositive(s("distill-hidden-weight"), v["distill-hidden-weight"]);
+  }
   if (v["distill-embeddings"]) distill.trainEmbeddings = true;
   options.distill = distill;
 }

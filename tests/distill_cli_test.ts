@@ -76,20 +76,31 @@ Deno.test("cli: --distill-steps trains the pruned model, with a progress bar and
       "2",
     ]);
     assert.equal(r.code, 0, r.stderr);
-    const hidden = await cli([
-      ...common,
-      "-o",
-      `${dir}/hidden.onnx`,
-      "--distill-steps",
-      "4",
-      "--distill-batch-size",
-      "8",
-      "--distill-hidden",
-    ]);
+    // Block outputs matched, with their loss weighted 3 and (the default) 1.
+    const withHidden = (out: string, ...flags: string[]) =>
+      cli([
+        ...common,
+        "-o",
+        `${dir}/${out}`,
+        "--distill-steps",
+        "4",
+        "--distill-batch-size",
+        "8",
+        "--distill-hidden",
+        ...flags,
+      ]);
+    const hidden = await withHidden("hidden.onnx", "--distill-hidden-weight", "3");
     assert.equal(hidden.code, 0, hidden.stderr);
     assert.match(
       hidden.stdout,
       /distilled: \d+ steps \(.*\) on 36 samples, \d+ block outputs matched, /,
+    );
+    // The weight reaches the loss: weight 1 trains other weights.
+    const weightOne = await withHidden("hidden1.onnx");
+    assert.equal(weightOne.code, 0, weightOne.stderr);
+    assert.notDeepEqual(
+      await Deno.readFile(`${dir}/hidden.onnx`),
+      await Deno.readFile(`${dir}/hidden1.onnx`),
     );
     assert.match(r.stderr, /Processed 6\/6 distillation steps .* loss \d/);
     assert.match(r.stdout, /distilled: \d+ steps \(.*\) on 36 samples, held-out KL at T=2 /);
@@ -114,6 +125,14 @@ Deno.test("cli: distillation flags are checked, naming the flag", async () => {
       [["--lr", "1e-3"], /--lr goes with --distill-steps/],
       [["--distill-hidden", ...cal], /--distill-hidden goes with --distill-steps/],
       [["--seed", "1", ...cal], /--seed goes with --distill-steps/],
+      [
+        ["--distill-steps", "5", "--distill-hidden-weight", "3", ...cal],
+        /--distill-hidden-weight goes with --distill-hidden/,
+      ],
+      [
+        ["--distill-steps", "5", "--distill-hidden", "--distill-hidden-weight", "0", ...cal],
+        /--distill-hidden-weight: "0" is not a positive number/,
+      ],
       [["--distill-steps", "5"], /--distill-steps needs --calibration/],
       [["--distill-steps", "0", ...cal], /--distill-steps: "0" is not a positive integer/],
       [["--distill-steps", "5", "--lr", "-1", ...cal], /--lr: "-1" is not a positive number/],
