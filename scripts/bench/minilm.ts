@@ -86,6 +86,8 @@ const args = parseArgs({
     "distill-seed": { type: "string", default: "0" },
     "distill-max-length": { type: "string" },
     "distill-hidden": { type: "boolean", default: false },
+    "distill-hidden-weight": { type: "string" },
+    "min-heads": { type: "string" },
     "distill-embeddings": { type: "boolean", default: false },
     "distill-windows": { type: "string", default: "1" },
     "distill-held-out": { type: "string" },
@@ -105,10 +107,12 @@ function usage(): never {
       "         [--baseline JSON] [--json OUT] [--prepare] [--calibration N] [--heldout N]\n" +
       "         [--max-length N] [--ratios 0.5,0.25] [--criteria l2,l1,wanda,flap,apma,fisher,michel]\n" +
       "         [--compensations none,bias,reweight] [--allocations local,global]\n" +
-      "         [--batch-size N] [--ridge R] [--gram-stride N] [--search] [--search-only]\n" +
+      "         [--batch-size N] [--ridge R] [--gram-stride N] [--min-heads N] [--search]\n" +
+      "         [--search-only]\n" +
       "         [--distill-steps N [--distill-emails N] [--distill-lr X] [--distill-batch-size N]\n" +
       "          [--distill-loss cosine|mse|pooled] [--distill-seconds S] [--distill-seed S]\n" +
-      "          [--distill-max-length N] [--distill-hidden] [--distill-embeddings]\n" +
+      "          [--distill-max-length N] [--distill-hidden [--distill-hidden-weight W]]\n" +
+      "          [--distill-embeddings]\n" +
       "          [--distill-windows W] [--distill-held-out R]]\n" +
       `  --model defaults to ${DEFAULT_MODEL}; make it with\n    ${EXPORT_COMMAND}\n` +
       "  --vocab defaults to vocab.txt beside the model, --tokens to tokens/ beside it.\n" +
@@ -116,7 +120,8 @@ function usage(): never {
       "  --search adds the automatic choice (the library's default candidates) after the grid;\n" +
       "  --search-only runs it without the grid.\n" +
       "  --allocations: local (every block loses the ratio) and/or global, flap, isomorphic (heads\n" +
-      "  ranked across blocks; with heads as the only kind pruned the three give the same result).\n" +
+      "  ranked across blocks; with heads as the only kind pruned the three give the same result);\n" +
+      "  --min-heads N: every block keeps at least N heads.\n" +
       "  --distill-steps N > 0: each pruned model is then distilled from the original on further\n" +
       "  emails (--distill-emails, after the calibration and held-out ones), for at most\n" +
       "  --distill-seconds of training, and scored again; --distill-max-length cuts the\n" +
@@ -125,7 +130,8 @@ function usage(): never {
       "  consecutive pieces of each distillation email (each [CLS] … [SEP] in --distill-max-length\n" +
       "  tokens) instead of its beginning only; --distill-held-out R: the share of the distillation\n" +
       "  emails the library holds out for early stopping (default: the library's, a tenth, at most\n" +
-      "  256).",
+      "  256); --distill-hidden matches every block's output too, its loss weighted by\n" +
+      "  --distill-hidden-weight (default: the library's, 1).",
   );
   Deno.exit(0);
 }
@@ -201,6 +207,15 @@ const distillHeldOut = args["distill-held-out"] === undefined
   : Number(args["distill-held-out"]);
 if (distillHeldOut !== undefined && !(distillHeldOut > 0 && distillHeldOut < 1)) {
   fail(`--distill-held-out must be a share in (0, 1), got "${args["distill-held-out"]}"`);
+}
+const minHeads = args["min-heads"] === undefined
+  ? undefined
+  : positiveInt("min-heads", args["min-heads"]);
+const distillHiddenWeight = args["distill-hidden-weight"] === undefined
+  ? undefined
+  : Number(args["distill-hidden-weight"]);
+if (distillHiddenWeight !== undefined && !(distillHiddenWeight > 0)) {
+  fail(`--distill-hidden-weight must be a positive number, got "${args["distill-hidden-weight"]}"`);
 }
 const distillSeed = Number(args["distill-seed"]);
 if (!Number.isInteger(distillSeed)) {
@@ -650,6 +665,7 @@ async function distill(bytes: Uint8Array): Promise<Distilled> {
     seed: distillSeed,
     loss: distillLoss[0],
     hidden: args["distill-hidden"],
+    ...(distillHiddenWeight !== undefined ? { hiddenWeight: distillHiddenWeight } : {}),
     trainEmbeddings: args["distill-embeddings"],
     maxSeconds: distillSeconds,
     heldOut: distillHeldOut,
@@ -772,6 +788,9 @@ for (const ratio of args["search-only"] ? [] : ratios) {
             allocation,
             dimValues,
             core,
+            ...(minHeads !== undefined
+              ? { minKept: (_: unknown, kind: string) => kind === "heads" ? minHeads : 0 }
+              : {}),
             ...(ridge !== undefined ? { ridge } : {}),
             ...(gramStride !== undefined ? { gramStride } : {}),
             ...(calibrated ? { calibration } : {}),
@@ -928,6 +947,7 @@ if (args.json) {
         maxLength,
         ridge: ridge ?? "library default (0.01)",
         gramStride: gramStride ?? "library default (4)",
+        ...(minHeads !== undefined ? { minHeads } : {}),
         ...(distillSteps
           ? {
             distill: {
@@ -943,6 +963,7 @@ if (args.json) {
               seed: distillSeed,
               maxLength: distillMaxLength,
               hidden: args["distill-hidden"],
+              hiddenWeight: distillHiddenWeight ?? "library default (1)",
               loadAverage: Deno.loadavg(),
             },
           }
