@@ -10,6 +10,8 @@ import { startRegistry } from "../scripts/package/jsr_registry.ts";
 import { decodeModel } from "../src/onnx/model_io.ts";
 
 const MODEL = new URL("./fixtures/timm_vit.onnx", import.meta.url);
+const NETWORK_ENV =
+  /^(DENO_CERT|DENO_TLS_CA_STORE|NODE_EXTRA_CA_CERTS|SSL_CERT_FILE|SSL_CERT_DIR|HTTPS?_PROXY|NO_PROXY)$/i;
 
 /** Runs deno in `cwd` against the registry, in a cache of its own that shares npm packages. */
 async function deno(
@@ -50,6 +52,10 @@ Deno.test("the published package works from outside the repository: library and 
     await Deno.mkdir(join(user, "deno_dir"));
     await Deno.symlink(info.npmCache, join(user, "deno_dir", "npm"));
     const env = {
+      // How this machine reaches the npm registry (certificates, proxies) carries over.
+      ...Object.fromEntries(
+        Object.entries(Deno.env.toObject()).filter(([name]) => NETWORK_ENV.test(name)),
+      ),
       JSR_URL: registry.url,
       DENO_DIR: join(user, "deno_dir"),
       PATH: Deno.env.get("PATH") ?? "",
